@@ -1,0 +1,3 @@
+from ppkt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""Typed configuration: frozen dataclasses with documented fields, CLI overrides, YAML round trips.
+
+Every configurable part of ppkt is a frozen dataclass whose fields are declared with
+:func:`option`, which carries a one-line doc. Those docs become ``--help``; presets are
+plain functions in code that return a config; the command line overrides any leaf field
+with ``--section.field VALUE``; the resolved config is saved beside every run.
+
+Example::
+
+    @dataclass(frozen=True)
+    class LossConfig:
+        tau: float = option(0.04, "softmax temperature of the InfoNCE loss")
+
+    cfg = apply_overrides(LossConfig(), {"tau": "0.07"})
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+_DOC = "doc"
+
+
+def option(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with a doc string that becomes ``--help`` text."""
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata={_DOC: doc})
+    return dataclasses.field(default=default, metadata={_DOC: doc})
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def parse_value(tp: Any, text: Any, *, where: str = "value") -> Any:
+    """Convert ``text`` (a CLI string or a YAML scalar/list) to the declared field type ``tp``."""
+    inner, optional = _strip_optional(tp)
+    if optional and (text is None or (isinstance(text, str) and text.lower() in ("none", "null"))):
+        return None
+    origin = get_origin(inner)
+    if origin is Literal:
+        choices = get_args(inner)
+        for choice in choices:
+            if str(choice) == str(text):
+                return choice
+        raise ValueError(f"{where}: {text!r} is not one of {list(choices)}")
+    if origin in (tuple, list):
+        args = get_args(inner)
+        if isinstance(text, str):
+            items = [t for t in text.replace("(", "").replace(")", "").split(",") if t.strip() != ""]
+        else:
+            items = list(text)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(items) != len(args):
+                raise ValueError(f"{where}: expected {len(args)} comma-separated values, got {text!r}")
+            return tuple(parse_value(a, i, where=where) for a, i in zip(args, items, strict=False))
+        elem = args[0] if args else str
+        values = [parse_value(elem, i, where=where) for i in items]
+        return tuple(values) if origin is tuple else values
+    if inner is bool:
+        if isinstance(text, bool):
+            return text
+        low = str(text).strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{where}: {text!r} is not a boolean (true/false)")
+    if inner is int:
+        if isinstance(text, bool):
+            raise ValueError(f"{where}: expected an integer, got {text!r}")
+        if isinstance(text, float) and not text.is_integer():
+            raise ValueError(f"{where}: expected an integer, got {text!r}")
+        try:
+            return int(float(text)) if isinstance(text, str) and "e" in text.lower() else int(text)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: expected an integer, got {text!r}") from err
+    if inner is float:
+        try:
+            return float(text)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: expected a number, got {text!r}") from err
+    if inner is str:
+        return str(text)
+    if inner is Path:
+        return Path(text)
+    if _is_dataclass_type(inner):
+        if not isinstance(text, dict):
+            raise ValueError(f"{where}: expected a mapping for {inner.__name__}")
+        return config_from_dict(inner, text, where=where)
+    raise TypeError(f"{where}: unsupported config field type {tp!r}")
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (YAML-safe scalars, lists for tuples, strings for paths)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [convert(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return convert(cfg)
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config") -> T:
+    """Build ``cls`` from a nested dict; unknown keys are an error, missing keys take defaults."""
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown} for {cls.__name__} (known: {sorted(names)})")
+    kwargs = {k: parse_value(hints[k], v, where=f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
+    """All leaf fields of a nested config class as (dotted name, type, field)."""
+    out = []
+    hints = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        name = f"{prefix}{f.name}"
+        if _is_dataclass_type(tp):
+            out.extend(leaf_fields(tp, prefix=f"{name}."))
+        else:
+            out.append((name, tp, f))
+    return out
+
+
+def get_dotted(cfg: Any, dotted: str) -> Any:
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def replace_dotted(cfg: T, dotted: str, value: Any) -> T:
+    head, _, rest = dotted.partition(".")
+    if not any(f.name == head for f in dataclasses.fields(cfg)):
+        raise ValueError(f"unknown config key {dotted!r} in {type(cfg).__name__}")
+    if rest:
+        return dataclasses.replace(cfg, **{head: replace_dotted(getattr(cfg, head), rest, value)})
+    return dataclasses.replace(cfg, **{head: value})
+
+
+def apply_overrides(cfg: T, overrides: dict[str, Any]) -> T:
+    """Return ``cfg`` with dotted-key overrides (strings are parsed by the field's type)."""
+    types_by_name = {name: tp for name, tp, _ in leaf_fields(type(cfg))}
+    for key, raw in overrides.items():
+        if key not in types_by_name:
+            close = [n for n in types_by_name if n.endswith(key.split(".")[-1])]
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(f"unknown config key {key!r}{hint}")
+        cfg = replace_dotted(cfg, key, parse_value(types_by_name[key], raw, where=key))
+    return cfg
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str = "config") -> None:
+    """Add one ``--dotted.name VALUE`` option per leaf field; defaults come from the preset."""
+    group = parser.add_argument_group(title, "override any field of the preset")
+    for name, tp, f in leaf_fields(cls):
+        doc = f.metadata.get(_DOC, "")
+        inner, _ = _strip_optional(tp)
+        type_name = getattr(inner, "__name__", str(inner).replace("typing.", ""))
+        if get_origin(inner) is Literal:
+            type_name = "|".join(str(c) for c in get_args(inner))
+        group.add_argument(
+            f"--{name}",
+            dest=f"cfg:{name}",
+            metavar=type_name.upper() if get_origin(inner) is not Literal else "{" + type_name + "}",
+            default=argparse.SUPPRESS,
+            help=doc,
+        )
+
+
+def overrides_from_namespace(args: argparse.Namespace) -> dict[str, str]:
+    return {k[len("cfg:") :]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    from ppkt.utils.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from err
+    return config_from_dict(cls, data, where=str(path))
