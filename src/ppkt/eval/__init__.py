@@ -1,0 +1,1 @@
+"""Downstream evaluation: metrics, limited-label splits, fine-tuning and linear probing."""
