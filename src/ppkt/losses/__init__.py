@@ -1,0 +1,5 @@
+"""Losses, one per file."""
+
+from ppkt.losses.point_infonce import PointInfoNCE
+
+__all__ = ["PointInfoNCE"]
