@@ -32,7 +32,7 @@ def _zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
 
 
 def _sample_indices(count: int, num_pairs: int, generator: torch.Generator | None) -> torch.Tensor:
-    """``min(count, num_pairs)`` distinct indices in ``[0, count)`` (CPU), deterministic given ``generator``."""
+    """``min(count, num_pairs)`` distinct CPU indices in ``[0, count)``, deterministic per generator."""
     if count <= num_pairs:
         return torch.arange(count)
     return torch.randperm(count, generator=generator)[:num_pairs]
