@@ -1,0 +1,255 @@
+"""Limited-label training splits, drawn once per seed, saved as JSON and reused.
+
+Two kinds of label budget, as in the ScanNet data-efficient benchmark (Hou et al., "Exploring
+Data-Efficient 3D Scene Understanding with Contrastive Scene Contexts", CVPR 2021):
+
+* ``scenes``: a fraction of the training scenes keeps all its labels (1 %, 5 %, 10 %, 20 %,
+  100 %); the other scenes are not used. The number kept is ``max(1, round(fraction * n))``.
+* ``points``: every training scene is used, but only ``budget`` labelled points per scene (20, 50,
+  100, 200) keep their label, drawn uniformly among the scene's points that have a label; every
+  other point becomes the ignore label. A scene with fewer labelled points keeps them all.
+
+Reproducibility rules:
+
+* The draw depends only on the seed and the scene ids, never on file order: the pool of scene
+  ids is sorted, and the per-scene point draw is seeded by ``(seed, crc32(scene_id))``, so adding
+  a scene to the pool does not change the points drawn in the others.
+* Budgets of one seed are **nested**: the scenes of 1 % are among those of 5 %, the 20 points of
+  a scene are among its 50 (each draw is a prefix of one seeded permutation).
+* A split is written to ``<splits_dir>/<kind>-<budget>-seed<k>.json`` with its scene ids, each
+  scene's point count and (``points`` kind) the kept point indices. If the file exists it is
+  reused, after checking it against the data: a different pool of scenes, a scene whose point
+  count changed, or a kept point that lost its label is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ppkt.data.types import IGNORE_LABEL, LabeledScene
+from ppkt.utils.io import atomic_write_json
+
+SplitKind = Literal["scenes", "points"]
+SPLIT_FORMAT_VERSION = 1
+
+SCENE_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 1.0)
+"""Fractions of labelled scenes of the ScanNet data-efficient benchmark."""
+POINTS_PER_SCENE: tuple[int, ...] = (20, 50, 100, 200)
+"""Labelled points per scene of the ScanNet data-efficient benchmark."""
+
+
+class SplitMismatch(ValueError):
+    """A saved split does not match the data it is applied to."""
+
+
+def format_budget(kind: SplitKind, budget: float) -> str:
+    """Canonical text of a budget, as used in file names (``0.05``, ``1``, ``20``)."""
+    if kind == "scenes":
+        if not 0.0 < budget <= 1.0:
+            raise ValueError(f"a scene fraction must be in (0, 1], got {budget}")
+        return f"{float(budget):g}"
+    if kind == "points":
+        if budget < 1 or float(budget) != int(budget):
+            raise ValueError(f"a points-per-scene budget must be a positive integer, got {budget}")
+        return str(int(budget))
+    raise ValueError(f"unknown label split kind {kind!r} (expected 'scenes' or 'points')")
+
+
+def split_path(splits_dir: str | Path, kind: SplitKind, budget: float, seed: int) -> Path:
+    return Path(splits_dir) / f"{kind}-{format_budget(kind, budget)}-seed{int(seed)}.json"
+
+
+@dataclass(frozen=True)
+class LabelSplit:
+    """Which training scenes, and which of their points, keep labels.
+
+    Attributes:
+        kind: ``"scenes"`` or ``"points"``.
+        budget: scene fraction in (0, 1] or labelled points per scene.
+        seed: the seed of the draw.
+        pool: sorted ids of the training scenes the split was drawn from.
+        scenes: ids of the scenes used for training (sorted).
+        num_points: point count of each scene in ``scenes`` (checked when applied).
+        point_indices: ``points`` kind only: for each scene, sorted int64 indices of the points
+            that keep their label.
+    """
+
+    kind: SplitKind
+    budget: float
+    seed: int
+    pool: tuple[str, ...]
+    scenes: tuple[str, ...]
+    num_points: dict[str, int]
+    point_indices: dict[str, np.ndarray] | None = field(default=None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{format_budget(self.kind, self.budget)}-seed{self.seed}"
+
+    def apply(self, scene: LabeledScene, *, source: str = "split") -> LabeledScene:
+        """Return ``scene`` with the labels outside the split set to the ignore label.
+
+        Raises:
+            SplitMismatch: the scene is not in the split, its point count differs from the one
+                recorded, or a kept point has no label any more.
+        """
+        sid = scene.scene_id
+        if sid not in self.num_points:
+            raise SplitMismatch(f"{source}: scene {sid!r} is not part of split {self.name}")
+        if scene.num_points != self.num_points[sid]:
+            raise SplitMismatch(
+                f"{source}: scene {sid!r} has {scene.num_points} points but split {self.name} was drawn "
+                f"from {self.num_points[sid]}; the data changed, delete the split file to redraw it"
+            )
+        if self.point_indices is None:
+            return scene
+        keep = self.point_indices[sid]
+        kept_labels = scene.labels[keep]
+        if (kept_labels == IGNORE_LABEL).any():
+            raise SplitMismatch(
+                f"{source}: scene {sid!r}: {int((kept_labels == IGNORE_LABEL).sum())} points of split "
+                f"{self.name} have no label in the data; the labels changed, delete the split file"
+            )
+        labels = np.full_like(scene.labels, IGNORE_LABEL)
+        labels[keep] = kept_labels
+        return LabeledScene(
+            points=scene.points,
+            colors=scene.colors,
+            labels=labels,
+            scene_id=sid,
+            class_names=scene.class_names,
+        )
+
+    def to_json(self) -> dict:
+        scenes = {}
+        for sid in self.scenes:
+            entry: dict = {"num_points": int(self.num_points[sid])}
+            if self.point_indices is not None:
+                entry["point_indices"] = self.point_indices[sid].tolist()
+            scenes[sid] = entry
+        return {
+            "format_version": SPLIT_FORMAT_VERSION,
+            "kind": self.kind,
+            "budget": float(self.budget) if self.kind == "scenes" else int(self.budget),
+            "seed": int(self.seed),
+            "pool": list(self.pool),
+            "scenes": scenes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, *, source: str = "split") -> LabelSplit:
+        try:
+            if data.get("format_version") != SPLIT_FORMAT_VERSION:
+                raise SplitMismatch(f"{source}: unknown split format version {data.get('format_version')!r}")
+            kind = data["kind"]
+            scenes = data["scenes"]
+            indices = None
+            if kind == "points":
+                indices = {s: np.asarray(e["point_indices"], dtype=np.int64) for s, e in scenes.items()}
+            return cls(
+                kind=kind,
+                budget=data["budget"],
+                seed=int(data["seed"]),
+                pool=tuple(data["pool"]),
+                scenes=tuple(sorted(scenes)),
+                num_points={s: int(e["num_points"]) for s, e in scenes.items()},
+                point_indices=indices,
+            )
+        except (KeyError, TypeError) as err:
+            raise SplitMismatch(f"{source}: malformed split file ({err!r})") from err
+
+
+def _scene_rng(seed: int, scene_id: str) -> np.random.Generator:
+    return np.random.default_rng([int(seed), zlib.crc32(scene_id.encode("utf-8"))])
+
+
+def draw_scenes(pool: Sequence[str], fraction: float, seed: int) -> tuple[str, ...]:
+    """``max(1, round(fraction * n))`` scene ids; nested across fractions for one seed."""
+    format_budget("scenes", fraction)
+    ordered = sorted(pool)
+    if not ordered:
+        raise ValueError("cannot draw a scene split from an empty pool of scenes")
+    count = max(1, int(fraction * len(ordered) + 0.5))
+    order = np.random.default_rng(int(seed)).permutation(len(ordered))
+    return tuple(sorted(ordered[i] for i in order[:count]))
+
+
+def draw_points(labels: np.ndarray, budget: int, seed: int, scene_id: str) -> np.ndarray:
+    """Sorted indices of ``budget`` labelled points drawn uniformly (all if fewer are labelled)."""
+    format_budget("points", budget)
+    labelled = np.flatnonzero(np.asarray(labels) != IGNORE_LABEL)
+    order = _scene_rng(seed, scene_id).permutation(len(labelled))
+    return np.sort(labelled[order[: int(budget)]]).astype(np.int64)
+
+
+def create_split(
+    kind: SplitKind,
+    budget: float,
+    seed: int,
+    pool: Sequence[str],
+    read_labels: Callable[[str], np.ndarray],
+) -> LabelSplit:
+    """Draw a split; ``read_labels(scene_id) -> (N,) int64`` is called only for the kept scenes."""
+    format_budget(kind, budget)
+    pool_sorted = tuple(sorted(pool))
+    if len(set(pool_sorted)) != len(pool_sorted):
+        raise ValueError("the pool of scenes contains duplicate ids")
+    if kind == "scenes":
+        scenes = draw_scenes(pool_sorted, budget, seed)
+        num_points = {s: int(len(read_labels(s))) for s in scenes}
+        return LabelSplit(kind, float(budget), int(seed), pool_sorted, scenes, num_points)
+    if not pool_sorted:
+        raise ValueError("cannot draw a point split from an empty pool of scenes")
+    num_points, indices = {}, {}
+    for sid in pool_sorted:
+        labels = read_labels(sid)
+        num_points[sid] = int(len(labels))
+        indices[sid] = draw_points(labels, int(budget), seed, sid)
+    return LabelSplit(kind, int(budget), int(seed), pool_sorted, pool_sorted, num_points, indices)
+
+
+def load_or_create_split(
+    splits_dir: str | Path,
+    kind: SplitKind,
+    budget: float,
+    seed: int,
+    pool: Sequence[str],
+    read_labels: Callable[[str], np.ndarray],
+) -> LabelSplit:
+    """Reuse ``<splits_dir>/<kind>-<budget>-seed<k>.json`` if present (checked), else draw and save it.
+
+    Raises:
+        SplitMismatch: the saved split was drawn from a different pool of scenes or with
+            different parameters. (Point counts and labels are checked by ``LabelSplit.apply``.)
+    """
+    path = split_path(splits_dir, kind, budget, seed)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise SplitMismatch(f"{path}: not valid JSON ({err})") from err
+        split = LabelSplit.from_json(data, source=str(path))
+        if split.kind != kind or format_budget(kind, split.budget) != format_budget(kind, budget):
+            raise SplitMismatch(f"{path}: holds a {split.name} split, expected {kind} {budget}")
+        if split.seed != int(seed):
+            raise SplitMismatch(f"{path}: holds seed {split.seed}, expected {seed}")
+        pool_sorted = tuple(sorted(pool))
+        if split.pool != pool_sorted:
+            missing = sorted(set(split.pool) - set(pool_sorted))
+            extra = sorted(set(pool_sorted) - set(split.pool))
+            raise SplitMismatch(
+                f"{path}: drawn from a different list of training scenes "
+                f"(missing now: {missing[:10]}{' ...' if len(missing) > 10 else ''}; "
+                f"new: {extra[:10]}{' ...' if len(extra) > 10 else ''}); delete the file to redraw"
+            )
+        return split
+    split = create_split(kind, budget, seed, pool, read_labels)
+    atomic_write_json(path, split.to_json())
+    return split
