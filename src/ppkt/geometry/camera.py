@@ -1,0 +1,244 @@
+"""Pinhole camera maths: back-projection, rigid transforms, projection, pixel bookkeeping.
+
+Convention (docs/conventions.md): OpenCV camera frame (x right, y down, z forward), depth is the
+camera-frame z in metres, ``K = [[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` in pixels of the image it
+belongs to, ``uv = (column, row)`` floats with **pixel centres at integer uv** (pixel ``ij = (i, j)``
+covers ``u in [j - 0.5, j + 0.5)``, ``v in [i - 0.5, i + 0.5)``), sizes are ``(H, W)``.
+
+Every function takes and returns torch tensors, works on any device and in float32 or float64
+(computations follow the dtype of the points / depth; ``K`` and transforms are cast to it, and may
+be given as numpy arrays), and is differentiable in the point coordinates and depth values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+_DEFAULT_DTYPE = torch.float32
+
+
+def as_float_tensor(value, *, like: Tensor | None = None, name: str = "tensor") -> Tensor:
+    """Convert ``value`` (tensor, numpy array, nested sequence) to a floating tensor.
+
+    With ``like`` the result takes its dtype and device; otherwise a floating tensor keeps its
+    dtype and anything else becomes float32.
+    """
+    if like is not None:
+        out = torch.as_tensor(value, device=like.device)
+        if not out.is_floating_point() and not like.is_floating_point():
+            raise TypeError(f"{name}: expected floating point values, got {out.dtype}")
+        return out.to(like.dtype if like.is_floating_point() else out.dtype)
+    out = torch.as_tensor(value)
+    if not out.is_floating_point():
+        out = out.to(_DEFAULT_DTYPE)
+    return out
+
+
+def _intrinsics(K, like: Tensor) -> Tensor:
+    """``(..., 3, 3)`` intrinsics in ``like``'s dtype/device; a 4x4 (ScanNet files) is cut to 3x3."""
+    K = as_float_tensor(K, like=like, name="K")
+    if K.shape[-2:] == (4, 4):
+        K = K[..., :3, :3]
+    if K.shape[-2:] != (3, 3):
+        raise ValueError(f"K must have shape (..., 3, 3) or (..., 4, 4), got {tuple(K.shape)}")
+    return K
+
+
+def _check_points(points: Tensor, name: str = "points") -> None:
+    if not isinstance(points, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(points).__name__}")
+    if points.ndim < 2 or points.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape (..., N, 3), got {tuple(points.shape)}")
+    if not points.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {points.dtype}")
+
+
+def _check_hw(image_hw: Sequence[int], name: str = "image_hw") -> tuple[int, int]:
+    if len(image_hw) != 2:
+        raise ValueError(f"{name} must be (H, W), got {image_hw!r}")
+    H, W = int(image_hw[0]), int(image_hw[1])
+    if H <= 0 or W <= 0:
+        raise ValueError(f"{name} must be positive, got {(H, W)}")
+    return H, W
+
+
+def valid_depth_mask(depth: Tensor, *, min_depth: float = 0.0, max_depth: float = float("inf")) -> Tensor:
+    """``(H, W)`` bool: finite depth with ``min_depth < depth <= max_depth``.
+
+    0 (the sensor's "no reading"), negative, NaN and infinite values are always invalid.
+    """
+    return torch.isfinite(depth) & (depth > min_depth) & (depth <= max_depth)
+
+
+def unproject_depth(
+    depth: Tensor,
+    K,
+    *,
+    min_depth: float = 0.0,
+    max_depth: float = float("inf"),
+) -> tuple[Tensor, Tensor]:
+    """Back-project every valid pixel of a depth map to a camera-frame point.
+
+    Pixel ``ij = (i, j)`` with depth ``z`` (its centre is ``uv = (j, i)``) gives
+    ``x = (j - cx) * z / fx``, ``y = (i - cy) * z / fy`` (with a skew ``s``:
+    ``x = (j - cx - s * (i - cy) / fy) * z / fx``).
+
+    Args:
+        depth: ``(H, W)`` float depth in metres (camera-frame z).
+        K: ``(3, 3)`` (or ``(4, 4)``) intrinsics of the depth image.
+        min_depth: pixels with ``depth <= min_depth`` are dropped (0 = no reading).
+        max_depth: pixels with ``depth > max_depth`` are dropped. NaN/inf are always dropped.
+
+    Returns:
+        points_cam: ``(N, 3)`` points in the camera frame, dtype of ``depth``; differentiable
+            w.r.t. ``depth``.
+        ij: ``(N, 2)`` long ``(row, col)`` of the source pixels, in row-major order.
+    """
+    if not isinstance(depth, Tensor) or depth.ndim != 2:
+        raise ValueError(f"depth must be a (H, W) tensor, got {getattr(depth, 'shape', type(depth))}")
+    if not depth.is_floating_point():
+        raise TypeError(f"depth must be floating point metres, got {depth.dtype}")
+    K = _intrinsics(K, depth)
+    if K.ndim != 2:
+        raise ValueError(f"unproject_depth takes one (3, 3) K, got {tuple(K.shape)}")
+    H, W = depth.shape
+    valid = valid_depth_mask(depth, min_depth=min_depth, max_depth=max_depth)
+    ij = torch.nonzero(valid)  # row-major, as the pairs' order promises
+    z = depth[valid]
+    fx, fy, cx, cy, skew = K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[0, 1]
+    # Per-row / per-column ray factors: 2 small vectors instead of a full (H, W) grid.
+    ray_y = (torch.arange(H, device=depth.device, dtype=depth.dtype) - cy) / fy
+    ray_x = (torch.arange(W, device=depth.device, dtype=depth.dtype) - cx) / fx
+    ry = ray_y[ij[:, 0]]
+    rx = ray_x[ij[:, 1]]
+    rx = rx - skew * ry / fx  # skew is 0 for every dataset we know; the term keeps K general
+    points = torch.stack((rx * z, ry * z, z), dim=-1)
+    return points, ij
+
+
+def transform_points(a_from_b, points_b: Tensor) -> Tensor:
+    """Apply a rigid (or any affine) ``(..., 4, 4)`` transform to ``(..., N, 3)`` points.
+
+    ``p_a = R p_b + t`` with ``a_from_b = [[R, t], [0, 1]]``; leading dimensions broadcast
+    (``(B, 4, 4)`` with ``(B, N, 3)``). The transform is cast to the points' dtype and device.
+
+    Returns:
+        ``(..., N, 3)`` points in frame ``a``.
+    """
+    _check_points(points_b, "points_b")
+    T = as_float_tensor(a_from_b, like=points_b, name="a_from_b")
+    if T.shape[-2:] != (4, 4):
+        raise ValueError(f"a_from_b must have shape (..., 4, 4), got {tuple(T.shape)}")
+    R = T[..., :3, :3]
+    t = T[..., :3, 3]
+    return points_b @ R.transpose(-1, -2) + t.unsqueeze(-2)
+
+
+def project_points(points_cam: Tensor, K, image_hw: Sequence[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Project camera-frame points to pixel coordinates.
+
+    ``u = fx * x / z + s * y / z + cx``, ``v = fy * y / z + cy``; pixel centres at integer ``uv``,
+    so a point is in the image when ``-0.5 <= u < W - 0.5`` and ``-0.5 <= v < H - 0.5``.
+
+    Points with ``z <= 0`` (behind or on the camera plane) are never ``in_image``; their ``uv`` is
+    computed with ``z`` replaced by 1 so that it stays finite and gradients stay finite (it means
+    nothing: always use the mask). Points whose ``uv`` overflows are not ``in_image`` either.
+
+    Args:
+        points_cam: ``(..., N, 3)`` points in the camera frame.
+        K: ``(3, 3)`` or ``(..., 3, 3)`` intrinsics (``(4, 4)`` accepted and cut).
+        image_hw: ``(H, W)`` of the image ``K`` belongs to.
+
+    Returns:
+        uv: ``(..., N, 2)`` pixel coordinates (column, row).
+        depth: ``(..., N)`` camera-frame z.
+        in_image: ``(..., N)`` bool, in front of the camera and inside the image.
+    """
+    _check_points(points_cam, "points_cam")
+    H, W = _check_hw(image_hw)
+    K = _intrinsics(K, points_cam)
+    z = points_cam[..., 2]
+    in_front = z > 0
+    z_safe = torch.where(in_front, z, torch.ones_like(z))
+    xn = points_cam[..., 0] / z_safe
+    yn = points_cam[..., 1] / z_safe
+    fx, fy = K[..., 0, 0, None], K[..., 1, 1, None]
+    cx, cy, skew = K[..., 0, 2, None], K[..., 1, 2, None], K[..., 0, 1, None]
+    u = fx * xn + skew * yn + cx
+    v = fy * yn + cy
+    uv = torch.stack((u, v), dim=-1)
+    in_image = in_front & (u >= -0.5) & (u < W - 0.5) & (v >= -0.5) & (v < H - 0.5)
+    return uv, z, in_image
+
+
+def uv_to_ij(uv: Tensor) -> Tensor:
+    """``(..., 2)`` float ``uv`` -> ``(..., 2)`` long ``ij = (floor(v + 0.5), floor(u + 0.5))``.
+
+    The pixel whose square contains the point (pixel centres at integer ``uv``). Only meaningful
+    for finite ``uv``; bounds are not checked.
+    """
+    return torch.floor(uv.flip(-1) + 0.5).long()
+
+
+def uv_to_feature_ij(uv: Tensor, stride: int, feature_hw: Sequence[int] | None = None) -> Tensor:
+    """Feature-map cell ``(row, col)`` of a stride-``stride`` map that contains pixel ``uv``.
+
+    Cell ``k`` covers image pixels ``[k * stride, (k + 1) * stride)``, so the cell is
+    ``floor(floor(uv + 0.5) / stride)`` = ``floor((uv + 0.5) / stride)`` for an integer stride.
+    With ``feature_hw`` the result is clamped into the map (a map of ``floor(H / stride)`` rows
+    drops the last partial cell; its pixels go to the last row).
+
+    Returns:
+        ``(..., 2)`` long ``(row, col)``.
+    """
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    ij = torch.div(uv_to_ij(uv), int(stride), rounding_mode="floor")
+    if feature_hw is not None:
+        h, w = _check_hw(feature_hw, "feature_hw")
+        ij = torch.stack((ij[..., 0].clamp(0, h - 1), ij[..., 1].clamp(0, w - 1)), dim=-1)
+    return ij
+
+
+def normalized_grid_coords(uv: Tensor, image_hw: Sequence[int]) -> Tensor:
+    """Pixel ``uv`` -> ``grid`` coordinates for ``F.grid_sample(..., align_corners=False)``.
+
+    ``x = (2u + 1) / W - 1``, ``y = (2v + 1) / H - 1`` with ``(H, W)`` the *image* size, so a
+    feature map of any stride covering the image is sampled at the right place: pixel centre
+    ``u = j`` of a stride-``s`` map lands at feature coordinate ``(j + 0.5) / s - 0.5``.
+
+    Returns:
+        ``(..., 2)`` (x, y) in ``[-1, 1]`` for points inside the image.
+    """
+    H, W = _check_hw(image_hw)
+    scale = uv.new_tensor([2.0 / W, 2.0 / H])
+    return (uv + 0.5) * scale - 1.0
+
+
+def scale_intrinsics(K, from_hw: Sequence[int], to_hw: Sequence[int]) -> Tensor:
+    """Intrinsics of an image resized from ``from_hw`` to ``to_hw``.
+
+    With ``sx = W' / W`` and ``sy = H' / H`` a pixel moves as ``u' = (u + 0.5) * sx - 0.5``, so
+    ``fx' = fx * sx``, ``cx' = (cx + 0.5) * sx - 0.5`` (likewise ``fy``, ``cy``; skew scales with
+    ``sx``). Accepts ``(..., 3, 3)`` (returned as 3x3; a ``(4, 4)`` input is cut).
+
+    Returns:
+        ``(..., 3, 3)`` intrinsics, float (same dtype as a floating input tensor, else float64).
+    """
+    H, W = _check_hw(from_hw, "from_hw")
+    H2, W2 = _check_hw(to_hw, "to_hw")
+    K_t = torch.as_tensor(K)
+    if not K_t.is_floating_point():
+        K_t = K_t.double()
+    K_t = _intrinsics(K_t, K_t)
+    sx, sy = W2 / W, H2 / H
+    out = K_t.clone()
+    out[..., 0, 0] = K_t[..., 0, 0] * sx
+    out[..., 0, 1] = K_t[..., 0, 1] * sx
+    out[..., 0, 2] = (K_t[..., 0, 2] + 0.5) * sx - 0.5
+    out[..., 1, 1] = K_t[..., 1, 1] * sy
+    out[..., 1, 2] = (K_t[..., 1, 2] + 0.5) * sy - 0.5
+    return out

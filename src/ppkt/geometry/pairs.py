@@ -1,0 +1,231 @@
+"""Pixel-to-point pairs of one frame: which 3D point is seen at which pixel of which image.
+
+Convention: ``uv`` = (column, row) floats with pixel centres at integer ``uv``
+(docs/conventions.md); points are in the sensor frame (the depth camera for RGB-D, the lidar
+for lidar + cameras). Pairs feed the teacher side (features sampled at ``uv``) and the 3D side
+(features of ``points[point_index]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ppkt.data.types import CameraImage
+from ppkt.geometry.camera import (
+    _check_hw,
+    as_float_tensor,
+    normalized_grid_coords,
+    project_points,
+    transform_points,
+    unproject_depth,
+    uv_to_feature_ij,
+    uv_to_ij,
+)
+from ppkt.geometry.visibility import zbuffer_visible
+
+
+@dataclass
+class Pairs:
+    """Pixel-point pairs of one frame (``P`` pairs over ``N`` points and ``len(image_hw)`` images).
+
+    Attributes:
+        points: ``(N, 3)`` float32 points in the sensor frame (depth camera / lidar).
+        point_index: ``(P,)`` long, index into ``points``.
+        image_index: ``(P,)`` long, index of the image the pixel belongs to.
+        uv: ``(P, 2)`` float32 (column, row) pixel coordinates in image ``image_index``, pixel
+            centres at integer ``uv``; always inside that image.
+        image_hw: ``(H, W)`` of every image, indexed by ``image_index`` (empty = unknown, then
+            ``image_index`` and ``uv`` are not range-checked).
+    """
+
+    points: Tensor
+    point_index: Tensor
+    image_index: Tensor
+    uv: Tensor
+    image_hw: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        p, pi, ii, uv = self.points, self.point_index, self.image_index, self.uv
+        for name, t in (("points", p), ("point_index", pi), ("image_index", ii), ("uv", uv)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"Pairs.{name} must be a torch.Tensor, got {type(t).__name__}")
+        if p.ndim != 2 or p.shape[1] != 3 or not p.is_floating_point():
+            raise ValueError(f"Pairs.points must be (N, 3) float, got {tuple(p.shape)} {p.dtype}")
+        if pi.ndim != 1 or pi.dtype != torch.long:
+            raise ValueError(f"Pairs.point_index must be (P,) long, got {tuple(pi.shape)} {pi.dtype}")
+        P = pi.shape[0]
+        if ii.shape != (P,) or ii.dtype != torch.long:
+            raise ValueError(f"Pairs.image_index must be ({P},) long, got {tuple(ii.shape)} {ii.dtype}")
+        if uv.shape != (P, 2) or not uv.is_floating_point():
+            raise ValueError(f"Pairs.uv must be ({P}, 2) float, got {tuple(uv.shape)} {uv.dtype}")
+        devices = {t.device for t in (p, pi, ii, uv)}
+        if len(devices) != 1:
+            raise ValueError(f"Pairs tensors are on different devices: {sorted(map(str, devices))}")
+        self.image_hw = tuple(_check_hw(hw, "Pairs.image_hw entry") for hw in self.image_hw)
+        if P == 0:
+            return
+        if int(pi.min()) < 0 or int(pi.max()) >= p.shape[0]:
+            raise ValueError(f"Pairs.point_index out of range [0, {p.shape[0]})")
+        if int(ii.min()) < 0:
+            raise ValueError("Pairs.image_index has negative entries")
+        if self.image_hw:
+            if int(ii.max()) >= len(self.image_hw):
+                raise ValueError(f"Pairs.image_index out of range [0, {len(self.image_hw)})")
+            hw = torch.tensor(self.image_hw, dtype=uv.dtype, device=uv.device)[ii]
+            inside = (uv >= -0.5) & (uv < hw.flip(-1) - 0.5)
+            if not bool(inside.all()):
+                raise ValueError("Pairs.uv has pixels outside their image")
+
+    def __len__(self) -> int:
+        """Number of pairs ``P``."""
+        return int(self.point_index.shape[0])
+
+    @property
+    def num_points(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.points.device
+
+    def to(self, device) -> Pairs:
+        """A copy on ``device``."""
+        return Pairs(
+            self.points.to(device),
+            self.point_index.to(device),
+            self.image_index.to(device),
+            self.uv.to(device),
+            self.image_hw,
+        )
+
+    def select(self, mask: Tensor) -> Pairs:
+        """The pairs where ``mask`` (``(P,)`` bool, or long indices) is set; the points are kept."""
+        if mask.dtype == torch.bool and mask.shape != (len(self),):
+            raise ValueError(f"Pairs.select: bool mask must be ({len(self)},), got {tuple(mask.shape)}")
+        pi, ii, uv = self.point_index[mask], self.image_index[mask], self.uv[mask]
+        return Pairs(self.points, pi, ii, uv, self.image_hw)
+
+    def pixel_ij(self) -> Tensor:
+        """``(P, 2)`` long (row, col) of the pixel each pair lands in."""
+        return uv_to_ij(self.uv)
+
+    def feature_ij(self, stride: int, feature_hw: Sequence[int] | None = None) -> Tensor:
+        """``(P, 2)`` long (row, col) of the stride-``stride`` feature cell containing each pixel."""
+        return uv_to_feature_ij(self.uv, stride, feature_hw)
+
+    def grid_coords(self) -> Tensor:
+        """``(P, 2)`` ``grid_sample(align_corners=False)`` coordinates of each pair in its image."""
+        if not self.image_hw:
+            raise ValueError("Pairs.grid_coords needs image_hw")
+        if len(set(self.image_hw)) == 1:
+            return normalized_grid_coords(self.uv, self.image_hw[0])
+        hw = torch.tensor(self.image_hw, dtype=self.uv.dtype, device=self.uv.device)[self.image_index]
+        return (2 * self.uv + 1) / hw.flip(-1) - 1
+
+
+def _inside_after_cast(uv: Tensor, image_hw: tuple[int, int]) -> Tensor:
+    """Still inside the image once rounded to float32 (a float64 ``u`` just below ``W - 0.5`` may
+    round up onto the border)."""
+    uv32 = uv.float()
+    H, W = image_hw
+    return (uv32[:, 0] >= -0.5) & (uv32[:, 0] < W - 0.5) & (uv32[:, 1] >= -0.5) & (uv32[:, 1] < H - 0.5)
+
+
+def rgbd_pairs(
+    depth: Tensor,
+    K_depth,
+    K_color,
+    color_hw: Sequence[int],
+    *,
+    color_from_depth=None,
+    min_depth: float = 0.0,
+    max_depth: float = float("inf"),
+) -> Pairs:
+    """Pairs of one RGB-D frame whose colour and depth images may differ in size and intrinsics.
+
+    Every valid depth pixel (see :func:`unproject_depth`) gives a point in the depth camera frame;
+    it is moved to the colour camera (``color_from_depth``, identity when None, as for ScanNet's
+    registered exports) and projected with ``K_color``. Points landing outside the colour image
+    are dropped from ``points`` (they would have no colour); every kept point has exactly one pair.
+
+    Args:
+        depth: ``(h, w)`` depth in metres.
+        K_depth: ``(3, 3)`` intrinsics of the depth image.
+        K_color: ``(3, 3)`` intrinsics of the colour image.
+        color_hw: ``(H, W)`` of the colour image.
+        color_from_depth: optional ``(4, 4)`` transform from the depth to the colour camera.
+        min_depth, max_depth: valid depth range (exclusive / inclusive), metres.
+
+    Returns:
+        :class:`Pairs` with ``point_index = arange(N)``, ``image_index = 0``, points in row-major
+        order of their depth pixels, ``image_hw = (color_hw,)``.
+    """
+    color_hw = _check_hw(color_hw, "color_hw")
+    with torch.no_grad():
+        depth = as_float_tensor(depth)
+        points, _ = unproject_depth(depth, K_depth, min_depth=min_depth, max_depth=max_depth)
+        in_color = points if color_from_depth is None else transform_points(color_from_depth, points)
+        uv, _, in_image = project_points(in_color, K_color, color_hw)
+        keep = in_image & _inside_after_cast(uv, color_hw)
+        points = points[keep].float()
+        uv = uv[keep].float()
+        n = points.shape[0]
+        index = torch.arange(n, device=points.device)
+        return Pairs(points, index, torch.zeros_like(index), uv, (color_hw,))
+
+
+def lidar_camera_pairs(
+    points,
+    cameras: Sequence[CameraImage],
+    *,
+    min_depth: float = 1.0,
+    occlusion: bool = True,
+    radius_px: int = 0,
+    depth_tol: float = 0.1,
+) -> Pairs:
+    """Pairs of a lidar sweep with its calibrated cameras.
+
+    Each point gives one pair per camera in whose image it lands with camera depth
+    ``> min_depth`` (SLidR uses 1 m, which also drops points on the ego vehicle). With
+    ``occlusion`` only the points that pass :func:`zbuffer_visible` (``radius_px``,
+    ``depth_tol``) in that camera are paired, so background points seen "through" a foreground
+    object are not matched to its pixels.
+
+    Args:
+        points: ``(N, 3)`` lidar-frame points (tensor or numpy array).
+        cameras: the sample's :class:`~ppkt.data.types.CameraImage` list (numpy ``K``,
+            ``camera_from_lidar``, ``image``).
+
+    Returns:
+        :class:`Pairs` over all ``N`` points (points without a pair stay in ``points``), pairs
+        grouped by camera and within a camera in point order, ``image_hw`` = the cameras' sizes.
+    """
+    with torch.no_grad():
+        points = as_float_tensor(points)
+        if points.ndim != 2 or points.shape[-1] != 3:
+            raise ValueError(f"points must be (N, 3), got {tuple(points.shape)}")
+        device = points.device
+        point_index, image_index, uvs = [], [], []
+        for c, cam in enumerate(cameras):
+            cam_points = transform_points(cam.camera_from_lidar, points)
+            uv, z, in_image = project_points(cam_points, cam.K, cam.hw)
+            keep = in_image & (z > min_depth) & _inside_after_cast(uv, cam.hw)
+            idx = torch.nonzero(keep).squeeze(1)
+            if occlusion and idx.numel() > 0:
+                visible = zbuffer_visible(
+                    cam_points[idx], cam.K, cam.hw, radius_px=radius_px, depth_tol=depth_tol
+                )
+                idx = idx[visible]
+            point_index.append(idx)
+            image_index.append(torch.full_like(idx, c))
+            uvs.append(uv[idx].float())
+        if point_index:
+            pi, ii, uv = torch.cat(point_index), torch.cat(image_index), torch.cat(uvs)
+        else:
+            pi = torch.zeros(0, dtype=torch.long, device=device)
+            ii, uv = pi.clone(), torch.zeros(0, 2, dtype=torch.float32, device=device)
+        return Pairs(points.float(), pi, ii, uv, tuple(cam.hw for cam in cameras))
