@@ -1,0 +1,237 @@
+"""Shared pieces of the lidar + camera readers (nuScenes, KITTI, SemanticKITTI).
+
+Binary point and label files, calibration text files, quaternions, rigid transforms and the
+decomposition of a rectified KITTI projection matrix. Every reader error is a
+:class:`LidarDataError` naming the file and the problem, with a short ``reason`` that
+``ppkt check-data`` uses to count skipped samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from ppkt.data.types import LidarCameraSample
+
+
+class LidarDataError(ValueError):
+    """A file of a lidar dataset is missing, truncated or inconsistent.
+
+    Attributes:
+        path: the offending file.
+        reason: short machine-friendly reason ("missing", "truncated", "bad_calibration",
+            "bad_label", "bad_image", "mismatch"), used to count skips when scanning a dataset.
+    """
+
+    def __init__(self, path: str | Path, reason: str, message: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {message}")
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise LidarDataError(path, "missing", f"missing {what}")
+    return path
+
+
+def read_float_records(path: str | Path, fields: int) -> np.ndarray:
+    """Read a headerless little-endian float32 file of ``fields`` values per point.
+
+    KITTI/SemanticKITTI ``.bin`` have 4 fields (x, y, z, reflectance), nuScenes ``.pcd.bin``
+    have 5 (x, y, z, intensity, ring index).
+
+    Returns:
+        ``(N, fields)`` float32.
+
+    Raises:
+        LidarDataError: missing file, or a size that is not a whole number of records
+            (a truncated download or a file with another record size).
+    """
+    path = Path(path)
+    require_file(path, "point file")
+    record = 4 * fields
+    size = path.stat().st_size
+    if size % record != 0:
+        raise LidarDataError(
+            path,
+            "truncated",
+            f"size {size} bytes is not a multiple of {record} ({fields} float32 per point): "
+            "truncated or not this dataset's point format",
+        )
+    return np.fromfile(path, dtype="<f4").reshape(-1, fields)
+
+
+def read_uint_records(path: str | Path, dtype: str, expected_count: int | None = None) -> np.ndarray:
+    """Read a headerless array of unsigned integers (labels), checking its length.
+
+    Args:
+        dtype: numpy dtype string, e.g. ``"<u4"`` (SemanticKITTI) or ``"u1"`` (nuScenes lidarseg).
+        expected_count: number of points the labels belong to, if known.
+    """
+    path = Path(path)
+    require_file(path, "label file")
+    itemsize = np.dtype(dtype).itemsize
+    size = path.stat().st_size
+    if size % itemsize != 0:
+        raise LidarDataError(path, "truncated", f"size {size} bytes is not a multiple of {itemsize}")
+    values = np.fromfile(path, dtype=dtype)
+    if expected_count is not None and values.shape[0] != expected_count:
+        raise LidarDataError(
+            path, "mismatch", f"{values.shape[0]} labels for a point cloud of {expected_count} points"
+        )
+    return values
+
+
+def map_labels(raw: np.ndarray, lut: np.ndarray, path: str | Path) -> np.ndarray:
+    """Map raw label ids through a lookup table whose unknown entries are ``-2``.
+
+    Entries of ``lut`` are target class ids, ``IGNORE_LABEL`` (-1) for known-but-ignored ids, or
+    ``-2`` for ids the dataset does not define; a raw id outside the table or marked ``-2``
+    is an error (a corrupt file or a different label definition), not a silent ignore.
+    """
+    raw = np.asarray(raw).astype(np.int64)
+    bad = (raw < 0) | (raw >= lut.shape[0])
+    if not bad.any():
+        mapped = lut[raw]
+        bad = mapped == -2
+        if not bad.any():
+            return mapped
+    unknown = np.unique(raw[bad])
+    raise LidarDataError(
+        path, "bad_label", f"unknown label ids {unknown[:10].tolist()} ({int(bad.sum())} points)"
+    )
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB."""
+    path = Path(path)
+    require_file(path, "camera image")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except OSError as error:
+        raise LidarDataError(path, "bad_image", f"unreadable image ({error})") from error
+
+
+def read_calibration_text(path: str | Path) -> dict[str, np.ndarray]:
+    """Parse a KITTI-style ``key: v1 v2 ...`` calibration file into float64 arrays.
+
+    Lines whose values are not all numbers (``calib_time: 09-Jan-2012 13:57:47``) are skipped;
+    blank lines are allowed.
+    """
+    path = Path(path)
+    require_file(path, "calibration file")
+    values: dict[str, np.ndarray] = {}
+    for line in path.read_text().splitlines():
+        if ":" not in line:
+            continue
+        key, _, rest = line.partition(":")
+        try:
+            numbers = np.array([float(v) for v in rest.split()], dtype=np.float64)
+        except ValueError:
+            continue
+        values[key.strip()] = numbers
+    return values
+
+
+def calibration_matrix(
+    calib: dict[str, np.ndarray], key: str, shape: tuple[int, int], path: Path
+) -> np.ndarray:
+    """Fetch ``key`` from a parsed calibration file as a finite matrix of ``shape``."""
+    if key not in calib:
+        raise LidarDataError(path, "bad_calibration", f"missing calibration entry {key!r}")
+    value = calib[key]
+    if value.size != shape[0] * shape[1]:
+        raise LidarDataError(
+            path, "bad_calibration", f"{key} has {value.size} values, expected {shape[0] * shape[1]}"
+        )
+    if not np.isfinite(value).all():
+        raise LidarDataError(path, "bad_calibration", f"{key} has non-finite values")
+    return value.reshape(shape)
+
+
+def homogeneous(matrix: np.ndarray) -> np.ndarray:
+    """Embed a ``(3, 3)`` rotation or ``(3, 4)`` rigid matrix in a ``(4, 4)`` transform."""
+    out = np.eye(4, dtype=np.float64)
+    out[: matrix.shape[0], : matrix.shape[1]] = matrix
+    return out
+
+
+def quaternion_to_rotation(q_wxyz) -> np.ndarray:
+    """Rotation matrix ``(3, 3)`` of a quaternion given as ``(w, x, y, z)`` (nuScenes order).
+
+    The quaternion is normalised first (stored quaternions carry rounding error); a zero or
+    non-finite quaternion raises ValueError.
+    """
+    q = np.asarray(q_wxyz, dtype=np.float64)
+    norm = np.linalg.norm(q) if q.shape == (4,) else 0.0
+    if q.shape != (4,) or not np.isfinite(norm) or norm < 1e-12:
+        raise ValueError(f"not a rotation quaternion (w, x, y, z): {q_wxyz!r}")
+    w, x, y, z = q / norm
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def rigid_transform(rotation: np.ndarray, translation) -> np.ndarray:
+    """``(4, 4)`` transform ``[R | t]`` (the parent-from-child pose of a sensor or vehicle)."""
+    out = np.eye(4, dtype=np.float64)
+    out[:3, :3] = rotation
+    out[:3, 3] = np.asarray(translation, dtype=np.float64)
+    return out
+
+
+def invert_rigid(a_from_b: np.ndarray) -> np.ndarray:
+    """``b_from_a`` of a rigid ``a_from_b`` (exact: uses the transpose of the rotation)."""
+    rotation = a_from_b[:3, :3]
+    out = np.eye(4, dtype=np.float64)
+    out[:3, :3] = rotation.T
+    out[:3, 3] = -rotation.T @ a_from_b[:3, 3]
+    return out
+
+
+def decompose_rectified_projection(P: np.ndarray, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Split a rectified KITTI projection ``P = K @ [I | t]`` into ``K`` and ``camera_from_rect``.
+
+    The rectified cameras share the rotation of the reference camera 0; ``P[:, 3] = K @ t`` is the
+    offset (mostly the stereo baseline) of this camera with respect to it, so ``t = K^-1 P[:, 3]``.
+    Projecting with ``K @ camera_from_rect[:3]`` reproduces ``P`` exactly.
+
+    Returns:
+        ``K (3, 3)``, ``camera_from_rect (4, 4)`` (pure translation).
+    """
+    K = np.array(P[:, :3], dtype=np.float64)
+    if abs(K[2, 2]) < 1e-12 or abs(K[0, 0]) < 1e-12 or abs(K[1, 1]) < 1e-12 or abs(K[1, 0]) > 1e-9:
+        raise LidarDataError(
+            path or Path("<calibration>"), "bad_calibration", f"not a rectified projection: {P}"
+        )
+    # P[:, :3] can carry a scale in its last row (never in KITTI, but cheap to normalise).
+    scale = K[2, 2]
+    K = K / scale
+    offset = np.asarray(P[:, 3], dtype=np.float64) / scale
+    camera_from_rect = np.eye(4)
+    camera_from_rect[:3, 3] = np.linalg.solve(K, offset)
+    return K, camera_from_rect
+
+
+def sample_pairs(sample: LidarCameraSample, *, min_depth: float = 1.0, occlusion: bool = True):
+    """Pixel<->point pairs of a lidar sample (``ppkt.geometry.lidar_camera_pairs`` on its cameras).
+
+    Returns:
+        ``ppkt.geometry.Pairs`` with points in the lidar frame.
+    """
+    import torch
+
+    from ppkt.geometry import lidar_camera_pairs
+
+    points = torch.from_numpy(np.ascontiguousarray(sample.points, dtype=np.float32))
+    return lidar_camera_pairs(points, sample.images, min_depth=min_depth, occlusion=occlusion)

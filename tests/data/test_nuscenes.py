@@ -1,0 +1,214 @@
+import numpy as np
+import pytest
+from outdoor_fixtures import (
+    FOCAL,
+    IMAGE_HW,
+    NUSC_CAMERA_YAW_DEG,
+    fixture_K,
+    nusc_camera_extrinsics,
+    nusc_camera_time,
+    nusc_ego_pose,
+    nusc_global_from_camera,
+    nusc_lidar_from_global,
+    pose_matrix,
+    write_nuscenes,
+)
+from scipy.spatial.transform import Rotation
+
+from ppkt.data.lidar_common import LidarDataError, quaternion_to_rotation
+from ppkt.data.nuscenes import (
+    GENERAL_TO_NUSCENES16,
+    LIDARSEG_GENERAL_CLASSES,
+    NUSCENES16_CLASS_NAMES,
+    NUSCENES_CAMERAS,
+    NUSCENES_VAL_SCENES,
+    NuScenesSamples,
+    general_to_nuscenes16_lut,
+    resolve_split,
+)
+from ppkt.data.types import IGNORE_LABEL
+
+
+def project(camera, points_lidar):
+    """Test-side pinhole projection (independent of ppkt.geometry)."""
+    homogeneous = np.concatenate([points_lidar, np.ones((len(points_lidar), 1))], axis=1)
+    cam = (camera.camera_from_lidar @ homogeneous.T).T[:, :3]
+    uvw = (camera.K @ cam.T).T
+    return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
+
+
+def plant_points(path, points_lidar):
+    values = np.zeros((len(points_lidar), 5), dtype="<f4")
+    values[:, :3] = points_lidar
+    values.tofile(path)
+
+
+def test_reads_samples_in_scene_order_with_six_cameras(tmp_path):
+    fx = write_nuscenes(tmp_path, samples_per_scene=3)
+    data = NuScenesSamples(tmp_path, version="v1.0-mini")
+    assert len(data) == 6 and data.skipped == {}
+    assert [r.sample_token for r in data.records] == fx.sample_tokens
+    sample = data[1]
+    raw = np.fromfile(fx.lidar_paths[1], dtype="<f4").reshape(-1, 5)
+    assert sample.points.dtype == np.float32 and np.array_equal(sample.points, raw[:, :3])
+    assert np.array_equal(sample.intensity, raw[:, 3])
+    assert [c.name for c in sample.images] == list(NUSCENES_CAMERAS)
+    assert all(c.hw == IMAGE_HW and c.image.dtype == np.uint8 for c in sample.images)
+    assert np.allclose(sample.images[0].K, fixture_K())
+    # Each camera has its own image (the fixture paints camera i with red = 30 i).
+    reds = [int(np.median(c.image[..., 0])) for c in sample.images]
+    assert all(
+        abs(r - 30 * list(NUSC_CAMERA_YAW_DEG).index(c.name)) <= 3
+        for r, c in zip(reds, sample.images, strict=True)
+    )
+    assert sample.labels is None and sample.sample_id == fx.sample_tokens[1]
+
+
+def test_point_straight_ahead_of_each_camera_lands_on_principal_point(tmp_path):
+    """Hand-known pixels: a point 10 m along a camera's optical axis (at the camera's own time)
+    projects to (cx, cy); 1 m to its right at 10 m projects FOCAL / 10 pixels right."""
+    fx = write_nuscenes(tmp_path, samples_per_scene=1)
+    lidar_time = fx.lidar_times[0]
+    planted = []
+    for channel in NUSCENES_CAMERAS:
+        global_from_camera = nusc_global_from_camera(lidar_time, channel)
+        for cam_point in ([0.0, 0.0, 10.0], [1.0, 0.0, 10.0], [0.0, -2.0, 20.0]):
+            world = global_from_camera @ np.array([*cam_point, 1.0])
+            planted.append((nusc_lidar_from_global(lidar_time) @ world)[:3])
+    plant_points(fx.lidar_paths[0], np.array(planted))
+    sample = NuScenesSamples(tmp_path)[0]
+    cx, cy = fixture_K()[0, 2], fixture_K()[1, 2]
+    expected = np.array([[cx, cy], [cx + FOCAL / 10, cy], [cx, cy - FOCAL * 2 / 20]])
+    for k, camera in enumerate(sample.images):
+        uv, depth = project(camera, sample.points[3 * k : 3 * k + 3].astype(np.float64))
+        assert np.allclose(uv, expected, atol=2e-3), camera.name  # float32 points at ~1 km from origin
+        assert np.allclose(depth, [10, 10, 20], atol=1e-4)
+
+
+def test_transform_matches_independent_composition_and_uses_each_sensor_time(tmp_path):
+    fx = write_nuscenes(tmp_path, samples_per_scene=1)
+    sample = NuScenesSamples(tmp_path)[0]
+    lidar_time = fx.lidar_times[0]
+    for camera in sample.images:
+        independent = np.linalg.inv(nusc_global_from_camera(lidar_time, camera.name)) @ np.linalg.inv(
+            nusc_lidar_from_global(lidar_time)
+        )
+        assert np.allclose(camera.camera_from_lidar, independent, atol=1e-9)
+        assert np.allclose(camera.camera_from_lidar[3], [0, 0, 0, 1])
+        assert np.allclose(camera.camera_from_lidar[:3, :3] @ camera.camera_from_lidar[:3, :3].T, np.eye(3))
+        # Composing with the ego pose at the lidar time instead would be off by the car's motion.
+        ego_rot, ego_t = nusc_ego_pose(lidar_time)
+        rot, t = nusc_camera_extrinsics(camera.name)
+        wrong = np.linalg.inv(pose_matrix(ego_rot, ego_t) @ pose_matrix(rot, t)) @ np.linalg.inv(
+            nusc_lidar_from_global(lidar_time)
+        )
+        assert np.abs(wrong[:3, 3] - camera.camera_from_lidar[:3, 3]).max() > 0.05
+        assert nusc_camera_time(lidar_time, camera.name) != lidar_time
+
+
+def test_quaternion_matches_scipy_and_normalises():
+    rng = np.random.default_rng(1)
+    for q in rng.normal(size=(20, 4)):
+        expected = Rotation.from_quat([q[1], q[2], q[3], q[0]]).as_matrix()
+        assert np.allclose(quaternion_to_rotation(q), expected, atol=1e-12)
+    assert np.allclose(quaternion_to_rotation([1, 0, 0, 0]), np.eye(3))
+    # 90 degrees about z, by hand: x -> y.
+    s = np.sqrt(0.5)
+    assert np.allclose(quaternion_to_rotation([s, 0, 0, s]) @ [1, 0, 0], [0, 1, 0])
+    with pytest.raises(ValueError):
+        quaternion_to_rotation([0, 0, 0, 0])
+
+
+def test_lidarseg_labels_mapped_to_16_classes(tmp_path):
+    fx = write_nuscenes(tmp_path)
+    data = NuScenesSamples(tmp_path, with_labels=True)
+    sample = data[2]
+    raw = np.fromfile(fx.lidarseg_paths[2], dtype=np.uint8)
+    assert sample.labels.dtype == np.int64 and sample.labels.shape == (len(raw),)
+    assert sample.class_names == NUSCENES16_CLASS_NAMES
+    for raw_id, label in zip(raw, sample.labels, strict=True):
+        coarse = GENERAL_TO_NUSCENES16.get(LIDARSEG_GENERAL_CLASSES[raw_id])
+        assert label == (IGNORE_LABEL if coarse is None else NUSCENES16_CLASS_NAMES.index(coarse))
+
+
+def test_class_map_by_hand():
+    lut = general_to_nuscenes16_lut(LIDARSEG_GENERAL_CLASSES)
+    names = dict(enumerate(NUSCENES16_CLASS_NAMES))
+    assert lut.shape == (32,)
+    assert (lut == IGNORE_LABEL).sum() == 12  # noise, animal, 3 pedestrian kinds, 3 movable, 2 emergency, ...
+    assert names[lut[17]] == "car" and names[lut[15]] == names[lut[16]] == "bus"
+    assert {names[lut[i]] for i in (2, 3, 4, 6)} == {"pedestrian"}
+    assert lut[0] == lut[1] == lut[5] == lut[7] == lut[8] == lut[29] == lut[31] == IGNORE_LABEL
+    assert names[lut[24]] == "driveable_surface" and names[lut[30]] == "vegetation"
+    assert sorted(set(lut[lut >= 0].tolist())) == list(range(16))
+    # category.json indices, when present, take precedence over the published order.
+    swapped = general_to_nuscenes16_lut({0: "vehicle.car", 1: "noise"})
+    assert list(swapped) == [NUSCENES16_CLASS_NAMES.index("car"), IGNORE_LABEL]
+
+
+def test_category_without_index_uses_published_order(tmp_path):
+    write_nuscenes(tmp_path, category_index=False)
+    assert NuScenesSamples(tmp_path, with_labels=True)[0].labels is not None
+
+
+def test_unknown_or_truncated_labels_name_the_file(tmp_path):
+    fx = write_nuscenes(tmp_path)
+    np.full(40, 77, np.uint8).tofile(fx.lidarseg_paths[0])
+    data = NuScenesSamples(tmp_path, with_labels=True)
+    with pytest.raises(LidarDataError, match=r"_lidarseg\.bin.*unknown label ids \[77\]"):
+        data[0]
+    np.zeros(39, np.uint8).tofile(fx.lidarseg_paths[1])
+    with pytest.raises(LidarDataError, match=r"_lidarseg\.bin.*39 labels for a point cloud of 40"):
+        data[1]
+
+
+def test_truncated_points_missing_image_and_tables(tmp_path):
+    fx = write_nuscenes(tmp_path)
+    data = fx.lidar_paths[0].read_bytes()
+    fx.lidar_paths[0].write_bytes(data[:-3])
+    samples = NuScenesSamples(tmp_path)
+    with pytest.raises(LidarDataError, match=r"\.pcd\.bin.*not a multiple of 20") as info:
+        samples[0]
+    assert info.value.reason == "truncated"
+    next(iter(samples.records[1].cameras)).path.unlink()
+    with pytest.raises(LidarDataError, match=r"CAM_FRONT.*\.jpg: missing camera image"):
+        samples[1]
+    (tmp_path / "v1.0-mini" / "ego_pose.json").unlink()
+    with pytest.raises(LidarDataError, match=r"ego_pose\.json: missing"):
+        NuScenesSamples(tmp_path)
+    with pytest.raises(LidarDataError, match="v1.0-trainval"):
+        NuScenesSamples(tmp_path, version="v1.0-trainval")
+
+
+def test_splits_and_camera_subset(tmp_path):
+    write_nuscenes(tmp_path, scenes=("scene-0061", "scene-0103", "scene-0916"))
+    assert len(NuScenesSamples(tmp_path, split="mini_val")) == 4
+    with pytest.raises(ValueError, match="not in v1.0-mini/scene.json"):
+        NuScenesSamples(tmp_path, split="mini_train")  # the fixture holds only 2 of its 8 scenes
+    with pytest.raises(ValueError, match="needs version v1.0-trainval"):
+        NuScenesSamples(tmp_path, split="train")
+    only = NuScenesSamples(tmp_path, split=["scene-0061"], cameras=("CAM_BACK",))
+    assert len(only) == 2 and [c.name for c in only[0].images] == ["CAM_BACK"]
+    with pytest.raises(ValueError, match="unknown nuScenes cameras"):
+        NuScenesSamples(tmp_path, cameras=("CAM_TOP",))
+    assert len(NUSCENES_VAL_SCENES) == 150 and len(set(NUSCENES_VAL_SCENES)) == 150
+    names = [f"scene-{i:04d}" for i in range(1, 1111)]
+    assert resolve_split("val", "v1.0-trainval", names) == [n for n in names if n in set(NUSCENES_VAL_SCENES)]
+    train = resolve_split("train", "v1.0-trainval", names)
+    assert not set(train) & set(NUSCENES_VAL_SCENES) and "scene-0001" in train and "scene-0003" not in train
+
+
+def test_sample_missing_a_camera_is_skipped_and_counted(tmp_path):
+    import json
+
+    fx = write_nuscenes(tmp_path)
+    table = tmp_path / "v1.0-mini" / "sample_data.json"
+    rows = [
+        r
+        for r in json.loads(table.read_text())
+        if not (r["sample_token"] == fx.sample_tokens[0] and "CAM_BACK__" in r["filename"])
+    ]
+    table.write_text(json.dumps(rows))
+    data = NuScenesSamples(tmp_path)
+    assert len(data) == 3 and data.skipped == {"missing_camera": 1}
+    assert len(NuScenesSamples(tmp_path, cameras=("CAM_FRONT",))) == 4
