@@ -1,0 +1,114 @@
+"""Sparse convolution on a kernel map: gather, matmul, scatter-add per kernel offset.
+
+One weight layout for every backend: ``weight (K, C_in, C_out)`` with the kernel-offset order
+of :mod:`ppkt.sparse.kernel_map`. The backward pass is written out (not left to autograd) so
+that no gathered ``(pairs, C)`` copies are kept alive between forward and backward: only the
+input features and the integer map are saved.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ppkt.sparse.kernel_map import KernelMap
+
+BACKENDS = ("torch", "spconv")
+
+
+def _check(feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap) -> None:
+    if weight.dim() != 3 or weight.shape[0] != kernel_map.kernel_volume:
+        raise ValueError(
+            f"sparse conv: weight must be (K={kernel_map.kernel_volume}, C_in, C_out), "
+            f"got {tuple(weight.shape)}"
+        )
+    if feats.shape != (kernel_map.num_in, weight.shape[1]):
+        raise ValueError(
+            f"sparse conv: features must be ({kernel_map.num_in}, {weight.shape[1]}), "
+            f"got {tuple(feats.shape)}"
+        )
+
+
+def conv_forward_torch(feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap) -> torch.Tensor:
+    """``out[o] = sum over pairs (i, o, k) of feats[i] @ weight[k]``; ``(num_out, C_out)``."""
+    out = feats.new_zeros(kernel_map.num_out, weight.shape[2])
+    for k, in_index, out_index in kernel_map.split():
+        if k == kernel_map.identity_offset:
+            out.addmm_(feats, weight[k])
+        else:
+            out.index_add_(0, out_index, feats.index_select(0, in_index).mm(weight[k]))
+    return out
+
+
+def conv_backward_torch(
+    feats: torch.Tensor,
+    weight: torch.Tensor,
+    grad_out: torch.Tensor,
+    kernel_map: KernelMap,
+    need_feats_grad: bool = True,
+    need_weight_grad: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of :func:`conv_forward_torch` w.r.t. features and weight."""
+    grad_feats = feats.new_zeros(feats.shape) if need_feats_grad else None
+    grad_weight = torch.zeros_like(weight) if need_weight_grad else None
+    for k, in_index, out_index in kernel_map.split():
+        if k == kernel_map.identity_offset:
+            if grad_feats is not None:
+                grad_feats.addmm_(grad_out, weight[k].t())
+            if grad_weight is not None:
+                torch.mm(feats.t(), grad_out, out=grad_weight[k])
+            continue
+        grad_rows = grad_out.index_select(0, out_index)
+        if grad_feats is not None:
+            grad_feats.index_add_(0, in_index, grad_rows.mm(weight[k].t()))
+        if grad_weight is not None:
+            torch.mm(feats.index_select(0, in_index).t(), grad_rows, out=grad_weight[k])
+    return grad_feats, grad_weight
+
+
+class _TorchSparseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats, weight, kernel_map):
+        ctx.kernel_map = kernel_map
+        ctx.save_for_backward(feats, weight)
+        return conv_forward_torch(feats, weight, kernel_map)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        feats, weight = ctx.saved_tensors
+        grad_feats, grad_weight = conv_backward_torch(
+            feats,
+            weight,
+            grad_out.contiguous(),
+            ctx.kernel_map,
+            ctx.needs_input_grad[0],
+            ctx.needs_input_grad[1],
+        )
+        return grad_feats, grad_weight, None
+
+
+def sparse_conv(
+    feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap, backend: str = "torch"
+) -> torch.Tensor:
+    """Apply a sparse convolution.
+
+    Args:
+        feats: ``(kernel_map.num_in, C_in)`` input features.
+        weight: ``(K, C_in, C_out)``.
+        kernel_map: pairs grouped by offset (see :class:`KernelMap`).
+        backend: ``"torch"`` (reference) or ``"spconv"`` (guarded adapter, see
+            :mod:`ppkt.sparse.spconv_backend`).
+
+    Returns:
+        ``(kernel_map.num_out, C_out)`` output features.
+    """
+    _check(feats, weight, kernel_map)
+    feats = feats.contiguous()
+    if backend == "torch":
+        return _TorchSparseConv.apply(feats, weight, kernel_map)
+    if backend == "spconv":
+        from ppkt.sparse.spconv_backend import spconv_conv
+
+        return spconv_conv(feats, weight, kernel_map)
+    raise ValueError(f"unknown sparse backend {backend!r}; choose one of {BACKENDS}")
