@@ -1,0 +1,226 @@
+"""Decoding helpers shared by the RGB-D readers, and the base of the file-per-frame datasets.
+
+Readers index their files once (cheap: listing folders, reading small text files) into
+:class:`FrameRecord` rows; images are decoded only in ``__getitem__``. Every decoding problem is
+raised as a :class:`~ppkt.data.report.FrameError` that names the file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ppkt.data.report import (
+    BAD_INTRINSICS,
+    INVALID_POSE,
+    MISSING_FILE,
+    SIZE_MISMATCH,
+    UNDECODABLE,
+    DataReport,
+    FrameError,
+)
+from ppkt.data.types import RGBDFrame
+
+POSE_TOLERANCE = 1e-3
+"""Largest allowed deviation of R^T R from the identity in a camera pose (poses are text, 6 decimals)."""
+
+
+def read_color(path: str | Path) -> np.ndarray:
+    """Decode an image file to ``(H, W, 3)`` uint8 RGB."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError as err:
+        raise FrameError(path, MISSING_FILE) from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise FrameError(path, UNDECODABLE, str(err)) from err
+
+
+def decode_color_bytes(data: bytes, source: str) -> np.ndarray:
+    """Decode compressed image bytes (JPEG, PNG) to ``(H, W, 3)`` uint8 RGB; ``source`` names them."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise FrameError(source, UNDECODABLE, str(err)) from err
+
+
+def read_depth_png(path: str | Path, depth_scale: float, invalid_values: Sequence[int] = (0,)) -> np.ndarray:
+    """Decode a 16-bit depth PNG to ``(h, w)`` float32 metres (``value / depth_scale``).
+
+    Pixels equal to one of ``invalid_values`` (0; 7-Scenes also uses 65535) become 0 (invalid).
+    """
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            raw = np.asarray(image)
+    except FileNotFoundError as err:
+        raise FrameError(path, MISSING_FILE) from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise FrameError(path, UNDECODABLE, str(err)) from err
+    if raw.ndim != 2 or not mode.startswith("I"):
+        raise FrameError(path, UNDECODABLE, f"depth must be a single-channel 16-bit PNG, got mode {mode}")
+    return depth_to_metres(raw, depth_scale, invalid_values)
+
+
+def depth_to_metres(raw: np.ndarray, depth_scale: float, invalid_values: Sequence[int] = (0,)) -> np.ndarray:
+    depth = raw.astype(np.float32) / np.float32(depth_scale)
+    for value in invalid_values:
+        if value != 0:
+            depth[raw == value] = 0.0
+    return depth
+
+
+def parse_matrix(text: str, source: str, shape: tuple[int, int] = (4, 4)) -> np.ndarray:
+    """Parse whitespace-separated numbers into a float64 matrix (``inf``/``nan`` tokens are kept)."""
+    try:
+        values = np.array(text.split(), dtype=np.float64)
+    except ValueError as err:
+        raise FrameError(source, INVALID_POSE, f"not numbers: {err}") from err
+    if values.size != shape[0] * shape[1]:
+        raise FrameError(source, INVALID_POSE, f"expected {shape[0]}x{shape[1]} numbers, found {values.size}")
+    return values.reshape(shape)
+
+
+def read_pose_txt(path: str | Path) -> np.ndarray:
+    """Read a 4x4 camera-to-world text pose and check that it is a finite rigid transform."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError as err:
+        raise FrameError(path, MISSING_FILE) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise FrameError(path, INVALID_POSE, str(err)) from err
+    pose = parse_matrix(text, str(path))
+    problem = pose_problem(pose)
+    if problem:
+        raise FrameError(path, INVALID_POSE, problem)
+    return pose
+
+
+def pose_problem(pose: np.ndarray) -> str | None:
+    """Why ``pose`` is not a finite rigid 4x4 transform, or None when it is."""
+    if pose.shape != (4, 4):
+        return f"shape {pose.shape}, expected (4, 4)"
+    if not np.all(np.isfinite(pose)):
+        return "non-finite values (inf/nan)"
+    if np.abs(pose[3] - [0, 0, 0, 1]).max() > POSE_TOLERANCE:
+        return f"last row {pose[3].tolist()} is not [0, 0, 0, 1]"
+    rotation = pose[:3, :3]
+    error = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    if error > POSE_TOLERANCE or np.linalg.det(rotation) < 0:
+        det = np.linalg.det(rotation)
+        return f"rotation part is not a rotation (|R^T R - I| = {error:.3g}, det = {det:.3g})"
+    return None
+
+
+def read_intrinsics_txt(path: str | Path) -> np.ndarray:
+    """Read a 3x3 (7-Scenes) or 4x4 (ScanNet) intrinsics text file; returns the ``(3, 3)`` K."""
+    try:
+        values = np.array(Path(path).read_text().split(), dtype=np.float64)
+    except FileNotFoundError as err:
+        raise FrameError(path, MISSING_FILE) from err
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise FrameError(path, BAD_INTRINSICS, str(err)) from err
+    if values.size not in (9, 16):
+        raise FrameError(path, BAD_INTRINSICS, f"expected 3x3 or 4x4 numbers, found {values.size}")
+    side = 3 if values.size == 9 else 4
+    K = values.reshape(side, side)[:3, :3].copy()
+    problem = intrinsics_problem(K)
+    if problem:
+        raise FrameError(path, BAD_INTRINSICS, problem)
+    return K
+
+
+def intrinsics_problem(K: np.ndarray) -> str | None:
+    if not np.all(np.isfinite(K)):
+        return "non-finite values"
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        return f"focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}"
+    if abs(K[2, 2] - 1) > 1e-6 or np.abs(K[2, :2]).max() > 1e-6:
+        return f"last row {K[2].tolist()} is not [0, 0, 1]"
+    return None
+
+
+def check_intrinsics_fit(K: np.ndarray, hw: tuple[int, int], source: str, what: str) -> None:
+    """Raise SIZE_MISMATCH when the principal point lies outside the image (K made for another size)."""
+    h, w = hw
+    cx, cy = K[0, 2], K[1, 2]
+    if not (0 <= cx <= w and 0 <= cy <= h):
+        raise FrameError(
+            source,
+            SIZE_MISMATCH,
+            f"{what} principal point ({cx:.1f}, {cy:.1f}) lies outside the {w}x{h} image: "
+            "the intrinsics belong to another image size",
+        )
+
+
+@dataclass
+class FrameRecord:
+    """Where one frame's files are; made while indexing, decoded in ``__getitem__``."""
+
+    scene_id: str
+    frame_id: str
+    color_path: str
+    depth_path: str
+    K_color: np.ndarray
+    K_depth: np.ndarray
+    world_from_camera: np.ndarray | None
+    depth_scale: float
+    invalid_depth: tuple[int, ...] = (0,)
+    color_from_depth: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+
+def load_record(record: FrameRecord) -> RGBDFrame:
+    """Decode one indexed frame; raises FrameError naming the file on any problem."""
+    color = read_color(record.color_path)
+    depth = read_depth_png(record.depth_path, record.depth_scale, record.invalid_depth)
+    check_intrinsics_fit(record.K_color, color.shape[:2], record.color_path, "colour")
+    check_intrinsics_fit(record.K_depth, depth.shape, record.depth_path, "depth")
+    return RGBDFrame(
+        color=color,
+        depth=depth,
+        K_color=record.K_color,
+        K_depth=record.K_depth,
+        world_from_camera=record.world_from_camera,
+        scene_id=record.scene_id,
+        frame_id=record.frame_id,
+        color_from_depth=record.color_from_depth,
+    )
+
+
+class FileRGBDFrames(Sequence):
+    """Base of the readers with one file per image: a Sequence (and torch Dataset) of RGBDFrame.
+
+    Subclasses fill ``self.records`` (usable frames only) and ``self.report`` while indexing.
+    ``frames[i]`` decodes frame ``i`` and raises :class:`FrameError` (naming the file) when it
+    cannot; run ``ppkt check-data`` before a long run to find such frames.
+    """
+
+    records: list[FrameRecord]
+    report: DataReport
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> RGBDFrame:  # type: ignore[override]
+        if not -len(self.records) <= index < len(self.records):
+            raise IndexError(f"frame index {index} out of range for {len(self.records)} frames")
+        return load_record(self.records[index])
+
+    def __iter__(self) -> Iterator[RGBDFrame]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def describe(self, index: int) -> str:
+        """The file(s) of frame ``index``, for reports."""
+        return self.records[index].color_path
+
+    def _skip(self, error: FrameError, strict: bool) -> None:
+        if strict:
+            raise error
+        self.report.add_skip(error)
