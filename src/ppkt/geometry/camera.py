@@ -19,6 +19,10 @@ from torch import Tensor
 
 _DEFAULT_DTYPE = torch.float32
 
+MIN_PROJECTION_DEPTH = 1e-6
+"""Metres: points closer than this to the camera plane count as on it (never projected), so that
+``x / z`` and its gradient cannot overflow for any sensible ``x``."""
+
 
 def as_float_tensor(value, *, like: Tensor | None = None, name: str = "tensor") -> Tensor:
     """Convert ``value`` (tensor, numpy array, nested sequence) to a floating tensor.
@@ -143,9 +147,9 @@ def project_points(points_cam: Tensor, K, image_hw: Sequence[int]) -> tuple[Tens
     ``u = fx * x / z + s * y / z + cx``, ``v = fy * y / z + cy``; pixel centres at integer ``uv``,
     so a point is in the image when ``-0.5 <= u < W - 0.5`` and ``-0.5 <= v < H - 0.5``.
 
-    Points with ``z <= 0`` (behind or on the camera plane) are never ``in_image``; their ``uv`` is
-    computed with ``z`` replaced by 1 so that it stays finite and gradients stay finite (it means
-    nothing: always use the mask). Points whose ``uv`` overflows are not ``in_image`` either.
+    Points with ``z <= MIN_PROJECTION_DEPTH`` (1 micrometre: behind or on the camera plane) are
+    never ``in_image``; their ``uv`` is computed with ``z`` replaced by 1 so that it and its
+    gradient stay finite (it means nothing: always use the mask).
 
     Args:
         points_cam: ``(..., N, 3)`` points in the camera frame.
@@ -161,7 +165,7 @@ def project_points(points_cam: Tensor, K, image_hw: Sequence[int]) -> tuple[Tens
     H, W = _check_hw(image_hw)
     K = _intrinsics(K, points_cam)
     z = points_cam[..., 2]
-    in_front = z > 0
+    in_front = z > MIN_PROJECTION_DEPTH
     z_safe = torch.where(in_front, z, torch.ones_like(z))
     xn = points_cam[..., 0] / z_safe
     yn = points_cam[..., 1] / z_safe

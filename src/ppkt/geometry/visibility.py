@@ -43,7 +43,7 @@ def visible_in_depth(
 ) -> Tensor:
     """Occlusion test of arbitrary points against a depth map.
 
-    A point is visible when it projects into the depth map (``z > 0``, inside the image), the
+    A point is visible when it projects into the depth map (in front of the camera, inside the image), the
     depth ``d`` at its pixel (nearest pixel, no interpolation across depth edges) is valid
     (finite, ``> 0``), and ``|z - d| <= abs_tol + rel_tol * d``. The test is two-sided: a point
     well in front of the measured surface is inconsistent with the measurement as well.
