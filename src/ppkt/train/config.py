@@ -1,0 +1,176 @@
+"""The typed configuration of a pretraining run.
+
+One frozen dataclass per part of the run; :class:`PretrainConfig` nests them. Presets
+(:mod:`ppkt.train.presets`) are functions returning a full config; any leaf can be overridden
+on the command line as ``--section.field VALUE`` and the resolved config is saved as
+``config.yaml`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ppkt.config import option
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the RGB-D frames come from and how they are read."""
+
+    kind: Literal["scannet", "synthetic", "nuscenes"] = option(
+        "scannet", "dataset: scannet (exported layout), synthetic (generated rooms), nuscenes (not wired yet)"
+    )
+    root: Path | None = option(
+        None, "dataset root (ScanNet export); synthetic: cache folder (None = default)"
+    )
+    split: str | None = option(
+        "train", "scene split file scannetv2_<split>.txt at the root, or None for all scenes"
+    )
+    frame_skip: int = option(25, "use every k-th frame of each scan (paper: 25)")
+    image_hw: tuple[int, int] = option(
+        (240, 320), "colour image size fed to the teacher (H,W), before cropping"
+    )
+    min_depth: float = option(0.1, "depth pixels nearer than this (m) give no point")
+    max_depth: float = option(6.0, "depth pixels farther than this (m) give no point")
+    synthetic_scenes: int = option(8, "synthetic data: number of rooms")
+    synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames rendered per room")
+    synthetic_seed: int = option(0, "synthetic data: generator seed")
+    num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process)")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentations. 3D ones move points only; 2D ones remap the pairs' pixels."""
+
+    rotate_up: float = option(
+        math.pi, "max |angle| (rad) of a random rotation about the camera's up axis (-y in OpenCV); 0 = off"
+    )
+    scale_min: float = option(0.9, "random uniform point-cloud scale, lower bound")
+    scale_max: float = option(1.1, "random uniform point-cloud scale, upper bound")
+    flip_3d: float = option(0.5, "probability of mirroring the points along the camera x axis")
+    elastic: bool = option(False, "elastic distortion of the points (PointContrast/MinkowskiEngine style)")
+    elastic_granularity: float = option(0.2, "elastic distortion: noise grid spacing in metres")
+    elastic_magnitude: float = option(0.4, "elastic distortion: displacement magnitude in metres")
+    hflip: float = option(0.5, "probability of a horizontal flip of the colour image")
+    crop_scale_min: float = option(0.6, "random resized crop: minimum kept fraction of the image side")
+    crop_hw: tuple[int, int] | None = option(
+        None, "output size (H,W) of the random resized crop; None = image_hw"
+    )
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The frozen 2D network and its upsampling projection layer (UPL)."""
+
+    name: str = option("resnet50", "teacher in ppkt.teachers.TEACHERS")
+    weights: Path | None = option(None, "teacher weight file (required for teachers without bundled weights)")
+    stage: str | None = option(None, "teacher stage to read (None = last)")
+    cache: Path | None = option(
+        None, "folder of precomputed teacher features (ppkt cache-teacher); None = compute"
+    )
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The sparse 3D network being pretrained."""
+
+    backbone: str = option("res16unet34", "3D backbone in ppkt.backbones.BACKBONES")
+    width: float = option(1.0, "channel width multiplier of the backbone")
+    voxel_size: float = option(0.025, "voxel edge in metres (paper 2.5 cm)")
+    input_features: Literal["rgb", "xyzrgb", "constant"] = option("rgb", "per-point input features")
+    sparse_backend: str = option("torch", "sparse convolution backend (torch, spconv)")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Pixel-to-point InfoNCE (ppkt.losses.PointInfoNCE)."""
+
+    embedding_dim: int = option(128, "width of the 2D (UPL) and 3D (projection head) embeddings")
+    num_pairs: int = option(4096, "pairs sampled per step (per frame with sampling=frame)")
+    tau: float = option(0.04, "softmax temperature")
+    sampling: Literal["batch", "frame"] = option("batch", "sample pairs over the batch or per frame")
+    gather_distributed: bool = option(False, "add the other ranks' pixels as negatives")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and schedule of the trainable parts (3D backbone, 3D head, UPL)."""
+
+    optimizer: Literal["sgd", "adamw"] = option("sgd", "optimiser")
+    lr: float = option(0.5, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    dampening: float = option(0.0, "SGD dampening")
+    weight_decay: float = option(1e-4, "weight decay")
+    schedule: Literal["cosine", "poly", "constant"] = option("cosine", "learning-rate schedule after warm-up")
+    warmup_steps: int = option(0, "linear warm-up steps from 0 to lr")
+    batch_size: int = option(24, "frames per step (per process under torchrun)")
+    steps: int = option(60000, "optimisation steps (ignored when epochs is set)")
+    epochs: int | None = option(None, "train for this many passes over the data instead of `steps`")
+    grad_clip: float | None = option(None, "clip the gradient norm to this value (None = off)")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Run folder, seeding, logging and checkpointing."""
+
+    out: Path = option(Path("runs/pretrain"), "run folder (config.yaml, metrics.jsonl, checkpoints/)")
+    seed: int = option(0, "seed of model init, data order, augmentation and pair sampling")
+    deterministic: bool = option(
+        False, "deterministic kernels; with the same seed a resumed run repeats exactly"
+    )
+    device: str = option("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
+    checkpoint_every: int = option(1000, "write a checkpoint every k steps (and at the end)")
+    keep_checkpoints: int = option(2, "how many step checkpoints to keep (the newest)")
+    log_every: int = option(10, "write a metrics line every k steps")
+    stop_after: int | None = option(None, "stop after this many steps in this session (time-boxed jobs)")
+    tensorboard: bool = option(True, "also log to TensorBoard when it is installed")
+    progress: bool = option(True, "show a progress bar")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything a pretraining run depends on."""
+
+    preset: str = option("custom", "name of the preset this config started from")
+    data: DataConfig = option(factory=DataConfig, doc="data")
+    augment: AugmentConfig = option(factory=AugmentConfig, doc="augmentation")
+    teacher: TeacherConfig = option(factory=TeacherConfig, doc="2D teacher")
+    student: StudentConfig = option(factory=StudentConfig, doc="3D student")
+    loss: LossConfig = option(factory=LossConfig, doc="loss")
+    optim: OptimConfig = option(factory=OptimConfig, doc="optimisation")
+    run: RunConfig = option(factory=RunConfig, doc="run")
+
+
+def validate(cfg: PretrainConfig) -> None:
+    """Check value ranges that the types cannot express; raise ValueError naming the field."""
+    problems = []
+    if cfg.data.frame_skip < 1:
+        problems.append("data.frame_skip must be >= 1")
+    if min(cfg.data.image_hw) < 8:
+        problems.append("data.image_hw must be at least 8x8")
+    if not 0 <= cfg.data.min_depth < cfg.data.max_depth:
+        problems.append("data.min_depth must be >= 0 and < data.max_depth")
+    if not 0 < cfg.augment.scale_min <= cfg.augment.scale_max:
+        problems.append("augment.scale_min must be > 0 and <= augment.scale_max")
+    for name in ("flip_3d", "hflip"):
+        if not 0 <= getattr(cfg.augment, name) <= 1:
+            problems.append(f"augment.{name} is a probability in [0, 1]")
+    if not 0 < cfg.augment.crop_scale_min <= 1:
+        problems.append("augment.crop_scale_min must be in (0, 1]")
+    if cfg.student.voxel_size <= 0:
+        problems.append("student.voxel_size must be > 0")
+    if cfg.student.width <= 0:
+        problems.append("student.width must be > 0")
+    if cfg.loss.num_pairs < 2 or cfg.loss.tau <= 0 or cfg.loss.embedding_dim < 1:
+        problems.append("loss.num_pairs >= 2, loss.tau > 0 and loss.embedding_dim >= 1 are required")
+    if cfg.optim.lr <= 0 or cfg.optim.batch_size < 1 or cfg.optim.steps < 1:
+        problems.append("optim.lr > 0, optim.batch_size >= 1 and optim.steps >= 1 are required")
+    if cfg.optim.epochs is not None and cfg.optim.epochs < 1:
+        problems.append("optim.epochs must be >= 1 or None")
+    if cfg.run.checkpoint_every < 1 or cfg.run.log_every < 1 or cfg.run.keep_checkpoints < 1:
+        problems.append("run.checkpoint_every, run.log_every and run.keep_checkpoints must be >= 1")
+    if problems:
+        raise ValueError("invalid pretraining config: " + "; ".join(problems))

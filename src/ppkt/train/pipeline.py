@@ -1,0 +1,563 @@
+"""From frames to a pretraining batch: pairs -> augmentation -> voxelisation -> collation.
+
+    RGBDFrame ──rgbd_pairs──> points (depth camera frame) + pairs (point, image, uv)
+              ──3D augmentation (points only: rotation about up, scale, mirror, elastic)
+              ──2D augmentation (images: horizontal flip, random resized crop; pairs' uv remapped,
+                                 pairs cropped out dropped)
+              ──collate──> PretrainBatch (images, one voxelised sparse batch, global pair indices)
+
+Augmentations never reorder points or images, so a pair's ``point_index`` stays valid through
+the 3D side and its remapped ``uv`` points at the same colour on the 2D side.
+
+Randomness: every frame's augmentation draws from its own generator seeded by
+``(seed, epoch, dataset index)``, so a batch is the same whatever the number of DataLoader
+workers and whether the run was resumed.
+
+The up axis: points are in the (depth) camera frame, OpenCV convention (x right, y down,
+z forward), so for a roughly level camera "up" is ``-y`` and the rotation augmentation turns
+the cloud about the camera's y axis (for a symmetric angle range, the sign does not matter).
+
+Lidar + cameras (``LidarCameraSample``) go through the same :func:`augment_sample` with
+``lidar_camera_pairs``; :class:`PretrainDataset` accepts them (input features ``constant``
+only, since lidar points carry no colour; the up axis of a lidar frame is +z, which
+``rotation_axis`` handles). What is left for outdoor pretraining: a nuScenes dataset reader
+wired into :func:`build_frames` and a test on real-layout data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ppkt.data.types import LidarCameraSample, RGBDFrame
+from ppkt.train.config import AugmentConfig, DataConfig
+
+MIN_PAIRS_PER_FRAME = 2
+"""Fewer usable pairs than this and the frame is skipped: with fewer than 2 there are no negatives."""
+
+
+@dataclass
+class PretrainSample:
+    """One augmented frame, ready for collation.
+
+    Attributes:
+        images: ``(K, 3, H, W)`` float32 RGB in ``[0, 1]``, after 2D augmentation (K = 1 for RGB-D).
+        points: ``(N, 3)`` float32 augmented points (sensor frame, metres).
+        features: ``(N, C)`` float32 per-point network input (``ppkt.backbones.input_features``).
+        pair_point: ``(P,)`` long index into ``points``.
+        pair_image: ``(P,)`` long index into ``images``.
+        pair_uv: ``(P, 2)`` float32 pixel of each pair in the augmented image (pixel centres at integers).
+        name: ``"<scene>/<frame>"`` or the sample id.
+        skipped: reasons of the frames skipped in place of this one (see :class:`PretrainDataset`).
+    """
+
+    images: torch.Tensor
+    points: torch.Tensor
+    features: torch.Tensor
+    pair_point: torch.Tensor
+    pair_image: torch.Tensor
+    pair_uv: torch.Tensor
+    name: str
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PretrainBatch:
+    """Several frames in one batch.
+
+    Attributes:
+        images: ``(I, 3, H, W)`` float32 RGB in ``[0, 1]`` (I = B for RGB-D; all cameras for lidar).
+        image_frame: ``(I,)`` long, the frame of each image.
+        coords: ``(M, 4)`` long voxel coordinates ``(batch, x, y, z)``.
+        feats: ``(M, C)`` float32 voxel input features (mean over the voxel's points).
+        point_to_voxel: ``(N,)`` long, the voxel of each concatenated point.
+        point_offsets: ``(B + 1,)`` long; frame ``b`` owns points ``point_offsets[b]:point_offsets[b+1]``.
+        pair_point: ``(P,)`` long global index into the concatenated points.
+        pair_image: ``(P,)`` long global index into ``images``.
+        pair_frame: ``(P,)`` long frame of each pair (the loss's group for per-frame sampling).
+        pair_uv: ``(P, 2)`` float32 pixel coordinates in image ``pair_image``.
+        names: the ``B`` frame names.
+        skipped: reasons of the frames skipped while building this batch.
+    """
+
+    images: torch.Tensor
+    image_frame: torch.Tensor
+    coords: torch.Tensor
+    feats: torch.Tensor
+    point_to_voxel: torch.Tensor
+    point_offsets: torch.Tensor
+    pair_point: torch.Tensor
+    pair_image: torch.Tensor
+    pair_frame: torch.Tensor
+    pair_uv: torch.Tensor
+    names: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.names)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.pair_point.numel())
+
+    def to(self, device: torch.device | str) -> PretrainBatch:
+        moved = {
+            name: getattr(self, name).to(device, non_blocking=True)
+            for name in (
+                "images",
+                "image_frame",
+                "coords",
+                "feats",
+                "point_to_voxel",
+                "point_offsets",
+                "pair_point",
+                "pair_image",
+                "pair_frame",
+                "pair_uv",
+            )
+        }
+        return PretrainBatch(**moved, names=self.names, skipped=self.skipped)
+
+    def sparse_tensor(self):
+        """The batch's input :class:`ppkt.sparse.SparseTensor` (on the device of ``coords``)."""
+        from ppkt.sparse import SparseTensor
+
+        return SparseTensor(self.coords, self.feats)
+
+    def pin_memory(self) -> PretrainBatch:
+        return PretrainBatch(
+            **{
+                name: getattr(self, name).pin_memory()
+                for name in (
+                    "images",
+                    "image_frame",
+                    "coords",
+                    "feats",
+                    "point_to_voxel",
+                    "point_offsets",
+                    "pair_point",
+                    "pair_image",
+                    "pair_frame",
+                    "pair_uv",
+                )
+            },
+            names=self.names,
+            skipped=self.skipped,
+        )
+
+
+class FrameSkipped(Exception):
+    """A frame that cannot be used (no pairs, unreadable); counted, never fatal."""
+
+
+# --------------------------------------------------------------------------------------------
+# 3D augmentation (points only)
+
+
+def rotation_about_axis(axis: Sequence[float], angle: float) -> torch.Tensor:
+    """``(3, 3)`` float64 rotation by ``angle`` (rad, right-handed) about the unit ``axis``."""
+    a = torch.tensor(axis, dtype=torch.float64)
+    a = a / a.norm()
+    x, y, z = a.tolist()
+    c, s = math.cos(angle), math.sin(angle)
+    skew = torch.tensor([[0, -z, y], [z, 0, -x], [-y, x, 0]], dtype=torch.float64)
+    return c * torch.eye(3, dtype=torch.float64) + s * skew + (1 - c) * torch.outer(a, a)
+
+
+def elastic_distortion(
+    points: torch.Tensor, granularity: float, magnitude: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Smooth random displacement field applied to ``points`` (N,3): noise on a coarse grid of
+    spacing ``granularity``, blurred, trilinearly interpolated, scaled by ``magnitude``."""
+    if points.shape[0] == 0:
+        return points
+    lo = points.min(0).values - 3 * granularity
+    hi = points.max(0).values + 3 * granularity
+    dims = ((hi - lo) / granularity).ceil().long() + 1
+    noise = torch.randn((1, 3, *dims.tolist()), generator=generator, dtype=torch.float32)
+    kernel = torch.ones(3, 1, 3, 3, 3) / 27.0
+    for _ in range(2):
+        noise = F.conv3d(noise, kernel, padding=1, groups=3)
+    # grid_sample on a (D=x, H=y, W=z) volume takes coordinates ordered (z, y, x) in [-1, 1].
+    rel = (points - lo) / (hi - lo)
+    grid = (rel * 2 - 1).flip(-1).view(1, -1, 1, 1, 3).float()
+    disp = F.grid_sample(noise, grid, mode="bilinear", align_corners=True).view(3, -1).t()
+    return points + magnitude * disp.to(points.dtype)
+
+
+def augment_points(
+    points: torch.Tensor,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    *,
+    up_axis: Sequence[float] = (0.0, -1.0, 0.0),
+) -> torch.Tensor:
+    """Rotate about ``up_axis``, scale, mirror x, optionally distort; returns new ``(N, 3)`` points
+    in the same order (pairs stay valid)."""
+    out = points.double()
+    if cfg.rotate_up > 0:
+        angle = float(rng.uniform(-cfg.rotate_up, cfg.rotate_up))
+        out = out @ rotation_about_axis(up_axis, angle).t()
+    if cfg.flip_3d > 0 and rng.random() < cfg.flip_3d:
+        out = out * torch.tensor([-1.0, 1.0, 1.0], dtype=out.dtype)
+    out = out * float(rng.uniform(cfg.scale_min, cfg.scale_max))
+    if cfg.elastic:
+        out = elastic_distortion(out, cfg.elastic_granularity, cfg.elastic_magnitude, generator)
+    return out.float()
+
+
+# --------------------------------------------------------------------------------------------
+# 2D augmentation (images + pair pixels)
+
+
+def resize_image(image: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """``(3, H, W)`` float -> ``(3, *out_hw)``, bilinear with pixel centres at integer ``uv``
+    (``u' = (u + 0.5) * W'/W - 0.5``, docs/conventions.md); antialiased when shrinking."""
+    if tuple(image.shape[1:]) == tuple(out_hw):
+        return image
+    return F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def augment_image(
+    image: torch.Tensor,
+    uv: torch.Tensor,
+    cfg: AugmentConfig,
+    out_hw: tuple[int, int],
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Horizontal flip and random resized crop of one image; remap pixel coordinates.
+
+    Args:
+        image: ``(3, H, W)`` float.
+        uv: ``(P, 2)`` pixel coordinates in ``image``.
+        out_hw: output size.
+
+    Returns:
+        (new image ``(3, *out_hw)``, new ``uv`` of the kept pairs ``(P', 2)``, kept ``(P,)`` bool).
+    """
+    H, W = int(image.shape[1]), int(image.shape[2])
+    uv = uv.double()
+    if cfg.hflip > 0 and rng.random() < cfg.hflip:
+        image = image.flip(-1)
+        uv = torch.stack([(W - 1) - uv[:, 0], uv[:, 1]], dim=1)
+    side = float(rng.uniform(cfg.crop_scale_min, 1.0))
+    crop_h = max(1, min(H, round(side * H)))
+    crop_w = max(1, min(W, round(side * W)))
+    y0 = int(rng.integers(0, H - crop_h + 1))
+    x0 = int(rng.integers(0, W - crop_w + 1))
+    image = image[:, y0 : y0 + crop_h, x0 : x0 + crop_w]
+    u, v = uv[:, 0] - x0, uv[:, 1] - y0
+    keep = (u >= -0.5) & (u < crop_w - 0.5) & (v >= -0.5) & (v < crop_h - 0.5)
+    sx, sy = out_hw[1] / crop_w, out_hw[0] / crop_h
+    new_uv = torch.stack([(u + 0.5) * sx - 0.5, (v + 0.5) * sy - 0.5], dim=1).float()
+    # Rounding to float32 can land a border pixel exactly on the far edge: keep the promise "inside".
+    keep &= (new_uv[:, 0] < out_hw[1] - 0.5) & (new_uv[:, 1] < out_hw[0] - 0.5)
+    keep &= (new_uv[:, 0] >= -0.5) & (new_uv[:, 1] >= -0.5)
+    return resize_image(image, out_hw), new_uv[keep], keep
+
+
+# --------------------------------------------------------------------------------------------
+# Frames -> samples
+
+
+def color_at(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """``(P, 3)`` colour of the pixel containing each ``uv`` in a ``(3, H, W)`` image."""
+    from ppkt.geometry import uv_to_ij
+
+    ij = uv_to_ij(uv)
+    return image[:, ij[:, 0], ij[:, 1]].t()
+
+
+def _image_tensor(image: np.ndarray) -> torch.Tensor:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise FrameSkipped(f"colour image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
+def augment_sample(
+    points: torch.Tensor,
+    images: list[torch.Tensor],
+    pair_point: torch.Tensor,
+    pair_image: torch.Tensor,
+    pair_uv: torch.Tensor,
+    point_colors: torch.Tensor | None,
+    *,
+    name: str,
+    input_features: str,
+    augment: AugmentConfig,
+    out_hw: tuple[int, int],
+    rng: np.random.Generator,
+    up_axis: Sequence[float] = (0.0, -1.0, 0.0),
+) -> PretrainSample:
+    """Augment one frame (any number of images) and compute its per-point input features."""
+    from ppkt.backbones import input_features as make_features
+
+    generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    aug_points = augment_points(points, augment, rng, generator, up_axis=up_axis)
+    new_images, keep_all, new_uv = [], torch.zeros(pair_point.shape[0], dtype=torch.bool), pair_uv.clone()
+    for k, image in enumerate(images):
+        sel = torch.nonzero(pair_image == k).squeeze(1)
+        image_out, uv_out, keep = augment_image(image, pair_uv[sel], augment, out_hw, rng)
+        new_images.append(image_out)
+        kept = sel[keep]
+        keep_all[kept] = True
+        new_uv[kept] = uv_out
+    if int(keep_all.sum()) < MIN_PAIRS_PER_FRAME:
+        raise FrameSkipped(f"{name}: fewer than {MIN_PAIRS_PER_FRAME} pairs left after augmentation")
+    features = make_features(input_features, aug_points, point_colors)
+    return PretrainSample(
+        images=torch.stack(new_images),
+        points=aug_points,
+        features=features,
+        pair_point=pair_point[keep_all],
+        pair_image=pair_image[keep_all],
+        pair_uv=new_uv[keep_all],
+        name=name,
+    )
+
+
+def rgbd_sample(
+    frame: RGBDFrame, data: DataConfig, augment: AugmentConfig, input_features: str, rng: np.random.Generator
+) -> PretrainSample:
+    """An augmented :class:`PretrainSample` from one RGB-D frame (colour resized to ``data.image_hw``)."""
+    from ppkt.geometry import rgbd_pairs, scale_intrinsics
+
+    name = f"{frame.scene_id}/{frame.frame_id}"
+    image = resize_image(_image_tensor(frame.color), tuple(data.image_hw))
+    K_color = scale_intrinsics(
+        torch.as_tensor(frame.K_color, dtype=torch.float64), frame.color_hw, data.image_hw
+    )
+    depth = torch.from_numpy(np.nan_to_num(np.asarray(frame.depth, dtype=np.float32), nan=0.0, posinf=0.0))
+    pairs = rgbd_pairs(
+        depth,
+        torch.as_tensor(frame.K_depth, dtype=torch.float64),
+        K_color,
+        tuple(data.image_hw),
+        color_from_depth=torch.as_tensor(frame.color_from_depth, dtype=torch.float64),
+        min_depth=data.min_depth,
+        max_depth=data.max_depth,
+    )
+    if len(pairs) < MIN_PAIRS_PER_FRAME:
+        raise FrameSkipped(f"{name}: {len(pairs)} pixel-point pairs (no valid depth in the colour view)")
+    # rgbd_pairs gives one pair per point, in point order: the point's colour is its pixel's colour.
+    colors = torch.zeros_like(pairs.points)
+    colors[pairs.point_index] = color_at(image, pairs.uv)
+    return augment_sample(
+        pairs.points,
+        [image],
+        pairs.point_index,
+        pairs.image_index,
+        pairs.uv,
+        colors,
+        name=name,
+        input_features=input_features,
+        augment=augment,
+        out_hw=_out_hw(data, augment),
+        rng=rng,
+    )
+
+
+def lidar_sample(
+    sample: LidarCameraSample,
+    data: DataConfig,
+    augment: AugmentConfig,
+    input_features: str,
+    rng: np.random.Generator,
+) -> PretrainSample:
+    """An augmented :class:`PretrainSample` from a lidar sweep and its cameras (SLidR-style pairs).
+
+    Every camera image is resized to ``data.image_hw`` first (intrinsics scaled accordingly).
+    Lidar points have no colour: only ``input_features="constant"`` is supported here.
+    """
+    from ppkt.data.types import CameraImage
+    from ppkt.geometry import lidar_camera_pairs, scale_intrinsics
+
+    if input_features != "constant":
+        raise ValueError(
+            f"lidar samples carry no colour; use student.input_features=constant, not {input_features}"
+        )
+    cameras, images = [], []
+    for cam in sample.images:
+        image = resize_image(_image_tensor(cam.image), tuple(data.image_hw))
+        K = scale_intrinsics(torch.as_tensor(cam.K, dtype=torch.float64), cam.hw, data.image_hw).numpy()
+        resized = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        cameras.append(CameraImage(resized, K, cam.camera_from_lidar, cam.name))
+        images.append(image)
+    pairs = lidar_camera_pairs(sample.points, cameras, min_depth=1.0)
+    if len(pairs) < MIN_PAIRS_PER_FRAME:
+        raise FrameSkipped(f"{sample.sample_id}: {len(pairs)} lidar-camera pairs")
+    return augment_sample(
+        pairs.points,
+        images,
+        pairs.point_index,
+        pairs.image_index,
+        pairs.uv,
+        None,
+        name=sample.sample_id,
+        input_features=input_features,
+        augment=augment,
+        out_hw=_out_hw(data, augment),
+        rng=rng,
+        up_axis=(0.0, 0.0, 1.0),
+    )
+
+
+def _out_hw(data: DataConfig, augment: AugmentConfig) -> tuple[int, int]:
+    return tuple(augment.crop_hw) if augment.crop_hw is not None else tuple(data.image_hw)
+
+
+class PretrainDataset(torch.utils.data.Dataset):
+    """Turns a sequence of frames into augmented samples.
+
+    Indexed by ``(index, epoch)`` keys (see :class:`StepBatchSampler`); the augmentation
+    generator is seeded by ``(seed, epoch, index)``. An unusable frame (unreadable, no pairs)
+    is replaced by the next frame of the sequence and its reason recorded in
+    ``sample.skipped``; after ``max_consecutive_skips`` failures in a row it raises, naming them.
+    """
+
+    def __init__(
+        self,
+        frames: Sequence[RGBDFrame | LidarCameraSample],
+        data: DataConfig,
+        augment: AugmentConfig,
+        input_features: str,
+        *,
+        seed: int,
+        max_consecutive_skips: int = 16,
+    ) -> None:
+        self.frames = frames
+        self.data = data
+        self.augment = augment
+        self.input_features = input_features
+        self.seed = seed
+        self.max_consecutive_skips = max_consecutive_skips
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _one(self, index: int, epoch: int) -> PretrainSample:
+        rng = np.random.default_rng([self.seed, epoch, index])
+        frame = self.frames[index]
+        if isinstance(frame, LidarCameraSample):
+            return lidar_sample(frame, self.data, self.augment, self.input_features, rng)
+        return rgbd_sample(frame, self.data, self.augment, self.input_features, rng)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> PretrainSample:
+        index, epoch = key if isinstance(key, tuple) else (int(key), 0)
+        skipped: list[str] = []
+        n = len(self.frames)
+        for attempt in range(min(self.max_consecutive_skips, n)):
+            i = (index + attempt) % n
+            try:
+                sample = self._one(i, epoch)
+            except (FrameSkipped, OSError) as err:
+                skipped.append(str(err) or type(err).__name__)
+                continue
+            sample.skipped = skipped
+            return sample
+        raise RuntimeError(
+            f"{len(skipped)} consecutive unusable frames from index {index}: " + "; ".join(skipped[:5])
+        )
+
+
+def _collate(samples, voxel_size, sparse_batch_from_points) -> PretrainBatch:
+    sparse = sparse_batch_from_points([s.points for s in samples], [s.features for s in samples], voxel_size)
+    point_offsets = sparse.point_offsets
+    image_counts = torch.tensor([s.images.shape[0] for s in samples])
+    image_offsets = torch.zeros(len(samples) + 1, dtype=torch.long)
+    image_offsets[1:] = torch.cumsum(image_counts, 0)
+    pair_point = torch.cat([s.pair_point + point_offsets[b] for b, s in enumerate(samples)])
+    pair_image = torch.cat([s.pair_image + image_offsets[b] for b, s in enumerate(samples)])
+    pair_frame = torch.cat([torch.full_like(s.pair_point, b) for b, s in enumerate(samples)])
+    return PretrainBatch(
+        images=torch.cat([s.images for s in samples]),
+        image_frame=torch.repeat_interleave(torch.arange(len(samples)), image_counts),
+        coords=sparse.tensor.coords,
+        feats=sparse.tensor.feats.detach(),
+        point_to_voxel=sparse.point_to_voxel,
+        point_offsets=point_offsets,
+        pair_point=pair_point,
+        pair_image=pair_image,
+        pair_frame=pair_frame,
+        pair_uv=torch.cat([s.pair_uv for s in samples]),
+        names=[s.name for s in samples],
+        skipped=[reason for s in samples for reason in s.skipped],
+    )
+
+
+class Collator:
+    """Picklable collate function for DataLoader workers: ``Collator(voxel_size)(samples)``."""
+
+    def __init__(self, voxel_size: float) -> None:
+        self.voxel_size = float(voxel_size)
+
+    def __call__(self, samples: Sequence[PretrainSample]) -> PretrainBatch:
+        from ppkt.sparse import sparse_batch_from_points
+
+        if not samples or any(not isinstance(s, PretrainSample) for s in samples):
+            raise TypeError("Collator expects a non-empty list of PretrainSample")
+        return _collate(samples, self.voxel_size, sparse_batch_from_points)
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``(index, epoch)`` keys as a pure function of the step number.
+
+    Epoch ``e`` uses a permutation of the dataset drawn from ``(seed, e)``; rank ``r`` of
+    ``world_size`` takes every ``world_size``-th item of it (disjoint shards); the last partial
+    batch of an epoch is dropped so every rank makes the same number of steps. Starting at
+    ``start_step`` resumes the data order exactly where a run stopped.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        *,
+        seed: int,
+        total_steps: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.total_steps, self.start_step = total_steps, start_step
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = (num_items // world_size) // batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(
+                f"{num_items} frames are fewer than batch_size {batch_size} x {world_size} processes; "
+                "lower optim.batch_size or use more data"
+            )
+
+    def __len__(self) -> int:
+        return max(0, self.total_steps - self.start_step)
+
+    def batch_for_step(self, step: int, _cache: dict | None = None) -> list[tuple[int, int]]:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        perm = None if _cache is None else _cache.get(epoch)
+        if perm is None:
+            perm = torch.randperm(
+                self.num_items, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch)
+            )
+            if _cache is not None:
+                _cache.clear()
+                _cache[epoch] = perm
+        shard = perm[self.rank :: self.world_size]
+        chosen = shard[position * self.batch_size : (position + 1) * self.batch_size]
+        return [(int(i), epoch) for i in chosen]
+
+    def __iter__(self):
+        cache: dict = {}
+        for step in range(self.start_step, self.total_steps):
+            yield self.batch_for_step(step, cache)

@@ -1,0 +1,170 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_frame
+
+from ppkt.geometry import rgbd_pairs
+from ppkt.train.config import AugmentConfig, DataConfig
+from ppkt.train.pipeline import (
+    Collator,
+    PretrainDataset,
+    StepBatchSampler,
+    augment_image,
+    rgbd_sample,
+    rotation_about_axis,
+)
+
+DATA = DataConfig(kind="synthetic", image_hw=(24, 32), min_depth=0.1, max_depth=10.0)
+NO_AUG = AugmentConfig(
+    rotate_up=0.0, scale_min=1.0, scale_max=1.0, flip_3d=0.0, hflip=0.0, crop_scale_min=1.0
+)
+
+
+def bilinear(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Sample ``(3, H, W)`` at ``uv`` with the project's convention (pixel centres at integers)."""
+    H, W = image.shape[1:]
+    grid = torch.stack([(2 * uv[:, 0] + 1) / W - 1, (2 * uv[:, 1] + 1) / H - 1], dim=1).view(1, 1, -1, 2)
+    return F.grid_sample(image[None].double(), grid.double(), align_corners=False)[0, :, 0].t()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_colour_at_pair_survives_2d_augmentation(seed):
+    h, w = 48, 64
+    frame = make_frame(h, w)
+    original = rgbd_pairs(torch.from_numpy(frame.depth), frame.K_depth, frame.K_color, (h, w))
+    # An exactly linear float ramp (the uint8 one is rounded): R = u / (w-1), G = v / (h-1).
+    u = torch.arange(w, dtype=torch.float64).expand(h, w) / (w - 1)
+    v = torch.arange(h, dtype=torch.float64)[:, None].expand(h, w) / (h - 1)
+    image = torch.stack([u, v, torch.full_like(u, 0.5)])
+    aug = AugmentConfig(hflip=0.5, crop_scale_min=0.5)
+    new_image, new_uv, keep = augment_image(image, original.uv, aug, (h, w), np.random.default_rng(seed))
+    assert 0 < keep.sum() <= len(original)
+    before = bilinear(image, original.uv[keep])
+    after = bilinear(new_image, new_uv)
+    # Bilinear sampling reproduces a linear ramp exactly, except within a pixel of the border (clamping).
+    inner = (new_uv[:, 0] >= 1) & (new_uv[:, 0] <= w - 2) & (new_uv[:, 1] >= 1) & (new_uv[:, 1] <= h - 2)
+    assert inner.sum() > 0.5 * keep.sum()
+    torch.testing.assert_close(after[inner], before[inner], atol=1e-5, rtol=0)
+    assert (new_uv[:, 0] >= -0.5).all() and (new_uv[:, 0] < w - 0.5).all()
+    assert (new_uv[:, 1] >= -0.5).all() and (new_uv[:, 1] < h - 0.5).all()
+
+
+def test_crop_drops_pairs_outside_and_flip_mirrors():
+    image = torch.rand(3, 10, 20)
+    uv = torch.tensor([[0.0, 0.0], [19.0, 9.0], [10.0, 5.0]])
+    flip_only = AugmentConfig(hflip=1.0, crop_scale_min=1.0)
+    out, new_uv, keep = augment_image(image, uv, flip_only, (10, 20), np.random.default_rng(0))
+    assert keep.all()
+    torch.testing.assert_close(new_uv, torch.tensor([[19.0, 0.0], [0.0, 9.0], [9.0, 5.0]]))
+    torch.testing.assert_close(out, image.flip(-1))
+    crop = AugmentConfig(hflip=0.0, crop_scale_min=0.5)
+    _, _, keep = augment_image(image, uv, crop, (10, 20), np.random.default_rng(1))
+    assert not keep.all()  # a half-size crop cannot hold two opposite corners
+
+
+def test_no_augmentation_is_identity():
+    frame = make_frame()
+    sample = rgbd_sample(frame, DATA, NO_AUG, "rgb", np.random.default_rng(0))
+    pairs = rgbd_pairs(torch.from_numpy(frame.depth), frame.K_depth, frame.K_color, (24, 32))
+    torch.testing.assert_close(sample.points, pairs.points)
+    torch.testing.assert_close(sample.pair_uv, pairs.uv)
+    # rgb features are the pixel colour minus 0.5
+    expected = (
+        torch.from_numpy(frame.color).float()[pairs.pixel_ij()[:, 0], pairs.pixel_ij()[:, 1]] / 255 - 0.5
+    )
+    torch.testing.assert_close(sample.features[sample.pair_point], expected)
+
+
+def test_3d_augmentation_rotates_about_camera_up_and_keeps_pairs():
+    frame = make_frame()
+    aug = AugmentConfig(
+        rotate_up=3.0, scale_min=0.8, scale_max=1.2, flip_3d=0.5, hflip=0.0, crop_scale_min=1.0
+    )
+    plain = rgbd_sample(frame, DATA, NO_AUG, "rgb", np.random.default_rng(0))
+    moved = rgbd_sample(frame, DATA, aug, "rgb", np.random.default_rng(3))
+    assert moved.points.shape == plain.points.shape
+    # Rotation about y (the camera's vertical) and mirroring x keep y up to the common scale.
+    ratio = moved.points[:, 1] / plain.points[:, 1]
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), atol=1e-5)
+    assert 0.8 <= ratio[0] <= 1.2
+    # Distances from the axis scale by the same factor: points were not shuffled.
+    r_plain = plain.points[:, [0, 2]].norm(dim=1)
+    r_moved = moved.points[:, [0, 2]].norm(dim=1)
+    torch.testing.assert_close(r_moved, r_plain * ratio[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(moved.pair_point, plain.pair_point)
+
+
+def test_rotation_about_axis_is_a_rotation():
+    R = rotation_about_axis((0.0, -1.0, 0.0), 0.7)
+    torch.testing.assert_close(R @ R.t(), torch.eye(3, dtype=torch.float64))
+    assert torch.det(R).item() == pytest.approx(1.0)
+    torch.testing.assert_close(
+        R @ torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64),
+        torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64),
+    )
+
+
+def test_elastic_distortion_moves_points_smoothly():
+    frame = make_frame()
+    aug = dataclasses.replace(NO_AUG, elastic=True, elastic_granularity=0.2, elastic_magnitude=0.05)
+    plain = rgbd_sample(frame, DATA, NO_AUG, "rgb", np.random.default_rng(0))
+    moved = rgbd_sample(frame, DATA, aug, "rgb", np.random.default_rng(0))
+    shift = (moved.points - plain.points).norm(dim=1)
+    assert shift.max() > 0 and shift.max() < 0.2
+    assert torch.isfinite(moved.points).all()
+
+
+def test_collate_global_indices(frames):
+    dataset = PretrainDataset(frames, DATA, AugmentConfig(), "rgb", seed=0)
+    samples = [dataset[(i, 0)] for i in range(3)]
+    batch = Collator(0.05)(samples)
+    assert batch.batch_size == 3 and batch.images.shape == (3, 3, 24, 32)
+    assert batch.point_offsets.tolist()[-1] == batch.point_to_voxel.numel()
+    voxel_frame = batch.coords[batch.point_to_voxel[batch.pair_point], 0]
+    assert torch.equal(voxel_frame, batch.pair_frame)
+    assert torch.equal(batch.image_frame[batch.pair_image], batch.pair_frame)
+    for b, s in enumerate(samples):
+        mine = batch.pair_frame == b
+        torch.testing.assert_close(batch.pair_uv[mine], s.pair_uv)
+        assert torch.equal(batch.pair_point[mine] - batch.point_offsets[b], s.pair_point)
+    assert batch.feats.shape == (batch.coords.shape[0], 3)
+
+
+def test_augmentation_depends_only_on_seed_epoch_index(frames):
+    a = PretrainDataset(frames, DATA, AugmentConfig(), "rgb", seed=1)
+    b = PretrainDataset(frames, DATA, AugmentConfig(), "rgb", seed=1)
+    assert torch.equal(a[(2, 5)].points, b[(2, 5)].points)
+    assert not torch.equal(a[(2, 5)].points, a[(2, 6)].points)
+
+
+def test_unusable_frames_are_skipped_and_counted(frames):
+    broken = make_frame(name="broken")
+    broken.depth[:] = 0.0
+    dataset = PretrainDataset([broken, broken, *frames], DATA, AugmentConfig(), "rgb", seed=0)
+    sample = dataset[(0, 0)]
+    assert sample.name == "scene0000_00/000000"
+    assert len(sample.skipped) == 2 and "pairs" in sample.skipped[0]
+    batch = Collator(0.05)([sample, dataset[(3, 0)]])
+    assert len(batch.skipped) == 2
+    with pytest.raises(RuntimeError, match="consecutive unusable frames"):
+        PretrainDataset([broken] * 3, DATA, AugmentConfig(), "rgb", seed=0)[(0, 0)]
+
+
+def test_step_batch_sampler_shards_and_resumes():
+    full = StepBatchSampler(23, 2, seed=3, total_steps=12, world_size=2, rank=0)
+    other = StepBatchSampler(23, 2, seed=3, total_steps=12, world_size=2, rank=1)
+    assert full.steps_per_epoch == 5
+    a, b = list(full), list(other)
+    assert len(a) == 12
+    for step in range(5):  # within an epoch the ranks see disjoint frames, each frame at most once
+        assert not set(a[step]) & set(b[step])
+    seen = [k for batch in a[:5] + b[:5] for k in batch]
+    assert len(seen) == len(set(seen)) == 20
+    resumed = list(StepBatchSampler(23, 2, seed=3, total_steps=12, start_step=7, world_size=2, rank=0))
+    assert resumed == a[7:]
+    assert a[5][0][1] == 1  # epoch number travels with the key
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        StepBatchSampler(3, 2, seed=0, total_steps=1, world_size=2)
