@@ -95,12 +95,12 @@ def map_labels(raw: np.ndarray, lut: np.ndarray, path: str | Path) -> np.ndarray
     is an error (a corrupt file or a different label definition), not a silent ignore.
     """
     raw = np.asarray(raw).astype(np.int64)
-    bad = (raw < 0) | (raw >= lut.shape[0])
+    in_table = (raw >= 0) & (raw < lut.shape[0])
+    mapped = np.full(raw.shape, -2, dtype=np.int64)
+    mapped[in_table] = lut[raw[in_table]]
+    bad = mapped == -2
     if not bad.any():
-        mapped = lut[raw]
-        bad = mapped == -2
-        if not bad.any():
-            return mapped
+        return mapped
     unknown = np.unique(raw[bad])
     raise LidarDataError(
         path, "bad_label", f"unknown label ids {unknown[:10].tolist()} ({int(bad.sum())} points)"

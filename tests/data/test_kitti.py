@@ -1,0 +1,195 @@
+import numpy as np
+import pytest
+from outdoor_fixtures import (
+    FOCAL,
+    IMAGE_HW,
+    KITTI_CAM2_POSITION,
+    KITTI_R0_RECT,
+    fixture_K,
+    kitti_P2,
+    kitti_tr_velo_to_cam,
+    write_kitti_object,
+    write_kitti_raw,
+)
+
+from ppkt.data.kitti import (
+    KittiObjectSamples,
+    KittiRawSamples,
+    read_kitti_object_calibration,
+    rectified_camera_from_lidar,
+)
+from ppkt.data.lidar_common import LidarDataError, decompose_rectified_projection
+
+
+def raw_kitti_projection(points):
+    """KITTI's own formula: x = P2 @ R0_rect @ Tr_velo_to_cam @ [p; 1]."""
+    R0 = np.eye(4)
+    R0[:3, :3] = KITTI_R0_RECT
+    Tr = np.vstack([kitti_tr_velo_to_cam(), [0, 0, 0, 1]])
+    x = (kitti_P2() @ R0 @ Tr @ np.concatenate([points, np.ones((len(points), 1))], 1).T).T
+    return x[:, :2] / x[:, 2:3], x[:, 2]
+
+
+def project(camera, points):
+    cam = (camera.camera_from_lidar @ np.concatenate([points, np.ones((len(points), 1))], 1).T).T[:, :3]
+    uvw = (camera.K @ cam.T).T
+    return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
+
+
+def lidar_from_camera2(camera2_points):
+    """Independent inverse path: undo the baseline, R0_rect and Tr with np.linalg.inv."""
+    rect0 = camera2_points + KITTI_CAM2_POSITION
+    R0 = np.eye(4)
+    R0[:3, :3] = KITTI_R0_RECT
+    Tr = np.vstack([kitti_tr_velo_to_cam(), [0, 0, 0, 1]])
+    lidar = (np.linalg.inv(R0 @ Tr) @ np.concatenate([rect0, np.ones((len(rect0), 1))], 1).T).T
+    return lidar[:, :3]
+
+
+def test_object_sample_points_image_and_calibration(tmp_path):
+    ids = write_kitti_object(tmp_path, frames=3)
+    data = KittiObjectSamples(tmp_path)
+    assert len(data) == 3 and [r.sample_id for r in data.records] == [f"training/{i}" for i in ids]
+    sample = data[1]
+    raw = np.fromfile(tmp_path / "training" / "velodyne" / f"{ids[1]}.bin", dtype="<f4").reshape(-1, 4)
+    assert np.array_equal(sample.points, raw[:, :3]) and np.array_equal(sample.intensity, raw[:, 3])
+    (camera,) = sample.images
+    assert camera.name == "image_2" and camera.hw == IMAGE_HW and camera.image.dtype == np.uint8
+    assert np.allclose(camera.K, kitti_P2()[:, :3]) and np.allclose(camera.K, fixture_K())
+    R = camera.camera_from_lidar[:3, :3]
+    assert np.allclose(R @ R.T, np.eye(3), atol=1e-9) and np.allclose(
+        camera.camera_from_lidar[3], [0, 0, 0, 1]
+    )
+    assert len(KittiObjectSamples(tmp_path, image_set="train")) == 2
+    assert [r.sample_id for r in KittiObjectSamples(tmp_path, image_set="val").records] == [
+        f"training/{ids[2]}"
+    ]
+    assert KittiObjectSamples(tmp_path, with_images=False)[0].images == []
+
+
+def test_projection_equals_raw_P2_R0_Tr_formula(tmp_path):
+    write_kitti_object(tmp_path, frames=1)
+    camera = KittiObjectSamples(tmp_path)[0].images[0]
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform(3, 60, (200, 1)), rng.uniform(-10, 10, (200, 2))], axis=1)
+    uv, depth = project(camera, points)
+    uv_raw, w_raw = raw_kitti_projection(points)
+    assert np.allclose(uv, uv_raw, atol=1e-9)
+    # P2's last row is [0 0 1 t_z]: the homogeneous w equals the camera-2 depth.
+    assert np.allclose(depth, w_raw, atol=1e-9)
+
+
+def test_point_straight_ahead_of_camera2_lands_on_principal_point(tmp_path):
+    write_kitti_object(tmp_path, frames=1)
+    camera = KittiObjectSamples(tmp_path)[0].images[0]
+    cam2 = np.array([[0.0, 0.0, 10.0], [1.0, 0.0, 10.0], [0.0, 3.0, 30.0]])
+    uv, depth = project(camera, lidar_from_camera2(cam2))
+    cx, cy = fixture_K()[0, 2], fixture_K()[1, 2]
+    assert np.allclose(uv, [[cx, cy], [cx + FOCAL / 10, cy], [cx, cy + FOCAL / 10]], atol=1e-9)
+    assert np.allclose(depth, [10, 10, 30])
+    # Ignoring the baseline (camera 0's pose for camera 2) would shift the pixel by fx * 0.06 / z.
+    rect_from_lidar = np.eye(4)
+    rect_from_lidar[:3, :3] = KITTI_R0_RECT
+    rect_from_lidar = rect_from_lidar @ np.vstack([kitti_tr_velo_to_cam(), [0, 0, 0, 1]])
+    wrong = (rect_from_lidar @ np.append(lidar_from_camera2(cam2[:1])[0], 1))[:3]
+    assert abs(FOCAL * wrong[0] / wrong[2]) > 0.5
+
+
+def test_decompose_rectified_projection_by_hand():
+    K = np.array([[700.0, 0, 600], [0, 710, 180], [0, 0, 1]])
+    t = np.array([0.5, -0.2, 0.01])
+    K_back, camera_from_rect = decompose_rectified_projection(K @ np.hstack([np.eye(3), t[:, None]]))
+    assert np.allclose(K_back, K) and np.allclose(camera_from_rect[:3, 3], t)
+    assert np.array_equal(camera_from_rect[:3, :3], np.eye(3))
+    with pytest.raises(LidarDataError, match="not a rectified projection"):
+        decompose_rectified_projection(np.zeros((3, 4)))
+    K2, cam = rectified_camera_from_lidar(K @ np.hstack([np.eye(3), t[:, None]]), np.eye(4))
+    assert np.allclose(cam[:3, 3], t) and np.allclose(K2, K)
+
+
+def test_raw_drive_matches_object_calibration(tmp_path):
+    write_kitti_object(tmp_path / "object", frames=1)
+    drive = write_kitti_raw(tmp_path / "raw", frames=3)
+    data = KittiRawSamples(tmp_path / "raw")
+    assert len(data) == 3 and data.records[0].sample_id == f"{drive.name}/0000000000"
+    raw_camera = data[2].images[0]
+    K, camera_from_lidar = read_kitti_object_calibration(
+        tmp_path / "object" / "training" / "calib" / "000000.txt"
+    )
+    assert np.allclose(raw_camera.K, K) and np.allclose(raw_camera.camera_from_lidar, camera_from_lidar)
+    points = np.random.default_rng(1).uniform(5, 40, (50, 3))
+    assert np.allclose(project(raw_camera, points)[0], raw_kitti_projection(points)[0], atol=1e-9)
+    assert len(KittiRawSamples(tmp_path / "raw", frame_step=2)) == 2
+    assert len(KittiRawSamples(tmp_path / "raw", drives=[drive.name])) == 3
+    with pytest.raises(LidarDataError, match="not found"):
+        KittiRawSamples(tmp_path / "raw", drives=["2011_09_26_drive_9999_sync"])
+
+
+def test_bad_files_name_the_file(tmp_path):
+    ids = write_kitti_object(tmp_path, frames=4)
+    base = tmp_path / "training"
+    bin_path = base / "velodyne" / f"{ids[0]}.bin"
+    bin_path.write_bytes(bin_path.read_bytes()[:-6])
+    (base / "calib" / f"{ids[1]}.txt").unlink()
+    (base / "image_2" / f"{ids[2]}.png").unlink()
+    calib = base / "calib" / f"{ids[3]}.txt"
+    calib.write_text(
+        "\n".join(line for line in calib.read_text().splitlines() if not line.startswith("R0_rect"))
+    )
+    data = KittiObjectSamples(tmp_path)
+    with pytest.raises(LidarDataError, match=r"000000\.bin.*not a multiple of 16"):
+        data[0]
+    with pytest.raises(LidarDataError, match=r"000001\.txt: missing calibration file"):
+        data[1]
+    with pytest.raises(LidarDataError, match=r"000002\.png: missing camera image") as info:
+        data[2]
+    assert info.value.reason == "missing"
+    with pytest.raises(LidarDataError, match=r"000003\.txt: missing calibration entry 'R0_rect'"):
+        data[3]
+    write_kitti_raw(tmp_path / "raw", frames=1)
+    (tmp_path / "raw" / "2011_09_26" / "calib_velo_to_cam.txt").write_text("R: 1 0 0\nT: 0 0 0\n")
+    with pytest.raises(LidarDataError, match=r"calib_velo_to_cam\.txt: R has 3 values, expected 9"):
+        KittiRawSamples(tmp_path / "raw")[0]
+    with pytest.raises(LidarDataError, match="no KITTI velodyne folder"):
+        KittiObjectSamples(tmp_path / "nowhere")
+
+
+def occluder_scene(rng):
+    """Camera-2 frame scene: a 2 m x 2 m board at 6 m in front of a wall at 20 m.
+
+    The wall points include those hidden from the camera by the board, as a lidar at another
+    viewpoint sees them. Returns camera-2 points and, per point, whether the camera sees it.
+    """
+    board = np.stack([rng.uniform(-1, 1, 3000), rng.uniform(-1, 1, 3000), np.full(3000, 6.0)], 1)
+    wall = np.stack([rng.uniform(-8, 8, 20000), rng.uniform(-3, 3, 20000), np.full(20000, 20.0)], 1)
+    cam2 = np.concatenate([board, wall])
+    # Camera sight: wall points whose ray from the camera centre crosses the board are hidden.
+    at_board = cam2[:, :2] * (6.0 / cam2[:, 2:3])
+    hidden = (cam2[:, 2] > 6.5) & (np.abs(at_board) <= 1.0).all(1)
+    return cam2, ~hidden
+
+
+def test_sample_pairs_match_own_projection_and_occlusion_removes_hidden_points(tmp_path):
+    pytest.importorskip("ppkt.geometry")
+    from ppkt.data.lidar_common import sample_pairs
+
+    write_kitti_object(tmp_path, frames=1)
+    sample = KittiObjectSamples(tmp_path)[0]
+    rng = np.random.default_rng(0)
+    cam2, seen = occluder_scene(rng)
+    sample.points = lidar_from_camera2(cam2).astype(np.float32)
+    pairs = sample_pairs(sample, occlusion=False)
+    uv, depth = project(sample.images[0], sample.points.astype(np.float64))
+    h, w = IMAGE_HW
+    inside = (
+        (uv[:, 0] >= -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < h - 0.5) & (depth > 1)
+    )
+    index = pairs.point_index.numpy()
+    assert np.array_equal(np.sort(index), np.flatnonzero(inside))
+    assert np.allclose(pairs.uv.numpy(), uv[index], atol=1e-3)
+    wrong_without = int((~seen[index]).sum())
+    assert wrong_without > 0  # without the test, hidden wall points are paired with board pixels
+    filtered = sample_pairs(sample, occlusion=True)
+    kept = filtered.point_index.numpy()
+    assert int((~seen[kept]).sum()) < wrong_without
+    assert set(kept) <= set(index)
