@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from ppkt.geometry import voxelize
+
+
+def naive_voxelize(points: torch.Tensor, size: float, batch: list[int] | None = None):
+    """Dictionary-based reference: voxel key -> lowest point index, sorted keys."""
+    first: dict[tuple[int, ...], int] = {}
+    keys = []
+    for n, p in enumerate(points.tolist()):
+        key = tuple(int(torch.floor(torch.tensor(c, dtype=points.dtype) / size)) for c in p)
+        if batch is not None:
+            key = (batch[n],) + key
+        keys.append(key)
+        first.setdefault(key, n)
+    order = sorted(first)
+    row = {k: r for r, k in enumerate(order)}
+    return (
+        torch.tensor(order, dtype=torch.long).reshape(-1, 3 if batch is None else 4),
+        torch.tensor([row[k] for k in keys], dtype=torch.long),
+        torch.tensor([first[k] for k in order], dtype=torch.long),
+    )
+
+
+def test_hand_computed(dtype):
+    x = torch.tensor([0.05, -0.01, 0.09, 0.1, -0.05], dtype=dtype)
+    points = torch.stack([x, torch.tensor([0, 0, 0.02, 0, 0], dtype=dtype), torch.zeros_like(x)], 1)
+    grid, p2v, rep = voxelize(points, 0.1)
+    assert grid.tolist() == [[-1, 0, 0], [0, 0, 0], [1, 0, 0]]
+    assert p2v.tolist() == [1, 0, 1, 2, 0]
+    assert rep.tolist() == [1, 0, 3]
+
+
+def test_matches_naive_reference(dtype):
+    g = torch.Generator().manual_seed(0)
+    points = (torch.randn(400, 3, generator=g, dtype=torch.float64) * 0.3).to(dtype)
+    grid, p2v, rep = voxelize(points, 0.1)
+    ref = naive_voxelize(points, 0.1)
+    for a, b in zip((grid, p2v, rep), ref, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_batched_matches_naive_reference():
+    g = torch.Generator().manual_seed(1)
+    points = torch.rand(300, 3, generator=g) * 0.5
+    offsets = [0, 100, 100, 300]  # sample 1 is empty
+    batch = [0] * 100 + [2] * 200
+    grid, p2v, rep = voxelize(points, 0.1, batch_offsets=torch.tensor(offsets))
+    ref = naive_voxelize(points, 0.1, batch)
+    for a, b in zip((grid, p2v, rep), ref, strict=True):
+        assert torch.equal(a, b)
+    assert grid.shape[1] == 4 and set(grid[:, 0].tolist()) == {0, 2}
+
+
+def test_inverse_map_is_consistent_and_sorted(dtype):
+    g = torch.Generator().manual_seed(2)
+    points = (torch.rand(20000, 3, generator=g, dtype=torch.float64) * 4 - 2).to(dtype)
+    size = 0.025
+    grid, p2v, rep = voxelize(points, size)
+    # every point's voxel contains it (same arithmetic as the quantisation: floor(p / size))
+    scaled = points / size
+    cell = grid[p2v].to(dtype)
+    assert ((cell <= scaled) & (scaled < cell + 1)).all()
+    # the representative of a voxel is in it and is its lowest point index
+    assert torch.equal(p2v[rep], torch.arange(len(grid)))
+    lowest = torch.full((len(grid),), len(points)).scatter_reduce(0, p2v, torch.arange(len(points)), "amin")
+    assert torch.equal(rep, lowest)
+    # voxels are unique and sorted lexicographically
+    key = ((grid[:, 0] * 1000) + grid[:, 1]) * 1000 + grid[:, 2]
+    assert (key[1:] > key[:-1]).all()
+
+
+def test_per_axis_voxel_size():
+    points = torch.tensor([[0.15, 0.15, 0.15]])
+    grid, _, _ = voxelize(points, torch.tensor([0.1, 0.2, 0.05]))
+    assert grid.tolist() == [[1, 0, 3]]
+
+
+def test_deterministic_and_permutation_consistent():
+    g = torch.Generator().manual_seed(3)
+    points = torch.rand(5000, 3, generator=g)
+    a = voxelize(points, 0.05)
+    b = voxelize(points.clone(), 0.05)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    perm = torch.randperm(len(points), generator=g)
+    grid_p, p2v_p, _ = voxelize(points[perm], 0.05)
+    assert torch.equal(grid_p, a[0])  # the voxel set and order do not depend on point order
+    assert torch.equal(p2v_p, a[1][perm])
+
+
+def test_degenerate():
+    grid, p2v, rep = voxelize(torch.zeros(0, 3), 0.1)
+    assert grid.shape == (0, 3) and p2v.shape == (0,) and rep.shape == (0,)
+    grid, _, _ = voxelize(torch.zeros(0, 3), 0.1, batch_offsets=[0, 0])
+    assert grid.shape == (0, 4)
+    grid, p2v, rep = voxelize(torch.tensor([[1.0, 2.0, 3.0]]), 1.0)
+    assert grid.tolist() == [[1, 2, 3]] and p2v.tolist() == [0] and rep.tolist() == [0]
+
+
+def test_huge_extent_falls_back_to_exact_path():
+    points = torch.tensor([[-1e6, 0.0, 0.0], [1e6, 1e6, 1e6], [1e6, 1e6, 1e6 + 1e-3]], dtype=torch.float64)
+    grid, p2v, rep = voxelize(points, 1e-4)
+    assert len(grid) == 3 and p2v.tolist() == [0, 1, 2] and rep.tolist() == [0, 1, 2]
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="NaN"):
+        voxelize(torch.tensor([[0.0, float("nan"), 0.0]]), 0.1)
+    with pytest.raises(ValueError, match="voxel_size"):
+        voxelize(torch.zeros(2, 3), 0.0)
+    with pytest.raises(ValueError, match="batch_offsets"):
+        voxelize(torch.zeros(3, 3), 0.1, batch_offsets=[0, 2])
+    with pytest.raises(ValueError, match="non-decreasing"):
+        voxelize(torch.zeros(3, 3), 0.1, batch_offsets=[0, 2, 1, 3])
+
+
+def test_memory_is_linear_in_points():
+    """400k points in ~250k voxels: an (N, N) or (N, M) intermediate would need > 800 GB."""
+    g = torch.Generator().manual_seed(4)
+    points = torch.rand(400_000, 3, generator=g) * torch.tensor([4.0, 4.0, 0.3])
+    grid, p2v, rep = voxelize(points, 0.025)
+    assert len(grid) > 100_000 and p2v.shape == (400_000,)
