@@ -1,0 +1,134 @@
+"""The typed configuration of a fine-tuning / linear-probing run.
+
+One frozen dataclass per part; :class:`FinetuneConfig` nests them. Presets live in
+:mod:`ppkt.eval.presets`; any leaf can be overridden on the command line as
+``--section.field VALUE``; the resolved config is saved as ``config.yaml`` in the run folder and
+inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ppkt.config import option
+from ppkt.eval.data import SceneAugmentation
+
+
+@dataclass(frozen=True)
+class EvalDataConfig:
+    """Which labelled scenes, and how they are voxelised."""
+
+    kind: Literal["scannet", "synthetic"] = option(
+        "scannet", "scannet: ScanNet v2 layout at data.root; synthetic: generated rooms (ppkt.data.synthetic)"
+    )
+    root: Path | None = option(
+        None, "dataset root (ScanNet layout); synthetic: cache folder (None = default)"
+    )
+    train_split: str = option("train", "training scenes: <root>/scannetv2_<train_split>.txt")
+    val_split: str = option("val", "evaluation scenes: <root>/scannetv2_<val_split>.txt")
+    voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
+    input_features: Literal["rgb", "xyzrgb", "constant"] = option(
+        "rgb", "per-point input features; must equal the pretrained card's"
+    )
+    num_classes: int = option(20, "number of classes (ScanNet benchmark: 20)")
+    cache_scenes: bool = option(True, "keep read scenes in memory (per loader worker)")
+    num_workers: int = option(0, "DataLoader worker processes (0 = load in the main process)")
+    synthetic_scenes: int = option(8, "synthetic data: number of rooms")
+    synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames per room (as in pretraining)")
+    synthetic_seed: int = option(0, "synthetic data: generator seed")
+
+
+@dataclass(frozen=True)
+class EvalAugmentConfig:
+    """Training-time 3D augmentation (never applied at evaluation). z is up."""
+
+    enabled: bool = option(True, "apply the augmentations below to training scenes")
+    max_points: int = option(0, "crop training scenes to this many points around a random point (0 = off)")
+    rotate_up: float = option(math.pi, "max |angle| (rad) of a random rotation about the up (z) axis")
+    flip: float = option(0.5, "probability of mirroring x, and independently y")
+    scale_min: float = option(0.9, "random isotropic scale, lower bound")
+    scale_max: float = option(1.1, "random isotropic scale, upper bound")
+    jitter_std: float = option(0.005, "std (m) of per-point Gaussian jitter, clipped at 3 std")
+
+    def build(self) -> SceneAugmentation | None:
+        if not self.enabled:
+            return None
+        return SceneAugmentation(
+            max_points=self.max_points,
+            rotate_up=self.rotate_up,
+            flip=self.flip,
+            scale_min=self.scale_min,
+            scale_max=self.scale_max,
+            jitter_std=self.jitter_std,
+        )
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """The limited-label budget (ppkt.eval.splits)."""
+
+    kind: Literal["scenes", "points"] = option(
+        "scenes", "scenes: a fraction of training scenes; points: labelled points per scene"
+    )
+    budget: float = option(1.0, "scene fraction in (0, 1] (kind scenes) or points per scene (kind points)")
+    seed: int = option(0, "seed of the split draw (also of training unless run.seed is set)")
+    splits_dir: Path | None = option(None, "folder of split JSON files (None = <data root>/splits)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone, head and initialisation."""
+
+    backbone: str = option("res16unet34", "3D backbone in ppkt.backbones.BACKBONES")
+    width: float = option(1.0, "channel width multiplier; must equal the pretrained card's")
+    backend: str = option("torch", "sparse convolution backend (torch, spconv)")
+    init: Path | None = option(None, "pretrained backbone (ppkt export safetensors); None = from scratch")
+    mode: Literal["finetune", "linear"] = option(
+        "finetune", "finetune: train everything; linear: frozen backbone (eval mode, no grad), train the head"
+    )
+
+
+@dataclass(frozen=True)
+class EvalOptimConfig:
+    """SGD with momentum; separate learning rates for head and backbone."""
+
+    steps: int = option(20000, "optimisation steps (batches)")
+    batch_size: int = option(8, "scenes per batch")
+    lr_head: float = option(0.1, "learning rate of the segmentation head")
+    lr_backbone: float = option(0.1, "learning rate of the backbone (ignored in linear mode)")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(1e-4, "SGD weight decay (head and backbone)")
+    schedule: Literal["poly", "cosine", "constant"] = option("poly", "learning-rate schedule over the steps")
+    poly_power: float = option(0.9, "exponent of the poly schedule: lr * (1 - step/steps)^power")
+
+
+@dataclass(frozen=True)
+class EvalRunConfig:
+    """Where the run writes and how often it evaluates."""
+
+    out: Path = option(Path("runs/finetune"), "run folder (config, logs, checkpoints, metrics)")
+    seed: int | None = option(None, "training seed (init, order, augmentation); None = labels.seed")
+    eval_every: int = option(1000, "evaluate on the validation split every this many steps (and at the end)")
+    log_every: int = option(20, "write a training log line every this many steps")
+    device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, ...")
+    progress: bool = option(True, "show progress bars")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """A complete fine-tuning or linear-probing run."""
+
+    preset: str = option("custom", "name of the preset this config started from")
+    data: EvalDataConfig = field(default_factory=EvalDataConfig)
+    augment: EvalAugmentConfig = field(default_factory=EvalAugmentConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: EvalOptimConfig = field(default_factory=EvalOptimConfig)
+    run: EvalRunConfig = field(default_factory=EvalRunConfig)
+
+    @property
+    def train_seed(self) -> int:
+        return self.labels.seed if self.run.seed is None else self.run.seed

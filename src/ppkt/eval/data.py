@@ -1,0 +1,307 @@
+"""Labelled scenes for fine-tuning and evaluation: sources, augmentation, voxelisation, batches.
+
+What flows:
+
+* a :class:`SceneSource` names the scenes of a split and reads each as a
+  :class:`~ppkt.data.types.LabeledScene` (ScanNet export and the synthetic rooms through
+  ``read_scannet_scene``; lidar datasets through an adapter; in-memory scenes for tests);
+* :class:`SegmentationDataset` applies the limited-label split and the training-time
+  augmentation (none at evaluation) and computes input features: a :class:`SceneSample`;
+* :func:`collate_scenes` voxelises scenes together into a :class:`SegmentationBatch`, whose
+  ``point_to_voxel`` takes voxel predictions back to every original point.
+
+Voxel labels for the training loss are the **majority label among the voxel's labelled points**
+(ignore-labelled points do not vote; a voxel without any labelled point is ignored; ties go to
+the lowest class id). The representative point's label would be simpler, but with a few
+labelled points per scene (the ``points`` budgets) the representative is almost never one of
+them and most of the budget would be thrown away. Input features of a voxel are the mean of its
+points' features, as in pretraining (``ppkt.sparse.sparse_batch_from_points``).
+
+Metrics are always computed on the original points (see ``ppkt.eval.finetune.evaluate``), never
+on voxels, so that the voxel size does not change what is measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ppkt.data.types import IGNORE_LABEL, LabeledScene
+from ppkt.eval.splits import LabelSplit
+from ppkt.sparse import SparseBatch, SparseTensor, sparse_batch_from_points
+
+
+# --------------------------------------------------------------------------------------------- sources
+class SceneSource(Protocol):
+    """Where labelled scenes come from."""
+
+    class_names: tuple[str, ...]
+
+    def scene_ids(self, split: str) -> list[str]:
+        """Scene ids of ``split`` ("train", "val", ...)."""
+        ...
+
+    def read(self, scene_id: str) -> LabeledScene:
+        """The scene with its full labels (ids in ``[0, len(class_names))`` or IGNORE_LABEL)."""
+        ...
+
+
+class ScanNetSceneSource:
+    """ScanNet v2 (and the synthetic rooms, which use the same layout): ``<root>/<scene>/*.ply``."""
+
+    def __init__(self, root: str | Path):
+        from ppkt.data.scannet_classes import SCANNET20_CLASS_NAMES
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: dataset root not found")
+        self.class_names = SCANNET20_CLASS_NAMES
+
+    def scene_ids(self, split: str) -> list[str]:
+        from ppkt.data.scannet import scannet_split
+
+        return scannet_split(self.root, split)
+
+    def read(self, scene_id: str) -> LabeledScene:
+        from ppkt.data.scannet import read_scannet_scene
+
+        return read_scannet_scene(self.root / scene_id)
+
+
+class InMemorySceneSource:
+    """Scenes already in memory, by split (tests, notebooks, custom datasets)."""
+
+    def __init__(self, splits: dict[str, Sequence[LabeledScene]], class_names: Sequence[str]):
+        self.class_names = tuple(class_names)
+        self._splits = {name: [s.scene_id for s in scenes] for name, scenes in splits.items()}
+        self._scenes = {s.scene_id: s for scenes in splits.values() for s in scenes}
+
+    def scene_ids(self, split: str) -> list[str]:
+        if split not in self._splits:
+            raise KeyError(f"no split {split!r}; known: {sorted(self._splits)}")
+        return list(self._splits[split])
+
+    def read(self, scene_id: str) -> LabeledScene:
+        return self._scenes[scene_id]
+
+
+# ---------------------------------------------------------------------------------------- augmentation
+@dataclass(frozen=True)
+class SceneAugmentation:
+    """Training-time 3D augmentation of a labelled scene (z is up, as in ScanNet and lidar data).
+
+    Order: crop, rotation about z, flips, isotropic scaling, jitter. Labels and colours follow
+    their points; nothing is applied at evaluation.
+
+    Attributes:
+        max_points: keep at most this many points, the nearest to a random point (0 = no crop).
+        rotate_up: max |angle| (rad) of a uniform rotation about z.
+        flip: probability of mirroring x, and independently y.
+        scale_min, scale_max: uniform isotropic scale range.
+        jitter_std: std (m) of Gaussian noise added to every point, clipped at 3 std.
+    """
+
+    max_points: int = 0
+    rotate_up: float = math.pi
+    flip: float = 0.5
+    scale_min: float = 0.9
+    scale_max: float = 1.1
+    jitter_std: float = 0.005
+
+    def __call__(self, scene: LabeledScene, rng: np.random.Generator) -> LabeledScene:
+        points, colors, labels = scene.points, scene.colors, scene.labels
+        if self.max_points and len(points) > self.max_points:
+            centre = points[rng.integers(len(points))]
+            dist = np.square(points - centre).sum(axis=1)
+            keep = np.sort(np.argpartition(dist, self.max_points - 1)[: self.max_points])
+            points, colors, labels = points[keep], colors[keep], labels[keep]
+        points = points.astype(np.float64)
+        angle = rng.uniform(-self.rotate_up, self.rotate_up) if self.rotate_up > 0 else 0.0
+        c, s = math.cos(angle), math.sin(angle)
+        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        mirror = np.ones(3)
+        mirror[:2] = np.where(rng.random(2) < self.flip, -1.0, 1.0)
+        scale = rng.uniform(self.scale_min, self.scale_max)
+        points = (points @ rot.T) * mirror * scale
+        if self.jitter_std > 0:
+            noise = rng.normal(0.0, self.jitter_std, size=points.shape)
+            points = points + np.clip(noise, -3 * self.jitter_std, 3 * self.jitter_std)
+        return LabeledScene(
+            points=points.astype(np.float32),
+            colors=colors,
+            labels=labels,
+            scene_id=scene.scene_id,
+            class_names=scene.class_names,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- samples
+@dataclass
+class SceneSample:
+    """One scene ready for batching (after the split's masking and any augmentation).
+
+    Attributes:
+        scene_id: scene name.
+        points: ``(N, 3)`` float32 coordinates in metres, shifted so that their minimum is 0.
+        feats: ``(N, C)`` float32 input features (``ppkt.backbones.input_features``).
+        labels: ``(N,)`` long class ids or IGNORE_LABEL.
+    """
+
+    scene_id: str
+    points: torch.Tensor
+    feats: torch.Tensor
+    labels: torch.Tensor
+
+
+def scene_sample(scene: LabeledScene, input_features: str, num_classes: int) -> SceneSample:
+    """Tensors of a scene; checks its labels against ``num_classes``."""
+    from ppkt.backbones import input_features as make_features
+
+    labels = torch.as_tensor(np.asarray(scene.labels), dtype=torch.long)
+    if labels.numel() and (int(labels.max()) >= num_classes or int(labels.min()) < IGNORE_LABEL):
+        raise ValueError(
+            f"scene {scene.scene_id}: labels span [{int(labels.min())}, {int(labels.max())}] "
+            f"but the model has {num_classes} classes (ignore = {IGNORE_LABEL})"
+        )
+    points = torch.as_tensor(np.asarray(scene.points, dtype=np.float32))
+    if points.shape[0] == 0:
+        raise ValueError(f"scene {scene.scene_id}: no points")
+    # Translation does not change a convolution's output; a small origin keeps voxel ids small.
+    points = points - points.min(dim=0).values
+    colors = torch.as_tensor(np.asarray(scene.colors))
+    feats = make_features(input_features, points, colors).float()
+    return SceneSample(scene_id=scene.scene_id, points=points, feats=feats, labels=labels)
+
+
+def voxel_majority_labels(
+    point_to_voxel: torch.Tensor, labels: torch.Tensor, num_voxels: int, num_classes: int
+) -> torch.Tensor:
+    """``(M,)`` majority label of each voxel over its labelled points; IGNORE_LABEL if none."""
+    labelled = labels != IGNORE_LABEL
+    votes = torch.bincount(
+        point_to_voxel[labelled] * num_classes + labels[labelled], minlength=num_voxels * num_classes
+    ).reshape(num_voxels, num_classes)
+    count, winner = votes.max(dim=1)  # max returns the first maximal index: ties -> lowest id
+    return torch.where(count > 0, winner, torch.full_like(winner, IGNORE_LABEL))
+
+
+# --------------------------------------------------------------------------------------------- dataset
+class SegmentationDataset(torch.utils.data.Dataset):
+    """Voxelised labelled scenes of one split, optionally limited and augmented.
+
+    Args:
+        source: where scenes come from.
+        scene_ids: the scenes of this dataset (for training: ``label_split.scenes``).
+        voxel_size: voxel edge in metres.
+        input_features: feature kind for ``ppkt.backbones.input_features``.
+        num_classes: number of classes.
+        label_split: masks labels outside the split (and checks the scene against it).
+        augmentation: training-time augmentation, None at evaluation.
+        seed: base seed; the augmentation of item ``i`` in epoch ``e`` uses ``(seed, e, i)``, so a
+            run is reproducible whatever the number of loader workers.
+        cache_scenes: keep read scenes in memory (per worker process).
+    """
+
+    def __init__(
+        self,
+        source: SceneSource,
+        scene_ids: Sequence[str],
+        *,
+        voxel_size: float,
+        input_features: str,
+        num_classes: int,
+        label_split: LabelSplit | None = None,
+        augmentation: SceneAugmentation | None = None,
+        seed: int = 0,
+        cache_scenes: bool = True,
+    ):
+        if not scene_ids:
+            raise ValueError("a segmentation dataset needs at least one scene")
+        self.source = source
+        self.scene_ids = list(scene_ids)
+        self.voxel_size = float(voxel_size)
+        self.input_features = input_features
+        self.num_classes = int(num_classes)
+        self.label_split = label_split
+        self.augmentation = augmentation
+        self.seed = int(seed)
+        self.epoch = 0
+        self.cache_scenes = cache_scenes
+        self._cache: dict[str, LabeledScene] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.scene_ids)
+
+    def scene(self, index: int) -> LabeledScene:
+        """The scene as used by this dataset (labels masked by the split), before augmentation."""
+        sid = self.scene_ids[index]
+        if sid in self._cache:
+            return self._cache[sid]
+        scene = self.source.read(sid)
+        if self.label_split is not None:
+            scene = self.label_split.apply(scene)
+        if self.cache_scenes:
+            self._cache[sid] = scene
+        return scene
+
+    def __getitem__(self, index: int) -> SceneSample:
+        scene = self.scene(index)
+        if self.augmentation is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            scene = self.augmentation(scene, rng)
+        return scene_sample(scene, self.input_features, self.num_classes)
+
+    def collate(self, samples: Sequence[SceneSample]) -> SegmentationBatch:
+        return collate_scenes(samples, self.voxel_size, self.num_classes)
+
+
+# --------------------------------------------------------------------------------------------- batches
+@dataclass
+class SegmentationBatch:
+    """Several scenes voxelised together (the one sparse batch layout, ``ppkt.sparse.SparseBatch``).
+
+    Attributes:
+        sparse: coordinates ``(M, 4)``, mean input features per voxel, ``point_to_voxel (N,)``
+            and ``point_offsets (B + 1,)``.
+        voxel_labels: ``(M,)`` long training targets (majority label; IGNORE_LABEL = no loss).
+        point_labels: ``(N,)`` long labels of the original points (what metrics are computed on).
+        scene_ids: the ``B`` scene names.
+    """
+
+    sparse: SparseBatch
+    voxel_labels: torch.Tensor
+    point_labels: torch.Tensor
+    scene_ids: list[str]
+
+    def to(self, device: torch.device | str) -> SegmentationBatch:
+        s = self.sparse
+        tensor = SparseTensor(s.tensor.coords.to(device), s.tensor.feats.to(device), stride=s.tensor.stride)
+        sparse = SparseBatch(
+            tensor,
+            s.point_to_voxel.to(device),
+            s.point_offsets.to(device),
+            s.voxel_offsets.to(device),
+            s.voxel_size,
+        )
+        return SegmentationBatch(
+            sparse, self.voxel_labels.to(device), self.point_labels.to(device), self.scene_ids
+        )
+
+
+def collate_scenes(samples: Sequence[SceneSample], voxel_size: float, num_classes: int) -> SegmentationBatch:
+    """Voxelise scenes together with ``ppkt.sparse.sparse_batch_from_points`` and label the voxels."""
+    sparse = sparse_batch_from_points([s.points for s in samples], [s.feats for s in samples], voxel_size)
+    point_labels = torch.cat([s.labels for s in samples])
+    voxel_labels = voxel_majority_labels(
+        sparse.point_to_voxel, point_labels, sparse.tensor.num_sites, num_classes
+    )
+    return SegmentationBatch(sparse, voxel_labels, point_labels, [s.scene_id for s in samples])
