@@ -18,7 +18,8 @@ from ppkt.data.kitti import (
     read_kitti_object_calibration,
     rectified_camera_from_lidar,
 )
-from ppkt.data.lidar_common import LidarDataError, decompose_rectified_projection
+from ppkt.data.lidar_common import decompose_rectified_projection
+from ppkt.data.report import MISSING_FILE, FrameError
 
 
 def raw_kitti_projection(points):
@@ -101,7 +102,7 @@ def test_decompose_rectified_projection_by_hand():
     K_back, camera_from_rect = decompose_rectified_projection(K @ np.hstack([np.eye(3), t[:, None]]))
     assert np.allclose(K_back, K) and np.allclose(camera_from_rect[:3, 3], t)
     assert np.array_equal(camera_from_rect[:3, :3], np.eye(3))
-    with pytest.raises(LidarDataError, match="not a rectified projection"):
+    with pytest.raises(FrameError, match="not a rectified projection"):
         decompose_rectified_projection(np.zeros((3, 4)))
     K2, cam = rectified_camera_from_lidar(K @ np.hstack([np.eye(3), t[:, None]]), np.eye(4))
     assert np.allclose(cam[:3, 3], t) and np.allclose(K2, K)
@@ -121,7 +122,7 @@ def test_raw_drive_matches_object_calibration(tmp_path):
     assert np.allclose(project(raw_camera, points)[0], raw_kitti_projection(points)[0], atol=1e-9)
     assert len(KittiRawSamples(tmp_path / "raw", frame_step=2)) == 2
     assert len(KittiRawSamples(tmp_path / "raw", drives=[drive.name])) == 3
-    with pytest.raises(LidarDataError, match="not found"):
+    with pytest.raises(FrameError, match="not found"):
         KittiRawSamples(tmp_path / "raw", drives=["2011_09_26_drive_9999_sync"])
 
 
@@ -137,20 +138,20 @@ def test_bad_files_name_the_file(tmp_path):
         "\n".join(line for line in calib.read_text().splitlines() if not line.startswith("R0_rect"))
     )
     data = KittiObjectSamples(tmp_path)
-    with pytest.raises(LidarDataError, match=r"000000\.bin.*not a multiple of 16"):
+    with pytest.raises(FrameError, match=r"000000\.bin: truncated file .*not a multiple of 16"):
         data[0]
-    with pytest.raises(LidarDataError, match=r"000001\.txt: missing calibration file"):
+    with pytest.raises(FrameError, match=r"000001\.txt: missing file \(calibration file\)"):
         data[1]
-    with pytest.raises(LidarDataError, match=r"000002\.png: missing camera image") as info:
+    with pytest.raises(FrameError, match=r"000002\.png: missing file \(camera image\)") as info:
         data[2]
-    assert info.value.reason == "missing"
-    with pytest.raises(LidarDataError, match=r"000003\.txt: missing calibration entry 'R0_rect'"):
+    assert info.value.reason == MISSING_FILE
+    with pytest.raises(FrameError, match=r"000003\.txt: bad calibration \(missing .*'R0_rect'\)"):
         data[3]
     write_kitti_raw(tmp_path / "raw", frames=1)
     (tmp_path / "raw" / "2011_09_26" / "calib_velo_to_cam.txt").write_text("R: 1 0 0\nT: 0 0 0\n")
-    with pytest.raises(LidarDataError, match=r"calib_velo_to_cam\.txt: R has 3 values, expected 9"):
+    with pytest.raises(FrameError, match=r"velo_to_cam\.txt: bad calibration \(R has 3 values, expected 9\)"):
         KittiRawSamples(tmp_path / "raw")[0]
-    with pytest.raises(LidarDataError, match="no KITTI velodyne folder"):
+    with pytest.raises(FrameError, match="no KITTI velodyne folder"):
         KittiObjectSamples(tmp_path / "nowhere")
 
 

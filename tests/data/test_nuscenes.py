@@ -15,7 +15,7 @@ from outdoor_fixtures import (
 )
 from scipy.spatial.transform import Rotation
 
-from ppkt.data.lidar_common import LidarDataError, quaternion_to_rotation
+from ppkt.data.lidar_common import MISSING_CAMERA, quaternion_to_rotation
 from ppkt.data.nuscenes import (
     GENERAL_TO_NUSCENES16,
     LIDARSEG_GENERAL_CLASSES,
@@ -26,6 +26,7 @@ from ppkt.data.nuscenes import (
     general_to_nuscenes16_lut,
     resolve_split,
 )
+from ppkt.data.report import TRUNCATED, FrameError
 from ppkt.data.types import IGNORE_LABEL
 
 
@@ -155,10 +156,10 @@ def test_unknown_or_truncated_labels_name_the_file(tmp_path):
     fx = write_nuscenes(tmp_path)
     np.full(40, 77, np.uint8).tofile(fx.lidarseg_paths[0])
     data = NuScenesSamples(tmp_path, with_labels=True)
-    with pytest.raises(LidarDataError, match=r"_lidarseg\.bin.*unknown label ids \[77\]"):
+    with pytest.raises(FrameError, match=r"_lidarseg\.bin: unknown label id \(ids \[77\] on 40 points\)"):
         data[0]
     np.zeros(39, np.uint8).tofile(fx.lidarseg_paths[1])
-    with pytest.raises(LidarDataError, match=r"_lidarseg\.bin.*39 labels for a point cloud of 40"):
+    with pytest.raises(FrameError, match=r"_lidarseg\.bin: label count mismatch \(39 labels .* of 40"):
         data[1]
 
 
@@ -167,16 +168,16 @@ def test_truncated_points_missing_image_and_tables(tmp_path):
     data = fx.lidar_paths[0].read_bytes()
     fx.lidar_paths[0].write_bytes(data[:-3])
     samples = NuScenesSamples(tmp_path)
-    with pytest.raises(LidarDataError, match=r"\.pcd\.bin.*not a multiple of 20") as info:
+    with pytest.raises(FrameError, match=r"\.pcd\.bin: truncated file \(.* multiple of 20") as info:
         samples[0]
-    assert info.value.reason == "truncated"
+    assert info.value.reason == TRUNCATED
     next(iter(samples.records[1].cameras)).path.unlink()
-    with pytest.raises(LidarDataError, match=r"CAM_FRONT.*\.jpg: missing camera image"):
+    with pytest.raises(FrameError, match=r"CAM_FRONT.*\.jpg: missing file \(camera image\)"):
         samples[1]
     (tmp_path / "v1.0-mini" / "ego_pose.json").unlink()
-    with pytest.raises(LidarDataError, match=r"ego_pose\.json: missing"):
+    with pytest.raises(FrameError, match=r"ego_pose\.json: missing file"):
         NuScenesSamples(tmp_path)
-    with pytest.raises(LidarDataError, match="v1.0-trainval"):
+    with pytest.raises(FrameError, match="v1.0-trainval"):
         NuScenesSamples(tmp_path, version="v1.0-trainval")
 
 
@@ -210,5 +211,5 @@ def test_sample_missing_a_camera_is_skipped_and_counted(tmp_path):
     ]
     table.write_text(json.dumps(rows))
     data = NuScenesSamples(tmp_path)
-    assert len(data) == 3 and data.skipped == {"missing_camera": 1}
+    assert len(data) == 3 and data.skipped == {MISSING_CAMERA: 1}
     assert len(NuScenesSamples(tmp_path, cameras=("CAM_FRONT",))) == 4

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from outdoor_fixtures import KITTI_R0_RECT, kitti_P2, kitti_tr_velo_to_cam, write_semantickitti
 
-from ppkt.data.lidar_common import LidarDataError
+from ppkt.data.lidar_common import BAD_LABELS
+from ppkt.data.report import FrameError
 from ppkt.data.semantickitti import (
     SEMANTICKITTI19_CLASS_NAMES,
     SemanticKittiSamples,
@@ -42,13 +43,13 @@ def test_labels_split_semantic_and_instance_bits(tmp_path):
     assert labels.tolist() == [car, car, IGNORE_LABEL, road, IGNORE_LABEL]
     assert instance.tolist() == [7, 3, 0, 0, 1] and labels.dtype == np.int64
     np.array([10, 300, 2], dtype="<u4").tofile(tmp_path / "b.label")
-    with pytest.raises(LidarDataError, match=r"b\.label: unknown label ids \[2, 300\]") as info:
+    with pytest.raises(FrameError, match=r"b\.label: unknown label id \(ids \[2, 300\] on 2") as info:
         read_semantickitti_labels(tmp_path / "b.label", 3)
-    assert info.value.reason == "bad_label"
-    with pytest.raises(LidarDataError, match=r"b\.label: 3 labels for a point cloud of 4 points"):
+    assert info.value.reason == BAD_LABELS
+    with pytest.raises(FrameError, match=r"b\.label: label count mismatch \(3 labels .* of 4 points"):
         read_semantickitti_labels(tmp_path / "b.label", 4)
     (tmp_path / "c.label").write_bytes(b"\0" * 7)
-    with pytest.raises(LidarDataError, match=r"c\.label: size 7 bytes is not a multiple of 4"):
+    with pytest.raises(FrameError, match=r"c\.label: truncated file \(size 7 bytes is not a multiple of 4\)"):
         read_semantickitti_labels(tmp_path / "c.label", 2)
 
 
@@ -62,7 +63,7 @@ def test_sequences_splits_and_root_variants(tmp_path):
     assert len(SemanticKittiSamples(tmp_path, split="train")) == 3
     assert len(SemanticKittiSamples(tmp_path / "dataset")) == 6 and len(SemanticKittiSamples(seq_root)) == 6
     assert len(SemanticKittiSamples(tmp_path, sequences=["08"], frame_step=2)) == 2
-    with pytest.raises(LidarDataError, match="no sequence of split 'test'"):
+    with pytest.raises(FrameError, match="no sequence of split 'test'"):
         SemanticKittiSamples(tmp_path, split="test")
     with pytest.raises(ValueError, match="unknown SemanticKITTI split"):
         SemanticKittiSamples(tmp_path, split="training")
@@ -97,12 +98,12 @@ def test_missing_labels_image_and_calibration_name_the_file(tmp_path):
     (seq_root / "08" / "labels" / "000000.label").unlink()
     (seq_root / "08" / "image_2" / "000001.png").unlink()
     data = SemanticKittiSamples(tmp_path, with_images=True)
-    with pytest.raises(LidarDataError, match=r"000000\.label: missing label file"):
+    with pytest.raises(FrameError, match=r"000000\.label: missing file \(label file\)"):
         data[0]
-    with pytest.raises(LidarDataError, match=r"000001\.png: missing camera image"):
+    with pytest.raises(FrameError, match=r"000001\.png: missing file \(camera image\)"):
         data[1]
     (seq_root / "08" / "calib.txt").write_text("P2: 1 2 3\n")
-    with pytest.raises(LidarDataError, match=r"calib\.txt: P2 has 3 values, expected 12"):
+    with pytest.raises(FrameError, match=r"calib\.txt: bad calibration \(P2 has 3 values, expected 12\)"):
         SemanticKittiSamples(tmp_path, with_images=True)[2]
-    with pytest.raises(LidarDataError, match="no SemanticKITTI sequences"):
+    with pytest.raises(FrameError, match="no SemanticKITTI sequences"):
         SemanticKittiSamples(tmp_path / "empty")

@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from ppkt.data.lidar_common import (
-    LidarDataError,
     calibration_matrix,
     decompose_rectified_projection,
     homogeneous,
@@ -40,6 +39,7 @@ from ppkt.data.lidar_common import (
     read_float_records,
     require_file,
 )
+from ppkt.data.report import MISSING_FILE, FrameError
 from ppkt.data.types import CameraImage, LidarCameraSample
 
 KITTI_POINT_FIELDS = 4
@@ -151,7 +151,7 @@ class KittiObjectSamples(_KittiSequence):
         self.with_images = with_images
         base = self.root / subset
         if not (base / "velodyne").is_dir():
-            raise LidarDataError(base / "velodyne", "missing", "no KITTI velodyne folder")
+            raise FrameError(base / "velodyne", MISSING_FILE, "no KITTI velodyne folder")
         if frame_ids is None and image_set is not None:
             list_path = require_file(self.root / "ImageSets" / f"{image_set}.txt", "KITTI frame list")
             frame_ids = [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
@@ -198,11 +198,11 @@ class KittiRawSamples(_KittiSequence):
             by_name = {p.name: p for p in found}
             missing = [d for d in drives if d not in by_name]
             if missing:
-                raise LidarDataError(self.root, "missing", f"drives {missing} not found")
+                raise FrameError(self.root, MISSING_FILE, f"drives {missing} not found")
             found = [by_name[d] for d in drives]
         if not found:
-            raise LidarDataError(
-                self.root, "missing", "no KITTI raw drive folders (<date>/<date>_drive_*_sync)"
+            raise FrameError(
+                self.root, MISSING_FILE, "no KITTI raw drive folders (<date>/<date>_drive_*_sync)"
             )
         self.records = []
         for drive in found:

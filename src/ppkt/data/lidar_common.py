@@ -2,8 +2,8 @@
 
 Binary point and label files, calibration text files, quaternions, rigid transforms and the
 decomposition of a rectified KITTI projection matrix. Every reader error is a
-:class:`LidarDataError` naming the file and the problem, with a short ``reason`` that
-``ppkt check-data`` uses to count skipped samples.
+:class:`ppkt.data.report.FrameError` naming the file, a reason (one of the constants below or in
+``ppkt.data.report``) and details; ``ppkt check-data`` counts skipped samples by reason.
 """
 
 from __future__ import annotations
@@ -14,28 +14,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, FrameError
+
 if TYPE_CHECKING:
     from ppkt.data.types import LidarCameraSample
 
 
-class LidarDataError(ValueError):
-    """A file of a lidar dataset is missing, truncated or inconsistent.
-
-    Attributes:
-        path: the offending file.
-        reason: short machine-friendly reason ("missing", "truncated", "bad_calibration",
-            "bad_label", "bad_image", "mismatch"), used to count skips when scanning a dataset.
-    """
-
-    def __init__(self, path: str | Path, reason: str, message: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {message}")
+# Skip reasons of the lidar readers, beside those of ppkt.data.report.
+BAD_CALIBRATION = "bad calibration"
+BAD_LABELS = "unknown label id"
+LABEL_COUNT = "label count mismatch"
+BAD_TABLE = "bad table"
+MISSING_CAMERA = "missing camera"
+NO_LIDAR = "no lidar key frame"
 
 
 def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
-        raise LidarDataError(path, "missing", f"missing {what}")
+        raise FrameError(path, MISSING_FILE, what)
     return path
 
 
@@ -49,7 +45,7 @@ def read_float_records(path: str | Path, fields: int) -> np.ndarray:
         ``(N, fields)`` float32.
 
     Raises:
-        LidarDataError: missing file, or a size that is not a whole number of records
+        FrameError: missing file, or a size that is not a whole number of records
             (a truncated download or a file with another record size).
     """
     path = Path(path)
@@ -57,9 +53,9 @@ def read_float_records(path: str | Path, fields: int) -> np.ndarray:
     record = 4 * fields
     size = path.stat().st_size
     if size % record != 0:
-        raise LidarDataError(
+        raise FrameError(
             path,
-            "truncated",
+            TRUNCATED,
             f"size {size} bytes is not a multiple of {record} ({fields} float32 per point): "
             "truncated or not this dataset's point format",
         )
@@ -78,11 +74,11 @@ def read_uint_records(path: str | Path, dtype: str, expected_count: int | None =
     itemsize = np.dtype(dtype).itemsize
     size = path.stat().st_size
     if size % itemsize != 0:
-        raise LidarDataError(path, "truncated", f"size {size} bytes is not a multiple of {itemsize}")
+        raise FrameError(path, TRUNCATED, f"size {size} bytes is not a multiple of {itemsize}")
     values = np.fromfile(path, dtype=dtype)
     if expected_count is not None and values.shape[0] != expected_count:
-        raise LidarDataError(
-            path, "mismatch", f"{values.shape[0]} labels for a point cloud of {expected_count} points"
+        raise FrameError(
+            path, LABEL_COUNT, f"{values.shape[0]} labels for a point cloud of {expected_count} points"
         )
     return values
 
@@ -102,9 +98,7 @@ def map_labels(raw: np.ndarray, lut: np.ndarray, path: str | Path) -> np.ndarray
     if not bad.any():
         return mapped
     unknown = np.unique(raw[bad])
-    raise LidarDataError(
-        path, "bad_label", f"unknown label ids {unknown[:10].tolist()} ({int(bad.sum())} points)"
-    )
+    raise FrameError(path, BAD_LABELS, f"ids {unknown[:10].tolist()} on {int(bad.sum())} points")
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -115,7 +109,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except OSError as error:
-        raise LidarDataError(path, "bad_image", f"unreadable image ({error})") from error
+        raise FrameError(path, UNDECODABLE, str(error)) from error
 
 
 def read_calibration_text(path: str | Path) -> dict[str, np.ndarray]:
@@ -144,14 +138,14 @@ def calibration_matrix(
 ) -> np.ndarray:
     """Fetch ``key`` from a parsed calibration file as a finite matrix of ``shape``."""
     if key not in calib:
-        raise LidarDataError(path, "bad_calibration", f"missing calibration entry {key!r}")
+        raise FrameError(path, BAD_CALIBRATION, f"missing calibration entry {key!r}")
     value = calib[key]
     if value.size != shape[0] * shape[1]:
-        raise LidarDataError(
-            path, "bad_calibration", f"{key} has {value.size} values, expected {shape[0] * shape[1]}"
+        raise FrameError(
+            path, BAD_CALIBRATION, f"{key} has {value.size} values, expected {shape[0] * shape[1]}"
         )
     if not np.isfinite(value).all():
-        raise LidarDataError(path, "bad_calibration", f"{key} has non-finite values")
+        raise FrameError(path, BAD_CALIBRATION, f"{key} has non-finite values")
     return value.reshape(shape)
 
 
@@ -211,9 +205,7 @@ def decompose_rectified_projection(P: np.ndarray, path: Path | None = None) -> t
     """
     K = np.array(P[:, :3], dtype=np.float64)
     if abs(K[2, 2]) < 1e-12 or abs(K[0, 0]) < 1e-12 or abs(K[1, 1]) < 1e-12 or abs(K[1, 0]) > 1e-9:
-        raise LidarDataError(
-            path or Path("<calibration>"), "bad_calibration", f"not a rectified projection: {P}"
-        )
+        raise FrameError(path or Path("<calibration>"), BAD_CALIBRATION, f"not a rectified projection: {P}")
     # P[:, :3] can carry a scale in its last row (never in KITTI, but cheap to normalise).
     scale = K[2, 2]
     K = K / scale

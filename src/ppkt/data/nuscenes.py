@@ -29,7 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ppkt.data.lidar_common import (
-    LidarDataError,
+    BAD_CALIBRATION,
+    BAD_TABLE,
+    MISSING_CAMERA,
+    NO_LIDAR,
     invert_rigid,
     load_rgb,
     map_labels,
@@ -39,6 +42,7 @@ from ppkt.data.lidar_common import (
     require_file,
     rigid_transform,
 )
+from ppkt.data.report import MISSING_FILE, FrameError
 from ppkt.data.types import IGNORE_LABEL, CameraImage, LidarCameraSample
 
 NUSCENES_CAMERAS: tuple[str, ...] = (
@@ -186,9 +190,9 @@ def _load_table(table_dir: Path, name: str) -> list[dict]:
         with open(path) as handle:
             records = json.load(handle)
     except json.JSONDecodeError as error:
-        raise LidarDataError(path, "bad_table", f"invalid JSON ({error})") from error
+        raise FrameError(path, BAD_TABLE, f"invalid JSON ({error})") from error
     if not isinstance(records, list):
-        raise LidarDataError(path, "bad_table", "expected a list of records")
+        raise FrameError(path, BAD_TABLE, "expected a list of records")
     return records
 
 
@@ -196,7 +200,7 @@ def _pose(record: dict, table: Path) -> np.ndarray:
     try:
         return rigid_transform(quaternion_to_rotation(record["rotation"]), record["translation"])
     except (KeyError, ValueError) as error:
-        raise LidarDataError(table, "bad_calibration", f"record {record.get('token')}: {error}") from error
+        raise FrameError(table, BAD_CALIBRATION, f"record {record.get('token')}: {error}") from error
 
 
 def resolve_split(split: str | Sequence[str] | None, version: str, scene_names: Sequence[str]) -> list[str]:
@@ -241,7 +245,7 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
         with_labels: read lidarseg labels mapped to :data:`NUSCENES16_CLASS_NAMES`.
 
     Samples whose tables lack a requested camera key frame are skipped and counted in
-    ``skipped`` (reason -> count). Missing or broken files raise :class:`LidarDataError`
+    ``skipped`` (reason -> count). Missing or broken files raise :class:`FrameError`
     when the sample is read.
     """
 
@@ -262,7 +266,7 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
             raise ValueError(f"unknown nuScenes cameras {unknown}; known: {NUSCENES_CAMERAS}")
         table_dir = self.root / version
         if not table_dir.is_dir():
-            raise LidarDataError(table_dir, "missing", f"no nuScenes table folder (version {version!r})")
+            raise FrameError(table_dir, MISSING_FILE, f"no nuScenes table folder (version {version!r})")
         self.skipped: Counter[str] = Counter()
         self.records = self._index(table_dir, split)
         self._label_lut = self._lidarseg_lut(table_dir) if with_labels else None
@@ -296,17 +300,15 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
                 continue
             calib = calibration.get(sd["calibrated_sensor_token"])
             if calib is None:
-                raise LidarDataError(
-                    sample_data_table, "bad_table", f"sample_data {sd['token']}: unknown calibrated_sensor"
+                raise FrameError(
+                    sample_data_table, BAD_TABLE, f"sample_data {sd['token']}: unknown calibrated_sensor"
                 )
             channel, ego_from_sensor, K = calib
             if channel not in wanted_channels:
                 continue
             pose = ego_pose.get(sd["ego_pose_token"])
             if pose is None:
-                raise LidarDataError(
-                    sample_data_table, "bad_table", f"sample_data {sd['token']}: unknown ego_pose"
-                )
+                raise FrameError(sample_data_table, BAD_TABLE, f"sample_data {sd['token']}: unknown ego_pose")
             readings[(sd["sample_token"], channel)] = NuScenesSensorRecord(
                 channel=channel,
                 path=self.root / sd["filename"],
@@ -324,15 +326,13 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
             lidar = readings.get((token, LIDAR_CHANNEL))
             cameras = [readings.get((token, c)) for c in self.cameras]
             if lidar is None:
-                self.skipped["no_lidar_key_frame"] += 1
+                self.skipped[NO_LIDAR] += 1
                 continue
             if any(c is None for c in cameras):
-                self.skipped["missing_camera"] += 1
+                self.skipped[MISSING_CAMERA] += 1
                 continue
             if any(c.K is None for c in cameras):
-                raise LidarDataError(
-                    calib_table, "bad_calibration", f"sample {token}: camera without intrinsics"
-                )
+                raise FrameError(calib_table, BAD_CALIBRATION, f"sample {token}: camera without intrinsics")
             lidarseg = None
             if self.with_labels:
                 lidarseg = lidarseg_files.get(

@@ -23,7 +23,6 @@ import numpy as np
 
 from ppkt.data.kitti import KITTI_CAMERA_NAME, read_kitti_points, rectified_camera_from_lidar
 from ppkt.data.lidar_common import (
-    LidarDataError,
     calibration_matrix,
     homogeneous,
     load_rgb,
@@ -31,6 +30,7 @@ from ppkt.data.lidar_common import (
     read_calibration_text,
     read_uint_records,
 )
+from ppkt.data.report import MISSING_FILE, FrameError
 from ppkt.data.types import IGNORE_LABEL, CameraImage, LidarCameraSample
 
 SEMANTICKITTI19_CLASS_NAMES: tuple[str, ...] = (
@@ -118,8 +118,8 @@ def find_sequences_dir(root: str | Path) -> Path:
     for candidate in (root / "dataset" / "sequences", root / "sequences", root):
         if candidate.is_dir() and any((p / "velodyne").is_dir() for p in candidate.iterdir() if p.is_dir()):
             return candidate
-    raise LidarDataError(
-        root, "missing", "no SemanticKITTI sequences (expected [dataset/]sequences/XX/velodyne)"
+    raise FrameError(
+        root, MISSING_FILE, "no SemanticKITTI sequences (expected [dataset/]sequences/XX/velodyne)"
     )
 
 
@@ -169,14 +169,14 @@ class SemanticKittiSamples(Sequence[LidarCameraSample]):
                     )
                 found = [s for s in found if s in SEMANTICKITTI_SPLITS[split]]
                 if not found:
-                    raise LidarDataError(self.sequences_dir, "missing", f"no sequence of split {split!r}")
+                    raise FrameError(self.sequences_dir, MISSING_FILE, f"no sequence of split {split!r}")
             sequences = found
         self.records: list[SemanticKittiFrameRecord] = []
         self._calibration: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
         for seq in sequences:
             seq_dir = self.sequences_dir / seq
             if not (seq_dir / "velodyne").is_dir():
-                raise LidarDataError(seq_dir / "velodyne", "missing", "no velodyne folder for this sequence")
+                raise FrameError(seq_dir / "velodyne", MISSING_FILE, "no velodyne folder for this sequence")
             for f in sorted((seq_dir / "velodyne").glob("*.bin"))[::frame_step]:
                 self.records.append(
                     SemanticKittiFrameRecord(
