@@ -316,7 +316,7 @@ def random_velodyne(rng, n: int) -> np.ndarray:
     return np.concatenate([rng.uniform(-30, 30, (n, 3)), rng.uniform(0, 1, (n, 1))], axis=1).astype("<f4")
 
 
-def write_kitti_object(root: Path, *, frames: int = 3, num_points: int = 40, seed: int = 0) -> list[str]:
+def write_kitti_object(root: Path, *, frames: int = 3, num_points: int = 200, seed: int = 0) -> list[str]:
     """``<root>/training/{velodyne,image_2,calib}`` and ``ImageSets/train.txt``; returns frame ids."""
     rng = np.random.default_rng(seed)
     ids = [f"{i:06d}" for i in range(frames)]

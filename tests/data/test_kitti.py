@@ -10,6 +10,7 @@ from outdoor_fixtures import (
     kitti_tr_velo_to_cam,
     write_kitti_object,
     write_kitti_raw,
+    write_velodyne,
 )
 
 from ppkt.data.kitti import (
@@ -194,3 +195,21 @@ def test_sample_pairs_match_own_projection_and_occlusion_removes_hidden_points(t
     kept = filtered.point_index.numpy()
     assert int((~seen[kept]).sum()) < wrong_without
     assert set(kept) <= set(index)
+
+
+def test_check_data_scans_kitti_object_and_raw(tmp_path):
+    from ppkt.data.check import detect_format, scan_dataset
+    from ppkt.data.lidar_common import BAD_CALIBRATION, NO_PAIRS
+
+    ids = write_kitti_object(tmp_path / "object", frames=4)
+    write_kitti_raw(tmp_path / "raw", frames=2, num_points=300)
+    assert detect_format(tmp_path / "object") == "kitti" and detect_format(tmp_path / "raw") == "kitti-raw"
+    assert scan_dataset(tmp_path / "raw").frames_usable == 2
+    report = scan_dataset(tmp_path / "object")
+    assert (report.frames_found, report.frames_usable) == (4, 4)
+    base = tmp_path / "object" / "training"
+    (base / "calib" / f"{ids[0]}.txt").write_text("P2: 1 0 0 0 0 1 0 0 0 0 1 0\n")
+    # Points all behind the camera: what a flipped calibration looks like.
+    write_velodyne(base / "velodyne" / f"{ids[1]}.bin", np.array([[-5.0, 0, 0, 1], [-9, 1, 1, 0]]))
+    report = scan_dataset(tmp_path / "object", "kitti")
+    assert report.frames_usable == 2 and report.skipped == {BAD_CALIBRATION: 1, NO_PAIRS: 1}

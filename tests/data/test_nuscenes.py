@@ -213,3 +213,24 @@ def test_sample_missing_a_camera_is_skipped_and_counted(tmp_path):
     data = NuScenesSamples(tmp_path)
     assert len(data) == 3 and data.skipped == {MISSING_CAMERA: 1}
     assert len(NuScenesSamples(tmp_path, cameras=("CAM_FRONT",))) == 4
+
+
+def test_check_data_scans_nuscenes_and_counts_bad_samples(tmp_path):
+    from ppkt.cli import main
+    from ppkt.data.check import detect_format, scan_dataset
+    from ppkt.data.lidar_common import BAD_LABELS
+
+    fx = write_nuscenes(tmp_path)
+    assert detect_format(tmp_path) == "nuscenes"
+    report = scan_dataset(tmp_path)
+    assert report.format == "nuscenes" and report.skipped == {}
+    assert (report.frames_found, report.frames_usable) == (4, 4)
+    assert any("inside a camera image" in note for note in report.notes)
+    fx.lidar_paths[0].write_bytes(fx.lidar_paths[0].read_bytes()[:-4])
+    np.full(40, 200, np.uint8).tofile(fx.lidarseg_paths[1])
+    report = scan_dataset(tmp_path, "nuscenes")
+    assert report.frames_usable == 2 and report.skipped == {TRUNCATED: 1, BAD_LABELS: 1}
+    assert fx.lidar_paths[0].name in report.examples[TRUNCATED][0]
+    with pytest.raises(FrameError, match="truncated"):
+        scan_dataset(tmp_path, "nuscenes", strict=True)
+    assert main(["check-data", str(tmp_path), "--format", "nuscenes"]) == 0

@@ -107,3 +107,20 @@ def test_missing_labels_image_and_calibration_name_the_file(tmp_path):
         SemanticKittiSamples(tmp_path, with_images=True)[2]
     with pytest.raises(FrameError, match="no SemanticKITTI sequences"):
         SemanticKittiSamples(tmp_path / "empty")
+
+
+def test_check_data_scans_semantickitti(tmp_path):
+    from ppkt.data.check import detect_format, scan_dataset
+    from ppkt.data.lidar_common import BAD_LABELS
+
+    seq_root = write_semantickitti(tmp_path, sequences=("00", "08"), frames=2, num_points=300)
+    (seq_root / "08" / "image_2" / "000000.png").unlink()
+    import shutil
+
+    shutil.rmtree(seq_root / "00" / "image_2")
+    assert detect_format(tmp_path) == "semantickitti"
+    report = scan_dataset(tmp_path)
+    assert report.frames_found == 4 and report.skipped == {"missing file": 1} and report.frames_usable == 3
+    assert any("sequence 00: no image_2" in note for note in report.notes)
+    np.array([7] * 300, dtype="<u4").tofile(seq_root / "00" / "labels" / "000001.label")
+    assert scan_dataset(tmp_path, "semantickitti").skipped == {"missing file": 1, BAD_LABELS: 1}

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from ppkt.data.lidar_common import LIDAR_DETECTORS, LIDAR_SCANNERS
 from ppkt.data.report import EMPTY_DEPTH, SIZE_MISMATCH, DataReport, FrameError
 from ppkt.data.types import RGBDFrame
 
@@ -163,6 +164,7 @@ SCANNERS: dict[str, Callable[..., DataReport]] = {
     "scannet-sens": _scan_scannet_sens,
     "7scenes": _scan_7scenes,
     "tum": _scan_tum,
+    **LIDAR_SCANNERS,
 }
 
 
@@ -194,6 +196,7 @@ DETECTORS: dict[str, Callable[[Path], bool]] = {
     "scannet-sens": _is_sens,
     "7scenes": _is_7scenes,
     "tum": _is_tum,
+    **LIDAR_DETECTORS,
 }
 """Format detectors, tried in order; the first that says yes picks the format."""
 
