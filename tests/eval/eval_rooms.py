@@ -9,7 +9,7 @@ CLASS_NAMES = ("wall", "floor", "box", "unused")
 COLORS = np.array([[200, 200, 190], [120, 80, 40], [30, 60, 200], [0, 0, 0]], dtype=np.uint8)
 
 
-def make_room(scene_id: str, seed: int, points_per_face: int = 400) -> LabeledScene:
+def make_room(scene_id: str, seed: int, points_per_face: int = 150) -> LabeledScene:
     """A 3 m x 3 m room: floor (z = 0), two walls, a box on the floor; a few unlabelled points."""
     rng = np.random.default_rng(seed)
     n = points_per_face

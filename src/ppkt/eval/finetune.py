@@ -417,12 +417,12 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
                 record = {
                     "event": "train",
                     "step": step,
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                     "seconds": time.perf_counter() - started,
                 }
                 record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
                 _append_jsonl(log_path, record)
-                bar.set_postfix(loss=f"{float(loss):.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if step % cfg.run.eval_every == 0 or step == cfg.optim.steps:
             last = evaluate_model(
                 model,
