@@ -178,29 +178,47 @@ def resnet_backbone_state(raw: Mapping, *, what: str = "checkpoint") -> Backbone
     tensors = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise ValueError(f"{what}: no tensors found (top-level keys: {sorted(raw)[:20]})")
-    dropped: list[str] = []
-    renamed: dict[str, str] = {}
+    other = [k for k in tensors if k.startswith(OTHER_NETWORK_PREFIXES)]
     kept: dict[str, torch.Tensor] = {}
+    original: dict[str, str] = {}  # stripped key -> key in the file, for messages
     for key, value in tensors.items():
-        if key.startswith(OTHER_NETWORK_PREFIXES):
-            dropped.append(key)
+        if key in other:
             continue
-        new = next(iter(remap_keys({key: value}, strip_prefixes=BACKBONE_PREFIXES)))
-        if new in renamed:
-            raise ValueError(f"{what}: keys {renamed[new]!r} and {key!r} both map to {new!r}")
-        renamed[new] = key
-        kept[new] = value
+        (new,) = remap_keys({key: value}, strip_prefixes=BACKBONE_PREFIXES)
+        if new in original:
+            raise ValueError(f"{what}: keys {original[new]!r} and {key!r} both map to {new!r}")
+        original[new], kept[new] = key, value
     fc_weight, fc_bias = kept.get("fc.weight"), kept.get("fc.bias")
     keep_fc = (
         fc_weight is not None and fc_bias is not None and fc_weight.ndim == 2 and fc_weight.shape[0] == 1000
     )
     state: dict[str, torch.Tensor] = {}
+    dropped = list(other)
     for key, value in kept.items():
         if key.startswith(HEAD_PREFIXES) and not (keep_fc and key in ("fc.weight", "fc.bias")):
-            dropped.append(renamed[key])
+            dropped.append(original[key])
         else:
             state[key] = value
     return BackboneState(state, sorted(dropped), container)
+
+
+def summarize_dropped(dropped: list[str]) -> str:
+    """Dropped keys grouped by rule: ``"module.encoder_k.* (102), module.queue* (2)"``."""
+    groups: dict[str, int] = {}
+    for key in dropped:
+        group = key
+        for prefix in OTHER_NETWORK_PREFIXES:
+            if key.startswith(prefix):
+                group = prefix + "*"
+                break
+        else:
+            for head in HEAD_PREFIXES:
+                at = key.find(head)
+                if at == 0 or (at > 0 and key[at - 1] == "."):
+                    group = key[: at + len(head)] + "*"
+                    break
+        groups[group] = groups.get(group, 0) + 1
+    return ", ".join(f"{g} ({n})" for g, n in groups.items())
 
 
 def load_resnet_weights(net: ResNet, path: str | Path) -> BackboneState:
@@ -208,11 +226,10 @@ def load_resnet_weights(net: ResNet, path: str | Path) -> BackboneState:
     converted = resnet_backbone_state(read_checkpoint(path), what=str(path))
     if converted.dropped:
         log.info(
-            "%s: dropped %d head/other keys: %s%s",
+            "%s: dropped %d keys of heads and other networks: %s",
             path,
             len(converted.dropped),
-            ", ".join(converted.dropped[:12]),
-            " ..." if len(converted.dropped) > 12 else "",
+            summarize_dropped(converted.dropped),
         )
     if "fc.weight" in converted.state:
         net.fc = nn.Linear(converted.state["fc.weight"].shape[1], 1000)
