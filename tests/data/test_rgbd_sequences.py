@@ -52,6 +52,20 @@ def test_tsdf_fusion_intrinsics_file_and_bad_pose(tmp_path, images_for_frame):
         SevenScenesFrames(tmp_path, strict=True)
 
 
+def test_seven_scenes_bad_intrinsics_file(tmp_path, images_for_frame):
+    _write_7scenes_seq(tmp_path / "seq", 5, images_for_frame)
+    (tmp_path / "camera-intrinsics.txt").write_text("-5 0 19.5\n0 300 14.5\n0 0 1\n")
+    frames = SevenScenesFrames(tmp_path, frame_skip=2)
+    assert (
+        len(frames) == 0
+        and frames.report.frames_found == 3
+        and frames.report.skipped == {"bad intrinsics": 3}
+    )
+    assert "camera-intrinsics.txt" in frames.report.examples["bad intrinsics"][0]
+    with pytest.raises(FrameError, match="focal lengths must be positive"):
+        SevenScenesFrames(tmp_path, strict=True)
+
+
 def test_seven_scenes_missing_colour(tmp_path, images_for_frame):
     _write_7scenes_seq(tmp_path / "seq", 2, images_for_frame)
     (tmp_path / "seq" / "frame-000000.color.png").unlink()

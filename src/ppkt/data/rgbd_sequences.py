@@ -117,13 +117,13 @@ class SevenScenesFrames(FileRGBDFrames):
         self.records = []
         given_K = _as_K(K, "K") if K is not None else None
         for seq_dir in find_seven_scenes_sequences(self.root):
-            seq_K = given_K if given_K is not None else self._find_K(seq_dir, strict)
+            seq_K = given_K if given_K is not None else self._find_K(seq_dir, frame_skip, strict)
             if seq_K is None:
                 continue
             self._index_sequence(seq_dir, seq_K, frame_skip, depth_scale, strict)
         self.report.frames_usable = len(self.records)
 
-    def _find_K(self, seq_dir: Path, strict: bool) -> np.ndarray | None:
+    def _find_K(self, seq_dir: Path, frame_skip: int, strict: bool) -> np.ndarray | None:
         for folder in (seq_dir, *seq_dir.parents):
             candidate = folder / "camera-intrinsics.txt"
             if candidate.is_file():
@@ -132,7 +132,7 @@ class SevenScenesFrames(FileRGBDFrames):
                 except FrameError as err:
                     if strict:
                         raise
-                    count = len(_select(self._frame_ids(seq_dir), 1))
+                    count = len(_select(self._frame_ids(seq_dir), frame_skip))
                     self.report.frames_found += count
                     for _ in range(count):
                         self.report.add_skip(FrameError(err.path, BAD_INTRINSICS, err.detail))
