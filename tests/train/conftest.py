@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ppkt.data.types import RGBDFrame
 
@@ -37,3 +38,14 @@ def make_frame(h: int = 24, w: int = 32, *, seed: int = 0, name: str = "000000",
 @pytest.fixture
 def frames():
     return [make_frame(seed=i, name=f"{i:06d}") for i in range(6)]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny tensors here gain nothing from threads, and on a shared 2-core machine OpenMP
+    threads contending with other processes make each step ten times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+    torch.use_deterministic_algorithms(False)
