@@ -44,16 +44,17 @@ class StaleCacheError(RuntimeError):
 def prepare_image(color: np.ndarray, image_hw: tuple[int, int]) -> torch.Tensor:
     """``(H0, W0, 3)`` uint8 RGB -> ``(3, H, W)`` float32 in ``[0, 1]`` at ``image_hw``.
 
-    Bilinear with antialiasing (no crop, so pixel ``uv`` maps by the conventions' resize rule).
-    The pretraining pipeline must use this same function when it does not read the cache.
+    Bilinear, antialiased, no crop (pixel ``uv`` maps by the conventions' resize rule); the same
+    resize as ``ppkt.train.pipeline.resize_image``, so cached and recomputed features agree.
     """
     if color.ndim != 3 or color.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {color.shape}")
-    image = torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1).float().div_(255.0)
+    array = np.ascontiguousarray(color) if color.flags.writeable else np.array(color)  # torch wants writable
+    image = torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
     if tuple(image.shape[1:]) != tuple(image_hw):
         image = F.interpolate(
             image[None], size=tuple(image_hw), mode="bilinear", align_corners=False, antialias=True
-        )[0].clamp_(0.0, 1.0)
+        )[0]
     return image
 
 
