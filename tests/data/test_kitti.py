@@ -164,23 +164,45 @@ def occluder_scene(rng):
     """
     board = np.stack([rng.uniform(-1, 1, 3000), rng.uniform(-1, 1, 3000), np.full(3000, 6.0)], 1)
     wall = np.stack([rng.uniform(-8, 8, 20000), rng.uniform(-3, 3, 20000), np.full(20000, 20.0)], 1)
-    cam2 = np.concatenate([board, wall])
-    # Camera sight: wall points whose ray from the camera centre crosses the board are hidden.
+    return with_visibility(np.concatenate([board, wall]))
+
+
+def with_visibility(cam2):
+    # Wall points whose ray from the camera centre crosses the board (|x|, |y| <= 1 at z = 6) are hidden.
     at_board = cam2[:, :2] * (6.0 / cam2[:, 2:3])
     hidden = (cam2[:, 2] > 6.5) & (np.abs(at_board) <= 1.0).all(1)
     return cam2, ~hidden
 
 
-def test_sample_pairs_match_own_projection_and_occlusion_removes_hidden_points(tmp_path):
-    pytest.importorskip("ppkt.geometry")
+def lidar_rows_scene(row_spacing_deg):
+    """The board and wall sampled the way a lidar samples them: rows of points 2 degrees apart,
+    the wall's rows half-way between the board's (the lidar sees both from above the camera)."""
+    step = np.deg2rad(row_spacing_deg)
+    u = np.deg2rad(np.arange(-25, 25, 0.5))
+    rows = []
+    for depth, first in ((6.0, 0.0), (20.0, 0.5)):
+        for v in (np.arange(-8, 8) + first) * step:
+            rows.append(
+                np.stack([np.tan(u) * depth, np.full_like(u, np.tan(v) * depth), np.full_like(u, depth)], 1)
+            )
+    points = np.concatenate(rows)
+    off_board = (points[:, 2] < 10) & (np.abs(points[:, :2]) > 1.0).any(1)
+    return with_visibility(points[~off_board])
+
+
+def pairs_of(sample, cam2, **options):
     from ppkt.data.lidar_common import sample_pairs
 
+    sample.points = lidar_from_camera2(cam2).astype(np.float32)
+    return sample_pairs(sample, **options)
+
+
+def test_sample_pairs_match_own_projection(tmp_path):
+    pytest.importorskip("ppkt.geometry")
     write_kitti_object(tmp_path, frames=1)
     sample = KittiObjectSamples(tmp_path)[0]
-    rng = np.random.default_rng(0)
-    cam2, seen = occluder_scene(rng)
-    sample.points = lidar_from_camera2(cam2).astype(np.float32)
-    pairs = sample_pairs(sample, occlusion=False)
+    cam2, seen = occluder_scene(np.random.default_rng(0))
+    pairs = pairs_of(sample, cam2, beam_spacing_deg=0.4, occlusion=False)
     uv, depth = project(sample.images[0], sample.points.astype(np.float64))
     h, w = IMAGE_HW
     inside = (
@@ -189,12 +211,33 @@ def test_sample_pairs_match_own_projection_and_occlusion_removes_hidden_points(t
     index = pairs.point_index.numpy()
     assert np.array_equal(np.sort(index), np.flatnonzero(inside))
     assert np.allclose(pairs.uv.numpy(), uv[index], atol=1e-3)
-    wrong_without = int((~seen[index]).sum())
-    assert wrong_without > 0  # without the test, hidden wall points are paired with board pixels
-    filtered = sample_pairs(sample, occlusion=True)
-    kept = filtered.point_index.numpy()
-    assert int((~seen[kept]).sum()) < wrong_without
-    assert set(kept) <= set(index)
+    assert (~seen[index]).sum() > 0  # hidden wall points are paired with board pixels
+    # Dense points: even the per-pixel z-buffer (radius 0 for 0.4 degrees at fx = 100) removes most.
+    kept = pairs_of(sample, cam2, beam_spacing_deg=0.4).point_index.numpy()
+    assert (~seen[kept]).sum() < 0.2 * (~seen[index]).sum() and set(kept) <= set(index)
+
+
+def test_occlusion_radius_from_beam_spacing_removes_hidden_points_between_rows(tmp_path):
+    pytest.importorskip("ppkt.geometry")
+    from ppkt.data.lidar_common import HDL32_BEAM_SPACING_DEG, occlusion_radius_px
+
+    # nuScenes front camera at 224x416: fy = 1266 * 0.26 = 329 px; 1.33 degree rows are 7.6 px apart.
+    assert occlusion_radius_px(np.diag([329.0, 329.0, 1.0]), HDL32_BEAM_SPACING_DEG) == 4
+    assert occlusion_radius_px(np.diag([100.0, 100.0, 1.0]), 2.0) == 2
+    write_kitti_object(tmp_path, frames=1)
+    sample = KittiObjectSamples(tmp_path)[0]
+    cam2, seen = lidar_rows_scene(2.0)
+    everything = pairs_of(sample, cam2, beam_spacing_deg=2.0, occlusion=False).point_index.numpy()
+    hidden_paired = int((~seen[everything]).sum())
+    assert hidden_paired > 50
+    # A per-pixel z-buffer misses them: they fall between the board's rows.
+    per_pixel = pairs_of(sample, cam2, beam_spacing_deg=0.0).point_index.numpy()
+    assert (~seen[per_pixel]).sum() == hidden_paired
+    kept = pairs_of(sample, cam2, beam_spacing_deg=2.0).point_index.numpy()
+    assert (~seen[kept]).sum() == 0
+    # Visible points are kept (the board entirely, the wall away from the board's edge).
+    lost = np.setdiff1d(everything[seen[everything]], kept)
+    assert len(lost) < 0.1 * seen[everything].sum()
 
 
 def test_check_data_scans_kitti_object_and_raw(tmp_path):

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ppkt.data.lidar_common import (
+    HDL64_BEAM_SPACING_DEG,
     calibration_matrix,
     decompose_rectified_projection,
     homogeneous,
@@ -105,6 +106,8 @@ class KittiFrameRecord:
 class _KittiSequence(Sequence[LidarCameraSample]):
     records: list[KittiFrameRecord]
     with_images: bool
+    beam_spacing_deg: float = HDL64_BEAM_SPACING_DEG
+    """Vertical angle between lidar beams, for :func:`ppkt.data.lidar_common.sample_pairs`."""
 
     def __len__(self) -> int:
         return len(self.records)

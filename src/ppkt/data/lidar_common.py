@@ -215,8 +215,40 @@ def decompose_rectified_projection(P: np.ndarray, path: Path | None = None) -> t
     return K, camera_from_rect
 
 
-def sample_pairs(sample: LidarCameraSample, *, min_depth: float = 1.0, occlusion: bool = True):
+# Vertical angle between neighbouring lidar beams (datasheet field of view / (beams - 1)).
+HDL32_BEAM_SPACING_DEG = 41.33 / 31  # nuScenes LIDAR_TOP, Velodyne HDL-32E: +10.67 to -30.67 deg
+HDL64_BEAM_SPACING_DEG = 26.9 / 63  # KITTI / SemanticKITTI, Velodyne HDL-64E: +2 to -24.9 deg
+
+
+def occlusion_radius_px(K: np.ndarray, beam_spacing_deg: float) -> int:
+    """Z-buffer neighbourhood radius that closes the gaps between lidar rows in an image.
+
+    A sparse lidar leaves image rows ``fy * beam_spacing`` pixels apart; a hidden background point
+    usually falls *between* the rows of the foreground object that hides it, so a per-pixel
+    z-buffer (radius 0) never sees the two together. Half the row spacing puts each pixel within
+    reach of the nearest foreground row (benchmarks/bench_lidar_occlusion.py measures it).
+    """
+    return max(0, int(round(0.5 * float(K[1, 1]) * np.deg2rad(beam_spacing_deg))))
+
+
+def sample_pairs(
+    sample: LidarCameraSample,
+    *,
+    beam_spacing_deg: float,
+    min_depth: float = 1.0,
+    occlusion: bool = True,
+    depth_tol: float = 2.0,
+):
     """Pixel<->point pairs of a lidar sample (``ppkt.geometry.lidar_camera_pairs`` on its cameras).
+
+    With ``occlusion`` (the default), a point is paired with a camera only when no point within
+    :func:`occlusion_radius_px` pixels is more than ``depth_tol`` metres nearer. On a ray-cast
+    street (benchmarks/bench_lidar_occlusion.py, nuScenes geometry at 224x416) this removes
+    5.6 % -> 0.15 % wrong pairs (lidar points hidden from the camera projected onto the occluder)
+    for 5.6 % of the correct pairs; without a radius the z-buffer removes almost none.
+
+    Args:
+        beam_spacing_deg: vertical angle between lidar beams; the readers' ``beam_spacing_deg``.
 
     Returns:
         ``ppkt.geometry.Pairs`` with points in the lidar frame.
@@ -226,7 +258,13 @@ def sample_pairs(sample: LidarCameraSample, *, min_depth: float = 1.0, occlusion
     from ppkt.geometry import lidar_camera_pairs
 
     points = torch.from_numpy(np.ascontiguousarray(sample.points, dtype=np.float32))
-    return lidar_camera_pairs(points, sample.images, min_depth=min_depth, occlusion=occlusion)
+    if not sample.images:
+        return lidar_camera_pairs(points, [], min_depth=min_depth, occlusion=False)
+    # One radius for all cameras: those of a sample share their resolution (nuScenes, KITTI).
+    radius = max(occlusion_radius_px(camera.K, beam_spacing_deg) for camera in sample.images)
+    return lidar_camera_pairs(
+        points, sample.images, min_depth=min_depth, occlusion=occlusion, radius_px=radius, depth_tol=depth_tol
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import numpy as np
 from ppkt.data.lidar_common import (
     BAD_CALIBRATION,
     BAD_TABLE,
+    HDL32_BEAM_SPACING_DEG,
     MISSING_CAMERA,
     NO_LIDAR,
     invert_rigid,
@@ -248,6 +249,9 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
     ``skipped`` (reason -> count). Missing or broken files raise :class:`FrameError`
     when the sample is read.
     """
+
+    beam_spacing_deg: float = HDL32_BEAM_SPACING_DEG
+    """Vertical angle between lidar beams, for :func:`ppkt.data.lidar_common.sample_pairs`."""
 
     def __init__(
         self,

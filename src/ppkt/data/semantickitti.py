@@ -23,6 +23,7 @@ import numpy as np
 
 from ppkt.data.kitti import KITTI_CAMERA_NAME, read_kitti_points, rectified_camera_from_lidar
 from ppkt.data.lidar_common import (
+    HDL64_BEAM_SPACING_DEG,
     calibration_matrix,
     homogeneous,
     load_rgb,
@@ -144,6 +145,9 @@ class SemanticKittiSamples(Sequence[LidarCameraSample]):
         with_images: load image_2 and its calibration (for pretraining pairs).
         frame_step: keep every ``frame_step``-th sweep.
     """
+
+    beam_spacing_deg: float = HDL64_BEAM_SPACING_DEG
+    """Vertical angle between lidar beams, for :func:`ppkt.data.lidar_common.sample_pairs`."""
 
     def __init__(
         self,
