@@ -126,6 +126,16 @@ def test_intrinsics_for_another_size_is_a_size_mismatch(scannet_root, matrix_wri
         ScanNetFrames(scannet_root, frame_skip=1)[0]
 
 
+def test_frames_25k_intrinsics_location(scannet_root):
+    """scannet_frames_25k keeps intrinsics_color.txt / intrinsics_depth.txt in the scene folder."""
+    scene = scannet_root / "scene0000_00"
+    for camera in ("color", "depth"):
+        (scene / "intrinsic" / f"intrinsic_{camera}.txt").rename(scene / f"intrinsics_{camera}.txt")
+    (scene / "intrinsic").rmdir()
+    frames = ScanNetFrames(scene, frame_skip=1)
+    assert len(frames) == 6 and frames[0].K_depth[0, 0] == 60.0 and frames[0].K_color[0, 0] == 120.0
+
+
 def test_works_as_torch_dataset(scannet_root):
     from torch.utils.data import DataLoader
 

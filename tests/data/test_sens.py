@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ppkt.data.report import FrameError
-from ppkt.data.sens import SensFrames, read_sens_header, write_sens
+from ppkt.data.sens import SensFrames, SensScenes, read_sens_header, write_sens
 
 K_COLOR = np.array([[120.0, 0.0, 39.5], [0.0, 120.0, 29.5], [0.0, 0.0, 1.0]])
 K_DEPTH = np.array([[60.0, 0.0, 19.5], [0.0, 60.0, 14.5], [0.0, 0.0, 1.0]])
@@ -127,3 +127,24 @@ def test_png_colour_round_trip_is_exact(tmp_path, images_for_frame):
         tmp_path / "p.sens", [color], [depth], [rigid_pose(1)], K_COLOR, K_DEPTH, color_compression="png"
     )
     assert np.array_equal(SensFrames(path, frame_skip=1)[0].color, color)
+
+
+def test_scenes_of_a_scannet_download(tmp_path, images_for_frame):
+    frame_images, rigid_pose = images_for_frame
+    for scene, n in (("scene0000_00", 3), ("scene0001_00", 4)):
+        colors, depths = zip(*[frame_images(10 * int(scene[-4]) + i) for i in range(n)], strict=True)
+        poses = [rigid_pose(i) for i in range(n)]
+        write_sens(tmp_path / scene / f"{scene}.sens", colors, depths, poses, K_COLOR, K_DEPTH)
+    (tmp_path / "scannetv2_val.txt").write_text("scene0001_00\nscene0002_00\n")
+    frames = SensScenes(tmp_path, frame_skip=1)
+    assert len(frames) == 7 and frames.report.frames_usable == 7
+    assert [(f.scene_id, f.frame_id) for f in frames][2:4] == [("scene0000_00", "2"), ("scene0001_00", "0")]
+    assert frames[-1].frame_id == "3" and frames.describe(3).endswith("scene0001_00.sens#frame0")
+    with pytest.raises(IndexError):
+        frames[7]
+    # A split naming a scene that was not downloaded: counted, the others still read.
+    val = SensScenes(tmp_path, split="val", frame_skip=2)
+    assert len(val) == 2 and val.report.skipped == {"missing file": 1}
+    assert "scene0002_00.sens" in val.report.examples["missing file"][0]
+    with pytest.raises(FrameError):
+        SensScenes(tmp_path, split="val", strict=True)

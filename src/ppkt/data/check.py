@@ -114,25 +114,12 @@ def _scan_scannet_sens(
     path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0
 ) -> DataReport:
     from ppkt.data.scannet import PAPER_FRAME_SKIP
-    from ppkt.data.sens import SensFrames
+    from ppkt.data.sens import SensScenes
 
-    files = [path] if path.is_file() else sorted(path.glob("*.sens")) + sorted(path.glob("*/*.sens"))
-    report = DataReport(root=str(path), format="scannet-sens", decoded=True)
-    for sens_path in files:
-        try:
-            frames = SensFrames(sens_path, frame_skip=frame_skip or PAPER_FRAME_SKIP, strict=strict)
-        except (FrameError, OSError) as err:
-            if strict:
-                raise
-            error = err if isinstance(err, FrameError) else FrameError(sens_path, "unreadable file", str(err))
-            report.frames_found += 1
-            report.add_skip(error)
-            continue
-        part = check_frames(frames, strict, workers, sens_path.name)
-        _merge(report, part)
-    if not files:
-        report.notes.append("no .sens files found")
-    return report
+    frames = SensScenes(path, frame_skip=frame_skip or PAPER_FRAME_SKIP, strict=strict)
+    if not frames.files and not frames.report.frames_found:
+        frames.report.notes.append("no .sens files found")
+    return check_frames(frames, strict, workers, "scannet-sens")
 
 
 def _scan_7scenes(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0) -> DataReport:
@@ -147,16 +134,6 @@ def _scan_tum(path: Path, strict: bool, *, frame_skip: int | None = None, worker
     from ppkt.data.rgbd_sequences import TumFrames
 
     return check_frames(TumFrames(path, frame_skip=frame_skip or 1, strict=strict), strict, workers, "tum")
-
-
-def _merge(into: DataReport, part: DataReport) -> None:
-    into.frames_found += part.frames_found
-    into.frames_usable += part.frames_usable
-    for reason, count in part.skipped.items():
-        into.skipped[reason] = into.skipped.get(reason, 0) + count
-        examples = into.examples.setdefault(reason, [])
-        examples += part.examples.get(reason, [])[: max(0, 5 - len(examples))]
-    into.notes += [note for note in part.notes if note not in into.notes]
 
 
 SCANNERS: dict[str, Callable[..., DataReport]] = {

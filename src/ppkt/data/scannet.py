@@ -7,7 +7,7 @@ Exported-frames layout (what ScanNet's ``SensReader`` writes; also ``ppkt synth`
     <root>/<scene>/depth/<i>.png                       uint16 depth in millimetres, e.g. 640x480
     <root>/<scene>/pose/<i>.txt                        4x4 camera-to-world (= world_from_camera)
     <root>/<scene>/intrinsic/intrinsic_color.txt       4x4; the top-left 3x3 is K
-    <root>/<scene>/intrinsic/intrinsic_depth.txt
+    <root>/<scene>/intrinsic/intrinsic_depth.txt       (scannet_frames_25k: <scene>/intrinsics_*.txt)
     <root>/<scene>/<scene>_vh_clean_2.ply              mesh vertices x y z red green blue
     <root>/<scene>/<scene>_vh_clean_2.labels.ply       vertex ``label`` = NYU40 id
 
@@ -76,6 +76,16 @@ def _stems(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
         if dot and "." + suffix.lower() in suffixes:
             out[stem] = name
     return out
+
+
+def _intrinsics_path(scene_dir: Path, camera: str) -> Path:
+    """SensReader's ``intrinsic/intrinsic_<camera>.txt``, else ``intrinsics_<camera>.txt`` (frames_25k)."""
+    candidates = [
+        scene_dir / "intrinsic" / f"intrinsic_{camera}.txt",
+        scene_dir / f"intrinsics_{camera}.txt",
+        scene_dir / f"intrinsic_{camera}.txt",
+    ]
+    return next((path for path in candidates if path.is_file()), candidates[0])
 
 
 def _frame_sort_key(frame_id: str) -> tuple[int, int | str]:
@@ -172,8 +182,8 @@ class ScanNetFrames(FileRGBDFrames):
         if not frame_ids:
             return
         try:
-            K_color = read_intrinsics_txt(scene_dir / "intrinsic" / "intrinsic_color.txt")
-            K_depth = read_intrinsics_txt(scene_dir / "intrinsic" / "intrinsic_depth.txt")
+            K_color = read_intrinsics_txt(_intrinsics_path(scene_dir, "color"))
+            K_depth = read_intrinsics_txt(_intrinsics_path(scene_dir, "depth"))
         except FrameError as err:
             if strict:
                 raise

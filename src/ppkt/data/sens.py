@@ -19,6 +19,7 @@ cut frame is counted as a skip (or raised with ``strict=True``).
 
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 import zlib
@@ -29,7 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from ppkt.data.images import check_intrinsics_fit, decode_color_bytes, depth_to_metres, pose_problem
-from ppkt.data.report import INVALID_POSE, SIZE_MISMATCH, TRUNCATED, UNDECODABLE, DataReport, FrameError
+from ppkt.data.report import (
+    INVALID_POSE,
+    MAX_EXAMPLES,
+    MISSING_FILE,
+    SIZE_MISMATCH,
+    TRUNCATED,
+    UNDECODABLE,
+    DataReport,
+    FrameError,
+)
 from ppkt.data.scannet import PAPER_FRAME_SKIP
 from ppkt.data.types import RGBDFrame
 
@@ -68,6 +78,8 @@ def _read_exact(handle, size: int, path: Path, what: str) -> bytes:
 
 def read_sens_header(path: str | Path) -> SensHeader:
     path = Path(path)
+    if not path.is_file():
+        raise FrameError(path, MISSING_FILE, "no such .sens file")
     with open(path, "rb") as handle:
         (version,) = struct.unpack("<I", _read_exact(handle, 4, path, "the version"))
         if version != SENS_VERSION:
@@ -258,6 +270,98 @@ class SensFrames(Sequence):
             raise FrameError(source, SIZE_MISMATCH, f"depth has {len(data)} bytes, expected {h}x{w} uint16")
         check_intrinsics_fit(self.K_depth, (h, w), source, "depth")
         return depth_to_metres(np.frombuffer(data, dtype="<u2").reshape(h, w), self.depth_scale)
+
+
+def find_sens_files(root: Path, scenes: Sequence[str] | None = None) -> list[Path]:
+    """``<root>/<scene>/<scene>.sens`` (ScanNet's download layout) or ``<root>/*.sens``, sorted by scene."""
+    if root.is_file():
+        return [root]
+    if scenes is not None:
+        found = []
+        for scene in scenes:
+            candidates = [root / scene / f"{scene}.sens", root / f"{scene}.sens"]
+            found.append(next((c for c in candidates if c.is_file()), candidates[0]))
+        return found
+    return sorted(set(root.glob("*.sens")) | set(root.glob("*/*.sens")), key=lambda p: (p.stem, str(p)))
+
+
+class SensScenes(Sequence):
+    """All ``.sens`` files of a ScanNet download as one Sequence / torch Dataset of RGBDFrame.
+
+    Args:
+        root: ScanNet's ``scans/`` folder (``<scene>/<scene>.sens``), a folder of ``.sens`` files,
+            or one file.
+        scenes: scene names to read (default: every ``.sens`` found, or those of ``split``).
+        split: read ``<root>/scannetv2_<split>.txt`` for the scene names.
+        frame_skip, depth_scale, strict: as for :class:`SensFrames`. A file that cannot be opened
+            (missing, not a .sens, cut inside its header) is skipped and counted unless ``strict``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        scenes: Sequence[str] | None = None,
+        split: str | None = None,
+        frame_skip: int = PAPER_FRAME_SKIP,
+        depth_scale: float | None = None,
+        strict: bool = False,
+    ):
+        from ppkt.data.scannet import scannet_split
+
+        self.root = Path(root)
+        if scenes is None and split is not None:
+            scenes = scannet_split(self.root, split)
+        self.report = DataReport(root=str(self.root), format="scannet-sens")
+        self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
+        self.files: list[SensFrames] = []
+        for path in find_sens_files(self.root, scenes):
+            try:
+                frames = SensFrames(path, frame_skip=frame_skip, depth_scale=depth_scale, strict=strict)
+            except (FrameError, OSError) as err:
+                if strict:
+                    raise
+                error = err if isinstance(err, FrameError) else FrameError(path, MISSING_FILE, str(err))
+                self.report.frames_found += 1
+                self.report.add_skip(error)
+                continue
+            self.files.append(frames)
+            _merge_report(self.report, frames.report)
+        self._ends = np.cumsum([len(f) for f in self.files]).tolist()
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def _locate(self, index: int) -> tuple[SensFrames, int]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame index {index} out of range for {len(self)} frames")
+        file_index = bisect.bisect_right(self._ends, index)
+        start = self._ends[file_index - 1] if file_index else 0
+        return self.files[file_index], index - start
+
+    def __getitem__(self, index: int) -> RGBDFrame:  # type: ignore[override]
+        frames, local = self._locate(index)
+        return frames[local]
+
+    def describe(self, index: int) -> str:
+        frames, local = self._locate(index)
+        return frames.describe(local)
+
+    def __iter__(self) -> Iterator[RGBDFrame]:
+        for index in range(len(self)):
+            yield self[index]
+
+
+def _merge_report(into: DataReport, part: DataReport) -> None:
+    into.frames_found += part.frames_found
+    into.frames_usable += part.frames_usable
+    for reason, count in part.skipped.items():
+        into.skipped[reason] = into.skipped.get(reason, 0) + count
+        examples = into.examples.setdefault(reason, [])
+        examples += part.examples.get(reason, [])[: max(0, MAX_EXAMPLES - len(examples))]
+    into.notes += [note for note in part.notes if note not in into.notes]
 
 
 def write_sens(
