@@ -5,7 +5,7 @@ Layout (what :class:`ppkt.data.scannet.ScanNetFrames` and ``read_scannet_scene``
     <root>/synthetic.json                     generator version, parameters, classes, scenes
     <root>/scannetv2_train.txt, scannetv2_val.txt
     <root>/scene%04d_00/
-        color/<i>.jpg                          RGB, JPEG quality 90
+        color/<i>.jpg                          RGB, JPEG quality 90; i = 0, 25, 50, ... (frame k -> 25 k)
         depth/<i>.png                          uint16 millimetres, 0 = invalid
         label/<i>.png                          uint8 NYU40 id per pixel, 0 = nothing (optional, ppkt only)
         pose/<i>.txt                           4x4 world_from_camera (OpenCV camera, world z up)
@@ -40,6 +40,11 @@ from ppkt.utils.io import atomic_write_json
 
 GENERATOR_VERSION = "1"
 """Bumped whenever the output for given parameters changes (cache key)."""
+
+FRAME_NUMBER_STRIDE = 25
+"""Frame ``k`` of a room is written as raw frame number ``25 k``: consecutive synthetic frames are as
+far apart as the every-25th-frame subsampling of a 30 Hz ScanNet stream, and ScanNetFrames' default
+``frame_skip=25`` (or 1) reads them all."""
 
 SCANNET_DEPTH_K = np.array([[577.870605, 0.0, 319.5], [0.0, 577.870605, 239.5], [0.0, 0.0, 1.0]])
 SCANNET_DEPTH_HW = (480, 640)
@@ -158,8 +163,9 @@ def write_scene(root: Path, index: int, params: SynthParams) -> dict:
     # A slowly drifting auto-exposure, as handheld captures have.
     exposure = 1.0 + 0.08 * np.sin(noise_rng.uniform(0, 2 * np.pi) + np.linspace(0, 3, len(poses)))
     valid_fraction = []
-    for i, pose in enumerate(poses):
-        frame = render(scene, K, params.image_hw, pose, rays_camera=rays, exposure=float(exposure[i]))
+    for k, pose in enumerate(poses):
+        i = k * FRAME_NUMBER_STRIDE
+        frame = render(scene, K, params.image_hw, pose, rays_camera=rays, exposure=float(exposure[k]))
         depth = add_depth_noise(frame, noise_rng) if params.depth_noise else frame.depth
         depth_mm = np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)
         valid_fraction.append(float((depth_mm > 0).mean()))
