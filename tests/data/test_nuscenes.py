@@ -234,3 +234,11 @@ def test_check_data_scans_nuscenes_and_counts_bad_samples(tmp_path):
     with pytest.raises(FrameError, match="truncated"):
         scan_dataset(tmp_path, "nuscenes", strict=True)
     assert main(["check-data", str(tmp_path), "--format", "nuscenes"]) == 0
+
+
+def test_version_from_split(tmp_path):
+    write_nuscenes(tmp_path, scenes=("scene-0061", "scene-0103", "scene-0916"))
+    assert len(NuScenesSamples(tmp_path, version=None, split="mini_val")) == 4
+    assert NuScenesSamples(tmp_path, version=None).version == "v1.0-mini"  # the only one present
+    with pytest.raises(FrameError, match="v1.0-trainval"):
+        NuScenesSamples(tmp_path, version=None, split="train")

@@ -235,12 +235,31 @@ def resolve_split(split: str | Sequence[str] | None, version: str, scene_names: 
     return list(wanted)
 
 
+def version_for_split(root: str | Path, split: str | Sequence[str] | None) -> str:
+    """The table version a split belongs to: mini_* -> v1.0-mini, train/val -> v1.0-trainval,
+    test -> v1.0-test; otherwise the only ``v1.0-*`` folder under ``root``."""
+    if isinstance(split, str):
+        if split.startswith("mini_"):
+            return "v1.0-mini"
+        if split in ("train", "val"):
+            return "v1.0-trainval"
+        if split == "test":
+            return "v1.0-test"
+    found = sorted(p.parent.name for p in Path(root).glob("v1.0-*/sample.json"))
+    if len(found) != 1:
+        raise FrameError(
+            root, MISSING_FILE, f"cannot choose the nuScenes version among {found}; pass version="
+        )
+    return found[0]
+
+
 class NuScenesSamples(Sequence[LidarCameraSample]):
     """Key-frame samples of nuScenes as :class:`LidarCameraSample` (a Sequence usable as a Dataset).
 
     Args:
         root: dataset root (holds ``samples/`` and ``v1.0-<version>/``).
-        version: table folder name, e.g. "v1.0-mini", "v1.0-trainval".
+        version: table folder name, e.g. "v1.0-mini", "v1.0-trainval"; None: from the split
+            (:func:`version_for_split`).
         split: see :func:`resolve_split`.
         cameras: camera channels to load, in this order (empty: lidar only).
         with_labels: read lidarseg labels mapped to :data:`NUSCENES16_CLASS_NAMES`.
@@ -256,12 +275,13 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
     def __init__(
         self,
         root: str | Path,
-        version: str = "v1.0-mini",
+        version: str | None = "v1.0-mini",
         split: str | Sequence[str] | None = None,
         cameras: Sequence[str] = NUSCENES_CAMERAS,
         with_labels: bool = False,
     ):
         self.root = Path(root)
+        version = version or version_for_split(self.root, split)
         self.version = version
         self.cameras = tuple(cameras)
         self.with_labels = with_labels
