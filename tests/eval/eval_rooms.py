@@ -29,3 +29,31 @@ def rooms_source_fixture() -> InMemorySceneSource:
     train = [make_room(f"scene{i:04d}_00", i) for i in range(4)]
     val = [make_room(f"scene{i:04d}_00", i) for i in range(100, 102)]
     return InMemorySceneSource({"train": train, "val": val}, CLASS_NAMES)
+
+
+def write_scannet_layout(root, train: int = 3, val: int = 2):
+    """Rooms as ScanNet scenes (PLY mesh + NYU40 labels, split files); classes wall/floor/cabinet."""
+    from pathlib import Path
+
+    from ppkt.data.ply import write_ply_vertices
+    from ppkt.data.scannet_classes import SCANNET20_NYU40_IDS
+
+    root = Path(root)
+    names = {
+        "train": [f"scene{i:04d}_00" for i in range(train)],
+        "val": [f"scene{i:04d}_00" for i in range(100, 100 + val)],
+    }
+    for split, ids in names.items():
+        for k, sid in enumerate(ids):
+            room = make_room(sid, k + (100 if split == "val" else 0))
+            folder = root / sid
+            folder.mkdir(parents=True, exist_ok=True)
+            p, c = room.points, room.colors
+            write_ply_vertices(
+                folder / f"{sid}_vh_clean_2.ply",
+                {"x": p[:, 0], "y": p[:, 1], "z": p[:, 2], "red": c[:, 0], "green": c[:, 1], "blue": c[:, 2]},
+            )
+            nyu = np.where(room.labels >= 0, np.asarray(SCANNET20_NYU40_IDS)[np.maximum(room.labels, 0)], 0)
+            write_ply_vertices(folder / f"{sid}_vh_clean_2.labels.ply", {"label": nyu.astype(np.uint16)})
+        (root / f"scannetv2_{split}.txt").write_text("\n".join(ids) + "\n")
+    return root

@@ -31,7 +31,7 @@ from ppkt.utils.seed import seed_everything
 
 def tiny_config(out: Path, **labels) -> FinetuneConfig:
     return FinetuneConfig(
-        preset="test",
+        origin="test",
         data=EvalDataConfig(kind="scannet", root=out / "data", voxel_size=0.25, num_classes=4),
         augment=EvalAugmentConfig(max_points=400),
         labels=LabelsConfig(**labels),
@@ -119,7 +119,7 @@ def test_evaluation_is_on_original_points(rooms_source):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_build(name):
     cfg = get_preset(name)
-    assert cfg.preset == name
+    assert cfg.origin == name
     model = build_model(replace(cfg, model=replace(cfg.model, width=0.125)))
     assert isinstance(model, SegmentationModel)
     assert model.freeze_backbone == (cfg.model.mode == "linear")

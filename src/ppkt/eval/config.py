@@ -121,7 +121,7 @@ class EvalRunConfig:
 class FinetuneConfig:
     """A complete fine-tuning or linear-probing run."""
 
-    preset: str = option("custom", "name of the preset this config started from")
+    origin: str = option("custom", "the preset this config started from (set by --preset)")
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     augment: EvalAugmentConfig = field(default_factory=EvalAugmentConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)

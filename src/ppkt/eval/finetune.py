@@ -316,7 +316,7 @@ def _summary(
     cfg: FinetuneConfig, best: SegmentationMetrics, last: SegmentationMetrics, best_step: int
 ) -> dict:
     return {
-        "preset": cfg.preset,
+        "origin": cfg.origin,
         "mode": cfg.model.mode,
         "init": str(cfg.model.init) if cfg.model.init else None,
         "labels": {"kind": cfg.labels.kind, "budget": cfg.labels.budget, "seed": cfg.labels.seed},

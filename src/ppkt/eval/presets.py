@@ -37,7 +37,7 @@ from ppkt.eval.config import (
 
 def finetune_scannet() -> FinetuneConfig:
     return FinetuneConfig(
-        preset="finetune-scannet",
+        origin="finetune-scannet",
         data=EvalDataConfig(
             kind="scannet", voxel_size=0.025, input_features="rgb", num_classes=20, num_workers=4
         ),
@@ -62,7 +62,7 @@ def finetune_scannet_points() -> FinetuneConfig:
     cfg = finetune_scannet()
     return replace(
         cfg,
-        preset="finetune-scannet-points",
+        origin="finetune-scannet-points",
         labels=LabelsConfig(kind="points", budget=20, seed=0),
         optim=replace(cfg.optim, steps=60000, lr_head=0.0167, lr_backbone=0.0167),
         run=replace(cfg.run, out=Path("runs/finetune-scannet-points")),
@@ -73,7 +73,7 @@ def linear_probe() -> FinetuneConfig:
     cfg = finetune_scannet()
     return replace(
         cfg,
-        preset="linear-probe",
+        origin="linear-probe",
         model=replace(cfg.model, mode="linear"),
         optim=replace(cfg.optim, steps=20000, lr_head=0.05, lr_backbone=0.0, schedule="cosine"),
         run=replace(cfg.run, out=Path("runs/linear-probe"), eval_every=2000),
@@ -82,7 +82,7 @@ def linear_probe() -> FinetuneConfig:
 
 def demo_finetune() -> FinetuneConfig:
     return FinetuneConfig(
-        preset="demo-finetune",
+        origin="demo-finetune",
         data=EvalDataConfig(kind="synthetic", voxel_size=0.05, input_features="rgb", num_classes=20),
         augment=EvalAugmentConfig(max_points=20000),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
@@ -105,7 +105,7 @@ def demo_linear_probe() -> FinetuneConfig:
     cfg = demo_finetune()
     return replace(
         cfg,
-        preset="demo-linear-probe",
+        origin="demo-linear-probe",
         model=replace(cfg.model, mode="linear"),
         optim=replace(cfg.optim, lr_head=0.05, lr_backbone=0.0, schedule="cosine"),
         run=replace(cfg.run, out=Path("runs/demo-linear-probe")),

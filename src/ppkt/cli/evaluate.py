@@ -1,0 +1,40 @@
+"""``ppkt evaluate``: mIoU, mAcc and per-class IoU of a segmentation checkpoint or run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint", type=Path, help="a segmentation checkpoint (.safetensors) or a run folder"
+    )
+    parser.add_argument("--data.root", dest="data_root", type=Path, help="dataset root (default: the run's)")
+    parser.add_argument("--split", help="split to evaluate (default: the run's data.val_split)")
+    parser.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="also write metrics.json and metrics.md into this folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ppkt.eval.finetune import evaluate_checkpoint
+    from ppkt.utils.io import atomic_write_json, atomic_write_text
+
+    metrics, cfg = evaluate_checkpoint(
+        args.checkpoint,
+        data_root=args.data_root,
+        split=args.split,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    split = args.split or cfg.data.val_split
+    print(f"{args.checkpoint}: split {split}, {metrics.num_points} labelled points")
+    print(metrics.to_markdown(), end="")
+    if args.out is not None:
+        atomic_write_json(
+            args.out / "metrics.json",
+            {"checkpoint": str(args.checkpoint), "split": split, **metrics.to_dict()},
+        )
+        atomic_write_text(args.out / "metrics.md", metrics.to_markdown())
+    return 0
