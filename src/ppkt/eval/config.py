@@ -39,6 +39,9 @@ class EvalDataConfig:
     synthetic_scenes: int = option(8, "synthetic data: number of rooms")
     synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames per room (as in pretraining)")
     synthetic_seed: int = option(0, "synthetic data: generator seed")
+    synthetic_image_hw: tuple[int, int] = option(
+        (120, 160), "synthetic data: rendered image size (H,W); part of the cache key, keep as in pretraining"
+    )
 
 
 @dataclass(frozen=True)

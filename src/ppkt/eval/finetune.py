@@ -112,7 +112,7 @@ def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: Fi
         ValueError: the card's backbone, width, voxel size or input features differ from ``cfg``.
         StateDictMismatch: a backbone key is missing, unexpected or mis-shaped (all are listed).
     """
-    from ppkt.train.export import load_card
+    from ppkt.train.export import load_card, tensors_sha256
 
     path = Path(path)
     card = load_card(path)
@@ -143,6 +143,8 @@ def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: Fi
             "set the run's options to the card's values"
         )
     state, _ = load_weights(path)
+    if tensors_sha256(state) != card.weights_sha256:
+        raise ValueError(f"{path}: the weights do not match the sha256 recorded in their card")
     load_state_strict(model.backbone, state, what=f"{path} (pretrained backbone)")
 
 
@@ -187,6 +189,7 @@ def build_source(data: EvalDataConfig) -> SceneSource:
             scenes=data.synthetic_scenes,
             frames_per_scene=data.synthetic_frames_per_scene,
             seed=data.synthetic_seed,
+            image_hw=tuple(data.synthetic_image_hw),
             cache_dir=data.root,
         )
         return ScanNetSceneSource(root)

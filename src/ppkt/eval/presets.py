@@ -15,7 +15,9 @@ Sources of the values (also tabulated in docs/evaluation.md):
   SGD lr 0.05, momentum 0.9, weight decay 1e-4, cosine schedule; the linear probe there is the
   same config with the backbone frozen. Steps: ours (20k at batch 8).
 * ``demo-finetune`` / ``demo-linear-probe``: ours, sized to run on a laptop CPU on the synthetic
-  rooms in minutes (small backbone, 5 cm voxels).
+  rooms in minutes; backbone, width, voxel size, input features and the synthetic dataset's
+  parameters are those of the pretraining ``demo`` preset (ppkt.train.presets), so that a demo
+  backbone loads and the same rooms are reused from the cache.
 """
 
 from __future__ import annotations
@@ -83,7 +85,15 @@ def linear_probe() -> FinetuneConfig:
 def demo_finetune() -> FinetuneConfig:
     return FinetuneConfig(
         origin="demo-finetune",
-        data=EvalDataConfig(kind="synthetic", voxel_size=0.05, input_features="rgb", num_classes=20),
+        data=EvalDataConfig(
+            kind="synthetic",
+            voxel_size=0.05,
+            input_features="rgb",
+            num_classes=20,
+            synthetic_scenes=6,
+            synthetic_frames_per_scene=8,
+            synthetic_image_hw=(120, 160),
+        ),  # fmt: skip
         augment=EvalAugmentConfig(max_points=20000),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
         model=ModelConfig(backbone="res16unet14", width=0.5, mode="finetune"),
