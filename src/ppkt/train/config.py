@@ -134,7 +134,7 @@ class RunConfig:
 class PretrainConfig:
     """Everything a pretraining run depends on."""
 
-    preset: str = option("custom", "name of the preset this config started from")
+    origin: str = option("custom", "name of the preset this config started from (set by --preset)")
     data: DataConfig = option(factory=DataConfig, doc="data")
     augment: AugmentConfig = option(factory=AugmentConfig, doc="augmentation")
     teacher: TeacherConfig = option(factory=TeacherConfig, doc="2D teacher")

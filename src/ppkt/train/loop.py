@@ -105,20 +105,34 @@ def _all_true(flag: bool, device: torch.device, info: DistInfo) -> bool:
 # Data
 
 
-def build_frames(cfg: PretrainConfig) -> Sequence:
-    """The frames of ``cfg.data`` as a Sequence of RGBDFrame."""
+def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
+    """The frames of ``cfg.data`` as a Sequence of RGBDFrame.
+
+    Synthetic data is generated once (cached by its parameters); under torchrun rank 0 generates
+    it while the other ranks wait.
+    """
     from ppkt.data.scannet import ScanNetFrames
 
     data = cfg.data
+    info = info or DistInfo()
     if data.kind == "synthetic":
         from ppkt.data.synthetic import ensure_dataset
 
-        root = ensure_dataset(
-            scenes=data.synthetic_scenes,
-            frames_per_scene=data.synthetic_frames_per_scene,
-            seed=data.synthetic_seed,
-            cache_dir=data.root,
-        )
+        def ensure() -> Path:
+            return ensure_dataset(
+                scenes=data.synthetic_scenes,
+                frames_per_scene=data.synthetic_frames_per_scene,
+                seed=data.synthetic_seed,
+                image_hw=tuple(data.image_hw),
+                cache_dir=data.root,
+                progress=info.is_main and cfg.run.progress,
+            )
+
+        if info.world_size > 1:
+            if info.is_main:
+                ensure()
+            dist.barrier()
+        root = ensure()
         return ScanNetFrames(root, split=data.split, frame_skip=data.frame_skip)
     if data.kind == "scannet":
         if data.root is None:
@@ -284,7 +298,7 @@ def pretrain(
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.benchmark = False
 
-    frames = build_frames(cfg) if frames is None else frames
+    frames = build_frames(cfg, info) if frames is None else frames
     model = build_model(cfg).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg, trainable)
@@ -356,7 +370,7 @@ def pretrain(
                 run_dir,
                 model.trainable_state_dict(),
                 state,
-                metadata={"preset": cfg.preset, "teacher": _teacher_identity(model)},
+                metadata={"preset": cfg.origin, "teacher": _teacher_identity(model)},
                 keep=cfg.run.keep_checkpoints,
             )
         if info.world_size > 1:

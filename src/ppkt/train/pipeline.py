@@ -282,7 +282,7 @@ def color_at(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 def _image_tensor(image: np.ndarray) -> torch.Tensor:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise FrameSkipped(f"colour image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
 
 
 def augment_sample(

@@ -25,7 +25,7 @@ from ppkt.train.config import (
 def paper() -> PretrainConfig:
     """PPKT as published (ScanNet, ResNet-50 -> SR-UNet34). The teacher weights must be given."""
     return PretrainConfig(
-        preset="paper",
+        origin="paper",
         data=DataConfig(kind="scannet", split="train", frame_skip=25, image_hw=(480, 640)),
         augment=AugmentConfig(elastic=True),
         teacher=TeacherConfig(name="resnet50", weights=None, stage=None),
@@ -48,7 +48,7 @@ def paper() -> PretrainConfig:
 def slidr_ppkt() -> PretrainConfig:
     """The PPKT baseline of SLidR's public code (nuScenes lidar + 6 cameras)."""
     return PretrainConfig(
-        preset="slidr-ppkt",
+        origin="slidr-ppkt",
         data=DataConfig(kind="nuscenes", split="train", frame_skip=1, image_hw=(224, 416), max_depth=80.0),
         augment=AugmentConfig(rotate_up=math.pi, scale_min=0.95, scale_max=1.05, crop_scale_min=0.3),
         teacher=TeacherConfig(name="resnet50", weights=None, stage=None),
@@ -72,7 +72,7 @@ def slidr_ppkt() -> PretrainConfig:
 def demo() -> PretrainConfig:
     """Synthetic rooms, EfficientNet-Lite0 teacher, a narrow SR-UNet14: minutes on a CPU."""
     return PretrainConfig(
-        preset="demo",
+        origin="demo",
         data=DataConfig(
             kind="synthetic",
             split="train",

@@ -1,0 +1,73 @@
+"""``ppkt pretrain``: pretrain a 3D backbone with pixel-to-point InfoNCE.
+
+ppkt pretrain --preset demo --run.out runs/demo
+ppkt pretrain --preset paper --data.root /data/scannet --teacher.weights resnet50.pth
+ppkt pretrain --resume runs/demo                     # continue where it stopped
+torchrun --nproc_per_node=4 -m ppkt pretrain --preset paper ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ppkt.config import add_config_arguments
+    from ppkt.train.config import PretrainConfig
+    from ppkt.train.presets import PRESETS
+
+    parser.add_argument(
+        "--preset", default="demo", choices=sorted(PRESETS), help="starting config (default demo)"
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="continue the run in folder RUN from its latest checkpoint (its config.yaml; overrides apply)",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_config_arguments(parser, PretrainConfig, "pretraining config")
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ppkt.config import apply_overrides, config_to_dict, overrides_from_namespace
+    from ppkt.train.loop import NonFiniteLossError, config_with_resume, pretrain
+    from ppkt.train.presets import get_preset
+
+    overrides = overrides_from_namespace(args)
+    try:
+        if args.resume is not None:
+            cfg = config_with_resume(args.resume, overrides)
+            if Path(cfg.run.out).resolve() != args.resume.resolve():
+                raise ValueError(f"--resume {args.resume} but run.out is {cfg.run.out}; leave run.out unset")
+        else:
+            cfg = apply_overrides(get_preset(args.preset), overrides)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"ppkt pretrain: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return 0
+    try:
+        result = pretrain(cfg, resume=args.resume is not None)
+    except NonFiniteLossError as err:
+        print(f"ppkt pretrain: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, NotImplementedError) as err:
+        print(f"ppkt pretrain: {err}", file=sys.stderr)
+        return 2
+    losses = list(result.losses.values())
+    if losses:
+        head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]
+        print(
+            f"pretrained {result.step} steps in {result.seconds:.0f} s; "
+            f"loss {sum(head) / len(head):.4f} (first {len(head)}) -> {sum(tail) / len(tail):.4f} "
+            f"(last {len(tail)}); skipped frames: "
+            f"{result.skipped_frames}; checkpoint: {result.checkpoint}"
+        )
+    return 0

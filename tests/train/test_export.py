@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+import yaml
+from conftest import make_frame
+from test_loop import tiny_config
+
+from ppkt.backbones import build_backbone
+from ppkt.cli import main
+from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
+from ppkt.train.export import BackboneCard, export_backbone, load_card, load_pretrained_backbone
+from ppkt.train.loop import pretrain
+from ppkt.utils.weights import load_weights
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "run"
+    torch.set_num_threads(1)
+    frames = [make_frame(seed=i, name=f"{i:06d}") for i in range(4)]
+    pretrain(tiny_config(out, **{"optim.steps": "2"}), frames=frames)
+    return out
+
+
+def test_export_writes_backbone_keys_and_card(run_dir, tmp_path):
+    out, card = export_backbone(run_dir, tmp_path / "bb.safetensors")
+    weights, _ = load_weights(out)
+    reference = build_backbone("res16unet14", 3, width=0.25)
+    assert set(weights) == set(reference.state_dict())
+    ckpt_weights, state = load_checkpoint(latest_checkpoint(run_dir))
+    for key, value in weights.items():
+        assert torch.equal(value, ckpt_weights["backbone." + key])
+    assert card.steps == state.step == 2
+    assert (card.backbone, card.width, card.voxel_size, card.input_features) == (
+        "res16unet14",
+        0.25,
+        0.05,
+        "rgb",
+    )
+    assert card.teacher.startswith("efficientnet_lite0/stride8/")
+    assert card.preset == "demo" and card.format == "ppkt-backbone/1"
+    assert load_card(tmp_path / "bb.json") == card
+    assert load_card(out) == card
+    (tmp_path / "bb.json").unlink()  # the card embedded in the weights' metadata still reads
+    assert load_card(out) == card
+    backbone, card2 = load_pretrained_backbone(out)
+    assert card2 == card and isinstance(backbone, torch.nn.Module)
+
+
+def test_load_pretrained_backbone_checks_card(run_dir, tmp_path):
+    out, card = export_backbone(run_dir, tmp_path / "bb.safetensors")
+    data = card.to_json()
+    data["weights_sha256"] = "0" * 64
+    (tmp_path / "bb.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="sha256"):
+        load_pretrained_backbone(out)
+    (tmp_path / "bad.json").write_text(json.dumps({"backbone": "x"}))
+    with pytest.raises(ValueError, match="not a ppkt backbone card"):
+        load_card(tmp_path / "bad.json")
+    assert BackboneCard.from_json(card.to_json()) == card
+
+
+def test_cli_export_and_print_config(run_dir, tmp_path, capsys):
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "b.safetensors")]) == 0
+    assert (tmp_path / "b.safetensors").is_file() and (tmp_path / "b.json").is_file()
+    assert main(["export", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    assert (
+        main(["pretrain", "--preset", "paper", "--loss.tau", "0.07", "--run.out", "runs/x", "--print-config"])
+        == 0
+    )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (
+        printed["loss"]["tau"] == 0.07 and printed["origin"] == "paper" and printed["run"]["out"] == "runs/x"
+    )
+    with pytest.raises(SystemExit):  # argparse rejects unknown config keys
+        main(["pretrain", "--preset", "demo", "--loss.nope", "1"])
+    assert main(["pretrain", "--preset", "demo", "--loss.tau", "-1", "--print-config"]) == 0
+    assert main(["pretrain", "--resume", str(tmp_path / "missing")]) == 2
