@@ -118,7 +118,8 @@ def test_check_data_scans_semantickitti(tmp_path):
     import shutil
 
     shutil.rmtree(seq_root / "00" / "image_2")
-    assert detect_format(tmp_path) == "semantickitti"
+    assert detect_format(tmp_path) == "semantickitti" and detect_format(seq_root) == "semantickitti"
+    assert detect_format(seq_root.parent) == "semantickitti"
     report = scan_dataset(tmp_path)
     assert report.frames_found == 4 and report.skipped == {"missing file": 1} and report.frames_usable == 3
     assert any("sequence 00: no image_2" in note for note in report.notes)

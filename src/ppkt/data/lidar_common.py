@@ -463,11 +463,10 @@ def _is_kitti_raw(path: Path) -> bool:
 
 
 def _is_semantickitti(path: Path) -> bool:
+    from ppkt.data.semantickitti import is_sequences_dir
+
     path = Path(path)
-    for candidate in (path / "dataset" / "sequences", path / "sequences"):
-        if candidate.is_dir() and any((p / "velodyne").is_dir() for p in candidate.iterdir()):
-            return True
-    return False
+    return any(is_sequences_dir(p) for p in (path / "dataset" / "sequences", path / "sequences", path))
 
 
 LIDAR_SCANNERS = {

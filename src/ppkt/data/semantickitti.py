@@ -114,10 +114,17 @@ def read_semantickitti_calibration(path: str | Path) -> tuple[np.ndarray, np.nda
     return rectified_camera_from_lidar(P2, homogeneous(tr), path)
 
 
+def is_sequences_dir(path: Path) -> bool:
+    """Whether ``path`` holds sequence folders (two-digit names) with a ``velodyne/`` folder."""
+    return path.is_dir() and any(
+        p.name.isdigit() and len(p.name) == 2 and (p / "velodyne").is_dir() for p in path.iterdir()
+    )
+
+
 def find_sequences_dir(root: str | Path) -> Path:
     root = Path(root)
     for candidate in (root / "dataset" / "sequences", root / "sequences", root):
-        if candidate.is_dir() and any((p / "velodyne").is_dir() for p in candidate.iterdir() if p.is_dir()):
+        if is_sequences_dir(candidate):
             return candidate
     raise FrameError(
         root, MISSING_FILE, "no SemanticKITTI sequences (expected [dataset/]sequences/XX/velodyne)"
