@@ -76,5 +76,5 @@ def test_cli_export_and_print_config(run_dir, tmp_path, capsys):
     )
     with pytest.raises(SystemExit):  # argparse rejects unknown config keys
         main(["pretrain", "--preset", "demo", "--loss.nope", "1"])
-    assert main(["pretrain", "--preset", "demo", "--loss.tau", "-1", "--print-config"]) == 0
+    assert main(["pretrain", "--preset", "demo", "--loss.tau", "-1", "--print-config"]) == 2
     assert main(["pretrain", "--resume", str(tmp_path / "missing")]) == 2

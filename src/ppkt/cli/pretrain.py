@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ppkt.config import apply_overrides, config_to_dict, overrides_from_namespace
+    from ppkt.train.config import validate
     from ppkt.train.loop import NonFiniteLossError, config_with_resume, pretrain
     from ppkt.train.presets import get_preset
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--resume {args.resume} but run.out is {cfg.run.out}; leave run.out unset")
         else:
             cfg = apply_overrides(get_preset(args.preset), overrides)
+        validate(cfg)
     except (ValueError, FileNotFoundError) as err:
         print(f"ppkt pretrain: {err}", file=sys.stderr)
         return 2
