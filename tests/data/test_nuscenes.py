@@ -242,3 +242,18 @@ def test_version_from_split(tmp_path):
     assert NuScenesSamples(tmp_path, version=None).version == "v1.0-mini"  # the only one present
     with pytest.raises(FrameError, match="v1.0-trainval"):
         NuScenesSamples(tmp_path, version=None, split="train")
+
+
+def test_samples_feed_the_pretraining_pipeline(tmp_path):
+    pipeline = pytest.importorskip("ppkt.train.pipeline")
+    from ppkt.train.config import AugmentConfig, DataConfig
+
+    write_nuscenes(tmp_path, num_points=2000)
+    samples = NuScenesSamples(tmp_path)
+    data = DataConfig(kind="nuscenes", image_hw=(30, 40), num_workers=0)
+    dataset = pipeline.PretrainDataset(samples, data, AugmentConfig(), "constant", seed=0)
+    items = [dataset[(i, 0)] for i in range(2)]
+    assert all(item.skipped == [] and item.images.shape == (6, 3, 30, 40) for item in items)
+    assert all(len(item.pair_point) > 20 for item in items)
+    batch = pipeline.Collator(0.1)(items)
+    assert batch.images.shape[0] == 12 and int(batch.pair_image.max()) < 12
