@@ -27,6 +27,24 @@ def test_scannet_sized_frame():
     assert (pairs.image_index == 0).all() and pairs.image_hw == ((968, 1296),)
     uv, _, inside = project_points(pairs.points.double(), K_COLOR, (968, 1296))
     assert inside.all() and (uv - pairs.uv.double()).abs().max() < 1e-3
+    revalidated(pairs)
+
+
+def revalidated(pairs: Pairs) -> Pairs:
+    """The builders skip Pairs' checks; their outputs must pass them."""
+    return Pairs(pairs.points, pairs.point_index, pairs.image_index, pairs.uv, pairs.image_hw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_registered_fast_path_matches_projecting_every_point(dtype):
+    depth = room_depth(60, 80, dtype=dtype, holes=0.1)
+    K_d = scale_intrinsics(K_DEPTH, (480, 640), (60, 80))
+    K_c = np.array(K_COLOR) * np.array([[1.3], [1.2], [1.0]])  # a narrower colour camera
+    fast = rgbd_pairs(depth, K_d, K_c, (968, 1296))
+    generic = rgbd_pairs(depth, K_d, K_c, (968, 1296), color_from_depth=np.eye(4))
+    assert len(fast) < int((depth > 0).sum())  # the colour camera sees less than the depth camera
+    assert torch.equal(fast.points, generic.points)
+    torch.testing.assert_close(fast.uv, generic.uv, atol=1e-3, rtol=0)
 
 
 def test_points_landing_outside_the_colour_image_are_dropped():
@@ -62,6 +80,7 @@ def test_registered_cameras_map_pixels_by_the_resize_rule():
     assert len(pairs) == len(ij)
     expected = (ij.flip(-1).double() + 0.5) * torch.tensor([130 / 64, 97 / 48], dtype=torch.float64) - 0.5
     assert (pairs.uv.double() - expected).abs().max() < 1e-4
+    revalidated(pairs)
 
 
 def test_color_from_depth_extrinsics():

@@ -17,13 +17,15 @@ from torch import Tensor
 from ppkt.data.types import CameraImage
 from ppkt.geometry.camera import (
     _check_hw,
+    _intrinsics,
     as_float_tensor,
     normalized_grid_coords,
     project_points,
     transform_points,
-    unproject_depth,
+    unproject_pixels,
     uv_to_feature_ij,
     uv_to_ij,
+    valid_depth_mask,
 )
 from ppkt.geometry.visibility import zbuffer_visible
 
@@ -68,17 +70,37 @@ class Pairs:
         self.image_hw = tuple(_check_hw(hw, "Pairs.image_hw entry") for hw in self.image_hw)
         if P == 0:
             return
-        if int(pi.min()) < 0 or int(pi.max()) >= p.shape[0]:
+        # min/max reductions instead of per-pair masks: validation stays a small part of building pairs.
+        lo, hi = pi.aminmax()
+        if int(lo) < 0 or int(hi) >= p.shape[0]:
             raise ValueError(f"Pairs.point_index out of range [0, {p.shape[0]})")
-        if int(ii.min()) < 0:
+        lo, hi = ii.aminmax()
+        if int(lo) < 0:
             raise ValueError("Pairs.image_index has negative entries")
-        if self.image_hw:
-            if int(ii.max()) >= len(self.image_hw):
-                raise ValueError(f"Pairs.image_index out of range [0, {len(self.image_hw)})")
-            hw = torch.tensor(self.image_hw, dtype=uv.dtype, device=uv.device)[ii]
-            inside = (uv >= -0.5) & (uv < hw.flip(-1) - 0.5)
-            if not bool(inside.all()):
-                raise ValueError("Pairs.uv has pixels outside their image")
+        if not self.image_hw:
+            return
+        if int(hi) >= len(self.image_hw):
+            raise ValueError(f"Pairs.image_index out of range [0, {len(self.image_hw)})")
+        groups = (
+            [(self.image_hw[0], uv)]
+            if len(self.image_hw) == 1
+            else [(hw, uv[ii == k]) for k, hw in enumerate(self.image_hw)]
+        )
+        for (H, W), uv_k in groups:
+            if uv_k.shape[0] == 0:
+                continue
+            (u_lo, v_lo), (u_hi, v_hi) = uv_k.aminmax(dim=0)
+            if not (u_lo >= -0.5 and v_lo >= -0.5 and u_hi < W - 0.5 and v_hi < H - 0.5):
+                raise ValueError(f"Pairs.uv has pixels outside their image of size {(H, W)} (or NaN)")
+
+    @classmethod
+    def _trusted(cls, points, point_index, image_index, uv, image_hw) -> Pairs:
+        """Build without the checks, for this module's builders whose outputs are correct by
+        construction (and tested): the checks cost about a quarter of building a frame's pairs."""
+        pairs = cls.__new__(cls)
+        pairs.points, pairs.point_index, pairs.image_index, pairs.uv = points, point_index, image_index, uv
+        pairs.image_hw = tuple((int(h), int(w)) for h, w in image_hw)
+        return pairs
 
     def __len__(self) -> int:
         """Number of pairs ``P``."""
@@ -167,15 +189,42 @@ def rgbd_pairs(
     color_hw = _check_hw(color_hw, "color_hw")
     with torch.no_grad():
         depth = as_float_tensor(depth)
-        points, _ = unproject_depth(depth, K_depth, min_depth=min_depth, max_depth=max_depth)
-        in_color = points if color_from_depth is None else transform_points(color_from_depth, points)
-        uv, _, in_image = project_points(in_color, K_color, color_hw)
-        keep = in_image & _inside_after_cast(uv, color_hw)
-        points = points[keep].float()
-        uv = uv[keep].float()
-        n = points.shape[0]
-        index = torch.arange(n, device=points.device)
-        return Pairs(points, index, torch.zeros_like(index), uv, (color_hw,))
+        valid = valid_depth_mask(depth, min_depth=min_depth, max_depth=max_depth)
+        K_d, K_c = _intrinsics(K_depth, depth), _intrinsics(K_color, depth)
+        if color_from_depth is None and float(K_d[0, 1]) == 0.0 and float(K_c[0, 1]) == 0.0:
+            points, uv = _registered_rgbd_pairs(depth, K_d, K_c, color_hw, valid)
+        else:
+            points, _ = unproject_pixels(depth, K_d, valid)
+            in_color = points if color_from_depth is None else transform_points(color_from_depth, points)
+            uv, _, in_image = project_points(in_color, K_c, color_hw)
+            keep = in_image & _inside_after_cast(uv, color_hw)
+            points, uv = points[keep], uv[keep]
+        points, uv = points.float(), uv.float()
+        index = torch.arange(points.shape[0], device=points.device)
+        return Pairs._trusted(points, index, torch.zeros_like(index), uv, (color_hw,))
+
+
+def _registered_rgbd_pairs(
+    depth: Tensor, K_d: Tensor, K_c: Tensor, color_hw: tuple[int, int], valid: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Same colour and depth camera centre and axes (no skew): a depth pixel's colour ``uv`` does
+    not depend on its depth, and is separable: ``u_c`` depends on the column only, ``v_c`` on the
+    row only. So the colour-image test and the ``uv`` are per-column / per-row lookups, and one
+    ``nonzero`` over the combined mask does all the selection (about 3x faster than projecting)."""
+    H, W = depth.shape
+    Hc, Wc = color_hw
+    cols = torch.arange(W, device=depth.device, dtype=depth.dtype)
+    rows = torch.arange(H, device=depth.device, dtype=depth.dtype)
+    u_col = (K_c[0, 0] * ((cols - K_d[0, 2]) / K_d[0, 0]) + K_c[0, 2]).float()
+    v_row = (K_c[1, 1] * ((rows - K_d[1, 2]) / K_d[1, 1]) + K_c[1, 2]).float()
+    col_ok = (u_col >= -0.5) & (u_col < Wc - 0.5)
+    row_ok = (v_row >= -0.5) & (v_row < Hc - 0.5)
+    keep = valid & row_ok[:, None] & col_ok[None, :]
+    points, ij = unproject_pixels(depth, K_d, keep)
+    uv = torch.empty((ij.shape[0], 2), dtype=torch.float32, device=depth.device)
+    torch.index_select(u_col, 0, ij[:, 1], out=uv[:, 0])
+    torch.index_select(v_row, 0, ij[:, 0], out=uv[:, 1])
+    return points, uv
 
 
 def lidar_camera_pairs(
