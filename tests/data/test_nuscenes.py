@@ -197,6 +197,10 @@ def test_splits_and_camera_subset(tmp_path):
     assert resolve_split("val", "v1.0-trainval", names) == [n for n in names if n in set(NUSCENES_VAL_SCENES)]
     train = resolve_split("train", "v1.0-trainval", names)
     assert not set(train) & set(NUSCENES_VAL_SCENES) and "scene-0001" in train and "scene-0003" not in train
+    parametrize = resolve_split("slidr_parametrize", "v1.0-trainval", names)
+    verify = resolve_split("slidr_verify", "v1.0-trainval", names)
+    assert len(verify) == 100 and set(verify) <= set(train) and "scene-0008" in verify
+    assert sorted(parametrize + verify) == sorted(train) and "scene-0001" in parametrize
 
 
 def test_sample_missing_a_camera_is_skipped_and_counted(tmp_path):

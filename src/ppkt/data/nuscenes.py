@@ -116,6 +116,15 @@ NUSCENES_VAL_SCENES: tuple[str, ...] = _scene_numbers(
     "629-630, 632-638, 770-771, 775, 777-778, 780-784, 794-800, 802, 904-917, 919-931, 962-963, "
     "966-969, 971-972, 1059-1073"
 )
+# SLidR's held-out "verifying" scenes (CUSTOM_SPLIT in valeoai/SLidR pretrain/dataloader_nuscenes.py):
+# it pretrains on the other 600 train scenes ("parametrizing") and tunes on these 100.
+SLIDR_VERIFY_SCENES: tuple[str, ...] = _scene_numbers(
+    "8, 9, 19, 29, 32, 42, 45, 49, 52, 54, 56, 66, 67, 73, 131, 152, 166, 168, 183, 190, 194, 208, 210, "
+    "211, 241, 243, 248, 259, 260, 261, 287, 292, 297, 305, 306, 350, 352, 358, 361, 365, 368, 377, 388, "
+    "391, 395, 413, 427, 428, 438, 444, 452, 453, 459, 463, 464, 475, 513, 533, 544, 575, 587, 589, 642, "
+    "652, 658, 669, 678, 687, 701, 703, 706, 710, 715, 726, 735, 740, 758, 786, 790, 804, 806, 847, 856, "
+    "868, 882, 897, 899, 976, 996, 1012, 1015, 1016, 1018, 1020, 1024, 1044, 1058, 1094, 1098, 1107"
+)
 NUSCENES_MINI_SPLITS: dict[str, tuple[str, ...]] = {
     "mini_train": _scene_numbers("61, 553, 655, 757, 796, 1077, 1094, 1100"),
     "mini_val": _scene_numbers("103, 916"),
@@ -205,7 +214,8 @@ def _pose(record: dict, table: Path) -> np.ndarray:
 
 
 def resolve_split(split: str | Sequence[str] | None, version: str, scene_names: Sequence[str]) -> list[str]:
-    """Scene names of a split: None (all), "train"/"val" (trainval), "mini_train"/"mini_val",
+    """Scene names of a split: None (all), "train"/"val" (trainval), "slidr_parametrize" (train
+    minus SLidR's 100 held-out scenes) / "slidr_verify" (those 100), "mini_train"/"mini_val",
     "test" (all scenes of v1.0-test), or an explicit list of scene names."""
     available = set(scene_names)
     if split is None:
@@ -213,11 +223,14 @@ def resolve_split(split: str | Sequence[str] | None, version: str, scene_names: 
     if isinstance(split, str):
         if split in NUSCENES_MINI_SPLITS:
             wanted = NUSCENES_MINI_SPLITS[split]
-        elif split in ("train", "val"):
+        elif split in ("train", "val", "slidr_parametrize", "slidr_verify"):
             if not version.endswith("trainval"):
                 raise ValueError(f"nuScenes split {split!r} needs version v1.0-trainval, not {version!r}")
             val = set(NUSCENES_VAL_SCENES)
             wanted = [n for n in scene_names if (n in val) == (split == "val")]
+            if split.startswith("slidr_"):
+                verify = set(SLIDR_VERIFY_SCENES)
+                wanted = [n for n in wanted if (n in verify) == (split == "slidr_verify")]
         elif split == "test":
             if not version.endswith("test"):
                 raise ValueError(f"nuScenes split 'test' needs version v1.0-test, not {version!r}")
@@ -225,7 +238,8 @@ def resolve_split(split: str | Sequence[str] | None, version: str, scene_names: 
         else:
             raise ValueError(
                 f"unknown nuScenes split {split!r}: "
-                "use train, val, test, mini_train, mini_val or a list of scene names"
+                "use train, val, test, slidr_parametrize, slidr_verify, mini_train, mini_val "
+                "or a list of scene names"
             )
     else:
         wanted = list(split)
@@ -241,7 +255,7 @@ def version_for_split(root: str | Path, split: str | Sequence[str] | None) -> st
     if isinstance(split, str):
         if split.startswith("mini_"):
             return "v1.0-mini"
-        if split in ("train", "val"):
+        if split in ("train", "val", "slidr_parametrize", "slidr_verify"):
             return "v1.0-trainval"
         if split == "test":
             return "v1.0-test"
