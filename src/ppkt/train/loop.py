@@ -47,6 +47,7 @@ class PretrainResult:
         checkpoint: the newest checkpoint folder, or None.
         skipped_frames: frames skipped (unusable) in this session.
         seconds: wall time of this session's steps.
+        model: the trained model of this process (not saved; for notebooks and tests).
     """
 
     run_dir: Path
@@ -55,6 +56,7 @@ class PretrainResult:
     checkpoint: Path | None = None
     skipped_frames: int = 0
     seconds: float = 0.0
+    model: PPKTModel | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,7 +354,7 @@ def pretrain(
         persistent_workers=False,
     )
     log = MetricsLog(run_dir, info.is_main, cfg.run.tensorboard, step if ckpt is not None else None)
-    result = PretrainResult(run_dir=run_dir, step=step, checkpoint=ckpt)
+    result = PretrainResult(run_dir=run_dir, step=step, checkpoint=ckpt, model=model)
     end_step = steps_total if cfg.run.stop_after is None else min(steps_total, step + cfg.run.stop_after)
 
     def checkpoint() -> None:
