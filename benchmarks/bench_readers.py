@@ -89,6 +89,24 @@ def main() -> None:
         print(f"{'workers':>8} {'exported fps':>14} {'.sens fps':>10}")
         for workers in args.workers:
             print(f"{workers:>8} {time_loader(frames, workers):>14.1f} {time_loader(sens, workers):>10.1f}")
+        print(scannet_sized_colour(Path(tmp)))
+
+
+def scannet_sized_colour(tmp: Path, repeats: int = 20) -> str:
+    """Decode time of one ScanNet-sized (1296x968) JPEG at ``color_downscale`` 1, 2, 4."""
+    from ppkt.data.images import read_color
+
+    yy, xx = np.mgrid[0:968, 0:1296]
+    noise = np.random.default_rng(0).integers(-8, 8, (968, 1296, 3))
+    color = np.stack([xx // 3 % 256, yy // 2 % 256, (xx + yy) // 7 % 256], -1) + noise
+    Image.fromarray(np.clip(color, 0, 255).astype(np.uint8)).save(tmp / "big.jpg", quality=90)
+    parts = []
+    for downscale in (1, 2, 4):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            read_color(tmp / "big.jpg", downscale)
+        parts.append(f"1/{downscale}: {(time.perf_counter() - start) / repeats * 1e3:.1f} ms")
+    return "1296x968 JPEG colour decode, color_downscale " + ", ".join(parts)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,9 @@ def test_real_frame_survives_the_scannet_layout(tmp_path, motorcycle_frame, matr
     assert np.abs(frame.depth - motorcycle_frame.depth).max() <= 0.0005 + 1e-6
     assert np.abs(frame.color.astype(int) - motorcycle_frame.color).mean() < 3
     assert np.allclose(frame.K_color, motorcycle_frame.K_color, atol=1e-6)
+    # Colour decoded at 1/4 scale (JPEG DCT scaling) matches a 4x4 block average, with the same K.
+    small = ScanNetFrames(tmp_path, color_downscale=4)[0]
+    reference = middlebury_motorcycle_frame(downscale=4)
+    assert small.color.shape == (125, 186, 3) and small.depth.shape == (500, 741)
+    assert np.allclose(small.K_color, reference.K_color) and np.allclose(small.K_depth, frame.K_depth)
+    assert np.abs(small.color[:, :185].astype(int) - reference.color).mean() < 4

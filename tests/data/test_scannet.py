@@ -136,6 +136,18 @@ def test_frames_25k_intrinsics_location(scannet_root):
     assert len(frames) == 6 and frames[0].K_depth[0, 0] == 60.0 and frames[0].K_color[0, 0] == 120.0
 
 
+def test_color_downscale_adjusts_K(scannet_root):
+    full = ScanNetFrames(scannet_root, frame_skip=1)[0]
+    half = ScanNetFrames(scannet_root, frame_skip=1, color_downscale=2)[0]
+    assert half.color.shape == (30, 40, 3) and half.depth.shape == full.depth.shape
+    # Pixel centre u in the full image is u' = (u + 0.5) / 2 - 0.5 in the half one.
+    assert half.K_color[0, 0] == 60.0 and half.K_color[0, 2] == (39.5 + 0.5) / 2 - 0.5
+    block_mean = full.color.reshape(30, 2, 40, 2, 3).mean(axis=(1, 3))
+    assert np.abs(half.color - block_mean).mean() < 4
+    with pytest.raises(ValueError, match="color_downscale"):
+        ScanNetFrames(scannet_root, color_downscale=3)
+
+
 def test_works_as_torch_dataset(scannet_root):
     from torch.utils.data import DataLoader
 
