@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,9 +45,18 @@ def pose_matrix(rotation: Rotation, translation) -> np.ndarray:
     return out
 
 
-def write_image(path: Path, color, image_hw=IMAGE_HW) -> None:
+def write_image(path: Path, color, image_hw=IMAGE_HW, textured: bool = False) -> None:
+    """A uniform image of ``color``; ``textured`` adds photo-like structure (for read-speed figures)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((*image_hw, 3), color, dtype=np.uint8)).save(path)
+    image = np.full((*image_hw, 3), color, dtype=np.float32)
+    if textured:
+        rng = np.random.default_rng(zlib.crc32(path.name.encode()))
+        coarse = Image.fromarray(
+            rng.integers(0, 255, (image_hw[0] // 16 + 1, image_hw[1] // 16 + 1, 3), np.uint8)
+        )
+        image = 0.5 * image + 0.4 * np.asarray(coarse.resize(image_hw[::-1], Image.BILINEAR), np.float32)
+        image += rng.normal(0, 6, image.shape)
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +120,8 @@ def write_nuscenes(
     seed: int = 0,
     with_lidarseg: bool = True,
     category_index: bool = True,
+    image_hw: tuple[int, int] = IMAGE_HW,
+    textured: bool = False,
 ) -> NuScenesFixture:
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -126,7 +138,7 @@ def write_nuscenes(
     )
     channels = [("LIDAR_TOP", "lidar"), *((c, "camera") for c in NUSC_CAMERA_YAW_DEG)]
     calib_token = {}
-    K = fixture_K()
+    K = fixture_K(image_hw)
     for channel, modality in channels:
         sensors.append({"token": token("sensor", channel), "channel": channel, "modality": modality})
         if modality == "lidar":
@@ -199,8 +211,8 @@ def write_nuscenes(
                         "timestamp": stamp,
                         "fileformat": "pcd" if modality == "lidar" else "jpg",
                         "is_key_frame": True,
-                        "height": 0 if modality == "lidar" else IMAGE_HW[0],
-                        "width": 0 if modality == "lidar" else IMAGE_HW[1],
+                        "height": 0 if modality == "lidar" else image_hw[0],
+                        "width": 0 if modality == "lidar" else image_hw[1],
                         "filename": filename,
                         "prev": "",
                         "next": "",
@@ -234,7 +246,8 @@ def write_nuscenes(
                                          "filename": label_name})  # fmt: skip
                         fixture.lidarseg_paths.append(root / label_name)
                 else:
-                    write_image(root / filename, (30 * list(NUSC_CAMERA_YAW_DEG).index(channel), 120, 200))
+                    color = (30 * list(NUSC_CAMERA_YAW_DEG).index(channel), 120, 200)
+                    write_image(root / filename, color, image_hw, textured)
     from ppkt.data.nuscenes import LIDARSEG_GENERAL_CLASSES
 
     categories = [
@@ -316,18 +329,27 @@ def random_velodyne(rng, n: int) -> np.ndarray:
     return np.concatenate([rng.uniform(-30, 30, (n, 3)), rng.uniform(0, 1, (n, 1))], axis=1).astype("<f4")
 
 
-def write_kitti_object(root: Path, *, frames: int = 3, num_points: int = 200, seed: int = 0) -> list[str]:
+def write_kitti_object(
+    root: Path,
+    *,
+    frames: int = 3,
+    num_points: int = 200,
+    seed: int = 0,
+    image_hw: tuple[int, int] = IMAGE_HW,
+    textured: bool = False,
+) -> list[str]:
     """``<root>/training/{velodyne,image_2,calib}`` and ``ImageSets/train.txt``; returns frame ids."""
     rng = np.random.default_rng(seed)
     ids = [f"{i:06d}" for i in range(frames)]
     for frame_id in ids:
         base = Path(root) / "training"
         write_velodyne(base / "velodyne" / f"{frame_id}.bin", random_velodyne(rng, num_points))
-        write_image(base / "image_2" / f"{frame_id}.png", (200, 100, 50))
+        write_image(base / "image_2" / f"{frame_id}.png", (200, 100, 50), image_hw, textured)
         (base / "calib").mkdir(parents=True, exist_ok=True)
+        P0, P2 = kitti_P0(image_hw), kitti_P2(image_hw)
         (base / "calib" / f"{frame_id}.txt").write_text(
-            f"P0: {_row(kitti_P0())}\nP1: {_row(kitti_P0())}\n"
-            f"P2: {_row(kitti_P2())}\nP3: {_row(kitti_P2())}\n"
+            f"P0: {_row(P0)}\nP1: {_row(P0)}\n"
+            f"P2: {_row(P2)}\nP3: {_row(P2)}\n"
             f"R0_rect: {_row(KITTI_R0_RECT)}\nTr_velo_to_cam: {_row(kitti_tr_velo_to_cam())}\n"
             f"Tr_imu_to_velo: {_row(np.eye(4)[:3])}\n\n"
         )
