@@ -41,7 +41,7 @@ def collect(root, scenes, teacher, pixels_per_frame: int, rng: np.random.Generat
     rgb_rows, stat_rows, teacher_rows, labels = [], [], [], []
     for scene in scenes:
         for color_path in sorted((root / scene / "color").glob("*.jpg"), key=lambda p: int(p.stem)):
-            image = np.asarray(Image.open(color_path).convert("RGB"))
+            image = np.array(Image.open(color_path).convert("RGB"))
             nyu40 = np.asarray(Image.open(root / scene / "label" / f"{color_path.stem}.png"))
             label = nyu40_to_scannet20(nyu40)
             ii, jj = np.nonzero(label >= 0)

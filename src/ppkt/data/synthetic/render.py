@@ -150,7 +150,7 @@ def surface_colors(scene: Scene, owner: np.ndarray, world: np.ndarray):
         ``(rgb (N, 3) float32 in [0, ~1], nyu40 (N,) uint16, normal (N, 3) float32 world)``.
     """
     n = len(world)
-    owners = np.unique(owner)
+    owners = np.flatnonzero(np.bincount(owner)) if len(owner) else np.zeros(0, dtype=np.int64)
     # Parts that share a material are textured in one call (legs, cushions, shelves...); a
     # decor depends on the part's own front face, so decorated parts are textured alone.
     materials, group_of = [], {}
@@ -163,7 +163,9 @@ def surface_colors(scene: Scene, owner: np.ndarray, world: np.ndarray):
             materials.append(material)
         owner_group[o] = group_of[key]
     # Sorting by (group, owner) turns every per-surface gather and scatter into a slice.
-    order = np.argsort(owner_group[owner] * (len(owner_group) + 1) + owner, kind="stable")
+    key = owner_group[owner] * (len(owner_group) + 1) + owner
+    # Small integer keys sort with numpy's radix sort (stable), far faster than a comparison sort.
+    order = np.argsort(key.astype(np.uint16) if key.max(initial=0) < 65536 else key, kind="stable")
     so = owner[order]
     sw = world[order]
     u = np.empty(n, dtype=np.float32)

@@ -54,6 +54,11 @@ def value_noise(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     return top + (bottom - top) * sy
 
 
+def cell_noise(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Uncorrelated value in [0, 1) per unit cell: a cheap fine grain (one hash, no interpolation)."""
+    return _hash01(np.floor(x).astype(np.int32), np.floor(y).astype(np.int32), seed)
+
+
 def fbm(x: np.ndarray, y: np.ndarray, seed: int, octaves: int = 3) -> np.ndarray:
     """Fractal sum of value noise, in [0, 1)."""
     total = np.zeros(np.shape(x), dtype=np.float32)
@@ -221,7 +226,9 @@ def _base(m: Material, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     s = np.float32(max(m.scale, 1e-3))
     fam = m.family
     if fam == Family.PAINT:
-        t = 0.5 * fbm(ur / (4 * s), vr / (4 * s), m.seed) + 0.5 * value_noise(ur * 80, vr * 80, m.seed + 7)
+        t = 0.6 * fbm(ur / (4 * s), vr / (4 * s), m.seed, octaves=2) + 0.4 * cell_noise(
+            ur * 80, vr * 80, m.seed + 7
+        )
         return _mix(m.color_a, m.color_b, 0.25 * t)
     if fam == Family.WOOD:
         warp = fbm(ur / (6 * s), vr / s, m.seed, octaves=2)
@@ -234,7 +241,7 @@ def _base(m: Material, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if fam == Family.FABRIC:
         p = np.float32(0.008 + 0.015 * s)
         weave = (np.sin(ur / p) * np.sin(vr / p)) * 0.5 + 0.5
-        mottle = fbm(ur / (3 * s), vr / (3 * s), m.seed)
+        mottle = fbm(ur / (3 * s), vr / (3 * s), m.seed, octaves=2)
         t = 0.2 * weave + 0.55 * mottle
         return _mix(m.color_a, m.color_b, t)
     if fam == Family.TILES:
@@ -243,22 +250,22 @@ def _base(m: Material, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         fv = np.mod(vr / size, 1.0)
         grout = (np.minimum(fu, fv) < 0.03).astype(np.float32)
         tile = _hash01(np.floor(ur / size).astype(np.int64), np.floor(vr / size).astype(np.int64), m.seed)
-        speck = value_noise(ur * 60, vr * 60, m.seed + 5)
+        speck = cell_noise(ur * 60, vr * 60, m.seed + 5)
         base = _mix(m.color_a, np.asarray(m.color_a) * 0.85, 0.5 * tile + 0.3 * speck)
         grout_color = np.asarray(m.color_b, dtype=np.float32) * 0.8
         return base * (1 - grout[:, None]) + grout_color[None, :] * grout[:, None]
     if fam == Family.CARPET:
-        t = 0.6 * value_noise(ur * 250, vr * 250, m.seed) + 0.4 * fbm(ur / s, vr / s, m.seed + 1)
+        t = 0.6 * cell_noise(ur * 250, vr * 250, m.seed) + 0.4 * fbm(ur / s, vr / s, m.seed + 1, octaves=2)
         return _mix(m.color_a, m.color_b, t)
     if fam == Family.LEATHER:
-        crease = np.abs(fbm(ur / (0.5 * s), vr / (0.5 * s), m.seed, octaves=3) - 0.5) * 2.0
-        t = 0.6 * (1 - crease) ** 4 + 0.2 * value_noise(ur * 150, vr * 150, m.seed + 2)
+        crease = np.abs(fbm(ur / (0.5 * s), vr / (0.5 * s), m.seed, octaves=2) - 0.5) * 2.0
+        t = 0.6 * (1 - crease) ** 4 + 0.2 * cell_noise(ur * 150, vr * 150, m.seed + 2)
         return _mix(m.color_a, m.color_b, t)
     if fam == Family.METAL:
         t = 0.6 * value_noise(ur * 2.0, vr * 300.0, m.seed) + 0.4 * value_noise(ur * 10, vr * 10, m.seed + 1)
         return _mix(m.color_a, m.color_b, t)
     # PLASTIC
-    t = 0.1 * value_noise(ur * 40, vr * 40, m.seed)
+    t = 0.1 * cell_noise(ur * 40, vr * 40, m.seed)
     return _mix(m.color_a, m.color_b, t)
 
 
