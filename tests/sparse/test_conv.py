@@ -158,6 +158,8 @@ def test_rejects_bad_input():
         SparseTensor(torch.zeros(3, 3, dtype=torch.long), torch.zeros(3, 1))
     with pytest.raises(ValueError, match="voxel coordinates must lie"):
         SparseTensor(torch.tensor([[0, 1 << 20, 0, 0]]), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="unique rows"):
+        SubmanifoldConv3d(1, 1)(SparseTensor(torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 1)))
     with pytest.raises(ValueError, match="unknown sparse backend"):
         SubmanifoldConv3d(1, 1, backend="minkowski")
 

@@ -139,6 +139,8 @@ def submanifold_map(coords: torch.Tensor, stride: int, kernel_size: int) -> Kern
         return KernelMap(empty, empty, torch.zeros(k_vol, dtype=torch.long), 0, 0, centre)
     keys = pack_keys(coords)
     sorted_keys, order = torch.sort(keys)
+    if bool((sorted_keys[1:] == sorted_keys[:-1]).any()):
+        raise ValueError("sparse coordinates must be unique rows (voxelise the points first)")
     # One key delta per offset: packing is linear in each axis while no field overflows,
     # which check_coordinate_range guarantees for offsets below the query margin.
     zeros = torch.zeros(k_vol, 1, dtype=torch.long, device=device)
