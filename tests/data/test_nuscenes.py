@@ -261,3 +261,24 @@ def test_samples_feed_the_pretraining_pipeline(tmp_path):
     assert all(len(item.pair_point) > 20 for item in items)
     batch = pipeline.Collator(0.1)(items)
     assert batch.images.shape[0] == 12 and int(batch.pair_image.max()) < 12
+
+
+def test_scene_source_for_segmentation(tmp_path):
+    from ppkt.data.nuscenes import NuScenesSceneSource
+
+    write_nuscenes(tmp_path, scenes=("scene-0061", "scene-0103", "scene-0916"))
+    source = NuScenesSceneSource(tmp_path)
+    ids = source.scene_ids("mini_val")
+    assert len(ids) == 4
+    labeled = NuScenesSamples(tmp_path, split="mini_val", with_labels=True)
+    scene = source.read(ids[1])
+    assert scene.scene_id == ids[1] and scene.class_names == NUSCENES16_CLASS_NAMES
+    assert np.array_equal(scene.labels, labeled[1].labels) and np.array_equal(scene.points, labeled[1].points)
+    assert scene.colors.shape == (40, 3) and scene.colors.dtype == np.uint8
+    first_of_all = NuScenesSamples(tmp_path).records[0].sample_token  # not in mini_val: read finds it too
+    assert source.read(first_of_all).labels.shape == (40,)
+    with pytest.raises(KeyError, match="no nuScenes sample"):
+        source.read("nope")
+    eval_data = pytest.importorskip("ppkt.eval.data")
+    item = eval_data.scene_sample(scene, "constant", len(source.class_names))
+    assert item.labels.shape == (40,)

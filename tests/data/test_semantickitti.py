@@ -125,3 +125,19 @@ def test_check_data_scans_semantickitti(tmp_path):
     assert any("sequence 00: no image_2" in note for note in report.notes)
     np.array([7] * 300, dtype="<u4").tofile(seq_root / "00" / "labels" / "000001.label")
     assert scan_dataset(tmp_path, "semantickitti").skipped == {"missing file": 1, BAD_LABELS: 1}
+
+
+def test_scene_source_for_segmentation(tmp_path):
+    from ppkt.data.semantickitti import SemanticKittiSceneSource
+
+    write_semantickitti(tmp_path, sequences=("00", "08"), frames=2)
+    source = SemanticKittiSceneSource(tmp_path)
+    assert source.scene_ids("val") == ["08/000000", "08/000001"] and source.scene_ids("train") == [
+        "00/000000", "00/000001",
+    ]  # fmt: skip
+    scene = source.read("08/000001")
+    sample = SemanticKittiSamples(tmp_path, sequences=["08"])[1]
+    assert np.array_equal(scene.labels, sample.labels) and np.array_equal(scene.points, sample.points)
+    assert scene.class_names == SEMANTICKITTI19_CLASS_NAMES and scene.colors.shape == (40, 3)
+    with pytest.raises(FrameError, match="missing file"):
+        source.read("08/000009")

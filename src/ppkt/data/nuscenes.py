@@ -44,7 +44,7 @@ from ppkt.data.lidar_common import (
     rigid_transform,
 )
 from ppkt.data.report import MISSING_FILE, FrameError
-from ppkt.data.types import IGNORE_LABEL, CameraImage, LidarCameraSample
+from ppkt.data.types import IGNORE_LABEL, CameraImage, LabeledScene, LidarCameraSample
 
 NUSCENES_CAMERAS: tuple[str, ...] = (
     "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT",
@@ -438,4 +438,50 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
             labels=labels,
             sample_id=record.sample_token,
             class_names=NUSCENES16_CLASS_NAMES if labels is not None else (),
+        )
+
+
+class NuScenesSceneSource:
+    """nuScenes-lidarseg key frames as labelled "scenes" for ``ppkt.eval`` (its ``SceneSource``).
+
+    A scene id is a sample token; points are in the lidar frame, colours are zeros (lidar has
+    none: use input features ``constant``), labels are the 16 classes. Each split's index is
+    built once (the trainval tables take a while to parse).
+    """
+
+    class_names: tuple[str, ...] = NUSCENES16_CLASS_NAMES
+
+    def __init__(self, root: str | Path, version: str | None = None):
+        self.root = Path(root)
+        self.version = version
+        self._indexes: dict[str, NuScenesSamples] = {}
+        self._where: dict[str, tuple[NuScenesSamples, int]] = {}
+
+    def _index(self, split: str | None) -> NuScenesSamples:
+        key = str(split)
+        if key not in self._indexes:
+            samples = NuScenesSamples(
+                self.root, version=self.version, split=split, cameras=(), with_labels=True
+            )
+            self._indexes[key] = samples
+            for i, record in enumerate(samples.records):
+                self._where.setdefault(record.sample_token, (samples, i))
+        return self._indexes[key]
+
+    def scene_ids(self, split: str) -> list[str]:
+        return [record.sample_token for record in self._index(split).records]
+
+    def read(self, scene_id: str) -> LabeledScene:
+        if scene_id not in self._where:
+            self._index(None)
+        if scene_id not in self._where:
+            raise KeyError(f"{self.root}: no nuScenes sample {scene_id!r}")
+        samples, index = self._where[scene_id]
+        sample = samples[index]
+        return LabeledScene(
+            points=sample.points,
+            colors=np.zeros((sample.points.shape[0], 3), dtype=np.uint8),
+            labels=sample.labels,
+            scene_id=scene_id,
+            class_names=self.class_names,
         )

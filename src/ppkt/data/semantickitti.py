@@ -32,7 +32,7 @@ from ppkt.data.lidar_common import (
     read_uint_records,
 )
 from ppkt.data.report import MISSING_FILE, FrameError
-from ppkt.data.types import IGNORE_LABEL, CameraImage, LidarCameraSample
+from ppkt.data.types import IGNORE_LABEL, CameraImage, LabeledScene, LidarCameraSample
 
 SEMANTICKITTI19_CLASS_NAMES: tuple[str, ...] = (
     "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist", "motorcyclist",
@@ -227,4 +227,41 @@ class SemanticKittiSamples(Sequence[LidarCameraSample]):
             labels=labels,
             sample_id=record.sample_id,
             class_names=SEMANTICKITTI19_CLASS_NAMES if labels is not None else (),
+        )
+
+
+class SemanticKittiSceneSource:
+    """SemanticKITTI sweeps as labelled "scenes" for ``ppkt.eval`` (its ``SceneSource``).
+
+    A scene id is ``"<sequence>/<frame>"`` (e.g. ``"08/000123"``); splits are the official ones
+    (train, val, test); colours are zeros (use input features ``constant``).
+    """
+
+    class_names: tuple[str, ...] = SEMANTICKITTI19_CLASS_NAMES
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.sequences_dir = find_sequences_dir(root)
+
+    def scene_ids(self, split: str) -> list[str]:
+        return [r.sample_id for r in SemanticKittiSamples(self.root, split=split).records]
+
+    def read(self, scene_id: str) -> LabeledScene:
+        sequence, _, frame = scene_id.partition("/")
+        seq_dir = self.sequences_dir / sequence
+        record = SemanticKittiFrameRecord(
+            sample_id=scene_id,
+            velodyne=seq_dir / "velodyne" / f"{frame}.bin",
+            label=seq_dir / "labels" / f"{frame}.label",
+            image=seq_dir / "image_2" / f"{frame}.png",
+            calibration=seq_dir / "calib.txt",
+        )
+        points, _ = read_kitti_points(record.velodyne)
+        labels, _ = read_semantickitti_labels(record.label, points.shape[0])
+        return LabeledScene(
+            points=points,
+            colors=np.zeros((points.shape[0], 3), dtype=np.uint8),
+            labels=labels,
+            scene_id=scene_id,
+            class_names=self.class_names,
         )
