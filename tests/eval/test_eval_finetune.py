@@ -123,3 +123,68 @@ def test_presets_build(name):
     model = build_model(replace(cfg, model=replace(cfg.model, width=0.125)))
     assert isinstance(model, SegmentationModel)
     assert model.freeze_backbone == (cfg.model.mode == "linear")
+
+
+def write_exported_backbone(path: Path, cfg: FinetuneConfig, state: dict, **card_overrides) -> Path:
+    """A backbone file + card in the format of ``ppkt export`` (ppkt.train.export)."""
+    from ppkt.train.export import CARD_METADATA_KEY, BackboneCard, card_path_for, tensors_sha256
+    from ppkt.utils.io import atomic_write_json
+    from ppkt.utils.weights import save_weights
+
+    fields = dict(
+        backbone=cfg.model.backbone, width=cfg.model.width, in_channels=3,
+        input_features=cfg.data.input_features,
+        out_channels=24, voxel_size=cfg.data.voxel_size, sparse_backend="torch", teacher="t", embedding_dim=8,
+        loss="PointInfoNCE", data="test", preset="test", steps=1, seed=0, ppkt_version="0", source="test",
+        weights_sha256=tensors_sha256(state),
+    )  # fmt: skip
+    fields.update(card_overrides)
+    card = BackboneCard(**fields)
+    save_weights(state, path, metadata={CARD_METADATA_KEY: json.dumps(card.to_json())})
+    atomic_write_json(card_path_for(path), card.to_json())
+    return path
+
+
+def test_pretrained_backbone_loads_strictly_and_checks_the_card(tmp_path, rooms_source):
+    from ppkt.eval.finetune import load_pretrained_backbone
+    from ppkt.utils.weights import StateDictMismatch
+
+    cfg = tiny_config(tmp_path)
+    torch.manual_seed(123)
+    source_model = build_model(cfg)
+    state = source_model.backbone.state_dict()
+    good = write_exported_backbone(tmp_path / "good.safetensors", cfg, state)
+    model = build_model(cfg)
+    load_pretrained_backbone(model, good, cfg)
+    for key, value in state.items():
+        assert torch.equal(model.backbone.state_dict()[key], value)
+
+    # a fine-tuning run starts from these weights: after 1 step with lr 0 the backbone is unchanged
+    run_cfg = replace(
+        cfg,
+        model=replace(cfg.model, init=good),
+        optim=replace(cfg.optim, steps=1, lr_head=0.0, lr_backbone=0.0, weight_decay=0.0, momentum=0.0),
+        run=replace(cfg.run, eval_every=1),
+    )
+    result = finetune(run_cfg, source=rooms_source)
+    trained, _, _ = load_checkpoint(result.run_dir / "checkpoints" / "last.safetensors")
+    for key, value in state.items():
+        if "running" not in key and "num_batches" not in key:  # BN statistics move in train mode
+            assert torch.equal(trained.backbone.state_dict()[key], value), key
+
+    wrong_voxel = write_exported_backbone(tmp_path / "voxel.safetensors", cfg, state, voxel_size=0.02)
+    with pytest.raises(ValueError, match="voxel_size: checkpoint 0.02 vs config 0.25"):
+        load_pretrained_backbone(build_model(cfg), wrong_voxel, cfg)
+    wrong_feats = write_exported_backbone(tmp_path / "feats.safetensors", cfg, state, input_features="xyzrgb")
+    with pytest.raises(ValueError, match="input_features"):
+        load_pretrained_backbone(build_model(cfg), wrong_feats, cfg)
+    missing_key = sorted(state)[0]
+    partial = {k: v for k, v in state.items() if k != missing_key}
+    missing = write_exported_backbone(tmp_path / "missing.safetensors", cfg, partial)
+    with pytest.raises(StateDictMismatch, match=missing_key.replace(".", r"\.")):
+        load_pretrained_backbone(build_model(cfg), missing, cfg)
+    tampered = dict(state)
+    tampered[missing_key] = tampered[missing_key] + 1
+    bad_hash = write_exported_backbone(tmp_path / "hash.safetensors", cfg, tampered, weights_sha256="0" * 64)
+    with pytest.raises(ValueError, match="sha256"):
+        load_pretrained_backbone(build_model(cfg), bad_hash, cfg)
