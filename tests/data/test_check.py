@@ -126,3 +126,19 @@ def test_cli_json_and_exit_status(scannet_root, tmp_path, capsys):
     assert "invalid pose" in capsys.readouterr().err
     assert main(["check-data", str(tmp_path / "nowhere")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_unexpected_exceptions_are_counted_not_raised(scannet_root, monkeypatch):
+    import ppkt.data.images as images
+
+    real = images.read_depth_png
+
+    def flaky(path, *args):
+        if path.endswith("/2.png"):
+            raise MemoryError("simulated")
+        return real(path, *args)
+
+    monkeypatch.setattr(images, "read_depth_png", flaky)
+    report = scan_dataset(scannet_root, frame_skip=1)
+    assert report.frames_usable == 10 and report.skipped == {"unreadable": 2}
+    assert "MemoryError: simulated" in report.examples["unreadable"][0]

@@ -146,3 +146,14 @@ def test_nearest_and_quaternion():
     R = quaternion_to_matrix(q)
     assert np.allclose(R.T @ R, np.eye(3)) and np.isclose(np.linalg.det(R), 1)
     assert np.allclose(quaternion_to_matrix(np.array([0, 0, 0, 1.0])), np.eye(3))
+
+
+def test_tum_broken_list_file_loses_only_its_sequence(tmp_path, images_for_frame):
+    _write_tum(tmp_path / "good", images_for_frame, n=2)
+    _write_tum(tmp_path / "bad", images_for_frame, n=2)
+    (tmp_path / "bad" / "depth.txt").write_text("not-a-time depth/x.png\n")
+    frames = TumFrames(tmp_path)
+    assert len(frames) == 2 and frames.report.skipped["unreadable"] == 1
+    assert "depth.txt:1: bad timestamp" in frames.report.examples["unreadable"][0]
+    with pytest.raises(ValueError, match="bad timestamp"):
+        TumFrames(tmp_path, strict=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ppkt.data.lidar_common import LIDAR_DETECTORS, LIDAR_SCANNERS
-from ppkt.data.report import EMPTY_DEPTH, SIZE_MISMATCH, DataReport, FrameError
+from ppkt.data.report import EMPTY_DEPTH, SIZE_MISMATCH, UNREADABLE, DataReport, FrameError
 from ppkt.data.types import RGBDFrame
 
 
@@ -43,6 +43,9 @@ class _CheckedFrames:
             frame = self.frames[index]
         except FrameError as err:
             return "", (0, 0), (0, 0), err
+        except Exception as err:  # a scan reports every failure, whatever raised it
+            error = FrameError(self.frames.describe(index), UNREADABLE, f"{type(err).__name__}: {err}")
+            return "", (0, 0), (0, 0), error
         source = self.frames.describe(index)
         valid = frame.depth > 0
         if not valid.any() or not (frame.depth[valid] < float("inf")).any():

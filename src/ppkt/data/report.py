@@ -21,6 +21,8 @@ EMPTY_DEPTH = "empty depth"
 BAD_INTRINSICS = "bad intrinsics"
 TRUNCATED = "truncated file"
 UNMATCHED = "unmatched timestamp"
+UNREADABLE = "unreadable"
+"""Anything else that failed (an unexpected exception, an unreadable folder or list file)."""
 
 MAX_EXAMPLES = 5
 """Example paths kept per skip reason."""

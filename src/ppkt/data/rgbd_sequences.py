@@ -44,6 +44,7 @@ from ppkt.data.report import (
     MISSING_FILE,
     MISSING_POSE,
     UNMATCHED,
+    UNREADABLE,
     DataReport,
     FrameError,
 )
@@ -278,9 +279,16 @@ class TumFrames(FileRGBDFrames):
             else:
                 seq_K, camera = tum_default_K(seq_dir)
                 self.report.notes.append(f"{seq_dir.name}: {camera} intrinsics {TUM_INTRINSICS[camera]}")
-            self._index_sequence(
-                seq_dir, seq_K, depth_scale, frame_skip, max_time_diff, max_pose_diff, strict
-            )
+            try:
+                self._index_sequence(
+                    seq_dir, seq_K, depth_scale, frame_skip, max_time_diff, max_pose_diff, strict
+                )
+            except (ValueError, OSError) as err:
+                if strict or isinstance(err, FrameError):
+                    raise
+                # A broken list file loses its sequence, not the whole dataset.
+                self.report.frames_found += 1
+                self.report.add_skip(FrameError(seq_dir, UNREADABLE, str(err)))
         self.report.frames_usable = len(self.records)
 
     def _index_sequence(self, seq_dir, K, depth_scale, frame_skip, max_time_diff, max_pose_diff, strict):

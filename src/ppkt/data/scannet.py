@@ -27,7 +27,7 @@ import numpy as np
 
 from ppkt.data.images import FileRGBDFrames, FrameRecord, read_intrinsics_txt, read_pose_txt
 from ppkt.data.ply import read_ply_vertices
-from ppkt.data.report import BAD_INTRINSICS, MISSING_FILE, DataReport, FrameError
+from ppkt.data.report import BAD_INTRINSICS, MISSING_FILE, UNREADABLE, DataReport, FrameError
 from ppkt.data.scannet_classes import SCANNET20_CLASS_NAMES, nyu40_to_scannet20
 from ppkt.data.types import LabeledScene
 
@@ -172,9 +172,14 @@ class ScanNetFrames(FileRGBDFrames):
             self.report.frames_found += 1
             self._skip(FrameError(scene_dir, MISSING_FILE, "scene folder listed but not found"), strict)
             return
-        colors = _stems(scene_dir / "color", _COLOR_SUFFIXES)
-        depths = _stems(scene_dir / "depth", (".png",))
-        poses = _stems(scene_dir / "pose", (".txt",))
+        try:
+            colors = _stems(scene_dir / "color", _COLOR_SUFFIXES)
+            depths = _stems(scene_dir / "depth", (".png",))
+            poses = _stems(scene_dir / "pose", (".txt",))
+        except OSError as err:
+            self.report.frames_found += 1
+            self._skip(FrameError(err.filename or scene_dir, UNREADABLE, err.strerror or str(err)), strict)
+            return
         frame_ids = sorted(set(colors) | set(depths) | set(poses), key=_frame_sort_key)
         if selected is not None:
             wanted = selected.get(scene_id, set())
