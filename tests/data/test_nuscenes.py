@@ -282,3 +282,24 @@ def test_scene_source_for_segmentation(tmp_path):
     eval_data = pytest.importorskip("ppkt.eval.data")
     item = eval_data.scene_sample(scene, "constant", len(source.class_names))
     assert item.labels.shape == (40,)
+
+
+def test_dangling_table_references_name_the_table(tmp_path):
+    import json
+
+    fx = write_nuscenes(tmp_path)
+    table = tmp_path / "v1.0-mini" / "ego_pose.json"
+    poses = json.loads(table.read_text())
+    table.write_text(json.dumps(poses[1:]))  # the first sample's lidar pose
+    with pytest.raises(
+        FrameError, match=r"sample_data\.json: bad table \(sample_data .*: unknown ego_pose\)"
+    ):
+        NuScenesSamples(tmp_path)
+    # A split without that sample does not need the pose.
+    assert len(NuScenesSamples(tmp_path, split=[fx.scene_of_sample[-1]])) == 2
+    (tmp_path / "v1.0-mini" / "calibrated_sensor.json").write_text("[]")
+    with pytest.raises(FrameError, match="unknown calibrated_sensor"):
+        NuScenesSamples(tmp_path)
+    (tmp_path / "v1.0-mini" / "scene.json").write_text("{not json")
+    with pytest.raises(FrameError, match=r"scene\.json: bad table \(invalid JSON"):
+        NuScenesSamples(tmp_path)

@@ -326,24 +326,31 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
                 _pose(c, calib_table),
                 K.reshape(3, 3) if K.size == 9 else None,
             )
-        ego_table = table_dir / "ego_pose.json"
-        ego_pose = {e["token"]: e for e in _load_table(table_dir, "ego_pose")}
         samples = [s for s in _load_table(table_dir, "sample") if s["scene_token"] in scene_order]
+        sample_tokens = {s["token"] for s in samples}
 
+        # sample_data and ego_pose hold one record per sensor reading (millions for trainval):
+        # keep the key frames of the wanted samples and channels, then only their ego poses, so
+        # that the two big tables are never in memory together.
         wanted_channels = {LIDAR_CHANNEL, *self.cameras}
-        readings: dict[tuple[str, str], NuScenesSensorRecord] = {}
         sample_data_table = table_dir / "sample_data.json"
+        key_frames = []
         for sd in _load_table(table_dir, "sample_data"):
-            if not sd.get("is_key_frame", False):
+            if not sd.get("is_key_frame", False) or sd["sample_token"] not in sample_tokens:
                 continue
             calib = calibration.get(sd["calibrated_sensor_token"])
             if calib is None:
                 raise FrameError(
                     sample_data_table, BAD_TABLE, f"sample_data {sd['token']}: unknown calibrated_sensor"
                 )
-            channel, ego_from_sensor, K = calib
-            if channel not in wanted_channels:
-                continue
+            if calib[0] in wanted_channels:
+                key_frames.append((sd, calib))
+        needed_poses = {sd["ego_pose_token"] for sd, _ in key_frames}
+        ego_table = table_dir / "ego_pose.json"
+        ego_pose = {e["token"]: e for e in _load_table(table_dir, "ego_pose") if e["token"] in needed_poses}
+
+        readings: dict[tuple[str, str], NuScenesSensorRecord] = {}
+        for sd, (channel, ego_from_sensor, K) in key_frames:
             pose = ego_pose.get(sd["ego_pose_token"])
             if pose is None:
                 raise FrameError(sample_data_table, BAD_TABLE, f"sample_data {sd['token']}: unknown ego_pose")
