@@ -23,7 +23,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ppkt.geometry import rgbd_pairs, unproject_depth, voxelize  # noqa: E402
+from ppkt.geometry import rgbd_pairs, sample_nearest, unproject_depth, voxelize  # noqa: E402
 
 K_DEPTH = np.array([[577.87, 0.0, 319.5], [0.0, 577.87, 239.5], [0.0, 0.0, 1.0]])
 K_COLOR = np.array([[1170.19, 0.0, 647.75], [0.0, 1170.19, 483.75], [0.0, 0.0, 1.0]])
@@ -48,21 +48,25 @@ def room_depth(seed: int) -> np.ndarray:
 
 def ppkt_frame(depth: torch.Tensor, color: torch.Tensor) -> tuple[int, int]:
     pairs = rgbd_pairs(depth, K_DEPTH, K_COLOR, COLOR_HW)
-    ij = pairs.pixel_ij()
-    colors = color[ij[:, 0], ij[:, 1]]  # open3d's clouds carry colours too
+    colors = sample_nearest(color, pairs.uv)  # open3d's clouds carry colours too
     grid, _, _ = voxelize(pairs.points, VOXEL)
     assert colors.shape[0] == pairs.num_points
     return pairs.num_points, int(grid.shape[0])
 
 
-def time_it(fn, frames, repeats: int) -> float:
-    """Best-of-``repeats`` seconds for one pass over ``frames``."""
-    best = float("inf")
+def time_interleaved(jobs: dict[str, tuple], repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds for one pass of each job ``(fn, frames, points)`` over its frames.
+
+    Jobs take turns inside every repeat, so that on a shared machine they see the same load and
+    their ratio means something even when the absolute figures wobble.
+    """
+    best = dict.fromkeys(jobs, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for frame in frames:
-            fn(*frame)
-        best = min(best, time.perf_counter() - start)
+        for name, (fn, frames, _) in jobs.items():
+            start = time.perf_counter()
+            for frame in frames:
+                fn(*frame)
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -80,14 +84,45 @@ def main() -> None:
     n_points, n_voxels = zip(*(ppkt_frame(*f) for f in frames), strict=True)  # also warms up
     points_per_frame = float(np.mean(n_points))
 
-    total = time_it(ppkt_frame, frames, args.repeats)
-    parts = {
-        "unproject_depth": time_it(lambda d, c: unproject_depth(d, K_DEPTH), frames, args.repeats),
-        "rgbd_pairs": time_it(lambda d, c: rgbd_pairs(d, K_DEPTH, K_COLOR, COLOR_HW), frames, args.repeats),
-    }
     clouds = [(rgbd_pairs(d, K_DEPTH, K_COLOR, COLOR_HW).points,) for d, _ in frames]
-    parts["voxelize(2.5 cm)"] = time_it(lambda p: voxelize(p, VOXEL), clouds, args.repeats)
+    jobs = {
+        "ppkt": (ppkt_frame, frames, points_per_frame),
+        "  unproject_depth": (lambda d, c: unproject_depth(d, K_DEPTH), frames, None),
+        "  rgbd_pairs": (lambda d, c: rgbd_pairs(d, K_DEPTH, K_COLOR, COLOR_HW), frames, None),
+        "  voxelize(2.5 cm)": (lambda p: voxelize(p, VOXEL), clouds, None),
+    }
+    try:
+        import open3d as o3d
+    except ImportError as error:
+        o3d = None
+        print(f"open3d not importable ({error}): no comparison")
+    if o3d is not None:
+        from PIL import Image
 
+        color_small = np.asarray(Image.fromarray(color_full).resize(DEPTH_HW[::-1], Image.BILINEAR))
+        intr = o3d.camera.PinholeCameraIntrinsic(
+            DEPTH_HW[1], DEPTH_HW[0], K_DEPTH[0, 0], K_DEPTH[1, 1], K_DEPTH[0, 2], K_DEPTH[1, 2]
+        )
+        o3d_frames = [
+            (o3d.geometry.Image(d), o3d.geometry.Image(np.ascontiguousarray(color_small))) for d in depths
+        ]
+
+        def open3d_cloud(depth_img, color_img):
+            rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
+                color_img, depth_img, depth_scale=1.0, depth_trunc=1e3, convert_rgb_to_intensity=False
+            )
+            return o3d.geometry.PointCloud.create_from_rgbd_image(rgbd, intr)
+
+        def open3d_frame(depth_img, color_img):
+            return open3d_cloud(depth_img, color_img).voxel_down_sample(VOXEL)
+
+        o3d_points = float(np.mean([len(open3d_cloud(*f).points) for f in o3d_frames]))
+        jobs["open3d"] = (open3d_frame, o3d_frames, o3d_points)
+        jobs["  create_from_rgbd_image"] = (open3d_cloud, o3d_frames, None)
+        o3d_clouds = [(open3d_cloud(*f),) for f in o3d_frames]
+        jobs["  voxel_down_sample"] = (lambda cloud: cloud.voxel_down_sample(VOXEL), o3d_clouds, None)
+
+    seconds = time_interleaved(jobs, args.repeats)
     n = args.frames
     print(
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, {n} frames x best of {args.repeats}"
@@ -96,44 +131,16 @@ def main() -> None:
         f"depth {DEPTH_HW}, colour {COLOR_HW}: {points_per_frame:.0f} points/frame, "
         f"{np.mean(n_voxels):.0f} voxels at {VOXEL * 100:.1f} cm"
     )
-    mpts = n * points_per_frame / total / 1e6
-    ms = 1e3 * total / n
-    print(f"ppkt   full frame: {n / total:8.1f} frames/s  {mpts:6.2f} M points/s  ({ms:.1f} ms/frame)")
-    for name, seconds in parts.items():
-        print(f"  {name:18s} {1e3 * seconds / n:6.1f} ms/frame")
-
-    try:
-        import open3d as o3d
-    except ImportError:
-        print("open3d not importable: no comparison")
-        return
-    from PIL import Image
-
-    color_small = np.asarray(Image.fromarray(color_full).resize(DEPTH_HW[::-1], Image.BILINEAR))
-    intr = o3d.camera.PinholeCameraIntrinsic(
-        DEPTH_HW[1], DEPTH_HW[0], K_DEPTH[0, 0], K_DEPTH[1, 1], K_DEPTH[0, 2], K_DEPTH[1, 2]
-    )
-    o3d_frames = [
-        (o3d.geometry.Image(d), o3d.geometry.Image(np.ascontiguousarray(color_small))) for d in depths
-    ]
-
-    def open3d_cloud(depth_img, color_img):
-        rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
-            color_img, depth_img, depth_scale=1.0, depth_trunc=1e3, convert_rgb_to_intensity=False
-        )
-        return o3d.geometry.PointCloud.create_from_rgbd_image(rgbd, intr)
-
-    def open3d_frame(depth_img, color_img):
-        return open3d_cloud(depth_img, color_img).voxel_down_sample(VOXEL)
-
-    o3d_points = float(np.mean([len(open3d_cloud(*f).points) for f in o3d_frames]))
-    o3d_total = time_it(open3d_frame, o3d_frames, args.repeats)
-    print(
-        f"open3d {o3d.__version__} full frame: {n / o3d_total:8.1f} frames/s  "
-        f"{n * o3d_points / o3d_total / 1e6:6.2f} M points/s  ({1e3 * o3d_total / n:.1f} ms/frame, "
-        f"{o3d_points:.0f} points/frame)"
-    )
-    print(f"speed ratio ppkt / open3d (frames/s): {o3d_total / total:.2f}x  (target >= 1)")
+    for name, total in seconds.items():
+        line = f"{name:26s} {1e3 * total / n:7.1f} ms/frame"
+        points = jobs[name][2]
+        if points is not None:
+            line += f"  {n / total:6.1f} frames/s  {n * points / total / 1e6:5.2f} M points/s"
+        print(line)
+    if o3d is not None:
+        print(f"open3d {o3d.__version__}: {o3d_points:.0f} points/frame")
+        ratio = seconds["open3d"] / seconds["ppkt"]
+        print(f"speed ratio ppkt / open3d (frames/s): {ratio:.2f}x  (target >= 1)")
 
 
 if __name__ == "__main__":

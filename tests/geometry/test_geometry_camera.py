@@ -7,6 +7,7 @@ from conftest import K_DEPTH, room_depth
 from ppkt.geometry import (
     normalized_grid_coords,
     project_points,
+    sample_nearest,
     scale_intrinsics,
     transform_points,
     unproject_depth,
@@ -328,3 +329,14 @@ def test_grid_sample_at_pixel_centres_is_identity_at_stride_1():
     grid = normalized_grid_coords(uv, (5, 7)).view(1, 1, -1, 2)
     out = F.grid_sample(image, grid, mode="bilinear", align_corners=False).view(3, 5, 7)
     torch.testing.assert_close(out, image[0])
+
+
+def test_sample_nearest_reads_the_containing_pixel():
+    image = torch.arange(4 * 5 * 3, dtype=torch.uint8).view(4, 5, 3)
+    uv = torch.tensor([[0.0, 0.0], [4.49, 3.49], [-0.5, -0.5], [1.5, 0.2], [2.2, 2.6]])
+    expected = torch.stack([image[0, 0], image[3, 4], image[0, 0], image[0, 2], image[3, 2]])
+    assert torch.equal(sample_nearest(image, uv), expected)
+    assert torch.equal(sample_nearest(image[..., 0], uv), expected[:, 0])
+    assert sample_nearest(image, torch.zeros(0, 2)).shape == (0, 3)
+    with pytest.raises(IndexError, match="outside"):
+        sample_nearest(image, torch.tensor([[4.5, 0.0]]))

@@ -122,3 +122,18 @@ def test_memory_is_linear_in_points():
     points = torch.rand(400_000, 3, generator=g) * torch.tensor([4.0, 4.0, 0.3])
     grid, p2v, rep = voxelize(points, 0.025)
     assert len(grid) > 100_000 and p2v.shape == (400_000,)
+
+
+@pytest.mark.parametrize(
+    "spread", [10.0, 300.0, 5000.0, 1e6], ids=["f32-key", "f64-key", "int64-key", "fallback"]
+)
+def test_every_key_width_matches_naive_reference(spread):
+    """Grid extents (in voxels) of 10^3, ~2.7e7 (> 2^24), ~1.25e11 (> 2^31) and 1e18 (> 2^53)."""
+    g = torch.Generator().manual_seed(5)
+    points = torch.rand(300, 3, generator=g, dtype=torch.float64) * spread
+    points[1:20] = points[0] + 0.3 * torch.rand(19, 3, generator=g, dtype=torch.float64)  # shared voxels
+    for batch_offsets in (None, [0, 150, 300]):
+        batch = None if batch_offsets is None else [0] * 150 + [1] * 150
+        got = voxelize(points, 1.0, batch_offsets=batch_offsets)
+        for a, b in zip(got, naive_voxelize(points, 1.0, batch), strict=True):
+            assert torch.equal(a, b)

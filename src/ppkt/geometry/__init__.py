@@ -8,6 +8,7 @@ uv**, ``ij`` = (row, column) longs. See docs/geometry.md.
 from ppkt.geometry.camera import (
     normalized_grid_coords,
     project_points,
+    sample_nearest,
     scale_intrinsics,
     transform_points,
     unproject_depth,
@@ -27,6 +28,7 @@ __all__ = [
     "normalized_grid_coords",
     "project_points",
     "rgbd_pairs",
+    "sample_nearest",
     "scale_intrinsics",
     "transform_points",
     "unproject_depth",

@@ -70,7 +70,7 @@ def voxelize(
     with torch.no_grad():
         # Cells stay floats until the key: float32 holds every integer cell index up to 2^24 exactly,
         # and converting one (N,) key to int64 is cheaper than converting (N, 3) coordinates.
-        cell = torch.floor(points.detach() / size)
+        cell = torch.div(points.detach(), size).floor_()
         lo, hi = cell.aminmax(dim=0)  # NaN / inf propagate here, so this is also the input check
         if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
             raise ValueError("points contain NaN or inf; drop them before voxelising")
@@ -80,7 +80,8 @@ def voxelize(
             counts = offsets[1:] - offsets[:-1]
             batch = torch.repeat_interleave(torch.arange(counts.numel(), device=device), counts)
             extents = [counts.numel()] + extents
-        key = _lexicographic_key(cell, lo, extents, batch)
+        cell -= lo  # in place: from here on cells are shifted to start at 0 (exact: integers < 2^24)
+        key = _lexicographic_key(cell, extents, batch)
         if key is None:  # extent too large for one exact key: exact but slower path
             coord = cell.long() if batch is None else torch.cat((batch[:, None], cell.long()), dim=1)
             _, key = torch.unique(coord, dim=0, return_inverse=True)
@@ -93,17 +94,18 @@ def voxelize(
         point_to_voxel.scatter_(0, order, voxel_of_sorted)
         # The stable sort keeps equal keys in index order: the first of each run is the lowest index.
         voxel_point = order[starts]
-        grid_coord = cell.index_select(0, voxel_point).long()
+        grid_coord = (cell.index_select(0, voxel_point) + lo).long()
         if batch is not None:
             grid_coord = torch.cat((batch.index_select(0, voxel_point)[:, None], grid_coord), dim=1)
     return grid_coord, point_to_voxel, voxel_point
 
 
-def _lexicographic_key(cell: Tensor, lo: Tensor, extents: list[int], batch: Tensor | None) -> Tensor | None:
+def _lexicographic_key(cell: Tensor, extents: list[int], batch: Tensor | None) -> Tensor | None:
     """One integer per point that orders like ``(batch, x, y, z)``, or None when it cannot be exact.
 
-    Computed in float64 (exact below 2^53) with one matrix-vector product; int32 when it fits,
-    because sorting int32 is about twice as fast as int64.
+    ``cell`` holds non-negative integer-valued floats. The key is one matrix-vector product in
+    float32 when every partial sum stays below 2^24 (exact), else float64 (exact below 2^53);
+    int32 when it fits, because sorting int32 is about twice as fast as int64.
     """
     total = 1
     for e in extents:
@@ -111,8 +113,9 @@ def _lexicographic_key(cell: Tensor, lo: Tensor, extents: list[int], batch: Tens
     if total >= 2**53:
         return None
     ex, ey, ez = extents[-3:]
-    weights = torch.tensor([ey * ez, ez, 1], dtype=torch.float64, device=cell.device)
-    key = (cell - lo).double() @ weights  # cell - lo is exact: both are integers below 2^24
+    dtype = torch.float32 if total < 2**24 else torch.float64
+    weights = torch.tensor([ey * ez, ez, 1], dtype=dtype, device=cell.device)
+    key = cell.to(dtype) @ weights
     if batch is not None:
-        key += batch.double() * float(ex * ey * ez)
+        key += batch.to(dtype) * float(ex * ey * ez)
     return key.int() if total < 2**31 else key.long()
