@@ -37,7 +37,14 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["240x320", "480x640"])
     parser.add_argument("--batch", type=int, default=4, help="images per forward")
     parser.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per measurement")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared, oversubscribed machine more threads spin and run far slower)",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, CPU")
     print(
