@@ -109,7 +109,7 @@ def check_frames(
 def _scan_scannet(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0) -> DataReport:
     from ppkt.data.scannet import PAPER_FRAME_SKIP, ScanNetFrames
 
-    frames = ScanNetFrames(path, frame_skip=frame_skip or PAPER_FRAME_SKIP, strict=strict)
+    frames = ScanNetFrames(path, frame_skip=frame_skip or PAPER_FRAME_SKIP, strict=strict, progress=True)
     return check_frames(frames, strict, workers, "scannet")
 
 

@@ -129,6 +129,8 @@ class ScanNetFrames(FileRGBDFrames):
             as fast at 4), with ``K_color`` adjusted. ScanNet's 1296x968 colour at 4 is 324x242, about
             the 240x320 the paper feeds its teacher.
         strict: raise on the first bad frame instead of skipping it.
+        progress: show a progress bar over the scenes while indexing (reading the pose files of
+            all of ScanNet takes tens of seconds).
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class ScanNetFrames(FileRGBDFrames):
         depth_scale: float = 1000.0,
         color_downscale: int = 1,
         strict: bool = False,
+        progress: bool = False,
     ):
         if frame_skip < 1:
             raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
@@ -161,7 +164,10 @@ class ScanNetFrames(FileRGBDFrames):
         else:
             self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
         self.records = []
-        for scene in self.scenes:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(self.scenes, desc="indexing scenes", unit="scene", disable=None if progress else True)
+        for scene in bar:
             self._index_scene(scene, selected, strict)
         self.report.frames_usable = len(self.records)
 
