@@ -191,6 +191,10 @@ def rgbd_pairs(
         depth = as_float_tensor(depth)
         valid = valid_depth_mask(depth, min_depth=min_depth, max_depth=max_depth)
         K_d, K_c = _intrinsics(K_depth, depth), _intrinsics(K_color, depth)
+        if color_from_depth is not None:
+            color_from_depth = as_float_tensor(color_from_depth, like=depth, name="color_from_depth")
+            if torch.equal(color_from_depth, torch.eye(4, dtype=depth.dtype, device=depth.device)):
+                color_from_depth = None  # registered exports (ScanNet) pass an explicit identity
         if color_from_depth is None and float(K_d[0, 1]) == 0.0 and float(K_c[0, 1]) == 0.0:
             points, uv = _registered_rgbd_pairs(depth, K_d, K_c, color_hw, valid)
         else:
