@@ -256,3 +256,22 @@ def test_check_data_scans_kitti_object_and_raw(tmp_path):
     write_velodyne(base / "velodyne" / f"{ids[1]}.bin", np.array([[-5.0, 0, 0, 1], [-9, 1, 1, 0]]))
     report = scan_dataset(tmp_path / "object", "kitti")
     assert report.frames_usable == 2 and report.skipped == {BAD_CALIBRATION: 1, NO_PAIRS: 1}
+
+
+def test_check_data_counts_unexpected_failures(tmp_path, monkeypatch):
+    from ppkt.data import kitti
+    from ppkt.data.check import scan_dataset
+    from ppkt.data.report import UNREADABLE
+
+    write_kitti_object(tmp_path, frames=2)
+    real = kitti.read_kitti_points
+
+    def flaky(path):
+        if path.stem == "000001":
+            raise MemoryError("simulated")
+        return real(path)
+
+    monkeypatch.setattr(kitti, "read_kitti_points", flaky)
+    report = scan_dataset(tmp_path, "kitti")
+    assert report.frames_usable == 1 and report.skipped == {UNREADABLE: 1}
+    assert "000001.bin: unreadable (MemoryError: simulated)" in report.examples[UNREADABLE][0]

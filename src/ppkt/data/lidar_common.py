@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, FrameError
+from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, UNREADABLE, FrameError
 
 if TYPE_CHECKING:
     from ppkt.data.types import LidarCameraSample
@@ -312,11 +312,13 @@ class _CheckedSamples:
 
     def __getitem__(self, i: int):
         record = self.samples.records[self.indices[i]]
+        path = _record_path(record)
         try:
             sample = self.samples.load(record)
         except FrameError as error:
             return 0, 0, 0, error
-        path = _record_path(record)
+        except Exception as error:  # a scan counts whatever breaks a sample and never crashes
+            return 0, 0, 0, FrameError(path, UNREADABLE, f"{type(error).__name__}: {error}")
         if sample.points.shape[0] == 0:
             return 0, 0, 0, FrameError(path, EMPTY_CLOUD)
         if not np.isfinite(sample.points).all():
