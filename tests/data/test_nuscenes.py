@@ -142,6 +142,10 @@ def test_class_map_by_hand():
     assert lut[0] == lut[1] == lut[5] == lut[7] == lut[8] == lut[29] == lut[31] == IGNORE_LABEL
     assert names[lut[24]] == "driveable_surface" and names[lut[30]] == "vegetation"
     assert sorted(set(lut[lut >= 0].tolist())) == list(range(16))
+    # The whole table, raw id by raw id (the order of nuScenes-lidarseg's category.json).
+    expected = [-1, -1, 6, 6, 6, -1, 6, -1, -1, 0, -1, -1, 7, -1, 1, 2, 2, 3, 4, -1, -1, 5, 8, 9, 10, 11,
+                12, 13, 14, -1, 15, -1]  # fmt: skip
+    assert lut.tolist() == expected
     # category.json indices, when present, take precedence over the published order.
     swapped = general_to_nuscenes16_lut({0: "vehicle.car", 1: "noise"})
     assert list(swapped) == [NUSCENES16_CLASS_NAMES.index("car"), IGNORE_LABEL]
