@@ -91,6 +91,8 @@ class Teacher(nn.Module):
     def _freeze(self) -> None:
         self.requires_grad_(False)
         self.train(False)
+        # NHWC convolutions: 1.15x (ResNet-50) to 1.5x (EfficientNet-Lite0) faster on CPU (oneDNN).
+        self.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True) -> Teacher:
         # A parent's .train() must not switch BatchNorm back to batch statistics.
@@ -110,12 +112,12 @@ class Teacher(nn.Module):
         param = next(self.parameters(), None)
         if param is not None:
             images = images.to(dtype=param.dtype, device=param.device)
-        return self.normalization.apply(images)
+        return self.normalization.apply(images).contiguous(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` RGB in ``[0, 1]`` -> ``(B, out_channels, h, w)`` features."""
         with torch.no_grad():
-            return self.extract(self._prepare(images))
+            return self.extract(self._prepare(images)).contiguous()
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
