@@ -94,7 +94,7 @@ def demo_finetune() -> FinetuneConfig:
             synthetic_frames_per_scene=8,
             synthetic_image_hw=(120, 160),
         ),  # fmt: skip
-        augment=EvalAugmentConfig(max_points=20000),
+        augment=EvalAugmentConfig(max_points=8000),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
         model=ModelConfig(backbone="res16unet14", width=0.5, mode="finetune"),
         optim=EvalOptimConfig(
@@ -107,7 +107,7 @@ def demo_finetune() -> FinetuneConfig:
             schedule="poly",
             poly_power=0.9,
         ),  # fmt: skip
-        run=EvalRunConfig(out=Path("runs/demo-finetune"), eval_every=100, log_every=10),
+        run=EvalRunConfig(out=Path("runs/demo-finetune"), eval_every=50, log_every=10),
     )
 
 
