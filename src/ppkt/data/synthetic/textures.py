@@ -23,16 +23,24 @@ import numpy as np
 # Noise
 
 
-def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
-    """Deterministic pseudo-random value in [0, 1) per integer lattice point (integer hash).
+_HASH_X = np.uint32(374761393)
+_HASH_Y = np.uint32(668265263)
 
-    uint32 arithmetic wraps modulo 2**32, which is what the hash wants.
-    """
-    salt = np.uint32((seed * 2654435761) & 0xFFFFFFFF)
-    h = ix.astype(np.uint32) * np.uint32(374761393) + iy.astype(np.uint32) * np.uint32(668265263) + salt
+
+def _salt(seed: int) -> np.uint32:
+    return np.uint32((seed * 2654435761) & 0xFFFFFFFF)
+
+
+def _finish(h: np.ndarray) -> np.ndarray:
+    """Avalanche a uint32 lattice code into a float in [0, 1) (uint32 arithmetic wraps mod 2**32)."""
     h = (h ^ (h >> np.uint32(13))) * np.uint32(1274126177)
     h ^= h >> np.uint32(16)
     return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+
+
+def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
+    """Deterministic pseudo-random value in [0, 1) per integer lattice point (integer hash)."""
+    return _finish(ix.astype(np.uint32) * _HASH_X + iy.astype(np.uint32) * _HASH_Y + _salt(seed))
 
 
 def value_noise(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
@@ -41,14 +49,15 @@ def value_noise(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     fy = np.floor(y)
     tx = (x - fx).astype(np.float32)
     ty = (y - fy).astype(np.float32)
-    ix = fx.astype(np.int32)
-    iy = fy.astype(np.int32)
+    # The four corners' codes differ by the per-axis multipliers: one product per axis.
+    base = fx.astype(np.int32).astype(np.uint32) * _HASH_X + fy.astype(np.int32).astype(np.uint32) * _HASH_Y
+    base += _salt(seed)
     sx = tx * tx * (3.0 - 2.0 * tx)
     sy = ty * ty * (3.0 - 2.0 * ty)
-    a = _hash01(ix, iy, seed)
-    b = _hash01(ix + 1, iy, seed)
-    c = _hash01(ix, iy + 1, seed)
-    d = _hash01(ix + 1, iy + 1, seed)
+    a = _finish(base)
+    b = _finish(base + _HASH_X)
+    c = _finish(base + _HASH_Y)
+    d = _finish(base + (_HASH_X + _HASH_Y))
     top = a + (b - a) * sx
     bottom = c + (d - c) * sx
     return top + (bottom - top) * sy
