@@ -41,10 +41,12 @@ def test_frozen_even_after_parent_train(teacher):
 
 
 def test_dtype_follows_the_module(teacher):
+    identity = teacher.identity
     teacher.to(torch.float64)
     try:
         out = teacher(torch.rand(1, 3, 32, 32))  # float32 images are cast to the teacher's dtype
         assert out.dtype == torch.float64
+        assert teacher.identity == identity  # names the weights as loaded
     finally:
         teacher.to(torch.float32)
     assert teacher(torch.rand(1, 3, 32, 32)).dtype == torch.float32

@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("data_root", type=Path, help="dataset root in the ScanNet export layout")
     parser.add_argument(
         "--teacher", default="efficientnet_lite0", help="teacher name (ppkt.teachers.TEACHERS)"

@@ -89,6 +89,8 @@ class Teacher(nn.Module):
         self._identity: str | None = None
 
     def _freeze(self) -> None:
+        # Hash the weights as loaded, so a later .half() or .to(device) keeps the identity.
+        self._identity = f"{self.name}/{self.stage}/{state_sha256(self)[:16]}"
         self.requires_grad_(False)
         self.train(False)
         # NHWC convolutions: 1.15x (ResNet-50) to 1.5x (EfficientNet-Lite0) faster on CPU (oneDNN).
@@ -100,8 +102,8 @@ class Teacher(nn.Module):
 
     @property
     def identity(self) -> str:
-        if self._identity is None:  # weights are frozen, so hashing once is enough
-            self._identity = f"{self.name}/{self.stage}/{state_sha256(self)[:16]}"
+        if self._identity is None:
+            raise RuntimeError(f"{type(self).__name__} must call _freeze() at the end of __init__")
         return self._identity
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
