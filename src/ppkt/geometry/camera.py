@@ -231,9 +231,11 @@ def sample_nearest(image: Tensor, uv: Tensor) -> Tensor:
     # One flat index_select: advanced indexing image[i, j] on an (H, W, 3) uint8 image is ~20x slower.
     index_dtype = torch.int32 if H * W < 2**31 else torch.long
     cell = torch.floor(uv + 0.5).to(index_dtype)
+    if uv.shape[0]:
+        (u_lo, v_lo), (u_hi, v_hi) = cell.aminmax(dim=0)
+        if not (u_lo >= 0 and v_lo >= 0 and u_hi < W and v_hi < H):
+            raise IndexError(f"sample_nearest: uv outside the {H}x{W} image")
     u, v = cell[:, 0], cell[:, 1]
-    if uv.shape[0] and not bool((u >= 0).all() & (u < W).all() & (v >= 0).all() & (v < H).all()):
-        raise IndexError(f"sample_nearest: uv outside the {H}x{W} image")
     flat = image.reshape(H * W, -1) if image.ndim == 3 else image.reshape(H * W)
     return flat.index_select(0, v * W + u)
 
