@@ -21,8 +21,10 @@ from ppkt.eval.data import SceneAugmentation
 class EvalDataConfig:
     """Which labelled scenes, and how they are voxelised."""
 
-    kind: Literal["scannet", "synthetic"] = option(
-        "scannet", "scannet: ScanNet v2 layout at data.root; synthetic: generated rooms (ppkt.data.synthetic)"
+    kind: Literal["scannet", "synthetic", "semantickitti", "nuscenes"] = option(
+        "scannet",
+        "scannet: ScanNet v2 layout at data.root; synthetic: generated rooms (ppkt.data.synthetic); "
+        "semantickitti / nuscenes: one lidar sweep per scene (use input_features constant)",
     )
     root: Path | None = option(
         None, "dataset root (ScanNet layout); synthetic: cache folder (None = default)"
@@ -33,7 +35,10 @@ class EvalDataConfig:
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(
         "rgb", "per-point input features; must equal the pretrained card's"
     )
-    num_classes: int = option(20, "number of classes (ScanNet benchmark: 20)")
+    num_classes: int = option(20, "number of classes (ScanNet 20, SemanticKITTI 19, nuScenes-lidarseg 16)")
+    nuscenes_version: str | None = option(
+        None, "nuscenes: table folder (v1.0-trainval, v1.0-mini; None = detect)"
+    )
     cache_scenes: bool = option(True, "keep read scenes in memory (per loader worker)")
     num_workers: int = option(0, "DataLoader worker processes (0 = load in the main process)")
     synthetic_scenes: int = option(8, "synthetic data: number of rooms")

@@ -193,6 +193,16 @@ def build_source(data: EvalDataConfig) -> SceneSource:
             cache_dir=data.root,
         )
         return ScanNetSceneSource(root)
+    if data.kind in ("semantickitti", "nuscenes"):
+        if data.root is None:
+            raise ValueError(f"data.root is required for data.kind {data.kind}")
+        if data.kind == "semantickitti":
+            from ppkt.data.semantickitti import SemanticKittiSceneSource
+
+            return SemanticKittiSceneSource(data.root)
+        from ppkt.data.nuscenes import NuScenesSceneSource
+
+        return NuScenesSceneSource(data.root, version=data.nuscenes_version)
     raise ValueError(f"unknown data.kind {data.kind!r}")
 
 
