@@ -26,6 +26,133 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="draw every k-th point (default: about 4000 points, image stays visible)",
     )
 
+    for name, text in (
+        ("features", "PCA of a pretraining run's point and pixel embeddings on one frame (PNG + PLY)"),
+        ("similarity", "cosine similarity from one point to every pixel and point of a frame (PNG)"),
+    ):
+        fig = sub.add_parser(name, help=text)
+        fig.add_argument("run", type=Path, help="pretraining run folder (config.yaml + checkpoints/)")
+        fig.add_argument("--frame-index", type=int, default=0, help="frame of the run's dataset")
+        fig.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/viz)")
+        fig.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: latest)")
+        fig.add_argument("--data-root", type=Path, default=None, help="override the run's data.root")
+        fig.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
+        if name == "similarity":
+            query = fig.add_mutually_exclusive_group()
+            query.add_argument("--point", type=int, default=None, help="query point index")
+            query.add_argument(
+                "--uv",
+                type=float,
+                nargs=2,
+                metavar=("U", "V"),
+                default=None,
+                help="query the point seen nearest this pixel (default: the image centre)",
+            )
+
+    seg = sub.add_parser("segmentation", help="predictions of a fine-tuned model vs ground truth (PNG + PLY)")
+    seg.add_argument(
+        "checkpoint", type=Path, help="fine-tuning run folder (its best checkpoint) or .safetensors"
+    )
+    seg.add_argument("--scene", default=None, help="scene id (default: the first of the validation split)")
+    seg.add_argument("--split", default=None, help="split to pick the scene from (default: data.val_split)")
+    seg.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG path; the PLY goes beside it (default: RUN/viz/segmentation.png)",
+    )
+    seg.add_argument("--data-root", type=Path, default=None, help="override the checkpoint's data.root")
+    seg.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _pretrain_frame(args: argparse.Namespace):
+    """(model, config, frame) of ``args.run`` at ``args.frame_index``."""
+    from dataclasses import replace
+
+    from ppkt.train.loop import build_frames
+    from ppkt.viz.model_figures import load_pretrain_run
+
+    model, cfg, folder = load_pretrain_run(args.run, args.checkpoint)
+    if args.data_root is not None:
+        cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
+    frames = build_frames(cfg)
+    if not 0 <= args.frame_index < len(frames):
+        raise SystemExit(
+            f"--frame-index {args.frame_index} out of range: the run's data has {len(frames)} frames"
+        )
+    print(f"{folder}: frame {args.frame_index} of {len(frames)}")
+    return model.to(_device(args.device)), cfg, frames[args.frame_index]
+
+
+def _features(args: argparse.Namespace) -> int:
+    from ppkt.viz.model_figures import pretrain_feature_figures
+
+    model, cfg, frame = _pretrain_frame(args)
+    out = pretrain_feature_figures(model, frame, cfg, args.out or args.run / "viz")
+    for path in (out.features_png, out.features_ply, out.backbone_png, out.backbone_ply):
+        print(f"wrote {path}")
+    return 0
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    from ppkt.viz.model_figures import similarity_figures
+
+    model, cfg, frame = _pretrain_frame(args)
+    uv = tuple(args.uv) if args.uv is not None else None
+    try:
+        out = similarity_figures(model, frame, cfg, args.out or args.run / "viz", point=args.point, uv=uv)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    print(f"query point {out.query_point} at pixel ({out.query_uv[0]:.0f}, {out.query_uv[1]:.0f})")
+    print(f"wrote {out.png}")
+    return 0
+
+
+def _segmentation(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ppkt.eval.finetune import build_source, load_checkpoint
+    from ppkt.viz.model_figures import segmentation_figures
+
+    path = args.checkpoint
+    if path.is_dir():
+        path = path / "checkpoints" / "best.safetensors"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no fine-tuning checkpoint")
+    model, cfg, class_names = load_checkpoint(path)
+    if args.data_root is not None:
+        cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
+    source = build_source(cfg.data)
+    scene_id = args.scene
+    if scene_id is None:
+        split = args.split or cfg.data.val_split
+        ids = source.scene_ids(split)
+        if not ids:
+            raise SystemExit(f"split {split!r} has no scenes")
+        scene_id = ids[0]
+    scene = source.read(scene_id)
+    default_dir = args.checkpoint / "viz" if args.checkpoint.is_dir() else path.parent
+    png = args.out or default_dir / "segmentation.png"
+    out = segmentation_figures(
+        model.to(_device(args.device)),
+        scene,
+        cfg,
+        class_names or source.class_names,
+        png.parent,
+        stem=png.stem,
+    )
+    print(f"{scene_id}: {len(out.predicted)} points, accuracy {out.accuracy:.3f} on labelled points")
+    print(f"wrote {out.png}\nwrote {out.ply}")
+    return 0
+
 
 def _open_dataset(path: Path, fmt: str):
     """The reader of a dataset format, opened on ``path`` with every frame kept."""
@@ -118,9 +245,14 @@ def _curves(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.figure == "curves":
-        return _curves(args)
-    return _overlay(args)
+    handlers = {
+        "curves": _curves,
+        "overlay": _overlay,
+        "features": _features,
+        "similarity": _similarity,
+        "segmentation": _segmentation,
+    }
+    return handlers[args.figure](args)
 
 
 __all__ = ["add_arguments", "run"]
