@@ -122,6 +122,7 @@ class RunConfig:
         False, "deterministic kernels; with the same seed a resumed run repeats exactly"
     )
     device: str = option("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
+    cpu_threads: int | None = option(None, "torch CPU threads of the main process (None = torch's default)")
     checkpoint_every: int = option(1000, "write a checkpoint every k steps (and at the end)")
     keep_checkpoints: int = option(2, "how many step checkpoints to keep (the newest)")
     log_every: int = option(10, "write a metrics line every k steps")

@@ -294,6 +294,8 @@ def pretrain(
     from ppkt.utils.seed import seed_everything
 
     seed_everything(cfg.run.seed)
+    if cfg.run.cpu_threads is not None:
+        torch.set_num_threads(cfg.run.cpu_threads)
     if cfg.run.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         if device.type == "cuda":

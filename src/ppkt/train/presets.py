@@ -77,7 +77,7 @@ def demo() -> PretrainConfig:
             kind="synthetic",
             split="train",
             frame_skip=1,
-            image_hw=(120, 160),
+            image_hw=(96, 128),
             max_depth=10.0,
             synthetic_scenes=6,
             synthetic_frames_per_scene=8,
@@ -85,7 +85,7 @@ def demo() -> PretrainConfig:
         ),
         augment=AugmentConfig(elastic=False, crop_scale_min=0.7),
         teacher=TeacherConfig(name="efficientnet_lite0", weights=None, stage="stride16"),
-        student=StudentConfig(backbone="res16unet14", width=0.5, voxel_size=0.05, input_features="rgb"),
+        student=StudentConfig(backbone="res16unet14", width=0.5, voxel_size=0.06, input_features="rgb"),
         loss=LossConfig(embedding_dim=64, num_pairs=1024, tau=0.07, sampling="batch"),
         optim=OptimConfig(
             optimizer="sgd",
@@ -95,7 +95,7 @@ def demo() -> PretrainConfig:
             schedule="cosine",
             warmup_steps=10,
             batch_size=4,
-            steps=200,
+            steps=150,
         ),
         run=RunConfig(out=Path("runs/demo-pretrain"), checkpoint_every=50, log_every=5),
     )
