@@ -96,7 +96,7 @@ class Pairs:
     @classmethod
     def _trusted(cls, points, point_index, image_index, uv, image_hw) -> Pairs:
         """Build without the checks, for this module's builders whose outputs are correct by
-        construction (and tested): the checks cost about a quarter of building a frame's pairs."""
+        construction (tests re-validate them): the checks add several passes over every pair."""
         pairs = cls.__new__(cls)
         pairs.points, pairs.point_index, pairs.image_index, pairs.uv = points, point_index, image_index, uv
         pairs.image_hw = tuple((int(h), int(w)) for h, w in image_hw)
