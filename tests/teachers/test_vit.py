@@ -51,3 +51,41 @@ def test_missing_hub_cache_is_reported_not_downloaded(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(TeacherUnavailable, match="hub"):
         build_teacher("dinov2_vits14")
+
+
+_FAKE_HUBCONF = """
+import torch
+from torch import nn
+
+
+class _Fake(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, 384, 14, stride=14)
+
+    def forward_features(self, x):
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
+        return {"x_norm_patchtokens": tokens}
+
+
+def dinov2_vits14(pretrained=True):
+    assert not pretrained, "ppkt must never ask the hub entry point to download"
+    return _Fake()
+"""
+
+
+def test_dinov2_from_a_local_hub_cache(monkeypatch, tmp_path):
+    # A stand-in for the cached facebookresearch/dinov2 repository and its checkpoint.
+    repo = tmp_path / "facebookresearch_dinov2_main"
+    repo.mkdir()
+    (repo / "hubconf.py").write_text(_FAKE_HUBCONF)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(TeacherUnavailable, match="dinov2_vits14_pretrain.pth"):
+        build_teacher("dinov2_vits14")
+    state = {"patch_embed.weight": torch.randn(384, 3, 14, 14), "patch_embed.bias": torch.randn(384)}
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(state, tmp_path / "checkpoints" / "dinov2_vits14_pretrain.pth")
+    teacher = build_teacher("dinov2_vits14")
+    assert torch.equal(teacher.model.patch_embed.weight, state["patch_embed.weight"])
+    assert teacher(torch.rand(1, 3, 28, 42)).shape == (1, 384, 2, 3)
+    assert teacher.identity.startswith("dinov2_vits14/tokens/")
