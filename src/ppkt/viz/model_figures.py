@@ -357,6 +357,14 @@ def predict_scene(model, scene: LabeledScene, cfg) -> np.ndarray:
     return predicted.cpu().numpy().astype(np.int64)
 
 
+def scene_cutaway(points: np.ndarray, cut_top: float) -> np.ndarray:
+    """``(N,)`` bool: points below the top ``cut_top`` fraction of the z range (1st-99th percentile)."""
+    if len(points) == 0 or cut_top <= 0:
+        return np.ones(len(points), dtype=bool)
+    lo, hi = np.percentile(points[:, 2], [1, 99])
+    return points[:, 2] <= hi - cut_top * (hi - lo)
+
+
 def segmentation_figures(
     model,
     scene: LabeledScene,
@@ -365,9 +373,14 @@ def segmentation_figures(
     out_dir: str | Path,
     *,
     stem: str = "segmentation",
+    cut_top: float = 0.2,
 ) -> SegmentationFigures:
     """Write ``<stem>.png`` (prediction vs ground truth, same viewpoint, class legend) and
-    ``<stem>.ply`` (points coloured by predicted class) into ``out_dir``."""
+    ``<stem>.ply`` (points coloured by predicted class) into ``out_dir``.
+
+    The picture leaves out the top ``cut_top`` of the scene's height (z up) so that a ceiling
+    does not hide the room; the PLY keeps every point.
+    """
     out_dir = Path(out_dir)
     class_names = tuple(class_names) or tuple(scene.class_names)
     if len(class_names) != cfg.data.num_classes:
@@ -376,7 +389,10 @@ def segmentation_figures(
     labels = np.asarray(scene.labels, dtype=np.int64)
     labelled = labels != IGNORE_LABEL
     accuracy = float((predicted[labelled] == labels[labelled]).mean()) if labelled.any() else float("nan")
-    figure = segmentation_figure(np.asarray(scene.points), predicted, labels, class_names)
+    points = np.asarray(scene.points)
+    shown = scene_cutaway(points, cut_top)
+    view = orbit_view(points[shown], (420, 560), elevation_deg=60.0)
+    figure = segmentation_figure(points[shown], predicted[shown], labels[shown], class_names, view=view)
     colors = label_colors(predicted, len(class_names))
     return SegmentationFigures(
         figure=figure,
@@ -400,6 +416,7 @@ __all__ = [
     "load_pretrain_run",
     "predict_scene",
     "pretrain_feature_figures",
+    "scene_cutaway",
     "segmentation_figures",
     "similarity_figures",
 ]
