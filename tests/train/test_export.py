@@ -11,6 +11,7 @@ from ppkt.cli import main
 from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
 from ppkt.train.export import BackboneCard, export_backbone, load_card, load_pretrained_backbone
 from ppkt.train.loop import pretrain
+from ppkt.train.presets import get_preset
 from ppkt.utils.weights import load_weights
 
 
@@ -35,7 +36,7 @@ def test_export_writes_backbone_keys_and_card(run_dir, tmp_path):
     assert (card.backbone, card.width, card.voxel_size, card.input_features) == (
         "res16unet14",
         0.25,
-        0.05,
+        get_preset("demo").student.voxel_size,
         "rgb",
     )
     assert card.teacher.startswith("efficientnet_lite0/stride8/")
