@@ -25,15 +25,30 @@ from ppkt.data.scannet_classes import SCANNET20_CLASS_NAMES, nyu40_to_scannet20
 from ppkt.data.synthetic import ensure_dataset
 
 
-def local_statistics(image: torch.Tensor) -> torch.Tensor:
-    """``(3, H, W)`` -> ``(15, H, W)``: RGB, and mean/std of each channel in 9x9 and 25x25 windows."""
-    out = [image]
-    x = image[None]
+def local_statistics(image: torch.Tensor, ii: np.ndarray, jj: np.ndarray) -> torch.Tensor:
+    """``(P, 15)``: RGB at pixels ``(ii, jj)`` and each channel's mean/std in 9x9 and 25x25 windows.
+
+    Window sums come from an integral image, so only the sampled pixels cost anything.
+    """
+    _, H, W = image.shape
+    columns = [image[:, ii, jj].T]
+    integral_1 = F.pad(image.double().cumsum(1).cumsum(2), (1, 0, 1, 0))
+    integral_2 = F.pad((image.double() ** 2).cumsum(1).cumsum(2), (1, 0, 1, 0))
     for k in (9, 25):
-        mean = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
-        sq = F.avg_pool2d(x * x, k, stride=1, padding=k // 2, count_include_pad=False)
-        out += [mean[0], (sq - mean * mean).clamp_min(0).sqrt()[0]]
-    return torch.cat(out)
+        r0 = torch.from_numpy(np.clip(ii - k // 2, 0, H))
+        r1 = torch.from_numpy(np.clip(ii + k // 2 + 1, 0, H))
+        c0 = torch.from_numpy(np.clip(jj - k // 2, 0, W))
+        c1 = torch.from_numpy(np.clip(jj + k // 2 + 1, 0, W))
+        count = ((r1 - r0) * (c1 - c0)).double()
+
+        def window(integral, r0=r0, r1=r1, c0=c0, c1=c1, count=count):
+            total = integral[:, r1, c1] - integral[:, r0, c1] - integral[:, r1, c0] + integral[:, r0, c0]
+            return (total / count).T
+
+        mean = window(integral_1)
+        std = (window(integral_2) - mean * mean).clamp_min(0).sqrt()
+        columns += [mean.float(), std.float()]
+    return torch.cat(columns, dim=1)
 
 
 def collect(root, scenes, teacher, pixels_per_frame: int, rng: np.random.Generator):
@@ -51,7 +66,6 @@ def collect(root, scenes, teacher, pixels_per_frame: int, rng: np.random.Generat
             ii, jj = ii[pick], jj[pick]
             H, W = label.shape
             tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-            stats = local_statistics(tensor)
             with torch.no_grad():
                 features = teacher(tensor[None])
             # Pixel centres at integer uv; grid_sample with the image size (docs/conventions.md).
@@ -62,7 +76,7 @@ def collect(root, scenes, teacher, pixels_per_frame: int, rng: np.random.Generat
                 0, :, 0
             ].T
             rgb_rows.append(tensor[:, ii, jj].T)
-            stat_rows.append(stats[:, ii, jj].T)
+            stat_rows.append(local_statistics(tensor, ii, jj))
             teacher_rows.append(sampled)
             labels.append(torch.from_numpy(label[ii, jj]))
     return (torch.cat(rgb_rows), torch.cat(stat_rows), torch.cat(teacher_rows), torch.cat(labels))
@@ -106,14 +120,16 @@ def main() -> None:
     parser.add_argument("--frames-per-scene", type=int, default=10)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--cache-dir", default=None, help="synthetic dataset cache (default ~/.cache/ppkt)")
-    parser.add_argument("--pixels-per-frame", type=int, default=1500)
+    parser.add_argument("--pixels-per-frame", type=int, default=400)
     parser.add_argument("--teacher", default="efficientnet_lite0")
     parser.add_argument("--stage", default=None, help="teacher stage (default: the teacher's default)")
-    parser.add_argument("--steps", type=int, default=200, help="L-BFGS iterations")
+    parser.add_argument("--steps", type=int, default=100, help="L-BFGS iterations")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # On a shared CPU, OpenMP threads that spin-wait for each other slow convolutions 20x or more.
+    torch.set_num_threads(args.threads)
 
     from ppkt.teachers import build_teacher
 
