@@ -77,10 +77,10 @@ def _pretrain_frame(args: argparse.Namespace):
     """(model, config, frame) of ``args.run`` at ``args.frame_index``."""
     from dataclasses import replace
 
-    from ppkt.train.loop import build_frames
+    from ppkt.train.loop import build_frames, load_run_config
     from ppkt.viz.model_figures import load_pretrain_run
 
-    model, cfg, folder = load_pretrain_run(args.run, args.checkpoint)
+    cfg = load_run_config(args.run)
     if args.data_root is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
     frames = build_frames(cfg)
@@ -88,6 +88,7 @@ def _pretrain_frame(args: argparse.Namespace):
         raise SystemExit(
             f"--frame-index {args.frame_index} out of range: the run's data has {len(frames)} frames"
         )
+    model, _, folder = load_pretrain_run(args.run, args.checkpoint)
     print(f"{folder}: frame {args.frame_index} of {len(frames)}")
     return model.to(_device(args.device)), cfg, frames[args.frame_index]
 
