@@ -68,9 +68,6 @@ class TeacherConfig:
     name: str = option("resnet50", "teacher in ppkt.teachers.TEACHERS")
     weights: Path | None = option(None, "teacher weight file (required for teachers without bundled weights)")
     stage: str | None = option(None, "teacher stage to read (None = last)")
-    cache: Path | None = option(
-        None, "folder of precomputed teacher features (ppkt cache-teacher); None = compute"
-    )
 
 
 @dataclass(frozen=True)
