@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import K_DEPTH, room_depth
+from geometry_fixtures import K_DEPTH, room_depth
 
 from ppkt.geometry import (
     normalized_grid_coords,

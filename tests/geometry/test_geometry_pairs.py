@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import K_COLOR, K_DEPTH, room_depth
+from geometry_fixtures import K_COLOR, K_DEPTH, room_depth
 
 from ppkt.data.types import CameraImage
 from ppkt.geometry import (

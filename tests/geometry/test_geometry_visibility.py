@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import room_depth
+from geometry_fixtures import room_depth
 
 from ppkt.geometry import (
     CLIP2SCENE_ABS_TOL,
