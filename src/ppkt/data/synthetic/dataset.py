@@ -38,7 +38,7 @@ from ppkt.data.synthetic.render import add_depth_noise, camera_rays, render, sam
 from ppkt.data.synthetic.trajectory import camera_trajectory
 from ppkt.utils.io import atomic_write_json
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 """Bumped whenever the output for given parameters changes (cache key)."""
 
 FRAME_NUMBER_STRIDE = 25

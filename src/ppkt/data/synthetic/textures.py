@@ -242,7 +242,7 @@ def _base(m: Material, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if fam == Family.WOOD:
         warp = fbm(ur / (6 * s), vr / s, m.seed, octaves=2)
         rings = np.sin((vr / (0.15 * s) + 6.0 * warp) * np.float32(2 * np.pi)) * 0.5 + 0.5
-        streak = value_noise(ur * 3.0, vr * 120.0, m.seed + 3)
+        streak = cell_noise(ur * 3.0, vr * 120.0, m.seed + 3)  # fine streaks along the grain
         t = 0.55 * rings**3 + 0.35 * streak
         # Planks: a thin dark seam every few grain periods.
         seam = (np.mod(vr / (1.2 * s + 0.05), 1.0) < 0.02).astype(np.float32)
