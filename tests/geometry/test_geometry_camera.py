@@ -340,3 +340,9 @@ def test_sample_nearest_reads_the_containing_pixel():
     assert sample_nearest(image, torch.zeros(0, 2)).shape == (0, 3)
     with pytest.raises(IndexError, match="outside"):
         sample_nearest(image, torch.tensor([[4.5, 0.0]]))
+
+
+def test_gradcheck_unproject_wrt_intrinsics():
+    depth = room_depth(3, 4, dtype=torch.float64, holes=0.0) + 0.1
+    K = torch.tensor([[5.0, 0.0, 2.0], [0, 6.0, 1.5], [0, 0, 1]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda k: unproject_depth(depth, k)[0], (K,))

@@ -138,7 +138,7 @@ def unproject_pixels(depth: Tensor, K, mask: Tensor) -> tuple[Tensor, Tensor]:
     rx = ray_x.index_select(0, j)
     if float(skew) != 0.0:  # 0 for every dataset we know; kept for general K
         rx = rx - skew * ry / fx
-    if z.requires_grad and torch.is_grad_enabled():
+    if torch.is_grad_enabled() and (z.requires_grad or rx.requires_grad or ry.requires_grad):
         points = torch.stack((rx * z, ry * z, z), dim=-1)
     else:  # out= writes skip the (N, 3) stack copy; they cannot be differentiated
         points = torch.empty((z.shape[0], 3), dtype=z.dtype, device=z.device)
