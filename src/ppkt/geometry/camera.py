@@ -136,7 +136,7 @@ def unproject_pixels(depth: Tensor, K, mask: Tensor) -> tuple[Tensor, Tensor]:
     ray_x = (torch.arange(W, device=depth.device, dtype=depth.dtype) - cx) / fx
     ry = ray_y.index_select(0, i)
     rx = ray_x.index_select(0, j)
-    if float(skew) != 0.0:  # 0 for every dataset we know; kept for general K
+    if K.requires_grad or float(skew) != 0.0:  # 0 for every dataset we know; kept for general K
         rx = rx - skew * ry / fx
     if torch.is_grad_enabled() and (z.requires_grad or rx.requires_grad or ry.requires_grad):
         points = torch.stack((rx * z, ry * z, z), dim=-1)
