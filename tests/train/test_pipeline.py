@@ -168,3 +168,19 @@ def test_step_batch_sampler_shards_and_resumes():
     assert a[5][0][1] == 1  # epoch number travels with the key
     with pytest.raises(ValueError, match="fewer than batch_size"):
         StepBatchSampler(3, 2, seed=0, total_steps=1, world_size=2)
+
+
+def test_dataloader_workers_give_the_same_batches(frames):
+    dataset = PretrainDataset(frames, DATA, AugmentConfig(), "rgb", seed=0)
+    sampler = StepBatchSampler(len(frames), 2, seed=0, total_steps=2)
+
+    def batches(workers):
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, num_workers=workers, collate_fn=Collator(0.05)
+        )
+        return list(loader)
+
+    for a, b in zip(batches(0), batches(1), strict=True):
+        assert a.names == b.names
+        assert torch.equal(a.coords, b.coords) and torch.equal(a.pair_uv, b.pair_uv)
+        assert torch.equal(a.images, b.images)
