@@ -45,6 +45,7 @@ def feature_pca_figure(
     point_colors: np.ndarray | None = None,
     view: View | None = None,
     render_hw: tuple[int, int] = (360, 480),
+    center_separately: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Student point features and teacher pixel features, coloured by their principal components.
 
@@ -58,6 +59,10 @@ def feature_pca_figure(
         image: ``(H, W, 3)`` uint8 frame.
         pixel_feats: ``(D', h, w)`` pixel feature map (any resolution; shown resized to the image).
         point_colors: optional ``(N, 3)`` uint8 RGB of the points, rendered as a reference panel.
+        center_separately: with a shared basis, subtract each side's own mean first. Two
+            contrastively aligned sets of embeddings usually sit apart (the "modality gap"); that
+            offset would otherwise be the first principal component and paint each side in one
+            flat colour. Colours then compare directions away from each side's mean.
 
     Returns:
         ``(figure, point_pca_colors (N, 3) uint8)``.
@@ -65,6 +70,9 @@ def feature_pca_figure(
     point_feats = _as_numpy(point_feats).astype(np.float64)
     pixel_rows = _pixel_rows(_as_numpy(pixel_feats).astype(np.float64))
     if point_feats.shape[1] == pixel_rows.shape[1]:
+        if center_separately:
+            point_feats = point_feats - point_feats.mean(0)
+            pixel_rows = pixel_rows - pixel_rows.mean(0)
         joint = np.concatenate([point_feats, pixel_rows])
         basis = fit_pca(joint)
         point_rgb = pca_colors(point_feats, basis, scale_from=joint)

@@ -254,13 +254,19 @@ def pretrain_feature_figures(
     out_dir = Path(out_dir)
     emb = embeddings if embeddings is not None else frame_embeddings(model, frame, cfg)
     view = frame_view(emb)
+    # The loss compares unit vectors: normalise the student side as it does, so that the norm of
+    # the head's output (meaningless to the loss) does not become a principal component.
+    unit_points = emb.point_embeddings / np.maximum(
+        np.linalg.norm(emb.point_embeddings, axis=1, keepdims=True), 1e-12
+    )
     figure, point_rgb = feature_pca_figure(
         emb.points,
-        emb.point_embeddings,
+        unit_points,
         emb.image,
         emb.pixel_embeddings,
         point_colors=emb.point_colors,
         view=view,
+        center_separately=True,
     )
     backbone_figure, backbone_rgb = feature_pca_figure(
         emb.points,
