@@ -209,6 +209,8 @@ def test_cli_features_and_similarity(pretrain_run, tmp_path):
     _png(tmp_path / "similarity.png")
     with pytest.raises(SystemExit, match="out of range"):
         main(["viz", "features", str(pretrain_run), "--frame-index", "99", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a pretraining run folder"):
+        main(["viz", "similarity", str(tmp_path)])
 
 
 def test_cli_segmentation(finetune_run, tmp_path):

@@ -80,7 +80,10 @@ def _pretrain_frame(args: argparse.Namespace):
     from ppkt.train.loop import build_frames, load_run_config
     from ppkt.viz.model_figures import load_pretrain_run
 
-    cfg = load_run_config(args.run)
+    try:
+        cfg = load_run_config(args.run)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"ppkt viz: {err}") from err
     if args.data_root is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
     frames = build_frames(cfg)
@@ -88,7 +91,10 @@ def _pretrain_frame(args: argparse.Namespace):
         raise SystemExit(
             f"--frame-index {args.frame_index} out of range: the run's data has {len(frames)} frames"
         )
-    model, _, folder = load_pretrain_run(args.run, args.checkpoint)
+    try:
+        model, _, folder = load_pretrain_run(args.run, args.checkpoint)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise SystemExit(f"ppkt viz: {err}") from err
     print(f"{folder}: frame {args.frame_index} of {len(frames)}")
     return model.to(_device(args.device)), cfg, frames[args.frame_index]
 
@@ -128,7 +134,10 @@ def _segmentation(args: argparse.Namespace) -> int:
         path = path / "checkpoints" / "best.safetensors"
     if not path.is_file():
         raise SystemExit(f"{path}: no fine-tuning checkpoint")
-    model, cfg, class_names = load_checkpoint(path)
+    try:
+        model, cfg, class_names = load_checkpoint(path)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise SystemExit(f"ppkt viz: {err}") from err
     if args.data_root is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
     source = build_source(cfg.data)
