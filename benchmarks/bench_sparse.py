@@ -112,7 +112,7 @@ def dense_matmul_gflops(n: int = 2048, reps: int = 5) -> float:
 
 
 def _run_one(args: tuple) -> dict:
-    name, target, backend, reps, profile = args
+    name, target, backend, reps, warmup, profile = args
     from ppkt.backbones import build_backbone
     from ppkt.sparse import SparseTensor
 
@@ -123,7 +123,7 @@ def _run_one(args: tuple) -> dict:
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     macs = count_macs(net, SparseTensor(coords, feats))
     times, map_times = [], []
-    for i in range(reps + 1):
+    for i in range(reps + warmup):
         start = time.perf_counter()
         x = SparseTensor(coords, feats)
         # Time the kernel maps separately (they are built lazily inside the first layers).
@@ -138,7 +138,7 @@ def _run_one(args: tuple) -> dict:
         out = net(x)
         out.feats.square().mean().backward()
         net.zero_grad(set_to_none=True)
-        if i > 0:  # first run is warm-up
+        if i >= warmup:
             times.append(time.perf_counter() - start)
             map_times.append(maps_done - start)
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
@@ -167,7 +167,8 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["res16unet18", "res16unet34"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[25_000, 100_000])
     parser.add_argument("--backends", nargs="+", default=None, help="default: every available backend")
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=2, help="timed repetitions (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per run")
     args = parser.parse_args()
 
@@ -186,7 +187,7 @@ def main() -> None:
         for size in args.sizes:
             for backend in backends:
                 with ctx.Pool(1) as pool:
-                    r = pool.apply(_run_one, ((name, size, backend, args.reps, args.profile),))
+                    r = pool.apply(_run_one, ((name, size, backend, args.reps, args.warmup, args.profile),))
                 results[(name, size, backend)] = r
                 print(
                     f"{r['name']:<12} {r['voxels']:>7} {r['backend']:<7} {r['seconds']:>9.2f} "
