@@ -79,3 +79,37 @@ def test_cli_export_and_print_config(run_dir, tmp_path, capsys):
         main(["pretrain", "--preset", "demo", "--loss.nope", "1"])
     assert main(["pretrain", "--preset", "demo", "--loss.tau", "-1", "--print-config"]) == 2
     assert main(["pretrain", "--resume", str(tmp_path / "missing")]) == 2
+
+
+def test_finetune_reads_the_export(run_dir, tmp_path):
+    finetune = pytest.importorskip("ppkt.eval.finetune")
+    from ppkt.config import apply_overrides
+    from ppkt.eval.presets import get_preset as get_finetune_preset
+
+    out, card = export_backbone(run_dir, tmp_path / "bb.safetensors")
+    cfg = apply_overrides(
+        get_finetune_preset("demo-finetune"),
+        {
+            "model.backbone": card.backbone,
+            "model.width": str(card.width),
+            "data.voxel_size": str(card.voxel_size),
+            "data.input_features": card.input_features,
+        },
+    )
+    model = finetune.build_model(cfg)
+    finetune.load_pretrained_backbone(model, out, cfg)
+    weights, _ = load_weights(out)
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, weights[key])
+
+
+def test_demo_presets_of_pretraining_and_finetuning_agree():
+    pytest.importorskip("ppkt.eval.presets")
+    from ppkt.eval.presets import get_preset as get_finetune_preset
+
+    pre, fine = get_preset("demo"), get_finetune_preset("demo-finetune")
+    assert (pre.student.backbone, pre.student.width) == (fine.model.backbone, fine.model.width)
+    assert (pre.student.voxel_size, pre.student.input_features) == (
+        fine.data.voxel_size,
+        fine.data.input_features,
+    )

@@ -85,7 +85,7 @@ def demo() -> PretrainConfig:
         ),
         augment=AugmentConfig(elastic=False, crop_scale_min=0.7),
         teacher=TeacherConfig(name="efficientnet_lite0", weights=None, stage="stride16"),
-        student=StudentConfig(backbone="res16unet14", width=0.5, voxel_size=0.06, input_features="rgb"),
+        student=StudentConfig(backbone="res16unet14", width=0.5, voxel_size=0.05, input_features="rgb"),
         loss=LossConfig(embedding_dim=64, num_pairs=1024, tau=0.07, sampling="batch"),
         optim=OptimConfig(
             optimizer="sgd",
