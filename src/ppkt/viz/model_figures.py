@@ -202,6 +202,10 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
     """
     from ppkt.train.pipeline import Collator, color_at, rgbd_sample
 
+    if not isinstance(frame, RGBDFrame):
+        raise NotImplementedError(
+            f"feature figures need an RGB-D frame, got {type(frame).__name__} (lidar + cameras: not yet)"
+        )
     sample = rgbd_sample(
         frame, cfg.data, _no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
     )
