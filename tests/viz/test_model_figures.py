@@ -107,7 +107,7 @@ def test_frame_embeddings_match_the_training_forward_pass(loaded_run):
     """Without augmentation, the figure's per-point and per-pixel embeddings are exactly what the
     pretraining model computes for the frame's pairs (gathered through point_to_voxel / the UPL)."""
     from ppkt.train.pipeline import Collator, rgbd_sample
-    from ppkt.viz.model_figures import _no_augmentation
+    from ppkt.viz.model_figures import no_augmentation
 
     model, cfg, frame, emb = loaded_run
     n = len(emb.points)
@@ -119,7 +119,7 @@ def test_frame_embeddings_match_the_training_forward_pass(loaded_run):
     np.testing.assert_allclose(np.linalg.norm(emb.pixel_embeddings, axis=0), 1.0, atol=1e-5)
 
     sample = rgbd_sample(
-        frame, cfg.data, _no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
+        frame, cfg.data, no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
     )
     batch = Collator(cfg.student.voxel_size)([sample])
     with torch.no_grad():

@@ -145,7 +145,8 @@ def load_pretrain_run(run_dir: str | Path, checkpoint: str | Path | None = None)
     return model.eval(), cfg, folder
 
 
-def _no_augmentation():
+def no_augmentation():
+    """An ``AugmentConfig`` that changes nothing (no rotation, scale, flip, crop): frames as captured."""
     from ppkt.train.config import AugmentConfig
 
     return AugmentConfig(
@@ -207,7 +208,7 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
             f"feature figures need an RGB-D frame, got {type(frame).__name__} (lidar + cameras: not yet)"
         )
     sample = rgbd_sample(
-        frame, cfg.data, _no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
+        frame, cfg.data, no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
     )
     device = next(model.parameters()).device
     batch = Collator(cfg.student.voxel_size)([sample]).to(device)
@@ -424,6 +425,7 @@ __all__ = [
     "frame_embeddings",
     "frame_view",
     "load_pretrain_run",
+    "no_augmentation",
     "predict_scene",
     "pretrain_feature_figures",
     "scene_cutaway",
