@@ -1,0 +1,1 @@
+"""Experiments built from the library: the effectiveness protocol behind ``ppkt demo`` and the benchmark."""

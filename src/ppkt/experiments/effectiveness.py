@@ -1,0 +1,355 @@
+"""Does 2D knowledge transfer help? Pretrain once, then fine-tune from scratch and from PPKT.
+
+The protocol (one function each, so ``ppkt demo`` and ``benchmarks/effectiveness.py`` share it):
+
+1. :func:`prepare_data`: one dataset in the ScanNet layout (synthetic rooms by default). Its
+   ``scannetv2_train.txt`` scenes are used for pretraining (frames, no labels) and as the labelled
+   pool for fine-tuning; ``scannetv2_val.txt`` scenes are only ever used for evaluation.
+2. :func:`pretrain_backbone`: PPKT pretraining with a pretraining preset, then ``ppkt export``.
+3. :func:`finetune_one`: for each label budget and seed, a fine-tuning run from scratch and one
+   from the PPKT backbone, with the same preset, steps, learning rates and split file; and linear
+   probes of a random and of the pretrained backbone.
+4. :func:`summarize`: mean and standard deviation over seeds of the **last-step** validation
+   metrics (no model selection on the validation scenes), written as JSON, Markdown and a plot.
+
+Every run folder is reused when its ``metrics.json`` exists and its saved config equals the one
+it would run with, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ppkt.config import apply_overrides, config_to_dict, option
+from ppkt.utils.io import atomic_write_json, atomic_write_text
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The effectiveness protocol: data, pretraining, label budgets, seeds."""
+
+    out: Path = option(Path("runs/effectiveness"), "output folder (runs, results.json, results.md, plot)")
+    data_root: Path | None = option(None, "existing ScanNet-layout dataset; None = synthetic rooms below")
+    synthetic_scenes: int = option(20, "synthetic rooms (80 % train, 20 % val)")
+    synthetic_frames_per_scene: int = option(12, "RGB-D frames rendered per room (pretraining frames)")
+    synthetic_seed: int = option(0, "seed of the synthetic rooms")
+    image_hw: tuple[int, int] = option((120, 160), "render size of the synthetic frames (H, W)")
+    pretrain_preset: str = option("demo", "pretraining preset (ppkt.train.presets)")
+    pretrain_overrides: tuple[str, ...] = option((), "pretraining overrides as 'key=value' strings")
+    finetune_preset: str = option("demo-finetune", "fine-tuning preset (ppkt.eval.presets)")
+    finetune_overrides: tuple[str, ...] = option((), "fine-tuning overrides as 'key=value' strings")
+    linear_preset: str = option("demo-linear-probe", "linear-probe preset (ppkt.eval.presets)")
+    linear_overrides: tuple[str, ...] = option((), "linear-probe overrides as 'key=value' strings")
+    budgets: tuple[str, ...] = option(
+        ("scenes:0.0625", "scenes:0.25", "scenes:1.0", "points:20", "points:200"),
+        "label budgets 'scenes:FRACTION' or 'points:PER_SCENE'",
+    )
+    seeds: tuple[int, ...] = option((0, 1, 2), "seeds of the label splits and fine-tuning runs")
+    linear_probes: bool = option(
+        True, "also run linear probes (all training labels) of random and PPKT backbones"
+    )
+    device: str = option("auto", "torch device for every run")
+    progress: bool = option(True, "progress bars")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One fine-tuning / probing run's outcome (last-step validation metrics)."""
+
+    init: str  # "scratch" or "ppkt"
+    mode: str  # "finetune" or "linear"
+    budget: str
+    seed: int
+    miou: float
+    macc: float
+    overall_accuracy: float
+    seconds: float
+    run_dir: str
+
+
+def _overrides(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_budget(budget: str) -> tuple[str, float]:
+    kind, _, value = budget.partition(":")
+    if kind not in ("scenes", "points") or not value:
+        raise ValueError(f"label budget {budget!r}: expected 'scenes:FRACTION' or 'points:COUNT'")
+    return kind, float(value)
+
+
+def budget_label(budget: str) -> str:
+    kind, value = parse_budget(budget)
+    return f"{value * 100:g} % scenes" if kind == "scenes" else f"{value:g} pts/scene"
+
+
+def prepare_data(cfg: ExperimentConfig) -> Path:
+    """The dataset root (generated and cached for synthetic rooms)."""
+    if cfg.data_root is not None:
+        return Path(cfg.data_root)
+    from ppkt.data.synthetic import ensure_dataset
+
+    return ensure_dataset(
+        scenes=cfg.synthetic_scenes,
+        frames_per_scene=cfg.synthetic_frames_per_scene,
+        seed=cfg.synthetic_seed,
+        image_hw=tuple(cfg.image_hw),
+        progress=cfg.progress,
+    )
+
+
+def pretrain_config(cfg: ExperimentConfig, root: Path):
+    from ppkt.train.presets import get_preset
+
+    pre = get_preset(cfg.pretrain_preset)
+    pre = apply_overrides(
+        pre,
+        {
+            "data.kind": "scannet",
+            "data.root": str(root),
+            "data.split": "train",
+            "run.out": str(cfg.out / "pretrain"),
+            "run.device": cfg.device,
+            "run.progress": str(cfg.progress),
+            **_overrides(cfg.pretrain_overrides),
+        },
+    )
+    return pre
+
+
+def _same_config(run_dir: Path, cfg) -> bool:
+    saved = run_dir / "config.yaml"
+    return saved.is_file() and yaml.safe_load(saved.read_text()) == config_to_dict(cfg)
+
+
+def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> tuple[Path, float]:
+    """Pretrain (or reuse a finished identical run) and export the backbone; returns (path, seconds)."""
+    from ppkt.train.export import export_backbone
+    from ppkt.train.loop import pretrain
+
+    pre = pretrain_config(cfg, root)
+    run_dir = Path(pre.run.out)
+    exported = run_dir / "backbone.safetensors"
+    timing = run_dir / "timing.json"
+    if exported.is_file() and _same_config(run_dir, pre) and timing.is_file():
+        return exported, float(json.loads(timing.read_text())["seconds"])
+    if run_dir.exists() and not _same_config(run_dir, pre):
+        raise FileExistsError(
+            f"{run_dir} holds a pretraining run with another config; remove it or choose another --out"
+        )
+    started = time.perf_counter()
+    resume = (run_dir / "checkpoints").exists()
+    pretrain(pre, resume=resume)
+    path, _ = export_backbone(run_dir, exported)
+    seconds = time.perf_counter() - started
+    atomic_write_json(timing, {"seconds": seconds})
+    return path, seconds
+
+
+def finetune_config(
+    cfg: ExperimentConfig, root: Path, *, init: Path | None, mode: str, budget: str, seed: int
+):
+    """The fine-tuning config of one run; the backbone architecture follows the pretraining config."""
+    from ppkt.eval.presets import get_preset
+
+    pre = pretrain_config(cfg, root)
+    preset, extra = (
+        (cfg.finetune_preset, cfg.finetune_overrides)
+        if mode == "finetune"
+        else (cfg.linear_preset, cfg.linear_overrides)
+    )
+    kind, value = parse_budget(budget)
+    name = f"{mode}-{'ppkt' if init else 'scratch'}-{kind}{value:g}-seed{seed}"
+    overrides = {
+        "data.kind": "scannet",
+        "data.root": str(root),
+        "data.voxel_size": str(pre.student.voxel_size),
+        "data.input_features": pre.student.input_features,
+        "model.backbone": pre.student.backbone,
+        "model.width": str(pre.student.width),
+        "model.mode": mode,
+        "model.init": str(init) if init else "none",
+        "labels.kind": kind,
+        "labels.budget": str(value),
+        "labels.seed": str(seed),
+        "labels.splits_dir": str(cfg.out / "splits"),
+        "run.out": str(cfg.out / "runs" / name),
+        "run.device": cfg.device,
+        "run.progress": str(cfg.progress),
+        **_overrides(extra),
+    }
+    return apply_overrides(get_preset(preset), overrides)
+
+
+def finetune_one(
+    cfg: ExperimentConfig, root: Path, *, init: Path | None, mode: str, budget: str, seed: int
+) -> RunRecord:
+    """Run (or reuse) one fine-tuning / linear-probe run and return its last-step metrics."""
+    from ppkt.eval.finetune import finetune
+
+    ft = finetune_config(cfg, root, init=init, mode=mode, budget=budget, seed=seed)
+    run_dir = Path(ft.run.out)
+    metrics_path = run_dir / "metrics.json"
+    timing = run_dir / "timing.json"
+    if not (metrics_path.is_file() and timing.is_file() and _same_config(run_dir, ft)):
+        started = time.perf_counter()
+        finetune(ft)
+        atomic_write_json(timing, {"seconds": time.perf_counter() - started})
+    metrics = json.loads(metrics_path.read_text())["last"]
+
+    def num(x) -> float:
+        return float("nan") if x is None else float(x)
+
+    return RunRecord(
+        init="ppkt" if init else "scratch",
+        mode=mode,
+        budget=budget,
+        seed=seed,
+        miou=num(metrics["miou"]),
+        macc=num(metrics["macc"]),
+        overall_accuracy=num(metrics["overall_accuracy"]),
+        seconds=float(json.loads(timing.read_text())["seconds"]),
+        run_dir=str(run_dir),
+    )
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def summarize(records: Sequence[RunRecord]) -> list[dict]:
+    """Rows (mode, budget) with scratch and PPKT mean/std mIoU and mAcc over seeds, and the gain."""
+    rows = []
+    keys = []
+    for r in records:
+        if (r.mode, r.budget) not in keys:
+            keys.append((r.mode, r.budget))
+    for mode, budget in keys:
+        row = {"mode": mode, "budget": budget, "label": budget_label(budget)}
+        for init in ("scratch", "ppkt"):
+            mine = [r for r in records if r.mode == mode and r.budget == budget and r.init == init]
+            row[f"{init}_miou"], row[f"{init}_miou_std"] = _mean_std([100 * r.miou for r in mine])
+            row[f"{init}_macc"], row[f"{init}_macc_std"] = _mean_std([100 * r.macc for r in mine])
+            row[f"{init}_seeds"] = len(mine)
+        row["gain_miou"] = row["ppkt_miou"] - row["scratch_miou"]
+        rows.append(row)
+    return rows
+
+
+def results_markdown(rows: Sequence[dict]) -> str:
+    def cell(mean: float, std: float) -> str:
+        return "n/a" if math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
+
+    lines = [
+        "| mode | labels | scratch mIoU | PPKT mIoU | gain | scratch mAcc | PPKT mAcc | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {'linear probe' if r['mode'] == 'linear' else 'fine-tune'} | {r['label']} "
+            f"| {cell(r['scratch_miou'], r['scratch_miou_std'])} "
+            f"| {cell(r['ppkt_miou'], r['ppkt_miou_std'])} "
+            f"| {r['gain_miou']:+.1f} | {cell(r['scratch_macc'], r['scratch_macc_std'])} "
+            f"| {cell(r['ppkt_macc'], r['ppkt_macc_std'])} | {min(r['scratch_seeds'], r['ppkt_seeds'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
+    """mIoU against label budget, one line per initialisation, error bars = std over seeds."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fine = [r for r in rows if r["mode"] == "finetune"]
+    groups = [("scenes", "fraction of labelled training scenes"), ("points", "labelled points per scene")]
+    groups = [(k, t) for k, t in groups if any(parse_budget(r["budget"])[0] == k for r in fine)]
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False, dpi=100)
+    for ax, (kind, title) in zip(axes[0], groups, strict=True):
+        mine = sorted(
+            (r for r in fine if parse_budget(r["budget"])[0] == kind),
+            key=lambda r: parse_budget(r["budget"])[1],
+        )
+        xs = [parse_budget(r["budget"])[1] for r in mine]
+        for init, color in (("scratch", "tab:gray"), ("ppkt", "tab:blue")):
+            ax.errorbar(
+                xs, [r[f"{init}_miou"] for r in mine], yerr=[r[f"{init}_miou_std"] for r in mine],
+                marker="o", capsize=3, color=color, label=LINE_LABELS[init],
+            )  # fmt: skip
+        for r in rows:
+            if r["mode"] == "linear" and kind == "scenes":
+                ax.axhline(r["scratch_miou"], color="tab:gray", ls=":", lw=1, label="linear probe, random")
+                ax.axhline(r["ppkt_miou"], color="tab:blue", ls=":", lw=1, label="linear probe, PPKT")
+        ax.set_xscale("log")
+        ax.set_xlabel(title)
+        ax.set_ylabel("val mIoU (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+LINE_LABELS = {"scratch": "from scratch", "ppkt": "PPKT pretrained"}
+
+
+def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
+    """The whole protocol; returns (and writes) the results."""
+    started = time.perf_counter()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg.out / "experiment.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    root = prepare_data(cfg)
+    log(f"data: {root}")
+    backbone, pretrain_seconds = pretrain_backbone(cfg, root)
+    log(f"pretrained backbone: {backbone} ({pretrain_seconds:.0f} s)")
+    records: list[RunRecord] = []
+    jobs = [("finetune", b, s, init) for b in cfg.budgets for s in cfg.seeds for init in (None, backbone)]
+    if cfg.linear_probes:
+        jobs += [("linear", "scenes:1.0", s, init) for s in cfg.seeds for init in (None, backbone)]
+    for k, (mode, budget, seed, init) in enumerate(jobs):
+        record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed)
+        records.append(record)
+        log(
+            f"[{k + 1}/{len(jobs)}] {mode:8s} {budget_label(budget):>14s} seed {seed} {record.init:7s} "
+            f"mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}  ({record.seconds:.0f} s)"
+        )
+    rows = summarize(records)
+    results = {
+        "config": config_to_dict(cfg),
+        "data_root": str(root),
+        "pretrain_seconds": pretrain_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "metric": "validation mIoU / mAcc at the last fine-tuning step, mean ± std over seeds",
+        "rows": rows,
+        "runs": [dataclasses.asdict(r) for r in records],
+    }
+    atomic_write_json(cfg.out / "results.json", results)
+    atomic_write_text(cfg.out / "results.md", results_markdown(rows))
+    plot_results(rows, cfg.out / "results.png")
+    return results

@@ -1,0 +1,67 @@
+"""The pictures ``ppkt demo`` writes: what pretraining learned, and scratch vs PPKT predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ppkt.experiments.effectiveness import ExperimentConfig
+from ppkt.viz.panels import hstack, save_png, titled, vstack
+
+
+def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
+    """Feature PCA and similarity of the pretrained model on a validation frame, and the
+    segmentation of one validation scene by the scratch and the PPKT model side by side.
+
+    Written to ``<out>/pictures/``; returns the paths written.
+    """
+    from ppkt.data.scannet import ScanNetFrames, read_scannet_scene, scannet_split
+    from ppkt.eval.finetune import load_checkpoint
+    from ppkt.viz.model_figures import (
+        frame_embeddings,
+        load_pretrain_run,
+        pretrain_feature_figures,
+        segmentation_figures,
+        similarity_figures,
+    )
+
+    out = Path(cfg.out) / "pictures"
+    root = Path(results["data_root"])
+    written: list[Path] = []
+
+    # What pretraining learned, on a frame of a scene it never saw (validation split).
+    model, pre_cfg, _ = load_pretrain_run(Path(cfg.out) / "pretrain")
+    frames = ScanNetFrames(root, split="val", frame_skip=1)
+    if len(frames):
+        frame = frames[len(frames) // 2]
+        emb = frame_embeddings(model, frame, pre_cfg)
+        features = pretrain_feature_figures(model, frame, pre_cfg, out, embeddings=emb)
+        similarity = similarity_figures(model, frame, pre_cfg, out, embeddings=emb)
+        written += [features.features_png, features.features_ply, features.backbone_png]
+        written.append(similarity.png)
+
+    # Scratch vs PPKT on one validation scene, same budget and seed.
+    runs = [r for r in results["runs"] if r["mode"] == "finetune"]
+    if runs:
+        budget, seed = runs[0]["budget"], runs[0]["seed"]
+        pair = {r["init"]: Path(r["run_dir"]) for r in runs if r["budget"] == budget and r["seed"] == seed}
+        scene = read_scannet_scene(root / scannet_split(root, "val")[0])
+        panels = []
+        for init in ("scratch", "ppkt"):
+            if init not in pair:
+                continue
+            seg_model, ft_cfg, class_names = load_checkpoint(pair[init] / "checkpoints" / "last.safetensors")
+            seg = segmentation_figures(
+                seg_model, scene, ft_cfg, class_names, out, stem=f"segmentation_{init}"
+            )
+            written += [seg.png, seg.ply]
+            name = "from scratch" if init == "scratch" else "PPKT pretrained"
+            panels.append(titled(seg.figure, f"{name}: point accuracy {100 * seg.accuracy:.1f} %"))
+        if panels:
+            written.append(save_png(out / "segmentation_scratch_vs_ppkt.png", _stack_rows(panels)))
+    return [Path(p) for p in written]
+
+
+def _stack_rows(panels: list[np.ndarray]) -> np.ndarray:
+    return vstack(panels) if len(panels) > 1 else hstack(panels)
