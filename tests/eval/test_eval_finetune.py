@@ -191,6 +191,7 @@ def test_pretrained_backbone_loads_strictly_and_checks_the_card(tmp_path, rooms_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_full_labels_learn_the_rooms(tmp_path, rooms_source):
     """100 % labels, a few dozen steps: the rooms' three classes are clearly learnt (vs ~1/3 by chance)."""
     cfg = tiny_config(tmp_path, kind="scenes", budget=1.0)
@@ -198,8 +199,8 @@ def test_full_labels_learn_the_rooms(tmp_path, rooms_source):
         cfg,
         data=replace(cfg.data, voxel_size=0.1),
         augment=replace(cfg.augment, max_points=0),
-        optim=replace(cfg.optim, steps=60, batch_size=2, lr_head=0.1, lr_backbone=0.1),
-        run=replace(cfg.run, eval_every=60),
+        optim=replace(cfg.optim, steps=40, batch_size=2, lr_head=0.1, lr_backbone=0.1),
+        run=replace(cfg.run, eval_every=40),
     )
     result = finetune(cfg, source=rooms_source)
     assert result.best.absent_classes == (3,)
