@@ -175,3 +175,26 @@ def test_deterministic():
         outs.append(out)
         grads.append(g)
     assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+
+
+def test_cpu_thread_setting_keeps_results_and_restores_threads():
+    from ppkt.sparse import set_cpu_threads
+
+    coords = _random_sites(0.6, seed=8, grid=10)
+    feats = torch.randn(len(coords), 8, requires_grad=True)
+    conv = SubmanifoldConv3d(8, 8)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, None):
+            set_cpu_threads(threads)
+            out = conv(SparseTensor(coords, feats)).feats
+            (g,) = torch.autograd.grad(out.square().sum(), feats)
+            results.append((out, g))
+            assert torch.get_num_threads() == before
+    finally:
+        set_cpu_threads(1)
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    with pytest.raises(ValueError, match="threads must be"):
+        set_cpu_threads(0)

@@ -6,7 +6,7 @@ finest voxel, ``feats (M, C)`` and a tensor ``stride``; tensors derived from one
 """
 
 from ppkt.sparse.batch import SparseBatch, sparse_batch_from_points
-from ppkt.sparse.functional import BACKENDS, sparse_conv
+from ppkt.sparse.functional import BACKENDS, set_cpu_threads, sparse_conv
 from ppkt.sparse.kernel_map import KernelMap, kernel_offsets
 from ppkt.sparse.nn import BatchNorm, DownConv3d, ReLU, SubmanifoldConv3d, UpConv3d, set_backend
 from ppkt.sparse.spconv_backend import spconv_available
@@ -26,6 +26,7 @@ __all__ = [
     "cat",
     "kernel_offsets",
     "set_backend",
+    "set_cpu_threads",
     "sparse_batch_from_points",
     "sparse_conv",
     "spconv_available",
