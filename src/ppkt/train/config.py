@@ -20,16 +20,21 @@ from ppkt.config import option
 class DataConfig:
     """Where the RGB-D frames come from and how they are read."""
 
-    kind: Literal["scannet", "synthetic", "nuscenes"] = option(
-        "scannet", "dataset: scannet (exported layout), synthetic (generated rooms), nuscenes (not wired yet)"
+    kind: Literal["scannet", "synthetic", "nuscenes", "kitti", "kitti-raw", "semantickitti"] = option(
+        "scannet",
+        "dataset: scannet (exported layout), synthetic (generated rooms); lidar + cameras: nuscenes, "
+        "kitti (object benchmark), kitti-raw (raw recordings), semantickitti (with image_2)",
     )
     root: Path | None = option(
-        None, "dataset root (ScanNet export); synthetic: cache folder (None = default)"
+        None, "dataset root (ScanNet export, nuScenes, KITTI, SemanticKITTI); synthetic: cache folder"
     )
     split: str | None = option(
-        "train", "scene split file scannetv2_<split>.txt at the root, or None for all scenes"
+        "train",
+        "scannet/synthetic: scannetv2_<split>.txt; nuscenes: train, val, slidr_parametrize, mini_train, ...; "
+        "kitti: ImageSets/<split>.txt; semantickitti: train/val/test sequences; kitti-raw: train = all "
+        "drives, else comma-separated drive folders; None = everything",
     )
-    frame_skip: int = option(25, "use every k-th frame of each scan (paper: 25)")
+    frame_skip: int = option(25, "use every k-th frame of each scan or lidar sequence (paper: 25)")
     image_hw: tuple[int, int] = option(
         (240, 320), "colour image size fed to the teacher (H,W), before cropping"
     )

@@ -108,10 +108,12 @@ def _all_true(flag: bool, device: torch.device, info: DistInfo) -> bool:
 
 
 def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
-    """The frames of ``cfg.data`` as a Sequence of RGBDFrame.
+    """The frames of ``cfg.data``: a Sequence of RGBDFrame (scannet, synthetic) or of
+    LidarCameraSample (nuscenes, kitti, kitti-raw, semantickitti).
 
     Synthetic data is generated once (cached by its parameters); under torchrun rank 0 generates
-    it while the other ranks wait.
+    it while the other ranks wait. The lidar readers carry ``beam_spacing_deg``, which
+    :class:`PretrainDataset` uses for the occlusion test of the pairs.
     """
     from ppkt.data.scannet import ScanNetFrames
 
@@ -136,16 +138,41 @@ def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
             dist.barrier()
         root = ensure()
         return ScanNetFrames(root, split=data.split, frame_skip=data.frame_skip)
+    if data.root is None:
+        raise ValueError(f"data.root is required for data.kind={data.kind} (see docs/pretraining.md)")
     if data.kind == "scannet":
-        if data.root is None:
-            raise ValueError(
-                "data.root is required for ScanNet (the exported layout; see docs/pretraining.md)"
-            )
         return ScanNetFrames(data.root, split=data.split, frame_skip=data.frame_skip)
-    raise NotImplementedError(
-        f"data.kind={data.kind!r}: the lidar+camera pipeline exists (ppkt.train.pipeline.lidar_sample) but "
-        "no nuScenes reader is wired into pretraining yet"
-    )
+    return _lidar_reader(data.kind, data.root, data.split, data.frame_skip)
+
+
+def _lidar_reader(kind: str, root: Path, split: str | None, frame_skip: int) -> Sequence:
+    """The lidar + camera reader of ``kind`` (every camera loaded), keeping every
+    ``frame_skip``-th sample."""
+    if kind == "nuscenes":
+        from ppkt.data.nuscenes import NuScenesSamples
+
+        reader = NuScenesSamples(root, version=None, split=split)
+    elif kind == "kitti":
+        from ppkt.data.kitti import KittiObjectSamples
+
+        reader = KittiObjectSamples(root, subset="training", image_set=split)
+    elif kind == "kitti-raw":
+        from ppkt.data.kitti import KittiRawSamples
+
+        # KITTI raw has no official split: "train" (the config's default) means every drive.
+        drives = None if split in (None, "train") else [d.strip() for d in split.split(",") if d.strip()]
+        reader = KittiRawSamples(root, drives=drives)
+    elif kind == "semantickitti":
+        from ppkt.data.semantickitti import SemanticKittiSamples
+
+        reader = SemanticKittiSamples(root, split=split, with_images=True, with_labels=False)
+    else:
+        raise ValueError(f"unknown data.kind {kind!r}")
+    # Every reader indexes its samples in `records`; thinning the index keeps its other attributes.
+    reader.records = reader.records[::frame_skip]
+    if not reader.records:
+        raise ValueError(f"{root}: no {kind} samples (split {split!r})")
+    return reader
 
 
 # --------------------------------------------------------------------------------------------

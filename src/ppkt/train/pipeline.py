@@ -17,11 +17,11 @@ The up axis: points are in the (depth) camera frame, OpenCV convention (x right,
 z forward), so for a roughly level camera "up" is ``-y`` and the rotation augmentation turns
 the cloud about the camera's y axis (for a symmetric angle range, the sign does not matter).
 
-Lidar + cameras (``LidarCameraSample``) go through the same :func:`augment_sample` with
-``lidar_camera_pairs``; :class:`PretrainDataset` accepts them (input features ``constant``
-only, since lidar points carry no colour; the up axis of a lidar frame is +z, which
-``rotation_axis`` handles). What is left for outdoor pretraining: a nuScenes dataset reader
-wired into :func:`build_frames` and a test on real-layout data.
+Lidar + cameras (``LidarCameraSample`` from the nuScenes, KITTI and SemanticKITTI readers) go
+through the same :func:`augment_sample` with ``lidar_camera_pairs`` computed at the training
+image size, with the occlusion test sized by the lidar's beam spacing (:func:`lidar_sample`).
+Input features are ``constant`` only, since lidar points carry no colour; the up axis of a lidar
+frame is +z. A sample has one image per camera; the batch concatenates them all.
 """
 
 from __future__ import annotations
@@ -34,11 +34,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ppkt.data.report import FrameError
 from ppkt.data.types import LidarCameraSample, RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
 
 MIN_PAIRS_PER_FRAME = 2
 """Fewer usable pairs than this and the frame is skipped: with fewer than 2 there are no negatives."""
+
+LIDAR_DEPTH_TOL = 2.0
+"""Metres by which a lidar point may lie behind its image neighbours and still be paired
+(the setting measured in benchmarks/bench_lidar_occlusion.py, ``ppkt.data.lidar_common.sample_pairs``)."""
 
 
 @dataclass
@@ -374,12 +379,19 @@ def lidar_sample(
     augment: AugmentConfig,
     input_features: str,
     rng: np.random.Generator,
+    *,
+    beam_spacing_deg: float | None = None,
 ) -> PretrainSample:
     """An augmented :class:`PretrainSample` from a lidar sweep and its cameras (SLidR-style pairs).
 
-    Every camera image is resized to ``data.image_hw`` first (intrinsics scaled accordingly).
-    Lidar points have no colour: only ``input_features="constant"`` is supported here.
+    Every camera image is resized to ``data.image_hw`` first and the pairs are computed at that
+    resolution (intrinsics scaled), which is also where the occlusion test runs: a point is paired
+    only when no point within :func:`ppkt.data.lidar_common.occlusion_radius_px` pixels (from the
+    lidar's ``beam_spacing_deg``; None = per-pixel z-buffer, for samples of unknown sensors) is
+    more than :data:`LIDAR_DEPTH_TOL` metres nearer. Non-finite points (a corrupt sweep) are
+    dropped. Lidar points have no colour: only ``input_features="constant"`` is supported here.
     """
+    from ppkt.data.lidar_common import occlusion_radius_px
     from ppkt.data.types import CameraImage
     from ppkt.geometry import lidar_camera_pairs, scale_intrinsics
 
@@ -387,14 +399,21 @@ def lidar_sample(
         raise ValueError(
             f"lidar samples carry no colour; use student.input_features=constant, not {input_features}"
         )
-    cameras, images = [], []
+    points = np.asarray(sample.points, dtype=np.float32)
+    points = points[np.isfinite(points).all(axis=1)]
+    hw = tuple(data.image_hw)
+    # Pairs only need each camera's size: a read-only zero view stands in for the pixels.
+    placeholder = np.broadcast_to(np.zeros((1, 1, 3), dtype=np.uint8), (*hw, 3))
+    cameras, images, radius = [], [], 0
     for cam in sample.images:
-        image = resize_image(_image_tensor(cam.image), tuple(data.image_hw))
-        K = scale_intrinsics(torch.as_tensor(cam.K, dtype=torch.float64), cam.hw, data.image_hw).numpy()
-        resized = (image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-        cameras.append(CameraImage(resized, K, cam.camera_from_lidar, cam.name))
-        images.append(image)
-    pairs = lidar_camera_pairs(sample.points, cameras, min_depth=1.0)
+        images.append(resize_image(_image_tensor(cam.image), hw))
+        K = scale_intrinsics(torch.as_tensor(cam.K, dtype=torch.float64), cam.hw, hw).numpy()
+        cameras.append(CameraImage(placeholder, K, cam.camera_from_lidar, cam.name))
+        if beam_spacing_deg is not None:
+            radius = max(radius, occlusion_radius_px(K, beam_spacing_deg))
+    pairs = lidar_camera_pairs(
+        torch.from_numpy(points), cameras, min_depth=1.0, radius_px=radius, depth_tol=LIDAR_DEPTH_TOL
+    )
     if len(pairs) < MIN_PAIRS_PER_FRAME:
         raise FrameSkipped(f"{sample.sample_id}: {len(pairs)} lidar-camera pairs")
     return augment_sample(
@@ -421,9 +440,12 @@ class PretrainDataset(torch.utils.data.Dataset):
     """Turns a sequence of frames into augmented samples.
 
     Indexed by ``(index, epoch)`` keys (see :class:`StepBatchSampler`); the augmentation
-    generator is seeded by ``(seed, epoch, index)``. An unusable frame (unreadable, no pairs)
-    is replaced by the next frame of the sequence and its reason recorded in
+    generator is seeded by ``(seed, epoch, index)``. An unusable frame (a reader's
+    :class:`~ppkt.data.report.FrameError` such as a truncated sweep or an undecodable image, an
+    OSError, no pairs) is replaced by the next frame of the sequence and its reason recorded in
     ``sample.skipped``; after ``max_consecutive_skips`` failures in a row it raises, naming them.
+    Lidar samples use ``beam_spacing_deg`` (default: the reader's attribute of that name) for
+    the occlusion test of their pairs.
     """
 
     def __init__(
@@ -435,8 +457,12 @@ class PretrainDataset(torch.utils.data.Dataset):
         *,
         seed: int,
         max_consecutive_skips: int = 16,
+        beam_spacing_deg: float | None = None,
     ) -> None:
         self.frames = frames
+        self.beam_spacing_deg = (
+            getattr(frames, "beam_spacing_deg", None) if beam_spacing_deg is None else beam_spacing_deg
+        )
         self.data = data
         self.augment = augment
         self.input_features = input_features
@@ -450,7 +476,14 @@ class PretrainDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         frame = self.frames[index]
         if isinstance(frame, LidarCameraSample):
-            return lidar_sample(frame, self.data, self.augment, self.input_features, rng)
+            return lidar_sample(
+                frame,
+                self.data,
+                self.augment,
+                self.input_features,
+                rng,
+                beam_spacing_deg=self.beam_spacing_deg,
+            )
         return rgbd_sample(frame, self.data, self.augment, self.input_features, rng)
 
     def __getitem__(self, key: tuple[int, int] | int) -> PretrainSample:
@@ -461,7 +494,7 @@ class PretrainDataset(torch.utils.data.Dataset):
             i = (index + attempt) % n
             try:
                 sample = self._one(i, epoch)
-            except (FrameSkipped, OSError) as err:
+            except (FrameSkipped, FrameError, OSError) as err:
                 skipped.append(str(err) or type(err).__name__)
                 continue
             sample.skipped = skipped

@@ -49,7 +49,9 @@ def slidr_ppkt() -> PretrainConfig:
     """The PPKT baseline of SLidR's public code (nuScenes lidar + 6 cameras)."""
     return PretrainConfig(
         origin="slidr-ppkt",
-        data=DataConfig(kind="nuscenes", split="train", frame_skip=1, image_hw=(224, 416), max_depth=80.0),
+        data=DataConfig(
+            kind="nuscenes", split="slidr_parametrize", frame_skip=1, image_hw=(224, 416), max_depth=80.0
+        ),
         augment=AugmentConfig(rotate_up=math.pi, scale_min=0.95, scale_max=1.05, crop_scale_min=0.3),
         teacher=TeacherConfig(name="resnet50", weights=None, stage=None),
         student=StudentConfig(backbone="res16unet34", width=1.0, voxel_size=0.1, input_features="constant"),
