@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from outdoor_fixtures import write_kitti_object, write_nuscenes, write_semantickitti
+from outdoor_fixtures import write_kitti_object, write_kitti_raw, write_nuscenes, write_semantickitti
 
 from ppkt.config import apply_overrides
 from ppkt.data.types import CameraImage, LidarCameraSample
@@ -119,6 +119,23 @@ def test_kitti_object_frames_and_split(tmp_path):
     assert [r.sample_id for r in thinned.records] == ["training/000000", "training/000002"]
 
 
+def test_kitti_raw_frames_all_drives_or_named_ones(tmp_path):
+    drive = write_kitti_raw(tmp_path / "raw", frames=4)
+    cfg = apply_overrides(
+        get_preset("demo"), {**TINY, "data.kind": "kitti-raw", "data.root": str(tmp_path / "raw")}
+    )
+    assert len(loop.build_frames(cfg)) == 4  # "train" = every drive: KITTI raw has no official split
+    named = apply_overrides(cfg, {"data.split": drive.name, "data.frame_skip": "2"})
+    assert [r.sample_id for r in loop.build_frames(named).records] == [
+        f"{drive.name}/0000000000",
+        f"{drive.name}/0000000002",
+    ]
+    with pytest.raises(ValueError, match="not found"):
+        loop.build_frames(apply_overrides(cfg, {"data.split": "2011_09_26_drive_9999_sync"}))
+    with pytest.raises(ValueError, match="data.root is required"):
+        loop.build_frames(apply_overrides(cfg, {"data.root": "none"}))
+
+
 def test_corrupt_sweep_is_skipped_and_counted(tmp_path):
     root = tmp_path / "nuscenes"
     fixture = write_nuscenes(root, scenes=NUSC_SCENES, num_points=400, with_lidarseg=False)
@@ -132,6 +149,20 @@ def test_corrupt_sweep_is_skipped_and_counted(tmp_path):
     assert result.step == 4 and all(math.isfinite(v) for v in result.losses.values())
     # 4 samples, batch 2, two epochs: the corrupt one is met once per epoch.
     assert result.skipped_frames == 2 and metrics[-1]["skipped_frames"] == 2
+
+
+def test_samples_left_out_at_indexing_are_reported(tmp_path):
+    root = tmp_path / "nuscenes"
+    write_nuscenes(root, scenes=NUSC_SCENES, num_points=400, with_lidarseg=False)
+    # Drop one camera key frame of one sample: the reader leaves that sample out when indexing.
+    table = root / "v1.0-mini" / "sample_data.json"
+    rows = json.loads(table.read_text())
+    drop = next(r["token"] for r in rows if r["is_key_frame"] and "__CAM_BACK__" in r["filename"])
+    table.write_text(json.dumps([r for r in rows if r["token"] != drop]))
+    result, _ = run_two_steps(
+        tmp_path, **{"data.kind": "nuscenes", "data.root": str(root), "data.split": "none"}
+    )
+    assert result.step == 2 and result.index_skipped == {"missing camera": 1}
 
 
 def test_unreadable_image_and_non_finite_points_never_crash(tmp_path):

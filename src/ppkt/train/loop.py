@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class PretrainResult:
         losses: loss of every step run in this session, by step number (1-based).
         checkpoint: the newest checkpoint folder, or None.
         skipped_frames: frames skipped (unusable) in this session.
+        index_skipped: reason -> count of the frames the dataset reader left out when indexing
+            (e.g. nuScenes samples missing a camera, ScanNet frames with invalid poses).
         seconds: wall time of this session's steps.
         model: the trained model of this process (not saved; for notebooks and tests).
     """
@@ -55,6 +58,7 @@ class PretrainResult:
     losses: dict[int, float] = field(default_factory=dict)
     checkpoint: Path | None = None
     skipped_frames: int = 0
+    index_skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     model: PPKTModel | None = None
 
@@ -383,7 +387,11 @@ def pretrain(
         persistent_workers=False,
     )
     log = MetricsLog(run_dir, info.is_main, cfg.run.tensorboard, step if ckpt is not None else None)
-    result = PretrainResult(run_dir=run_dir, step=step, checkpoint=ckpt, model=model)
+    result = PretrainResult(
+        run_dir=run_dir, step=step, checkpoint=ckpt, model=model, index_skipped=index_skips(frames)
+    )
+    if result.index_skipped and info.is_main:
+        print(f"ppkt pretrain: left out when indexing the data: {result.index_skipped}", file=sys.stderr)
     end_step = steps_total if cfg.run.stop_after is None else min(steps_total, step + cfg.run.stop_after)
 
     def checkpoint() -> None:
@@ -479,6 +487,14 @@ def pretrain(
         result.step = step
         result.seconds = time.perf_counter() - start
     return result
+
+
+def index_skips(frames: Sequence) -> dict[str, int]:
+    """Reason -> count of the frames a dataset reader skipped while indexing (its ``skipped``
+    counter or ``report.skipped``); empty for plain sequences."""
+    report = getattr(frames, "report", None)
+    skipped = getattr(frames, "skipped", None) or getattr(report, "skipped", None) or {}
+    return {str(reason): int(count) for reason, count in dict(skipped).items() if count}
 
 
 def _teacher_identity(model: PPKTModel) -> str:
