@@ -15,7 +15,7 @@ from ppkt.config import apply_overrides
 from ppkt.data.types import CameraImage, LidarCameraSample
 from ppkt.train import loop
 from ppkt.train.config import AugmentConfig, DataConfig
-from ppkt.train.pipeline import PretrainDataset, lidar_sample
+from ppkt.train.pipeline import Collator, PretrainDataset, lidar_sample
 from ppkt.train.presets import get_preset
 
 TINY = {
@@ -95,6 +95,13 @@ def test_nuscenes_sample_pairs_cover_several_cameras_at_training_size(tmp_path):
     assert len(sample.pair_image.unique()) >= 3
     uv = sample.pair_uv
     assert (uv >= -0.5).all() and (uv[:, 0] < 40 - 0.5).all() and (uv[:, 1] < 30 - 0.5).all()
+    # Collated, pair_image indexes the batch's 12 images and each pair's image is of its own sample.
+    second = dataset[1]
+    batch = Collator(0.5)([sample, second])
+    assert batch.images.shape[0] == 12 and batch.image_frame.tolist() == [0] * 6 + [1] * 6
+    assert torch.equal(batch.image_frame[batch.pair_image], batch.pair_frame)
+    assert torch.equal(batch.pair_image[batch.pair_frame == 1], second.pair_image + 6)
+    assert torch.equal(batch.images[6:], second.images)
 
 
 def test_semantickitti_pretrain_two_steps(tmp_path, teacher_batches):
