@@ -24,7 +24,9 @@ def test_viz_curves(tmp_path):
 def test_viz_overlay_on_synthetic_rgbd(tmp_path):
     from ppkt.data.synthetic import generate_dataset
 
-    root = generate_dataset(tmp_path / "data", scenes=1, frames_per_scene=2, seed=3, image_hw=(60, 80), progress=False)
+    root = generate_dataset(
+        tmp_path / "data", scenes=1, frames_per_scene=2, seed=3, image_hw=(60, 80), progress=False
+    )
     out = tmp_path / "overlay.png"
     assert main(["viz", "overlay", str(root), "--index", "1", "--out", str(out), "--every", "2"]) == 0
     image = _rich(out)

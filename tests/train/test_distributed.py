@@ -27,8 +27,8 @@ def _worker(rank: int, world: int, port: int, out: str, gather: bool) -> None:
     )
     torch.set_num_threads(1)
     import torch.distributed as dist
-    from conftest import make_frame
     from test_loop import tiny_config
+    from train_fixtures import make_frame
 
     from ppkt.train.loop import pretrain
 

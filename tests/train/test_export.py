@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import make_frame
 from test_loop import tiny_config
+from train_fixtures import make_frame
 
 from ppkt.backbones import build_backbone
 from ppkt.cli import main

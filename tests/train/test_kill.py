@@ -17,7 +17,7 @@ SCRIPT = """
 import sys, torch
 sys.path.insert(0, {here!r})
 torch.set_num_threads(1)
-from conftest import make_frame
+from train_fixtures import make_frame
 from test_loop import tiny_config
 from ppkt.train.loop import pretrain
 frames = [make_frame(seed=i, name=f"{{i:06d}}") for i in range(6)]

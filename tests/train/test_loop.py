@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_frame
+from train_fixtures import make_frame
 
 from ppkt.config import apply_overrides, load_config
 from ppkt.losses import PointInfoNCE

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_frame
+from train_fixtures import make_frame
 
 from ppkt.geometry import rgbd_pairs
 from ppkt.train.config import AugmentConfig, DataConfig

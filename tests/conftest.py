@@ -1,0 +1,15 @@
+"""Settings shared by every test."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One torch thread for the whole suite: the tensors in tests are small, results do not depend
+    on the thread count, and on a busy 2-core machine OpenMP threads spinning against other
+    processes made single steps 10-100x slower (measured while this suite was written)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
