@@ -1,0 +1,107 @@
+import json
+import math
+
+import pytest
+
+from ppkt.experiments.effectiveness import (
+    ExperimentConfig,
+    RunRecord,
+    budget_label,
+    finetune_config,
+    parse_budget,
+    results_markdown,
+    run_effectiveness,
+    summarize,
+)
+
+
+def _record(init, budget, seed, miou, mode="finetune"):
+    return RunRecord(init, mode, budget, seed, miou, miou + 0.1, 0.9, 1.0, f"runs/{init}{seed}")
+
+
+def test_budgets():
+    assert parse_budget("scenes:0.05") == ("scenes", 0.05)
+    assert parse_budget("points:20") == ("points", 20.0)
+    assert budget_label("scenes:0.05") == "5 % scenes" and budget_label("points:20") == "20 pts/scene"
+    for bad in ("scenes", "pixels:3", "points:"):
+        with pytest.raises(ValueError):
+            parse_budget(bad)
+
+
+def test_summary_mean_std_and_gain():
+    records = [
+        _record("scratch", "points:20", 0, 0.30),
+        _record("scratch", "points:20", 1, 0.34),
+        _record("ppkt", "points:20", 0, 0.40),
+        _record("ppkt", "points:20", 1, 0.50),
+    ]
+    (row,) = summarize(records)
+    assert row["scratch_miou"] == pytest.approx(32.0) and row["ppkt_miou"] == pytest.approx(45.0)
+    assert row["scratch_miou_std"] == pytest.approx(math.sqrt(8.0))  # sample std of 30, 34
+    assert row["gain_miou"] == pytest.approx(13.0)
+    table = results_markdown([row])
+    assert "20 pts/scene" in table and "+13.0" in table and "45.0 ± 7.1" in table
+
+
+def test_finetune_config_follows_the_pretrained_architecture(tmp_path):
+    cfg = ExperimentConfig(out=tmp_path, pretrain_overrides=("student.voxel_size=0.08", "student.width=0.25"))
+    ft = finetune_config(
+        cfg, tmp_path / "data", init=tmp_path / "b.safetensors", mode="linear", budget="points:50", seed=3
+    )
+    assert ft.data.voxel_size == 0.08 and ft.model.width == 0.25 and ft.model.mode == "linear"
+    assert ft.labels.kind == "points" and ft.labels.budget == 50 and ft.labels.seed == 3
+    assert str(ft.model.init).endswith("b.safetensors") and "linear-ppkt-points50-seed3" in str(ft.run.out)
+
+
+def test_tiny_protocol_end_to_end_and_resume(tmp_path):
+    from ppkt.data.synthetic import generate_dataset
+
+    root = generate_dataset(
+        tmp_path / "data",
+        scenes=3,
+        frames_per_scene=2,
+        seed=1,
+        image_hw=(48, 64),
+        max_points=4000,
+        progress=False,
+    )
+    cfg = ExperimentConfig(
+        out=tmp_path / "exp",
+        data_root=root,
+        pretrain_overrides=(
+            "optim.steps=2",
+            "optim.batch_size=2",
+            "data.image_hw=48,64",
+            "loss.num_pairs=64",
+            "run.checkpoint_every=2",
+            "data.num_workers=0",
+        ),  # fmt: skip
+        finetune_overrides=(
+            "optim.steps=2",
+            "run.eval_every=2",
+            "optim.batch_size=1",
+            "augment.max_points=2000",
+        ),
+        linear_overrides=(
+            "optim.steps=2",
+            "run.eval_every=2",
+            "optim.batch_size=1",
+            "augment.max_points=2000",
+        ),
+        budgets=("points:20",),
+        seeds=(0,),
+        linear_probes=True,
+        device="cpu",
+        progress=False,
+    )
+    results = run_effectiveness(cfg, log=lambda *_: None)
+    assert {(r["mode"], r["init"]) for r in results["runs"]} == {
+        ("finetune", "scratch"), ("finetune", "ppkt"), ("linear", "scratch"), ("linear", "ppkt"),
+    }  # fmt: skip
+    assert all(0.0 <= r["miou"] <= 1.0 for r in results["runs"])
+    saved = json.loads((cfg.out / "results.json").read_text())
+    assert len(saved["rows"]) == 2 and (cfg.out / "results.md").read_text().count("|") > 10
+    # a second call reuses every finished run (same configs): nothing is retrained
+    stamps = {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("metrics.json")}
+    run_effectiveness(cfg, log=lambda *_: None)
+    assert stamps == {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("metrics.json")}
