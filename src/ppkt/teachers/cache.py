@@ -37,8 +37,11 @@ CACHE_FORMAT = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-class StaleCacheError(RuntimeError):
-    """The cache on disk was made with another teacher, weights, stage or resolution."""
+class StaleCacheError(RuntimeError, ValueError):
+    """The cache on disk was made with another teacher, weights, stage or resolution.
+
+    Also a ValueError: to a command such as ``ppkt pretrain --teacher.cache`` it is bad input.
+    """
 
 
 def prepare_image(color: np.ndarray, image_hw: tuple[int, int]) -> torch.Tensor:

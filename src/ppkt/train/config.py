@@ -73,6 +73,12 @@ class TeacherConfig:
     name: str = option("resnet50", "teacher in ppkt.teachers.TEACHERS")
     weights: Path | None = option(None, "teacher weight file (required for teachers without bundled weights)")
     stage: str | None = option(None, "teacher stage to read (None = last)")
+    cache: Path | None = option(
+        None,
+        "folder written by `ppkt cache-teacher`; when set, teacher features are read from it instead of "
+        "running the teacher (RGB-D data only; 2D augmentation then does not reach the teacher, "
+        "docs/pretraining.md)",
+    )
 
 
 @dataclass(frozen=True)

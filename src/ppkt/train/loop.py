@@ -50,6 +50,8 @@ class PretrainResult:
         index_skipped: reason -> count of the frames the dataset reader left out when indexing
             (e.g. nuScenes samples missing a camera, ScanNet frames with invalid poses).
         seconds: wall time of this session's steps.
+        teacher_uncached_frames: with ``teacher.cache``, images of this session's batches that were
+            not in the cache, so the teacher ran on them (0 without a cache).
         model: the trained model of this process (not saved; for notebooks and tests).
     """
 
@@ -61,6 +63,7 @@ class PretrainResult:
     index_skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     model: PPKTModel | None = None
+    teacher_uncached_frames: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,6 +272,34 @@ class MetricsLog:
 # The run
 
 
+LIDAR_KINDS = ("nuscenes", "kitti", "kitti-raw", "semantickitti")
+
+
+def open_teacher_cache(cfg: PretrainConfig, teacher_identity: str):
+    """The run's :class:`ppkt.teachers.TeacherFeatureCache` (``cfg.teacher.cache``), or None.
+
+    Raises:
+        FileNotFoundError: the folder holds no cache manifest (not written by ``ppkt cache-teacher``).
+        StaleCacheError: the cache was made with another teacher identity (name, stage, weights)
+            or image size than the run's; the message names both.
+        ValueError: lidar + camera data (the cache is keyed by RGB-D scene and frame).
+    """
+    if cfg.teacher.cache is None:
+        return None
+    from ppkt.teachers import TeacherFeatureCache
+
+    root = Path(cfg.teacher.cache)
+    if cfg.data.kind in LIDAR_KINDS:
+        raise ValueError(f"teacher.cache={root}: the teacher cache holds RGB-D frames, not {cfg.data.kind}")
+    if not (root / "manifest.json").is_file():
+        raise FileNotFoundError(
+            f"{root}: not a teacher feature cache (no manifest.json); write one with "
+            f"`ppkt cache-teacher DATA --teacher {cfg.teacher.name} --stage STAGE "
+            f"--image-size {cfg.data.image_hw[0]} {cfg.data.image_hw[1]} --out {root}`"
+        )
+    return TeacherFeatureCache(root, teacher_identity, tuple(cfg.data.image_hw))
+
+
 def load_run_config(run_dir: Path) -> PretrainConfig:
     """The config saved in a run folder."""
     from ppkt.config import load_config
@@ -333,8 +364,9 @@ def pretrain(
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.benchmark = False
 
-    frames = build_frames(cfg, info) if frames is None else frames
     model = build_model(cfg).to(device)
+    teacher_cache = open_teacher_cache(cfg, _teacher_identity(model))
+    frames = build_frames(cfg, info) if frames is None else frames
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg, trainable)
     steps_total = total_steps(cfg, len(frames), info.world_size)
@@ -368,7 +400,14 @@ def pretrain(
         sampling=cfg.loss.sampling,
         gather_distributed=cfg.loss.gather_distributed and info.world_size > 1,
     )
-    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=cfg.run.seed)
+    dataset = PretrainDataset(
+        frames,
+        cfg.data,
+        cfg.augment,
+        cfg.student.input_features,
+        seed=cfg.run.seed,
+        teacher_cache=teacher_cache,
+    )
     sampler = StepBatchSampler(
         len(frames),
         cfg.optim.batch_size,
@@ -453,6 +492,7 @@ def pretrain(
             value = float(loss.item())
             result.losses[step] = value
             result.skipped_frames += len(batch.skipped)
+            result.teacher_uncached_frames += batch.num_teacher_uncached
             step_s = time.perf_counter() - t_step
             window.append(step_s + data_s)
             if progress is not None:
@@ -471,6 +511,11 @@ def pretrain(
                         "voxels": int(batch.coords.shape[0]),
                         "frames": batch.batch_size,
                         "skipped_frames": result.skipped_frames,
+                        **(
+                            {"teacher_uncached_frames": result.teacher_uncached_frames}
+                            if teacher_cache is not None
+                            else {}
+                        ),
                         "time": time.time(),
                     }
                 )
@@ -484,6 +529,12 @@ def pretrain(
         if progress is not None:
             progress.close()
         log.close()
+        if teacher_cache is not None and result.teacher_uncached_frames and info.is_main:
+            print(
+                f"ppkt pretrain: {result.teacher_uncached_frames} images were not in the teacher cache "
+                f"{teacher_cache.root}; the teacher ran on them (rerun `ppkt cache-teacher` to add them)",
+                file=sys.stderr,
+            )
         result.step = step
         result.seconds = time.perf_counter() - start
     return result

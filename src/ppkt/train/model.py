@@ -49,13 +49,37 @@ class PPKTModel(nn.Module):
         self.backbone = backbone
         self.head = ProjectionHead(backbone.out_channels, embedding_dim)
 
+    def cached_teacher_features(self, batch: PretrainBatch) -> torch.Tensor:
+        """``(I, C, h, w)`` teacher features of a batch read from a teacher cache: the cached maps,
+        with the teacher run on the un-augmented images of the frames the cache lacks."""
+        if batch.teacher_cached is None:
+            raise ValueError("this batch was not built with a teacher cache")
+        features = batch.teacher_features
+        if batch.teacher_images is not None:
+            computed = self.teacher(batch.teacher_images)
+            if features is None:
+                features = computed.new_zeros((batch.teacher_cached.shape[0], *computed.shape[1:]))
+            features = features.to(computed.dtype)
+            features[~batch.teacher_cached] = computed
+        return features
+
     def pixel_embeddings(
         self, batch: PretrainBatch, teacher_features: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``(P, D)`` unit-norm pixel embeddings; ``teacher_features`` (I, C, h, w) skips the teacher."""
+        """``(P, D)`` unit-norm pixel embeddings; ``teacher_features`` (I, C, h, w) skips the teacher.
+
+        A batch built with a teacher cache samples the cached (un-augmented) maps at the pairs'
+        un-augmented pixels ``pair_uv_teacher``; otherwise the teacher runs on the augmented images
+        and is sampled at ``pair_uv``. Given ``teacher_features`` follow the batch's kind.
+        """
+        stride = getattr(self.teacher, "stride", None)
+        if batch.uses_teacher_cache:
+            if teacher_features is None:
+                teacher_features = self.cached_teacher_features(batch)
+            uv, hw = batch.pair_uv_teacher, batch.teacher_image_hw
+            return self.upl.sample(teacher_features, uv, batch.pair_image, hw, stride=stride)
         if teacher_features is None:
             teacher_features = self.teacher(batch.images)
-        stride = getattr(self.teacher, "stride", None)
         return self.upl.sample(
             teacher_features, batch.pair_uv, batch.pair_image, batch.image_hw, stride=stride
         )

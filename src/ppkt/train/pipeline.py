@@ -6,6 +6,13 @@
                                  pairs cropped out dropped)
               ──collate──> PretrainBatch (images, one voxelised sparse batch, global pair indices)
 
+With a teacher feature cache (``teacher.cache``, written by ``ppkt cache-teacher``) the dataset also
+reads each frame's cached ``(C, h, w)`` fp16 map (in the DataLoader workers) and keeps every pair's
+un-augmented pixel (``pair_uv_teacher``): the cached map describes the un-augmented image resized to
+``data.image_hw``, so the teacher side samples it there and 2D augmentation does not reach the
+teacher (the 3D side and the choice of pairs are augmented as without a cache). A frame missing from
+the cache carries its un-augmented image instead, and the main process runs the teacher on it.
+
 Augmentations never reorder points or images, so a pair's ``point_index`` stays valid through
 the 3D side and its remapped ``uv`` points at the same colour on the 2D side.
 
@@ -57,8 +64,15 @@ class PretrainSample:
         pair_point: ``(P,)`` long index into ``points``.
         pair_image: ``(P,)`` long index into ``images``.
         pair_uv: ``(P, 2)`` float32 pixel of each pair in the augmented image (pixel centres at integers).
+        pair_uv_teacher: ``(P, 2)`` float32 pixel of each pair in the un-augmented image resized to
+            ``data.image_hw`` (where cached teacher features are sampled).
         name: ``"<scene>/<frame>"`` or the sample id.
         skipped: reasons of the frames skipped in place of this one (see :class:`PretrainDataset`).
+        teacher_features: with a cache, ``(C, h, w)`` float16 cached teacher map of the frame, or
+            None when the frame is not cached (or no cache is used).
+        teacher_image: with a cache and the frame not cached, its un-augmented ``(3, *data.image_hw)``
+            image for the teacher; else None.
+        teacher_image_hw: with a cache, ``data.image_hw`` (the frame of ``pair_uv_teacher``); else None.
     """
 
     images: torch.Tensor
@@ -68,7 +82,11 @@ class PretrainSample:
     pair_image: torch.Tensor
     pair_uv: torch.Tensor
     name: str
+    pair_uv_teacher: torch.Tensor | None = None
     skipped: list[str] = field(default_factory=list)
+    teacher_features: torch.Tensor | None = None
+    teacher_image: torch.Tensor | None = None
+    teacher_image_hw: tuple[int, int] | None = None
 
 
 @dataclass
@@ -86,8 +104,17 @@ class PretrainBatch:
         pair_image: ``(P,)`` long global index into ``images``.
         pair_frame: ``(P,)`` long frame of each pair (the loss's group for per-frame sampling).
         pair_uv: ``(P, 2)`` float32 pixel coordinates in image ``pair_image``.
+        pair_uv_teacher: ``(P, 2)`` float32 pixel of each pair in its un-augmented image at
+            ``data.image_hw`` (the pixel where cached teacher features are sampled).
         names: the ``B`` frame names.
         skipped: reasons of the frames skipped while building this batch.
+        teacher_cached: with a teacher cache, ``(I,)`` bool: image ``i`` has cached features; None
+            without a cache (the teacher then runs on ``images``).
+        teacher_features: with a cache, ``(I, C, h, w)`` float16 cached maps (zeros where not
+            cached), or None when no image of the batch is cached.
+        teacher_images: with a cache, ``(I_missing, 3, *teacher_image_hw)`` un-augmented images of
+            the uncached images, in image order, or None when there are none.
+        teacher_image_hw: ``data.image_hw``, the size the cached maps were computed at.
     """
 
     images: torch.Tensor
@@ -100,8 +127,13 @@ class PretrainBatch:
     pair_image: torch.Tensor
     pair_frame: torch.Tensor
     pair_uv: torch.Tensor
+    pair_uv_teacher: torch.Tensor
     names: list[str]
     skipped: list[str] = field(default_factory=list)
+    teacher_cached: torch.Tensor | None = None
+    teacher_features: torch.Tensor | None = None
+    teacher_images: torch.Tensor | None = None
+    teacher_image_hw: tuple[int, int] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -115,23 +147,41 @@ class PretrainBatch:
     def num_pairs(self) -> int:
         return int(self.pair_point.numel())
 
+    _TENSORS = (
+        "images",
+        "image_frame",
+        "coords",
+        "feats",
+        "point_to_voxel",
+        "point_offsets",
+        "pair_point",
+        "pair_image",
+        "pair_frame",
+        "pair_uv",
+        "pair_uv_teacher",
+        "teacher_cached",
+        "teacher_features",
+        "teacher_images",
+    )
+
+    def _map(self, fn) -> PretrainBatch:
+        tensors = {name: getattr(self, name) for name in self._TENSORS}
+        moved = {name: None if t is None else fn(t) for name, t in tensors.items()}
+        return PretrainBatch(
+            **moved, names=self.names, skipped=self.skipped, teacher_image_hw=self.teacher_image_hw
+        )
+
+    @property
+    def uses_teacher_cache(self) -> bool:
+        return self.teacher_cached is not None
+
+    @property
+    def num_teacher_uncached(self) -> int:
+        """Images of this batch whose teacher features are not cached (0 without a cache)."""
+        return 0 if self.teacher_cached is None else int((~self.teacher_cached).sum())
+
     def to(self, device: torch.device | str) -> PretrainBatch:
-        moved = {
-            name: getattr(self, name).to(device, non_blocking=True)
-            for name in (
-                "images",
-                "image_frame",
-                "coords",
-                "feats",
-                "point_to_voxel",
-                "point_offsets",
-                "pair_point",
-                "pair_image",
-                "pair_frame",
-                "pair_uv",
-            )
-        }
-        return PretrainBatch(**moved, names=self.names, skipped=self.skipped)
+        return self._map(lambda t: t.to(device, non_blocking=True))
 
     def sparse_tensor(self):
         """The batch's input :class:`ppkt.sparse.SparseTensor` (on the device of ``coords``)."""
@@ -140,25 +190,7 @@ class PretrainBatch:
         return SparseTensor(self.coords, self.feats)
 
     def pin_memory(self) -> PretrainBatch:
-        return PretrainBatch(
-            **{
-                name: getattr(self, name).pin_memory()
-                for name in (
-                    "images",
-                    "image_frame",
-                    "coords",
-                    "feats",
-                    "point_to_voxel",
-                    "point_offsets",
-                    "pair_point",
-                    "pair_image",
-                    "pair_frame",
-                    "pair_uv",
-                )
-            },
-            names=self.names,
-            skipped=self.skipped,
-        )
+        return self._map(lambda t: t.pin_memory())
 
 
 class FrameSkipped(Exception):
@@ -328,14 +360,25 @@ def augment_sample(
         pair_point=pair_point[keep_all],
         pair_image=pair_image[keep_all],
         pair_uv=new_uv[keep_all],
+        pair_uv_teacher=pair_uv[keep_all].float(),
         name=name,
     )
 
 
 def rgbd_sample(
-    frame: RGBDFrame, data: DataConfig, augment: AugmentConfig, input_features: str, rng: np.random.Generator
+    frame: RGBDFrame,
+    data: DataConfig,
+    augment: AugmentConfig,
+    input_features: str,
+    rng: np.random.Generator,
+    *,
+    keep_teacher_image: bool = False,
 ) -> PretrainSample:
-    """An augmented :class:`PretrainSample` from one RGB-D frame (colour resized to ``data.image_hw``)."""
+    """An augmented :class:`PretrainSample` from one RGB-D frame (colour resized to ``data.image_hw``).
+
+    ``keep_teacher_image`` keeps the un-augmented resized image in ``sample.teacher_image`` (for a
+    frame missing from the teacher cache).
+    """
     from ppkt.geometry import rgbd_pairs, scale_intrinsics
 
     name = f"{frame.scene_id}/{frame.frame_id}"
@@ -358,7 +401,7 @@ def rgbd_sample(
     # rgbd_pairs gives one pair per point, in point order: the point's colour is its pixel's colour.
     colors = torch.zeros_like(pairs.points)
     colors[pairs.point_index] = color_at(image, pairs.uv)
-    return augment_sample(
+    sample = augment_sample(
         pairs.points,
         [image],
         pairs.point_index,
@@ -371,6 +414,9 @@ def rgbd_sample(
         out_hw=_out_hw(data, augment),
         rng=rng,
     )
+    if keep_teacher_image:
+        sample.teacher_image = image
+    return sample
 
 
 def lidar_sample(
@@ -446,6 +492,10 @@ class PretrainDataset(torch.utils.data.Dataset):
     ``sample.skipped``; after ``max_consecutive_skips`` failures in a row it raises, naming them.
     Lidar samples use ``beam_spacing_deg`` (default: the reader's attribute of that name) for
     the occlusion test of their pairs.
+
+    With ``teacher_cache`` (a :class:`ppkt.teachers.TeacherFeatureCache` at ``data.image_hw``,
+    RGB-D frames only) each sample carries its frame's cached features read here, in the worker,
+    or, for a frame not in the cache, its un-augmented image for the teacher.
     """
 
     def __init__(
@@ -458,7 +508,14 @@ class PretrainDataset(torch.utils.data.Dataset):
         seed: int,
         max_consecutive_skips: int = 16,
         beam_spacing_deg: float | None = None,
+        teacher_cache=None,
     ) -> None:
+        if teacher_cache is not None and tuple(teacher_cache.manifest.image_hw) != tuple(data.image_hw):
+            raise ValueError(
+                f"{teacher_cache.root}: cached at {teacher_cache.manifest.image_hw}, data.image_hw is "
+                f"{tuple(data.image_hw)}"
+            )
+        self.teacher_cache = teacher_cache
         self.frames = frames
         self.beam_spacing_deg = (
             getattr(frames, "beam_spacing_deg", None) if beam_spacing_deg is None else beam_spacing_deg
@@ -476,6 +533,11 @@ class PretrainDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         frame = self.frames[index]
         if isinstance(frame, LidarCameraSample):
+            if self.teacher_cache is not None:
+                raise ValueError(
+                    f"{frame.sample_id}: the teacher feature cache holds RGB-D frames only; "
+                    "unset teacher.cache for lidar + camera data"
+                )
             return lidar_sample(
                 frame,
                 self.data,
@@ -484,7 +546,15 @@ class PretrainDataset(torch.utils.data.Dataset):
                 rng,
                 beam_spacing_deg=self.beam_spacing_deg,
             )
-        return rgbd_sample(frame, self.data, self.augment, self.input_features, rng)
+        if self.teacher_cache is None:
+            return rgbd_sample(frame, self.data, self.augment, self.input_features, rng)
+        cached = self.teacher_cache.get(frame.scene_id, frame.frame_id)
+        sample = rgbd_sample(
+            frame, self.data, self.augment, self.input_features, rng, keep_teacher_image=cached is None
+        )
+        sample.teacher_features = cached
+        sample.teacher_image_hw = tuple(self.data.image_hw)
+        return sample
 
     def __getitem__(self, key: tuple[int, int] | int) -> PretrainSample:
         index, epoch = key if isinstance(key, tuple) else (int(key), 0)
@@ -514,6 +584,7 @@ def _collate(samples, voxel_size, sparse_batch_from_points) -> PretrainBatch:
     pair_image = torch.cat([s.pair_image + image_offsets[b] for b, s in enumerate(samples)])
     pair_frame = torch.cat([torch.full_like(s.pair_point, b) for b, s in enumerate(samples)])
     return PretrainBatch(
+        **_collate_teacher_cache(samples),
         images=torch.cat([s.images for s in samples]),
         image_frame=torch.repeat_interleave(torch.arange(len(samples)), image_counts),
         coords=sparse.tensor.coords,
@@ -524,9 +595,38 @@ def _collate(samples, voxel_size, sparse_batch_from_points) -> PretrainBatch:
         pair_image=pair_image,
         pair_frame=pair_frame,
         pair_uv=torch.cat([s.pair_uv for s in samples]),
+        pair_uv_teacher=torch.cat(
+            [s.pair_uv if s.pair_uv_teacher is None else s.pair_uv_teacher for s in samples]
+        ),
         names=[s.name for s in samples],
         skipped=[reason for s in samples for reason in s.skipped],
     )
+
+
+def _collate_teacher_cache(samples: Sequence[PretrainSample]) -> dict:
+    """The batch's ``teacher_*`` fields (all None when no sample comes from a teacher cache)."""
+    with_cache = [s.teacher_image_hw is not None for s in samples]
+    if not any(with_cache):
+        return {}
+    if not all(with_cache) or any(s.images.shape[0] != 1 for s in samples):
+        raise ValueError("a batch mixes samples with and without the teacher cache, or has lidar samples")
+    for s in samples:
+        if (s.teacher_features is None) == (s.teacher_image is None):
+            raise ValueError(f"{s.name}: cached sample needs one of teacher_features, teacher_image")
+    cached = torch.tensor([s.teacher_features is not None for s in samples])
+    features = None
+    if bool(cached.any()):
+        like = next(s.teacher_features for s in samples if s.teacher_features is not None)
+        features = torch.stack(
+            [torch.zeros_like(like) if s.teacher_features is None else s.teacher_features for s in samples]
+        )
+    missing = [s.teacher_image for s in samples if s.teacher_image is not None]
+    return {
+        "teacher_cached": cached,
+        "teacher_features": features,
+        "teacher_images": torch.stack(missing) if missing else None,
+        "teacher_image_hw": samples[0].teacher_image_hw,
+    }
 
 
 class Collator:
