@@ -134,7 +134,7 @@ def main() -> int:
     for label, timings in (("uncached", parts), ("cached", cached_parts)):
         total = sum(statistics.median(v) for v in timings.values())
         totals[label] = total
-        print(f"{label} teacher (data includes reading the cache in the cached run):")
+        print(f"{label} teacher" + (" (data includes reading the cache):" if label == "cached" else ":"))
         for name, values in timings.items():
             med = statistics.median(values)
             print(f"  {name:24s} {1000 * med:9.1f} ms  {100 * med / total:5.1f} %")
