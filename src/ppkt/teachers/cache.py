@@ -11,7 +11,8 @@ were resized to; opening the cache with anything else raises :class:`StaleCacheE
 written atomically (temporary file + rename), so DataLoader workers reading while a writer runs
 see either the whole file or none, and a killed run leaves no half-written file.
 
-Random resizing of the 2D input cannot be cached; flips can (flip the cached map).
+The maps describe the un-augmented image: pretraining with ``teacher.cache`` samples them at
+each pair's un-augmented pixel, so its 2D augmentation does not reach the teacher.
 """
 
 from __future__ import annotations
