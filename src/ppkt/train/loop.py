@@ -292,10 +292,13 @@ def open_teacher_cache(cfg: PretrainConfig, teacher_identity: str):
     if cfg.data.kind in LIDAR_KINDS:
         raise ValueError(f"teacher.cache={root}: the teacher cache holds RGB-D frames, not {cfg.data.kind}")
     if not (root / "manifest.json").is_file():
+        options = [f"--teacher {cfg.teacher.name}"]
+        options += [] if cfg.teacher.stage is None else [f"--stage {cfg.teacher.stage}"]
+        options += [] if cfg.teacher.weights is None else [f"--weights {cfg.teacher.weights}"]
+        options += [f"--image-size {cfg.data.image_hw[0]} {cfg.data.image_hw[1]}", f"--out {root}"]
         raise FileNotFoundError(
             f"{root}: not a teacher feature cache (no manifest.json); write one with "
-            f"`ppkt cache-teacher DATA --teacher {cfg.teacher.name} --stage STAGE "
-            f"--image-size {cfg.data.image_hw[0]} {cfg.data.image_hw[1]} --out {root}`"
+            f"`ppkt cache-teacher DATA {' '.join(options)}`"
         )
     return TeacherFeatureCache(root, teacher_identity, tuple(cfg.data.image_hw))
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -44,6 +45,9 @@ import torch.nn.functional as F
 from ppkt.data.report import FrameError
 from ppkt.data.types import LidarCameraSample, RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
+
+if TYPE_CHECKING:
+    from ppkt.teachers import TeacherFeatureCache
 
 MIN_PAIRS_PER_FRAME = 2
 """Fewer usable pairs than this and the frame is skipped: with fewer than 2 there are no negatives."""
@@ -508,7 +512,7 @@ class PretrainDataset(torch.utils.data.Dataset):
         seed: int,
         max_consecutive_skips: int = 16,
         beam_spacing_deg: float | None = None,
-        teacher_cache=None,
+        teacher_cache: TeacherFeatureCache | None = None,
     ) -> None:
         if teacher_cache is not None and tuple(teacher_cache.manifest.image_hw) != tuple(data.image_hw):
             raise ValueError(
