@@ -78,23 +78,50 @@ def test_no_augmentation_is_identity():
     torch.testing.assert_close(sample.features[sample.pair_point], expected)
 
 
-def test_3d_augmentation_rotates_about_camera_up_and_keeps_pairs():
+@pytest.mark.parametrize("points_frame,up,across", [("camera", 1, [0, 2]), ("world", 2, [0, 1])])
+def test_3d_augmentation_rotates_about_up_and_keeps_pairs(points_frame, up, across):
     frame = make_frame()
+    data = dataclasses.replace(DATA, points_frame=points_frame)
     aug = AugmentConfig(
         rotate_up=3.0, scale_min=0.8, scale_max=1.2, flip_3d=0.5, hflip=0.0, crop_scale_min=1.0
     )
-    plain = rgbd_sample(frame, DATA, NO_AUG, "rgb", np.random.default_rng(0))
-    moved = rgbd_sample(frame, DATA, aug, "rgb", np.random.default_rng(3))
+    plain = rgbd_sample(frame, data, NO_AUG, "rgb", np.random.default_rng(0))
+    moved = rgbd_sample(frame, data, aug, "rgb", np.random.default_rng(3))
     assert moved.points.shape == plain.points.shape
-    # Rotation about y (the camera's vertical) and mirroring x keep y up to the common scale.
-    ratio = moved.points[:, 1] / plain.points[:, 1]
+    # Rotation about the up axis (camera: y, world: z) and mirroring x keep it up to the common scale.
+    ratio = moved.points[:, up] / plain.points[:, up]
     assert torch.allclose(ratio, ratio[0].expand_as(ratio), atol=1e-5)
     assert 0.8 <= ratio[0] <= 1.2
     # Distances from the axis scale by the same factor: points were not shuffled.
-    r_plain = plain.points[:, [0, 2]].norm(dim=1)
-    r_moved = moved.points[:, [0, 2]].norm(dim=1)
+    r_plain = plain.points[:, across].norm(dim=1)
+    r_moved = moved.points[:, across].norm(dim=1)
     torch.testing.assert_close(r_moved, r_plain * ratio[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(moved.pair_point, plain.pair_point)
+
+
+def test_world_frame_points_follow_the_pose():
+    frame = make_frame()
+    pose = np.eye(4)
+    pose[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]  # a level camera in a z-up world
+    pose[:3, 3] = [1.0, 2.0, 1.5]
+    frame.world_from_camera = pose
+    camera = rgbd_sample(
+        frame, dataclasses.replace(DATA, points_frame="camera"), NO_AUG, "rgb", np.random.default_rng(0)
+    )
+    world = rgbd_sample(
+        frame, dataclasses.replace(DATA, points_frame="world"), NO_AUG, "rgb", np.random.default_rng(0)
+    )
+    expected = camera.points.double() @ torch.tensor(pose[:3, :3]).T + torch.tensor(pose[:3, 3])
+    torch.testing.assert_close(world.points, expected.float())
+    # camera y points down, so world z of points below the camera centre is below 1.5 m
+    below = camera.points[:, 1] > 0
+    assert (world.points[below, 2] < 1.5).all()
+    torch.testing.assert_close(world.pair_uv, camera.pair_uv)
+    frame.world_from_camera = None  # no pose: the camera frame is used
+    no_pose = rgbd_sample(
+        frame, dataclasses.replace(DATA, points_frame="world"), NO_AUG, "rgb", np.random.default_rng(0)
+    )
+    torch.testing.assert_close(no_pose.points, camera.points)
 
 
 def test_rotation_about_axis_is_a_rotation():

@@ -40,6 +40,11 @@ class DataConfig:
     )
     min_depth: float = option(0.1, "depth pixels nearer than this (m) give no point")
     max_depth: float = option(6.0, "depth pixels farther than this (m) give no point")
+    points_frame: Literal["world", "camera"] = option(
+        "world",
+        "RGB-D points enter the 3D network in the world frame of the frame's pose (z up, as the labelled "
+        "scenes of fine-tuning) or in the camera frame (y down); frames without a pose use the camera frame",
+    )
     synthetic_scenes: int = option(8, "synthetic data: number of rooms")
     synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames rendered per room")
     synthetic_seed: int = option(0, "synthetic data: generator seed")

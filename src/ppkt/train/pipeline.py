@@ -405,8 +405,17 @@ def rgbd_sample(
     # rgbd_pairs gives one pair per point, in point order: the point's colour is its pixel's colour.
     colors = torch.zeros_like(pairs.points)
     colors[pairs.point_index] = color_at(image, pairs.uv)
+    points, up_axis = pairs.points, (0.0, -1.0, 0.0)
+    if data.points_frame == "world" and frame.world_from_camera is not None:
+        # Fine-tuning sees gravity-aligned scenes (z up); a 3D network pretrained on camera-frame
+        # points (y down, tilted with the camera) would meet its vertical axis on another axis.
+        # Measured on the synthetic rooms, see docs/pretraining.md.
+        from ppkt.geometry import transform_points
+
+        world_from_camera = torch.as_tensor(frame.world_from_camera, dtype=torch.float64)
+        points, up_axis = transform_points(world_from_camera, points.double()).float(), (0.0, 0.0, 1.0)
     sample = augment_sample(
-        pairs.points,
+        points,
         [image],
         pairs.point_index,
         pairs.image_index,
@@ -417,6 +426,7 @@ def rgbd_sample(
         augment=augment,
         out_hw=_out_hw(data, augment),
         rng=rng,
+        up_axis=up_axis,
     )
     if keep_teacher_image:
         sample.teacher_image = image

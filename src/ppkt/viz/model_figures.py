@@ -165,16 +165,21 @@ def no_augmentation():
 _Z_UP_FROM_CAMERA = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
-def _world_points(points_depth: torch.Tensor, frame: RGBDFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Depth-camera points in a z-up frame (the world when the frame has a pose, as in ScanNet)
-    and the depth camera's position there, so that renderings stand upright."""
-    pts = points_depth.double().cpu().numpy()
+def _world_points(
+    points: torch.Tensor, frame: RGBDFrame, *, already_world: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's points in a z-up frame (the world when the frame has a pose, as in ScanNet)
+    and the depth camera's position there, so that renderings stand upright. ``already_world``:
+    the pipeline already put the points in the pose's world frame (``data.points_frame=world``)."""
+    pts = points.double().cpu().numpy()
     pose = frame.world_from_camera
     if pose is None or not np.isfinite(pose).all():
         world_from_depth = _Z_UP_FROM_CAMERA
     else:
         color_from_depth = np.asarray(frame.color_from_depth, np.float64)
         world_from_depth = np.asarray(pose, np.float64) @ color_from_depth
+        if already_world:
+            return pts.astype(np.float32), world_from_depth[:3, 3].copy()
     world = pts @ world_from_depth[:3, :3].T + world_from_depth[:3, 3]
     return world.astype(np.float32), world_from_depth[:3, 3].copy()
 
@@ -233,7 +238,8 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
     colors[sample.pair_point] = color_at(image_t, sample.pair_uv)
     uv = torch.full((n, 2), float("nan"))
     uv[sample.pair_point] = sample.pair_uv.float()
-    points, camera_position = _world_points(sample.points, frame)
+    in_world = cfg.data.points_frame == "world"
+    points, camera_position = _world_points(sample.points, frame, already_world=in_world)
     return FrameEmbeddings(
         points=points,
         point_colors=(colors * 255).round().clamp(0, 255).to(torch.uint8).numpy(),
