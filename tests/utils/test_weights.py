@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -20,6 +22,9 @@ def test_save_load_round_trip(tmp_path):
     load_state_strict(other, state)
     assert torch.equal(other.weight, model.weight)
     assert not list(tmp_path.glob(".*tmp"))  # no temporary left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask  # not private like mkstemp
 
 
 def test_strict_load_lists_missing_unexpected_and_shapes():
