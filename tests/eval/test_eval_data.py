@@ -3,7 +3,7 @@ import pytest
 import torch
 from eval_rooms import make_room
 
-from ppkt.data.types import IGNORE_LABEL
+from ppkt.data.types import IGNORE_LABEL, LabeledScene
 from ppkt.eval.data import SceneAugmentation, SegmentationDataset, collate_scenes, voxel_majority_labels
 
 
@@ -72,6 +72,17 @@ def test_crop_keeps_the_nearest_points_with_their_labels():
     kept = np.array([index[tuple(p)] for p in out.points.tolist()])
     np.testing.assert_array_equal(out.labels, scene.labels[kept])
     np.testing.assert_array_equal(out.colors, scene.colors[kept])
+
+
+def test_crop_is_centred_on_a_labelled_point():
+    scene = make_room("a", 0)
+    labels = np.full_like(scene.labels, IGNORE_LABEL)
+    labels[7] = scene.labels[7] if scene.labels[7] != IGNORE_LABEL else 1
+    sparse = LabeledScene(scene.points, scene.colors, labels, scene.scene_id, scene.class_names)
+    aug = SceneAugmentation(max_points=50, rotate_up=0, flip=0, scale_min=1, scale_max=1, jitter_std=0)
+    for seed in range(5):  # the only labelled point is in every crop
+        out = aug(sparse, np.random.default_rng(seed))
+        assert out.num_points == 50 and (out.labels != IGNORE_LABEL).sum() == 1
 
 
 def test_dataset_augments_training_only_and_checks_labels(rooms_source):

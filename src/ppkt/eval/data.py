@@ -100,7 +100,9 @@ class SceneAugmentation:
     their points; nothing is applied at evaluation.
 
     Attributes:
-        max_points: keep at most this many points, the nearest to a random point (0 = no crop).
+        max_points: keep at most this many points, the nearest to a random labelled point (any point
+            when none is labelled; 0 = no crop). Centring on a labelled point matters for sparse
+            budgets: 20 labelled points per room would otherwise fall outside most crops.
         rotate_up: max |angle| (rad) of a uniform rotation about z.
         flip: probability of mirroring x, and independently y.
         scale_min, scale_max: uniform isotropic scale range.
@@ -117,7 +119,9 @@ class SceneAugmentation:
     def __call__(self, scene: LabeledScene, rng: np.random.Generator) -> LabeledScene:
         points, colors, labels = scene.points, scene.colors, scene.labels
         if self.max_points and len(points) > self.max_points:
-            centre = points[rng.integers(len(points))]
+            labelled = np.flatnonzero(labels != IGNORE_LABEL)
+            pool = labelled if len(labelled) else np.arange(len(points))
+            centre = points[pool[rng.integers(len(pool))]]
             dist = np.square(points - centre).sum(axis=1)
             keep = np.sort(np.argpartition(dist, self.max_points - 1)[: self.max_points])
             points, colors, labels = points[keep], colors[keep], labels[keep]
