@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how much data and how many steps: tiny (1 min, smoke test), small, default (~15 min on "
         "2 CPU cores), long (default: %(default)s)",
     )
-    parser.add_argument("--budget", default="scenes:0.0625", help="label budget, 'scenes:F' or 'points:N'")
+    parser.add_argument(
+        "--budget", default="points:20", help="label budget, 'scenes:F' or 'points:N' (default: %(default)s)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of split and fine-tuning")
     parser.add_argument(
         "--pretrain-steps", type=int, default=None, help="override the size's pretraining steps"
