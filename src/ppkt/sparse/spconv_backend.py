@@ -16,9 +16,8 @@ import threading
 from contextlib import contextmanager
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from ppkt.sparse.functional import conv_backward_torch
+from ppkt.sparse.functional import _TorchSparseConv
 from ppkt.sparse.kernel_map import KernelMap
 
 _LOCK = threading.Lock()
@@ -93,26 +92,15 @@ def _forward(feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap) -
     return out
 
 
-class _SpconvSparseConv(torch.autograd.Function):
+class _SpconvSparseConv(_TorchSparseConv):
+    """spconv's forward kernels; the backward is the torch backend's (spconv 2.3's CPU backward
+    asserts CUDA, issue #366), inherited so that both backends share one gradient."""
+
     @staticmethod
     def forward(ctx, feats, weight, kernel_map):
         ctx.kernel_map = kernel_map
         ctx.save_for_backward(feats, weight)
         return _forward(feats, weight.detach(), kernel_map)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        feats, weight = ctx.saved_tensors
-        grad_feats, grad_weight = conv_backward_torch(
-            feats,
-            weight,
-            grad_out.contiguous(),
-            ctx.kernel_map,
-            ctx.needs_input_grad[0],
-            ctx.needs_input_grad[1],
-        )
-        return grad_feats, grad_weight, None
 
 
 def spconv_conv(feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap) -> torch.Tensor:
