@@ -98,6 +98,19 @@ class SynthParams:
     write_labels: bool = True
     val_fraction: float = 0.2
 
+    def __post_init__(self) -> None:
+        # Normalise types once, so that equal parameters (e.g. 0.2 vs a numpy float) give equal keys.
+        normalized = {
+            "scenes": int(self.scenes), "frames_per_scene": int(self.frames_per_scene),
+            "seed": int(self.seed),
+            "image_hw": (int(self.image_hw[0]), int(self.image_hw[1])), "depth_noise": bool(self.depth_noise),
+            "ceiling": bool(self.ceiling), "point_spacing": float(self.point_spacing),
+            "max_points": int(self.max_points), "write_labels": bool(self.write_labels),
+            "val_fraction": float(self.val_fraction),
+        }  # fmt: skip
+        for name, value in normalized.items():
+            object.__setattr__(self, name, value)
+
     def cache_key(self) -> str:
         blob = json.dumps({"version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -229,17 +242,9 @@ def generate_dataset(
             f"generate_dataset: scenes ({scenes}) and frames_per_scene ({frames_per_scene}) must be >= 1"
         )
     params = SynthParams(
-        scenes,
-        frames_per_scene,
-        seed,
-        (int(image_hw[0]), int(image_hw[1])),
-        bool(depth_noise),
-        bool(ceiling),
-        float(point_spacing),
-        int(max_points),
-        bool(write_labels),
-        float(val_fraction),
-    )
+        scenes, frames_per_scene, seed, image_hw, depth_noise, ceiling, point_spacing, max_points,
+        write_labels, val_fraction,
+    )  # fmt: skip
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir}: exists and is not empty; choose a new folder")
@@ -316,17 +321,9 @@ def ensure_dataset(
     ``synthetic.json`` (written last, inside the atomically renamed folder) is there.
     """
     params = SynthParams(
-        scenes,
-        frames_per_scene,
-        seed,
-        (int(image_hw[0]), int(image_hw[1])),
-        bool(depth_noise),
-        bool(ceiling),
-        float(point_spacing),
-        int(max_points),
-        bool(write_labels),
-        float(val_fraction),
-    )
+        scenes, frames_per_scene, seed, image_hw, depth_noise, ceiling, point_spacing, max_points,
+        write_labels, val_fraction,
+    )  # fmt: skip
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / params.cache_key()
     if (target / "synthetic.json").is_file():
