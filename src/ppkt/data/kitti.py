@@ -32,6 +32,7 @@ import numpy as np
 
 from ppkt.data.lidar_common import (
     HDL64_BEAM_SPACING_DEG,
+    RecordSamples,
     calibration_matrix,
     decompose_rectified_projection,
     homogeneous,
@@ -103,19 +104,11 @@ class KittiFrameRecord:
     calibration: Path
 
 
-class _KittiSequence(Sequence[LidarCameraSample]):
+class _KittiSequence(RecordSamples):
     records: list[KittiFrameRecord]
     with_images: bool
     beam_spacing_deg: float = HDL64_BEAM_SPACING_DEG
     """Vertical angle between lidar beams, for :func:`ppkt.data.lidar_common.sample_pairs`."""
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> LidarCameraSample:
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        return self.load(self.records[index])
 
     def calibration(self, record: KittiFrameRecord) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError

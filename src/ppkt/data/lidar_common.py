@@ -8,8 +8,9 @@ decomposition of a rectified KITTI projection matrix. Every reader error is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -486,3 +487,24 @@ LIDAR_DETECTORS = {
     "semantickitti": _is_semantickitti,
 }
 """Entries of ``ppkt.data.check.DETECTORS`` for the lidar + camera formats."""
+
+
+class RecordSamples(Sequence["LidarCameraSample"]):
+    """A lidar dataset as a Sequence: an index of records built once, samples read in ``load``.
+
+    Subclasses set ``records`` and implement ``load(record)``; indexing reads the files, so a
+    DataLoader worker decodes only what it is asked for.
+    """
+
+    records: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> LidarCameraSample:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self.load(self.records[index])
+
+    def load(self, record: Any) -> LidarCameraSample:
+        raise NotImplementedError

@@ -34,6 +34,7 @@ from ppkt.data.lidar_common import (
     HDL32_BEAM_SPACING_DEG,
     MISSING_CAMERA,
     NO_LIDAR,
+    RecordSamples,
     invert_rigid,
     load_rgb,
     map_labels,
@@ -267,7 +268,7 @@ def version_for_split(root: str | Path, split: str | Sequence[str] | None) -> st
     return found[0]
 
 
-class NuScenesSamples(Sequence[LidarCameraSample]):
+class NuScenesSamples(RecordSamples):
     """Key-frame samples of nuScenes as :class:`LidarCameraSample` (a Sequence usable as a Dataset).
 
     Args:
@@ -409,14 +410,6 @@ class NuScenesSamples(Sequence[LidarCameraSample]):
             if categories and all("index" in c for c in categories):
                 return general_to_nuscenes16_lut({int(c["index"]): c["name"] for c in categories})
         return general_to_nuscenes16_lut(LIDARSEG_GENERAL_CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> LidarCameraSample:
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        return self.load(self.records[index])
 
     def load(self, record: NuScenesSampleRecord) -> LidarCameraSample:
         values = read_float_records(record.lidar.path, POINT_FIELDS)

@@ -24,6 +24,7 @@ import numpy as np
 from ppkt.data.kitti import KITTI_CAMERA_NAME, read_kitti_points, rectified_camera_from_lidar
 from ppkt.data.lidar_common import (
     HDL64_BEAM_SPACING_DEG,
+    RecordSamples,
     calibration_matrix,
     homogeneous,
     load_rgb,
@@ -140,7 +141,7 @@ class SemanticKittiFrameRecord:
     calibration: Path
 
 
-class SemanticKittiSamples(Sequence[LidarCameraSample]):
+class SemanticKittiSamples(RecordSamples):
     """SemanticKITTI sweeps as :class:`LidarCameraSample`.
 
     Args:
@@ -198,14 +199,6 @@ class SemanticKittiSamples(Sequence[LidarCameraSample]):
                         calibration=seq_dir / "calib.txt",
                     )
                 )
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> LidarCameraSample:
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        return self.load(self.records[index])
 
     def load(self, record: SemanticKittiFrameRecord) -> LidarCameraSample:
         points, reflectance = read_kitti_points(record.velodyne)
