@@ -93,6 +93,29 @@ def test_linear_probe_freezes_backbone_weights_and_bn_statistics(tmp_path, rooms
     assert not torch.equal(initial.head.linear.weight, trained.head.linear.weight)
 
 
+def _backbone_changed(cfg: FinetuneConfig, run_dir: Path) -> list[str]:
+    trained, _, _ = load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
+    seed_everything(cfg.train_seed)
+    initial = build_model(cfg)
+    final = trained.backbone.state_dict()
+    return [k for k, v in initial.backbone.state_dict().items() if not torch.equal(v, final[k])]
+
+
+@pytest.mark.parametrize("steps", [2, 3])
+def test_head_warmup_freezes_the_backbone_then_releases_it(tmp_path, rooms_source, steps):
+    cfg = tiny_config(tmp_path, kind="scenes", budget=1.0)
+    cfg = replace(cfg, optim=replace(cfg.optim, steps=steps, head_warmup_steps=2))
+    result = finetune(cfg, source=rooms_source)
+    changed = _backbone_changed(cfg, result.run_dir)
+    events = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    released = [e["step"] for e in events if e["event"] == "backbone_released"]
+    if steps == 2:  # warm-up only: weights and batch-norm statistics untouched
+        assert changed == [] and released == []
+    else:
+        assert released == [3]
+        assert any(k.endswith("weight") for k in changed) and any("running_mean" in k for k in changed)
+
+
 def test_evaluation_is_on_original_points(rooms_source):
     """A model that predicts 'floor' on voxels at z = 0 and 'wall' elsewhere: exact point metrics."""
 

@@ -6,6 +6,7 @@ import pytest
 from ppkt.experiments.effectiveness import (
     ExperimentConfig,
     RunRecord,
+    best_scratch_lr,
     budget_label,
     finetune_config,
     parse_budget,
@@ -15,8 +16,8 @@ from ppkt.experiments.effectiveness import (
 )
 
 
-def _record(init, budget, seed, miou, mode="finetune"):
-    return RunRecord(init, mode, budget, seed, miou, miou + 0.1, 0.9, 1.0, f"runs/{init}{seed}")
+def _record(init, budget, seed, miou, mode="finetune", lr=0.1):
+    return RunRecord(init, mode, budget, seed, miou, miou + 0.1, 0.9, 1.0, f"runs/{init}{seed}", lr)
 
 
 def test_budgets():
@@ -41,6 +42,41 @@ def test_summary_mean_std_and_gain():
     assert row["gain_miou"] == pytest.approx(13.0)
     table = results_markdown([row])
     assert "20 pts/scene" in table and "+13.0" in table and "45.0 ± 7.1" in table
+
+
+def test_scratch_row_is_the_best_searched_rate():
+    records = [
+        _record("scratch", "points:20", 0, 0.10, lr=0.1),
+        _record("scratch", "points:20", 1, 0.14, lr=0.1),
+        _record("scratch", "points:20", 0, 0.20, lr=0.01),
+        _record("scratch", "points:20", 1, 0.12, lr=0.01),  # mean 16 > 12
+        _record("ppkt", "points:20", 0, 0.30, lr=0.01),
+        _record("ppkt", "points:20", 1, 0.32, lr=0.01),
+        _record("scratch", "scenes:1.0", 0, 0.05, mode="linear", lr=None),
+    ]
+    assert best_scratch_lr(records, "points:20") == 0.01
+    row, linear = summarize(records)
+    assert row["scratch_miou"] == pytest.approx(16.0) and row["gain_miou"] == pytest.approx(15.0)
+    assert row["lr_backbone"] == 0.01
+    assert row["scratch_lr_search"] == {"0.1": pytest.approx(12.0), "0.01": pytest.approx(16.0)}
+    assert "0.01 (scratch 0.1: 12.0, 0.01: 16.0)" in results_markdown([row, linear])
+    with pytest.raises(ValueError, match="no scratch"):
+        best_scratch_lr(records, "points:200")
+
+
+def test_searched_rate_is_in_the_run_name_and_cannot_also_be_overridden(tmp_path):
+    cfg = ExperimentConfig(out=tmp_path)
+    ft = finetune_config(
+        cfg, tmp_path, init=None, mode="finetune", budget="points:20", seed=0, lr_backbone=0.03
+    )
+    assert ft.optim.lr_backbone == 0.03 and str(ft.run.out).endswith(
+        "finetune-scratch-points20-seed0-lrb0.03"
+    )
+    clash = ExperimentConfig(out=tmp_path, finetune_overrides=("optim.lr_backbone=0.5",))
+    with pytest.raises(ValueError, match="searched"):
+        finetune_config(
+            clash, tmp_path, init=None, mode="finetune", budget="points:20", seed=0, lr_backbone=0.03
+        )
 
 
 def test_finetune_config_follows_the_pretrained_architecture(tmp_path):
@@ -90,6 +126,7 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path):
         ),
         budgets=("points:20",),
         seeds=(0,),
+        scratch_lr_grid=(0.05, 0.0),
         linear_probes=True,
         device="cpu",
         progress=False,
@@ -99,6 +136,11 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path):
         ("finetune", "scratch"), ("finetune", "ppkt"), ("linear", "scratch"), ("linear", "ppkt"),
     }  # fmt: skip
     assert all(0.0 <= r["miou"] <= 1.0 for r in results["runs"])
+    searched = [r for r in results["runs"] if r["mode"] == "finetune" and r["init"] == "scratch"]
+    (ppkt_run,) = [r for r in results["runs"] if r["mode"] == "finetune" and r["init"] == "ppkt"]
+    assert sorted(r["lr_backbone"] for r in searched) == [0.0, 0.05]
+    best = max(searched, key=lambda r: r["miou"])  # first of equals, like the protocol
+    assert ppkt_run["lr_backbone"] == results["rows"][0]["lr_backbone"] == best["lr_backbone"]
     saved = json.loads((cfg.out / "results.json").read_text())
     assert len(saved["rows"]) == 2 and (cfg.out / "results.md").read_text().count("|") > 10
     # a second call reuses every finished run (same configs): nothing is retrained

@@ -111,6 +111,11 @@ class EvalOptimConfig:
     weight_decay: float = option(1e-4, "SGD weight decay (head and backbone)")
     schedule: Literal["poly", "cosine", "constant"] = option("poly", "learning-rate schedule over the steps")
     poly_power: float = option(0.9, "exponent of the poly schedule: lr * (1 - step/steps)^power")
+    head_warmup_steps: int = option(
+        0,
+        "finetune mode: the first steps train the head alone on the frozen backbone, as in linear mode, "
+        "then everything (LP-FT: a random head's first gradients distort pretrained features)",
+    )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ Modes:
 * ``linear``: the ``backbone`` submodule is frozen by name: its parameters get no gradient, it
   stays in eval mode (batch-norm statistics are not updated) and runs under ``no_grad``; only the
   head (one linear layer) is trained.
+* ``finetune`` with ``optim.head_warmup_steps = N``: linear mode for the first N steps, then
+  everything trains (LP-FT). SGD skips parameters without gradients, so the backbone's momentum and
+  weight decay start only when it is released.
 
 Evaluation (:func:`evaluate_model`) runs whole scenes without augmentation, predicts a class per
 voxel, takes it back to every original point through ``point_to_voxel`` and accumulates a
@@ -72,10 +75,14 @@ class SegmentationModel(nn.Module):
 
         self.backbone = backbone
         self.head = SegmentationHead(backbone.out_channels, num_classes)
-        self.freeze_backbone = freeze_backbone
-        if freeze_backbone:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()
+        self.freeze_backbone = False
+        self.set_backbone_frozen(freeze_backbone)
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        """Freeze (no grad, eval-mode batch norm) or release the backbone."""
+        self.freeze_backbone = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.backbone.train(self.training and not frozen)
 
     def train(self, mode: bool = True) -> SegmentationModel:
         super().train(mode)
@@ -309,7 +316,7 @@ def learning_rate_factor(cfg: FinetuneConfig, step: int) -> float:
 
 def _optimizer(model: SegmentationModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
     groups = [{"params": list(model.head.parameters()), "lr": cfg.optim.lr_head, "name": "head"}]
-    if not model.freeze_backbone:
+    if cfg.model.mode == "finetune":  # a backbone frozen for a head warm-up joins later, unchanged
         groups.append(
             {"params": list(model.backbone.parameters()), "lr": cfg.optim.lr_backbone, "name": "backbone"}
         )
@@ -389,6 +396,9 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
     if cfg.model.init is not None:
         load_pretrained_backbone(model, cfg.model.init, cfg)
     model.to(device).train()
+    warmup = cfg.optim.head_warmup_steps if cfg.model.mode == "finetune" else 0
+    if warmup > 0:
+        model.set_backbone_frozen(True)
     optimizer = _optimizer(model, cfg)
     loader = _loader(
         train_set, cfg.optim.batch_size, shuffle=True, seed=cfg.train_seed, workers=cfg.data.num_workers
@@ -405,6 +415,9 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
         range(1, cfg.optim.steps + 1), desc=f"{cfg.model.mode} {split.name}", disable=not cfg.run.progress
     )
     for step in bar:
+        if warmup > 0 and step == warmup + 1:
+            model.set_backbone_frozen(False)
+            _append_jsonl(log_path, {"event": "backbone_released", "step": step})
         factor = learning_rate_factor(cfg, step - 1)
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor

@@ -8,7 +8,10 @@ The protocol (one function each, so ``ppkt demo`` and ``benchmarks/effectiveness
 2. :func:`pretrain_backbone`: PPKT pretraining with a pretraining preset, then ``ppkt export``.
 3. :func:`finetune_one`: for each label budget and seed, a fine-tuning run from scratch and one
    from the PPKT backbone, with the same preset, steps, learning rates and split file; and linear
-   probes of a random and of the pretrained backbone.
+   probes of a random and of the pretrained backbone. With ``scratch_lr_grid``, every budget first
+   fine-tunes from scratch with each backbone learning rate of the grid (all seeds); the rate with
+   the best mean scratch mIoU is the one PPKT then fine-tunes with. The baseline gets a search on
+   the validation scenes, PPKT does not, so the comparison leans towards scratch.
 4. :func:`summarize`: mean and standard deviation over seeds of the **last-step** validation
    metrics (no model selection on the validation scenes), written as JSON, Markdown and a plot.
 
@@ -53,6 +56,11 @@ class ExperimentConfig:
         "label budgets 'scenes:FRACTION' or 'points:PER_SCENE'",
     )
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds of the label splits and fine-tuning runs")
+    scratch_lr_grid: tuple[float, ...] = option(
+        (),
+        "backbone learning rates searched for the scratch baseline at each budget; PPKT fine-tunes "
+        "with the one of best mean scratch mIoU (empty: the fine-tuning preset's rate, no search)",
+    )
     linear_probes: bool = option(
         True, "also run linear probes (all training labels) of random and PPKT backbones"
     )
@@ -73,6 +81,7 @@ class RunRecord:
     overall_accuracy: float
     seconds: float
     run_dir: str
+    lr_backbone: float | None = None  # the backbone learning rate of a fine-tuning run
 
 
 def _overrides(items: Sequence[str]) -> dict[str, str]:
@@ -161,9 +170,19 @@ def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> tuple[Path, float]:
 
 
 def finetune_config(
-    cfg: ExperimentConfig, root: Path, *, init: Path | None, mode: str, budget: str, seed: int
+    cfg: ExperimentConfig,
+    root: Path,
+    *,
+    init: Path | None,
+    mode: str,
+    budget: str,
+    seed: int,
+    lr_backbone: float | None = None,
 ):
-    """The fine-tuning config of one run; the backbone architecture follows the pretraining config."""
+    """The fine-tuning config of one run; the backbone architecture follows the pretraining config.
+
+    ``lr_backbone`` (a learning-rate search) overrides the preset's and is part of the run's name.
+    """
     from ppkt.eval.presets import get_preset
 
     pre = pretrain_config(cfg, root)
@@ -174,6 +193,12 @@ def finetune_config(
     )
     kind, value = parse_budget(budget)
     name = f"{mode}-{'ppkt' if init else 'scratch'}-{kind}{value:g}-seed{seed}"
+    searched = {}
+    if lr_backbone is not None:
+        if "optim.lr_backbone" in _overrides(extra):
+            raise ValueError("optim.lr_backbone is both overridden and searched (scratch_lr_grid)")
+        name += f"-lrb{lr_backbone:g}"
+        searched = {"optim.lr_backbone": str(lr_backbone)}
     overrides = {
         "data.kind": "scannet",
         "data.root": str(root),
@@ -191,17 +216,25 @@ def finetune_config(
         "run.device": cfg.device,
         "run.progress": str(cfg.progress),
         **_overrides(extra),
+        **searched,
     }
     return apply_overrides(get_preset(preset), overrides)
 
 
 def finetune_one(
-    cfg: ExperimentConfig, root: Path, *, init: Path | None, mode: str, budget: str, seed: int
+    cfg: ExperimentConfig,
+    root: Path,
+    *,
+    init: Path | None,
+    mode: str,
+    budget: str,
+    seed: int,
+    lr_backbone: float | None = None,
 ) -> RunRecord:
     """Run (or reuse) one fine-tuning / linear-probe run and return its last-step metrics."""
     from ppkt.eval.finetune import finetune
 
-    ft = finetune_config(cfg, root, init=init, mode=mode, budget=budget, seed=seed)
+    ft = finetune_config(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr_backbone)
     run_dir = Path(ft.run.out)
     metrics_path = run_dir / "metrics.json"
     timing = run_dir / "timing.json"
@@ -224,6 +257,7 @@ def finetune_one(
         overall_accuracy=num(metrics["overall_accuracy"]),
         seconds=float(json.loads(timing.read_text())["seconds"]),
         run_dir=str(run_dir),
+        lr_backbone=ft.optim.lr_backbone if mode == "finetune" else None,
     )
 
 
@@ -236,8 +270,27 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def scratch_lr_search(records: Sequence[RunRecord], budget: str) -> dict[float, float]:
+    """Mean scratch fine-tuning mIoU (%) over seeds, per backbone learning rate, at ``budget``."""
+    mine = [r for r in records if r.mode == "finetune" and r.init == "scratch" and r.budget == budget]
+    rates = list(dict.fromkeys(r.lr_backbone for r in mine))
+    return {lr: _mean_std([100 * r.miou for r in mine if r.lr_backbone == lr])[0] for lr in rates}
+
+
+def best_scratch_lr(records: Sequence[RunRecord], budget: str) -> float:
+    """The searched backbone learning rate with the best mean scratch mIoU (the first of equals)."""
+    means = scratch_lr_search(records, budget)
+    if not means:
+        raise ValueError(f"no scratch fine-tuning run at budget {budget!r}")
+    return max(means, key=lambda lr: -math.inf if math.isnan(means[lr]) else means[lr])
+
+
 def summarize(records: Sequence[RunRecord]) -> list[dict]:
-    """Rows (mode, budget) with scratch and PPKT mean/std mIoU and mAcc over seeds, and the gain."""
+    """Rows (mode, budget) with scratch and PPKT mean/std mIoU and mAcc over seeds, and the gain.
+
+    Where scratch was fine-tuned with several backbone learning rates, its row is the best one's
+    (see :func:`best_scratch_lr`), and the row lists every rate's mean.
+    """
     rows = []
     keys = []
     for r in records:
@@ -245,8 +298,16 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
             keys.append((r.mode, r.budget))
     for mode, budget in keys:
         row = {"mode": mode, "budget": budget, "label": budget_label(budget)}
+        chosen = None
+        if mode == "finetune":
+            search = scratch_lr_search(records, budget)
+            chosen = best_scratch_lr(records, budget)
+            row["lr_backbone"] = chosen
+            row["scratch_lr_search"] = {f"{lr:g}": mean for lr, mean in search.items()}
         for init in ("scratch", "ppkt"):
             mine = [r for r in records if r.mode == mode and r.budget == budget and r.init == init]
+            if init == "scratch" and chosen is not None:
+                mine = [r for r in mine if r.lr_backbone == chosen]
             row[f"{init}_miou"], row[f"{init}_miou_std"] = _mean_std([100 * r.miou for r in mine])
             row[f"{init}_macc"], row[f"{init}_macc_std"] = _mean_std([100 * r.macc for r in mine])
             row[f"{init}_seeds"] = len(mine)
@@ -259,9 +320,19 @@ def results_markdown(rows: Sequence[dict]) -> str:
     def cell(mean: float, std: float) -> str:
         return "n/a" if math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
 
+    def rates(row: dict) -> str:
+        if "lr_backbone" not in row:
+            return "–"
+        search = row.get("scratch_lr_search", {})
+        if len(search) < 2:
+            return f"{row['lr_backbone']:g}"
+        tried = ", ".join(f"{lr}: {mean:.1f}" for lr, mean in search.items())
+        return f"{row['lr_backbone']:g} (scratch {tried})"
+
     lines = [
-        "| mode | labels | scratch mIoU | PPKT mIoU | gain | scratch mAcc | PPKT mAcc | seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mode | labels | scratch mIoU | PPKT mIoU | gain | scratch mAcc | PPKT mAcc | seeds "
+        "| backbone lr |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -269,7 +340,8 @@ def results_markdown(rows: Sequence[dict]) -> str:
             f"| {cell(r['scratch_miou'], r['scratch_miou_std'])} "
             f"| {cell(r['ppkt_miou'], r['ppkt_miou_std'])} "
             f"| {r['gain_miou']:+.1f} | {cell(r['scratch_macc'], r['scratch_macc_std'])} "
-            f"| {cell(r['ppkt_macc'], r['ppkt_macc_std'])} | {min(r['scratch_seeds'], r['ppkt_seeds'])} |"
+            f"| {cell(r['ppkt_macc'], r['ppkt_macc_std'])} | {min(r['scratch_seeds'], r['ppkt_seeds'])} "
+            f"| {rates(r)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -329,16 +401,31 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
     backbone, pretrain_seconds = pretrain_backbone(cfg, root)
     log(f"pretrained backbone: {backbone} ({pretrain_seconds:.0f} s)")
     records: list[RunRecord] = []
-    jobs = [("finetune", b, s, init) for b in cfg.budgets for s in cfg.seeds for init in (None, backbone)]
-    if cfg.linear_probes:
-        jobs += [("linear", "scenes:1.0", s, init) for s in cfg.seeds for init in (None, backbone)]
-    for k, (mode, budget, seed, init) in enumerate(jobs):
-        record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed)
+    grid = tuple(cfg.scratch_lr_grid) or (None,)
+    total = len(cfg.budgets) * len(cfg.seeds) * (len(grid) + 1) + 2 * len(cfg.seeds) * cfg.linear_probes
+
+    def run(mode: str, budget: str, seed: int, init: Path | None, lr: float | None = None) -> None:
+        record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr)
         records.append(record)
+        rate = "" if lr is None else f" lr {lr:g}"
         log(
-            f"[{k + 1}/{len(jobs)}] {mode:8s} {budget_label(budget):>14s} seed {seed} {record.init:7s} "
-            f"mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}  ({record.seconds:.0f} s)"
+            f"[{len(records)}/{total}] {mode:8s} {budget_label(budget):>14s} seed {seed} {record.init:7s}"
+            f"{rate} mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}  ({record.seconds:.0f} s)"
         )
+
+    for budget in cfg.budgets:
+        for lr in grid:
+            for seed in cfg.seeds:
+                run("finetune", budget, seed, None, lr)
+        chosen = best_scratch_lr(records, budget) if cfg.scratch_lr_grid else None
+        if chosen is not None and len(grid) > 1:
+            log(f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it")
+        for seed in cfg.seeds:
+            run("finetune", budget, seed, backbone, chosen)
+    if cfg.linear_probes:
+        for seed in cfg.seeds:
+            for init in (None, backbone):
+                run("linear", "scenes:1.0", seed, init)
     rows = summarize(records)
     results = {
         "config": config_to_dict(cfg),
