@@ -1,7 +1,8 @@
 """``ppkt demo``: the whole method on embedded data, on a CPU, in minutes.
 
 Generates (or reuses) synthetic rooms, pretrains a small SR-UNet with PPKT, fine-tunes it and a
-randomly initialised twin on a small label budget, prints both side by side, and writes pictures
+randomly initialised twin on a small label budget (the twin with each backbone learning rate of a
+small grid; PPKT with the rate best for scratch), prints both side by side, and writes pictures
 to the run folder. Runs the same code as ``benchmarks/effectiveness.py``, with one budget and
 fewer steps.
 """
@@ -41,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finetune-steps", type=int, default=None, help="override the size's fine-tuning steps"
     )
+    parser.add_argument(
+        "--scratch-lr-grid",
+        type=float,
+        nargs="*",
+        default=[0.1, 0.01],
+        help="backbone learning rates tried for the scratch run; PPKT fine-tunes with the best of them "
+        "for scratch (default: %(default)s; none = the preset's 0.1 for both)",
+    )
     parser.add_argument("--linear-probe", action="store_true", help="also linear-probe both backbones")
     parser.add_argument(
         "--device", default="auto", help="torch device (default: cuda if available, else cpu)"
@@ -63,6 +72,7 @@ def demo_config(args: argparse.Namespace):
         linear_overrides=(f"optim.steps={ft_steps}", f"run.eval_every={ft_steps}"),
         budgets=(args.budget,),
         seeds=tuple(args.seeds),
+        scratch_lr_grid=tuple(args.scratch_lr_grid),
         linear_probes=args.linear_probe,
         device=args.device,
     )

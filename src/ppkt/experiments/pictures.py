@@ -42,10 +42,8 @@ def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
         written.append(similarity.png)
 
     # Scratch vs PPKT on one validation scene, same budget and seed.
-    runs = [r for r in results["runs"] if r["mode"] == "finetune"]
-    if runs:
-        budget, seed = runs[0]["budget"], runs[0]["seed"]
-        pair = {r["init"]: Path(r["run_dir"]) for r in runs if r["budget"] == budget and r["seed"] == seed}
+    pair = compared_runs(results)
+    if pair:
         scene = read_scannet_scene(root / scannet_split(root, "val")[0])
         panels = []
         for init in ("scratch", "ppkt"):
@@ -61,6 +59,23 @@ def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
         if panels:
             written.append(save_png(out / "segmentation_scratch_vs_ppkt.png", _stack_rows(panels)))
     return [Path(p) for p in written]
+
+
+def compared_runs(results: dict) -> dict[str, Path]:
+    """Run folders of the scratch and PPKT fine-tunes the pictures compare: the first budget and seed,
+    and for scratch the run of the learning rate the summary reports (when one was searched)."""
+    runs = [r for r in results["runs"] if r["mode"] == "finetune"]
+    if not runs:
+        return {}
+    budget, seed = runs[0]["budget"], runs[0]["seed"]
+    chosen = next(
+        r.get("lr_backbone") for r in results["rows"] if r["mode"] == "finetune" and r["budget"] == budget
+    )
+    return {
+        r["init"]: Path(r["run_dir"])
+        for r in runs
+        if r["budget"] == budget and r["seed"] == seed and r.get("lr_backbone") == chosen
+    }
 
 
 def _stack_rows(panels: list[np.ndarray]) -> np.ndarray:
