@@ -128,6 +128,7 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path):
         seeds=(0,),
         scratch_lr_grid=(0.05, 0.0),
         linear_probes=True,
+        linear_budgets=("points:20",),
         device="cpu",
         progress=False,
     )
@@ -142,6 +143,10 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path):
     best = max(searched, key=lambda r: r["miou"])  # first of equals, like the protocol
     assert ppkt_run["lr_backbone"] == results["rows"][0]["lr_backbone"] == best["lr_backbone"]
     saved = json.loads((cfg.out / "results.json").read_text())
+    assert [(row["mode"], row["budget"]) for row in saved["rows"]] == [
+        ("finetune", "points:20"), ("linear", "points:20"),
+    ]  # fmt: skip
+    assert (cfg.out / "results.png").stat().st_size > 1000
     assert len(saved["rows"]) == 2 and (cfg.out / "results.md").read_text().count("|") > 10
     # a second call reuses every finished run (same configs): nothing is retrained
     stamps = {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("metrics.json")}

@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="backbone learning rates tried for the scratch run; PPKT fine-tunes with the best of them "
         "for scratch (default: %(default)s; none = the preset's 0.1 for both)",
     )
-    parser.add_argument("--linear-probe", action="store_true", help="also linear-probe both backbones")
+    parser.add_argument(
+        "--linear-probe", action="store_true", help="also linear-probe both backbones, same budget"
+    )
     parser.add_argument(
         "--device", default="auto", help="torch device (default: cuda if available, else cpu)"
     )
@@ -74,6 +76,7 @@ def demo_config(args: argparse.Namespace):
         seeds=tuple(args.seeds),
         scratch_lr_grid=tuple(args.scratch_lr_grid),
         linear_probes=args.linear_probe,
+        linear_budgets=(args.budget,),
         device=args.device,
     )
 

@@ -61,9 +61,8 @@ class ExperimentConfig:
         "backbone learning rates searched for the scratch baseline at each budget; PPKT fine-tunes "
         "with the one of best mean scratch mIoU (empty: the fine-tuning preset's rate, no search)",
     )
-    linear_probes: bool = option(
-        True, "also run linear probes (all training labels) of random and PPKT backbones"
-    )
+    linear_probes: bool = option(True, "also run linear probes of random and PPKT backbones")
+    linear_budgets: tuple[str, ...] = option(("scenes:1.0",), "label budgets of the linear probes")
     device: str = option("auto", "torch device for every run")
     progress: bool = option(True, "progress bars")
 
@@ -357,7 +356,7 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
         return None
     fine = [r for r in rows if r["mode"] == "finetune"]
     groups = [("scenes", "fraction of labelled training scenes"), ("points", "labelled points per scene")]
-    groups = [(k, t) for k, t in groups if any(parse_budget(r["budget"])[0] == k for r in fine)]
+    groups = [(k, t) for k, t in groups if any(parse_budget(r["budget"])[0] == k for r in rows)]
     if not groups:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False, dpi=100)
@@ -372,10 +371,17 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
                 xs, [r[f"{init}_miou"] for r in mine], yerr=[r[f"{init}_miou_std"] for r in mine],
                 marker="o", capsize=3, color=color, label=LINE_LABELS[init],
             )  # fmt: skip
-        for r in rows:
-            if r["mode"] == "linear" and kind == "scenes":
-                ax.axhline(r["scratch_miou"], color="tab:gray", ls=":", lw=1, label="linear probe, random")
-                ax.axhline(r["ppkt_miou"], color="tab:blue", ls=":", lw=1, label="linear probe, PPKT")
+        probes = sorted(
+            (r for r in rows if r["mode"] == "linear" and parse_budget(r["budget"])[0] == kind),
+            key=lambda r: parse_budget(r["budget"])[1],
+        )
+        for init, color, name in (("scratch", "tab:gray", "random"), ("ppkt", "tab:blue", "PPKT")):
+            if probes:
+                ax.errorbar(
+                    [parse_budget(r["budget"])[1] for r in probes], [r[f"{init}_miou"] for r in probes],
+                    yerr=[r[f"{init}_miou_std"] for r in probes], marker="s", ls=":", capsize=3, color=color,
+                    label=f"linear probe, {name}",
+                )  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel(title)
         ax.set_ylabel("val mIoU (%)")
@@ -402,7 +408,8 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
     log(f"pretrained backbone: {backbone} ({pretrain_seconds:.0f} s)")
     records: list[RunRecord] = []
     grid = tuple(cfg.scratch_lr_grid) or (None,)
-    total = len(cfg.budgets) * len(cfg.seeds) * (len(grid) + 1) + 2 * len(cfg.seeds) * cfg.linear_probes
+    linear_budgets = cfg.linear_budgets if cfg.linear_probes else ()
+    total = len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + 1) + 2 * len(linear_budgets))
 
     def run(mode: str, budget: str, seed: int, init: Path | None, lr: float | None = None) -> None:
         record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr)
@@ -422,10 +429,10 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
             log(f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it")
         for seed in cfg.seeds:
             run("finetune", budget, seed, backbone, chosen)
-    if cfg.linear_probes:
+    for budget in linear_budgets:
         for seed in cfg.seeds:
             for init in (None, backbone):
-                run("linear", "scenes:1.0", seed, init)
+                run("linear", budget, seed, init)
     rows = summarize(records)
     results = {
         "config": config_to_dict(cfg),
