@@ -352,6 +352,7 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return None
     fine = [r for r in rows if r["mode"] == "finetune"]
@@ -383,6 +384,9 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
                     label=f"linear probe, {name}",
                 )  # fmt: skip
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(sorted({parse_budget(r["budget"])[1] for r in [*mine, *probes]}))
         ax.set_xlabel(title)
         ax.set_ylabel("val mIoU (%)")
         ax.grid(alpha=0.3)
