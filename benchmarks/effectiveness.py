@@ -5,8 +5,12 @@ budget and seed fine-tunes from scratch and from the PPKT backbone with identica
 linear probes of a random and of the pretrained backbone. Writes results.json, results.md and
 results.png (mIoU against label budget, error bars = std over seeds) to --out.
 
-    python benchmarks/effectiveness.py --out runs/effectiveness            # the full protocol
+    python benchmarks/effectiveness.py --out runs/effectiveness            # preset defaults, no search
     python benchmarks/effectiveness.py --seeds 0 --budgets scenes:0.0625   # one cell, quick look
+
+The README's command (2000 pretraining steps, a scratch learning-rate search with
+``--set scratch_lr_grid=0.1,0.03,0.01``, linear probes at two budgets) produced the published
+results in benchmarks/results/effectiveness/.
 
 Reported metric: validation mIoU / mAcc at the LAST fine-tuning step (no checkpoint selection on
 the validation rooms). Interrupted runs resume: finished runs with the same config are reused.
