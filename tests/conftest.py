@@ -13,3 +13,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def teacher_calls(monkeypatch):
+    """Images the pretraining run's teacher saw, one entry per forward call (a hook on the teacher of
+    the model ``ppkt.train.loop`` builds)."""
+    from ppkt.train import loop
+
+    calls: list[int] = []
+    build = loop.build_model
+
+    def hooked(cfg):
+        model = build(cfg)
+        model.teacher.register_forward_hook(lambda module, args, out: calls.append(int(args[0].shape[0])))
+        return model
+
+    monkeypatch.setattr(loop, "build_model", hooked)
+    return calls

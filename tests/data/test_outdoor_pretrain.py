@@ -49,21 +49,6 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def teacher_batches(monkeypatch):
-    """Number of images the teacher receives at each call during ``pretrain``."""
-    seen: list[int] = []
-    build = loop.build_model
-
-    def build_and_watch(cfg):
-        model = build(cfg)
-        model.teacher.register_forward_hook(lambda module, args, out: seen.append(int(args[0].shape[0])))
-        return model
-
-    monkeypatch.setattr(loop, "build_model", build_and_watch)
-    return seen
-
-
 def run_two_steps(tmp_path, **overrides):
     cfg = apply_overrides(get_preset("demo"), {**TINY, "run.out": str(tmp_path / "run"), **overrides})
     result = loop.pretrain(cfg)
@@ -71,7 +56,7 @@ def run_two_steps(tmp_path, **overrides):
     return result, metrics
 
 
-def test_nuscenes_pretrain_two_steps_teacher_sees_all_six_cameras(tmp_path, teacher_batches):
+def test_nuscenes_pretrain_two_steps_teacher_sees_all_six_cameras(tmp_path, teacher_calls):
     root = tmp_path / "nuscenes"
     write_nuscenes(root, scenes=NUSC_SCENES, num_points=400, with_lidarseg=False)
     result, metrics = run_two_steps(
@@ -79,7 +64,7 @@ def test_nuscenes_pretrain_two_steps_teacher_sees_all_six_cameras(tmp_path, teac
     )
     assert result.step == 2 and all(math.isfinite(v) for v in result.losses.values())
     assert all(m["pairs"] > 0 for m in metrics) and result.skipped_frames == 0
-    assert teacher_batches == [2 * 6, 2 * 6]  # batch of 2 samples x 6 cameras, every step
+    assert teacher_calls == [2 * 6, 2 * 6]  # batch of 2 samples x 6 cameras, every step
 
 
 def test_nuscenes_sample_pairs_cover_several_cameras_at_training_size(tmp_path):
@@ -104,7 +89,7 @@ def test_nuscenes_sample_pairs_cover_several_cameras_at_training_size(tmp_path):
     assert torch.equal(batch.images[6:], second.images)
 
 
-def test_semantickitti_pretrain_two_steps(tmp_path, teacher_batches):
+def test_semantickitti_pretrain_two_steps(tmp_path, teacher_calls):
     write_semantickitti(tmp_path / "skitti", sequences=("00", "01"), num_points=400, with_labels=False)
     result, metrics = run_two_steps(
         tmp_path,
@@ -112,7 +97,7 @@ def test_semantickitti_pretrain_two_steps(tmp_path, teacher_batches):
     )
     assert result.step == 2 and all(math.isfinite(v) for v in result.losses.values())
     assert all(m["pairs"] > 0 for m in metrics)
-    assert teacher_batches == [2, 2]  # one image_2 per sweep
+    assert teacher_calls == [2, 2]  # one image_2 per sweep
 
 
 def test_kitti_object_frames_and_split(tmp_path):
@@ -237,7 +222,7 @@ def test_lidar_pairs_are_computed_at_the_training_size():
     assert (uv[:, 0] < 39.5).all() and (uv[:, 1] < 29.5).all() and uv[:, 1].max() > 20
 
 
-def test_cli_slidr_preset_runs_one_step_on_tiny_nuscenes(tmp_path, teacher_batches):
+def test_cli_slidr_preset_runs_one_step_on_tiny_nuscenes(tmp_path, teacher_calls):
     from ppkt.cli import main
 
     root = tmp_path / "nuscenes"
@@ -260,4 +245,4 @@ def test_cli_slidr_preset_runs_one_step_on_tiny_nuscenes(tmp_path, teacher_batch
         if key not in ("optim.steps",):
             args += [f"--{key}", value]
     assert main([*args, "--optim.steps", "1"]) == 0
-    assert teacher_batches == [2 * 6]
+    assert teacher_calls == [2 * 6]

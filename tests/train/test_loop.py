@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from train_fixtures import make_frame
+from train_fixtures import make_frame, tiny_config
 
 from ppkt.config import apply_overrides, load_config
 from ppkt.losses import PointInfoNCE
@@ -13,23 +13,6 @@ from ppkt.train.loop import NonFiniteLossError, pretrain
 from ppkt.train.model import build_model
 from ppkt.train.pipeline import Collator, PretrainDataset
 from ppkt.train.presets import PRESETS, get_preset
-
-TINY = {
-    "data.image_hw": "24,32",
-    "data.num_workers": "0",
-    "teacher.stage": "stride8",
-    "student.width": "0.25",
-    "loss.num_pairs": "64",
-    "optim.batch_size": "2",
-    "optim.warmup_steps": "0",
-    "run.progress": "false",
-    "run.tensorboard": "false",
-    "run.log_every": "1",
-}
-
-
-def tiny_config(out, **extra) -> PretrainConfig:
-    return apply_overrides(get_preset("demo"), {**TINY, "run.out": str(out), **extra})
 
 
 @pytest.fixture

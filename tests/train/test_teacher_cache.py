@@ -6,33 +6,17 @@ import json
 
 import pytest
 import torch
-from train_fixtures import make_frame
+from train_fixtures import make_frame, tiny_config
 
-import ppkt.train.loop as loop
-from ppkt.config import apply_overrides
 from ppkt.teachers import StaleCacheError, TeacherFeatureCache, build_teacher, cache_teacher_features
 from ppkt.train.loop import pretrain
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
-from ppkt.train.presets import get_preset
 
-TINY = {
-    "data.image_hw": "24,32",
-    "data.num_workers": "0",
-    "teacher.stage": "stride8",
-    "student.width": "0.25",
-    "loss.num_pairs": "64",
-    "optim.batch_size": "2",
-    "optim.steps": "2",
-    "optim.warmup_steps": "0",
-    "run.progress": "false",
-    "run.tensorboard": "false",
-    "run.log_every": "1",
-}
 NO_2D_AUGMENT = {"augment.hflip": "0", "augment.crop_scale_min": "1.0"}
 
 
-def tiny_config(out, **extra):
-    return apply_overrides(get_preset("demo"), {**TINY, "run.out": str(out), **extra})
+def two_step_config(out, **extra):
+    return tiny_config(out, **{"optim.steps": "2", **extra})
 
 
 @pytest.fixture
@@ -48,21 +32,6 @@ def write_cache(root, frames, *, stage="stride8", image_hw=(24, 32)) -> TeacherF
     return cache
 
 
-@pytest.fixture
-def teacher_calls(monkeypatch):
-    """Images the run's teacher forward saw, per call (a forward hook on the built model's teacher)."""
-    calls: list[int] = []
-    build = loop.build_model
-
-    def hooked(cfg):
-        model = build(cfg)
-        model.teacher.register_forward_hook(lambda module, args, out: calls.append(int(args[0].shape[0])))
-        return model
-
-    monkeypatch.setattr(loop, "build_model", hooked)
-    return calls
-
-
 def assert_losses_close(a: dict[int, float], b: dict[int, float]) -> None:
     assert a.keys() == b.keys()
     for step in a:
@@ -72,7 +41,7 @@ def assert_losses_close(a: dict[int, float], b: dict[int, float]) -> None:
 def test_cached_features_equal_teacher_on_pipeline_image(tmp_path, frames):
     """The cache key and resize match the pipeline: cached maps == teacher(un-augmented training image)."""
     cache = write_cache(tmp_path / "cache", frames)
-    cfg = tiny_config(tmp_path / "run", **NO_2D_AUGMENT)
+    cfg = two_step_config(tmp_path / "run", **NO_2D_AUGMENT)
     teacher = build_teacher("efficientnet_lite0", stage="stride8")
     plain = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0)
     cached = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0, teacher_cache=cache)
@@ -88,8 +57,8 @@ def test_cached_features_equal_teacher_on_pipeline_image(tmp_path, frames):
 
 def test_teacher_uv_is_the_unaugmented_pixel(tmp_path, frames):
     cache = write_cache(tmp_path / "cache", frames[:1])
-    cfg = tiny_config(tmp_path / "run", **{"augment.hflip": "1.0", "augment.crop_scale_min": "0.6"})
-    unaugmented = tiny_config(tmp_path / "run", **NO_2D_AUGMENT)
+    cfg = two_step_config(tmp_path / "run", **{"augment.hflip": "1.0", "augment.crop_scale_min": "0.6"})
+    unaugmented = two_step_config(tmp_path / "run", **NO_2D_AUGMENT)
     sample = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0, teacher_cache=cache)[(0, 0)]
     reference = PretrainDataset(frames, unaugmented.data, unaugmented.augment, "rgb", seed=0)[(0, 0)]
     # One pair per point: map points to their un-augmented pixel.
@@ -112,10 +81,10 @@ def reference_image(frame, cfg):
 
 def test_cached_run_matches_uncached_without_2d_augmentation(tmp_path, frames, teacher_calls):
     cache = write_cache(tmp_path / "cache", frames)
-    plain = pretrain(tiny_config(tmp_path / "plain", **NO_2D_AUGMENT), frames=frames)
+    plain = pretrain(two_step_config(tmp_path / "plain", **NO_2D_AUGMENT), frames=frames)
     assert teacher_calls == [2, 2]  # the hook sees the uncached run's teacher
     teacher_calls.clear()
-    cfg = tiny_config(tmp_path / "cached", **NO_2D_AUGMENT, **{"teacher.cache": str(cache.root)})
+    cfg = two_step_config(tmp_path / "cached", **NO_2D_AUGMENT, **{"teacher.cache": str(cache.root)})
     result = pretrain(cfg, frames=frames)
     assert teacher_calls == []  # everything cached: the teacher never ran
     assert result.teacher_uncached_frames == 0
@@ -128,13 +97,14 @@ def test_missing_frame_runs_the_teacher_and_is_counted(tmp_path, frames, teacher
     """With 2D augmentation on, a frame missing from the cache gets the same (un-augmented) teacher
     features as a cached one, computed by the teacher, and is counted."""
     cache = write_cache(tmp_path / "cache", frames)
-    full = pretrain(tiny_config(tmp_path / "full", **{"teacher.cache": str(cache.root)}), frames=frames)
+    full = pretrain(two_step_config(tmp_path / "full", **{"teacher.cache": str(cache.root)}), frames=frames)
     assert teacher_calls == []
     sampler = StepBatchSampler(len(frames), 2, seed=0, total_steps=2)
     steps = [[index for index, _ in sampler.batch_for_step(s)] for s in range(2)]
     gone = steps[0][0]
     cache.path(frames[gone].scene_id, frames[gone].frame_id).unlink()
-    result = pretrain(tiny_config(tmp_path / "partial", **{"teacher.cache": str(cache.root)}), frames=frames)
+    partial = two_step_config(tmp_path / "partial", **{"teacher.cache": str(cache.root)})
+    result = pretrain(partial, frames=frames)
     expected = sum(batch.count(gone) for batch in steps)
     assert result.teacher_uncached_frames == expected >= 1
     assert teacher_calls == [1] * expected  # only the missing image went through the teacher
@@ -146,7 +116,7 @@ def test_missing_frame_runs_the_teacher_and_is_counted(tmp_path, frames, teacher
 def test_empty_cache_folder_computes_everything_through_workers(tmp_path, frames, teacher_calls):
     """Worker processes read the cache; a cache missing every frame falls back for all of them."""
     cache = write_cache(tmp_path / "cache", [])
-    cfg = tiny_config(tmp_path / "run", **{"teacher.cache": str(cache.root), "data.num_workers": "1"})
+    cfg = two_step_config(tmp_path / "run", **{"teacher.cache": str(cache.root), "data.num_workers": "1"})
     result = pretrain(cfg, frames=frames)
     assert result.teacher_uncached_frames == 4 and teacher_calls == [2, 2]
 
@@ -157,7 +127,7 @@ def test_empty_cache_folder_computes_everything_through_workers(tmp_path, frames
 )
 def test_stale_cache_is_refused(tmp_path, frames, cache_kwargs, field):
     cache = write_cache(tmp_path / "cache", frames[:1], **cache_kwargs)
-    cfg = tiny_config(tmp_path / "run", **{"teacher.cache": str(cache.root)})
+    cfg = two_step_config(tmp_path / "run", **{"teacher.cache": str(cache.root)})
     with pytest.raises(StaleCacheError, match=field) as err:
         pretrain(cfg, frames=frames)
     message = str(err.value)
@@ -171,7 +141,7 @@ def test_stale_cache_is_refused(tmp_path, frames, cache_kwargs, field):
 
 def test_folder_without_manifest_is_refused(tmp_path, frames):
     (tmp_path / "empty").mkdir()
-    cfg = tiny_config(tmp_path / "run", **{"teacher.cache": str(tmp_path / "empty")})
+    cfg = two_step_config(tmp_path / "run", **{"teacher.cache": str(tmp_path / "empty")})
     with pytest.raises(FileNotFoundError, match="ppkt cache-teacher"):
         pretrain(cfg, frames=frames)
     assert not (tmp_path / "empty" / "manifest.json").exists()
@@ -179,7 +149,7 @@ def test_folder_without_manifest_is_refused(tmp_path, frames):
 
 def test_collated_cache_batch_moves_with_its_fields(tmp_path, frames):
     cache = write_cache(tmp_path / "cache", frames[:1])
-    cfg = tiny_config(tmp_path / "run")
+    cfg = two_step_config(tmp_path / "run")
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0, teacher_cache=cache)
     batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]]).to("cpu")
     assert batch.teacher_cached.tolist() == [True, False] and batch.num_teacher_uncached == 1
@@ -194,7 +164,7 @@ def test_model_samples_cached_maps_at_the_unaugmented_pixels(tmp_path, frames):
     from ppkt.train.model import build_model
 
     cache = write_cache(tmp_path / "cache", frames[:1])
-    cfg = tiny_config(tmp_path / "run", **{"augment.hflip": "1.0"})
+    cfg = two_step_config(tmp_path / "run", **{"augment.hflip": "1.0"})
     model = build_model(cfg)
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0, teacher_cache=cache)
     batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
