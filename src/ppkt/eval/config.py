@@ -60,6 +60,13 @@ class EvalAugmentConfig:
     scale_min: float = option(0.9, "random isotropic scale, lower bound")
     scale_max: float = option(1.1, "random isotropic scale, upper bound")
     jitter_std: float = option(0.005, "std (m) of per-point Gaussian jitter, clipped at 3 std")
+    color_auto_contrast: float = option(
+        0.2, "probability of stretching a scene's colours to the full range (blended by a random factor)"
+    )
+    color_translation: float = option(0.1, "max |shift| of a per-scene RGB offset, fraction of the range")
+    color_jitter_std: float = option(0.05, "std of per-point Gaussian RGB noise, fraction of the range")
+    hue_max: float = option(0.5, "max |shift| of the hue, fraction of the hue circle")
+    saturation_max: float = option(0.2, "max relative change of the saturation")
 
     def build(self) -> SceneAugmentation | None:
         if not self.enabled:
@@ -71,6 +78,11 @@ class EvalAugmentConfig:
             scale_min=self.scale_min,
             scale_max=self.scale_max,
             jitter_std=self.jitter_std,
+            color_auto_contrast=self.color_auto_contrast,
+            color_translation=self.color_translation,
+            color_jitter_std=self.color_jitter_std,
+            hue_max=self.hue_max,
+            saturation_max=self.saturation_max,
         )
 
 

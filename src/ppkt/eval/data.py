@@ -96,8 +96,14 @@ class InMemorySceneSource:
 class SceneAugmentation:
     """Training-time 3D augmentation of a labelled scene (z is up, as in ScanNet and lidar data).
 
-    Order: crop, rotation about z, flips, isotropic scaling, jitter. Labels and colours follow
-    their points; nothing is applied at evaluation.
+    Order: crop, rotation about z, flips, isotropic scaling, jitter; then the colours: auto-contrast,
+    translation, jitter, hue and saturation. Labels and colours follow their points; nothing is
+    applied at evaluation.
+
+    The colour steps and their default strengths are those of the MinkowskiEngine ScanNet
+    segmentation recipe that the PPKT line of work fine-tunes with. They matter for pretrained
+    backbones: features distilled from a 2D network describe appearance, and a head trained on a
+    few rooms otherwise learns "this floor's colour" instead of "floor".
 
     Attributes:
         max_points: keep at most this many points, the nearest to a random labelled point (any point
@@ -107,6 +113,12 @@ class SceneAugmentation:
         flip: probability of mirroring x, and independently y.
         scale_min, scale_max: uniform isotropic scale range.
         jitter_std: std (m) of Gaussian noise added to every point, clipped at 3 std.
+        color_auto_contrast: probability of stretching the scene's colours to the full range per
+            channel, blended with the original by a uniform random factor.
+        color_translation: max |shift| of a per-scene RGB offset, as a fraction of the range.
+        color_jitter_std: std of per-point Gaussian RGB noise, as a fraction of the range.
+        hue_max: max |shift| of the hue, as a fraction of the hue circle.
+        saturation_max: max relative change of the saturation.
     """
 
     max_points: int = 0
@@ -115,6 +127,11 @@ class SceneAugmentation:
     scale_min: float = 0.9
     scale_max: float = 1.1
     jitter_std: float = 0.005
+    color_auto_contrast: float = 0.0
+    color_translation: float = 0.0
+    color_jitter_std: float = 0.0
+    hue_max: float = 0.0
+    saturation_max: float = 0.0
 
     def __call__(self, scene: LabeledScene, rng: np.random.Generator) -> LabeledScene:
         points, colors, labels = scene.points, scene.colors, scene.labels
@@ -138,11 +155,70 @@ class SceneAugmentation:
             points = points + np.clip(noise, -3 * self.jitter_std, 3 * self.jitter_std)
         return LabeledScene(
             points=points.astype(np.float32),
-            colors=colors,
+            colors=self._augment_colors(colors, rng),
             labels=labels,
             scene_id=scene.scene_id,
             class_names=scene.class_names,
         )
+
+    def _augment_colors(self, colors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``(N, 3)`` uint8 colours, augmented; the same array when every colour step is off."""
+        steps = (self.color_auto_contrast, self.color_translation, self.color_jitter_std)
+        if not any(steps) and not self.hue_max and not self.saturation_max:
+            return colors
+        rgb = colors.astype(np.float64) / 255.0
+        # Every draw happens whether or not its step is on, so that switching one step off does not
+        # change the random numbers of the others.
+        contrast_on, blend = rng.random() < self.color_auto_contrast, rng.random()
+        shift = rng.uniform(-1.0, 1.0, size=3) * self.color_translation
+        noise = rng.normal(0.0, 1.0, size=rgb.shape) * self.color_jitter_std
+        hue_shift = rng.uniform(-1.0, 1.0) * self.hue_max
+        saturation_factor = 1.0 + rng.uniform(-1.0, 1.0) * self.saturation_max
+        if contrast_on and len(rgb):
+            lo, hi = rgb.min(axis=0), rgb.max(axis=0)
+            stretched = (rgb - lo) / np.where(hi > lo, hi - lo, 1.0)
+            rgb = (1.0 - blend) * rgb + blend * stretched
+        rgb = np.clip(rgb + shift + noise, 0.0, 1.0)
+        if self.hue_max or self.saturation_max:
+            hsv = rgb_to_hsv(rgb)
+            hsv[:, 0] = (hsv[:, 0] + hue_shift) % 1.0
+            hsv[:, 1] = np.clip(hsv[:, 1] * saturation_factor, 0.0, 1.0)
+            rgb = hsv_to_rgb(hsv)
+        return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` RGB in [0, 1] to HSV in [0, 1] (hue as a fraction of the circle; grey has hue 0)."""
+    top, bottom = rgb.max(axis=1), rgb.min(axis=1)
+    spread = top - bottom
+    safe = np.where(spread > 0, spread, 1.0)
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    hue = np.where(top == r, (g - b) / safe, np.where(top == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    hue = np.where(spread > 0, (hue / 6.0) % 1.0, 0.0)
+    saturation = np.where(top > 0, spread / np.where(top > 0, top, 1.0), 0.0)
+    return np.stack([hue, saturation, top], axis=1)
+
+
+def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_hsv`."""
+    hue, saturation, value = hsv[:, 0] * 6.0, hsv[:, 1], hsv[:, 2]
+    sector = np.floor(hue).astype(np.int64) % 6
+    frac = hue - np.floor(hue)
+    p = value * (1.0 - saturation)
+    q = value * (1.0 - saturation * frac)
+    t = value * (1.0 - saturation * (1.0 - frac))
+    # (r, g, b) per sector of the hue circle
+    table = np.stack(
+        [
+            np.stack([value, t, p], axis=1),
+            np.stack([q, value, p], axis=1),
+            np.stack([p, value, t], axis=1),
+            np.stack([p, q, value], axis=1),
+            np.stack([t, p, value], axis=1),
+            np.stack([value, p, q], axis=1),
+        ]
+    )
+    return table[sector, np.arange(len(hsv))]
 
 
 # ---------------------------------------------------------------------------------------------- samples
