@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from eval_rooms import make_room
 
+from ppkt.data.color_augment import hsv_to_rgb, rgb_to_hsv
 from ppkt.eval.config import EvalAugmentConfig
-from ppkt.eval.data import SceneAugmentation, hsv_to_rgb, rgb_to_hsv
+from ppkt.eval.data import SceneAugmentation
 
 GEOMETRY_OFF = dict(rotate_up=0.0, flip=0.0, scale_min=1.0, scale_max=1.0, jitter_std=0.0)
 
@@ -13,7 +14,9 @@ GEOMETRY_OFF = dict(rotate_up=0.0, flip=0.0, scale_min=1.0, scale_max=1.0, jitte
 def test_hsv_matches_hand_values_and_colorsys():
     rgb = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5], [0, 0, 0], [1, 1, 0], [0.2, 0.4, 0.3]])
     hsv = rgb_to_hsv(rgb)
-    np.testing.assert_allclose(hsv[:6], [[0, 1, 1], [1 / 3, 1, 1], [2 / 3, 1, 1], [0, 0, 0.5], [0, 0, 0], [1 / 6, 1, 1]])
+    np.testing.assert_allclose(
+        hsv[:6], [[0, 1, 1], [1 / 3, 1, 1], [2 / 3, 1, 1], [0, 0, 0.5], [0, 0, 0], [1 / 6, 1, 1]]
+    )
     rng = np.random.default_rng(0)
     colours = rng.random((500, 3))
     expected = np.array([colorsys.rgb_to_hsv(*c) for c in colours])

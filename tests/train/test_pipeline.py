@@ -211,3 +211,18 @@ def test_dataloader_workers_give_the_same_batches(frames):
         assert a.names == b.names
         assert torch.equal(a.coords, b.coords) and torch.equal(a.pair_uv, b.pair_uv)
         assert torch.equal(a.images, b.images)
+
+
+def test_colour_augmentation_reaches_the_3d_input_only():
+    frame = make_frame()
+    coloured = dataclasses.replace(NO_AUG, color_translation=0.1, color_hue_max=0.5, color_jitter_std=0.05)
+    plain = rgbd_sample(frame, DATA, NO_AUG, "rgb", np.random.default_rng(0), keep_teacher_image=True)
+    moved = rgbd_sample(frame, DATA, coloured, "rgb", np.random.default_rng(0), keep_teacher_image=True)
+    torch.testing.assert_close(moved.points, plain.points)
+    torch.testing.assert_close(moved.pair_uv, plain.pair_uv)
+    torch.testing.assert_close(moved.images, plain.images)  # the teacher sees the real image
+    torch.testing.assert_close(moved.teacher_image, plain.teacher_image)
+    change = (moved.features - plain.features).abs()
+    assert change.mean() > 0.02 and moved.features.min() >= -0.5 and moved.features.max() <= 0.5
+    again = rgbd_sample(frame, DATA, coloured, "rgb", np.random.default_rng(0), keep_teacher_image=True)
+    torch.testing.assert_close(again.features, moved.features)

@@ -32,6 +32,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ppkt.data.color_augment import ColorAugmentation
 from ppkt.data.types import IGNORE_LABEL, LabeledScene
 from ppkt.eval.splits import LabelSplit
 from ppkt.sparse import SparseBatch, SparseTensor, sparse_batch_from_points
@@ -161,64 +162,21 @@ class SceneAugmentation:
             class_names=scene.class_names,
         )
 
+    @property
+    def color(self) -> ColorAugmentation:
+        return ColorAugmentation(
+            auto_contrast=self.color_auto_contrast,
+            translation=self.color_translation,
+            jitter_std=self.color_jitter_std,
+            hue_max=self.hue_max,
+            saturation_max=self.saturation_max,
+        )
+
     def _augment_colors(self, colors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``(N, 3)`` uint8 colours, augmented; the same array when every colour step is off."""
-        steps = (self.color_auto_contrast, self.color_translation, self.color_jitter_std)
-        if not any(steps) and not self.hue_max and not self.saturation_max:
+        if not self.color.enabled:
             return colors
-        rgb = colors.astype(np.float64) / 255.0
-        # Every draw happens whether or not its step is on, so that switching one step off does not
-        # change the random numbers of the others.
-        contrast_on, blend = rng.random() < self.color_auto_contrast, rng.random()
-        shift = rng.uniform(-1.0, 1.0, size=3) * self.color_translation
-        noise = rng.normal(0.0, 1.0, size=rgb.shape) * self.color_jitter_std
-        hue_shift = rng.uniform(-1.0, 1.0) * self.hue_max
-        saturation_factor = 1.0 + rng.uniform(-1.0, 1.0) * self.saturation_max
-        if contrast_on and len(rgb):
-            lo, hi = rgb.min(axis=0), rgb.max(axis=0)
-            stretched = (rgb - lo) / np.where(hi > lo, hi - lo, 1.0)
-            rgb = (1.0 - blend) * rgb + blend * stretched
-        rgb = np.clip(rgb + shift + noise, 0.0, 1.0)
-        if self.hue_max or self.saturation_max:
-            hsv = rgb_to_hsv(rgb)
-            hsv[:, 0] = (hsv[:, 0] + hue_shift) % 1.0
-            hsv[:, 1] = np.clip(hsv[:, 1] * saturation_factor, 0.0, 1.0)
-            rgb = hsv_to_rgb(hsv)
-        return np.round(rgb * 255.0).astype(np.uint8)
-
-
-def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
-    """``(N, 3)`` RGB in [0, 1] to HSV in [0, 1] (hue as a fraction of the circle; grey has hue 0)."""
-    top, bottom = rgb.max(axis=1), rgb.min(axis=1)
-    spread = top - bottom
-    safe = np.where(spread > 0, spread, 1.0)
-    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    hue = np.where(top == r, (g - b) / safe, np.where(top == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    hue = np.where(spread > 0, (hue / 6.0) % 1.0, 0.0)
-    saturation = np.where(top > 0, spread / np.where(top > 0, top, 1.0), 0.0)
-    return np.stack([hue, saturation, top], axis=1)
-
-
-def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_hsv`."""
-    hue, saturation, value = hsv[:, 0] * 6.0, hsv[:, 1], hsv[:, 2]
-    sector = np.floor(hue).astype(np.int64) % 6
-    frac = hue - np.floor(hue)
-    p = value * (1.0 - saturation)
-    q = value * (1.0 - saturation * frac)
-    t = value * (1.0 - saturation * (1.0 - frac))
-    # (r, g, b) per sector of the hue circle
-    table = np.stack(
-        [
-            np.stack([value, t, p], axis=1),
-            np.stack([q, value, p], axis=1),
-            np.stack([p, value, t], axis=1),
-            np.stack([p, q, value], axis=1),
-            np.stack([t, p, value], axis=1),
-            np.stack([value, p, q], axis=1),
-        ]
-    )
-    return table[sector, np.arange(len(hsv))]
+        return np.round(self.color(colors.astype(np.float64) / 255.0, rng) * 255.0).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- samples

@@ -69,6 +69,27 @@ class AugmentConfig:
     crop_hw: tuple[int, int] | None = option(
         None, "output size (H,W) of the random resized crop; None = image_hw"
     )
+    color_auto_contrast: float = option(
+        0.0, "3D input colours only (the teacher sees the real image): auto-contrast probability"
+    )
+    color_translation: float = option(0.0, "3D input colours: max |RGB offset|, fraction of the range")
+    color_jitter_std: float = option(
+        0.0, "3D input colours: std of per-point RGB noise, fraction of the range"
+    )
+    color_hue_max: float = option(0.0, "3D input colours: max |hue shift|, fraction of the hue circle")
+    color_saturation_max: float = option(0.0, "3D input colours: max relative saturation change")
+
+    @property
+    def color(self):
+        from ppkt.data.color_augment import ColorAugmentation
+
+        return ColorAugmentation(
+            auto_contrast=self.color_auto_contrast,
+            translation=self.color_translation,
+            jitter_std=self.color_jitter_std,
+            hue_max=self.color_hue_max,
+            saturation_max=self.color_saturation_max,
+        )
 
 
 @dataclass(frozen=True)

@@ -356,6 +356,11 @@ def augment_sample(
         new_uv[kept] = uv_out
     if int(keep_all.sum()) < MIN_PAIRS_PER_FRAME:
         raise FrameSkipped(f"{name}: fewer than {MIN_PAIRS_PER_FRAME} pairs left after augmentation")
+    if point_colors is not None and augment.color.enabled:
+        # The student must predict what the teacher sees in the real image from perturbed colours,
+        # so its features cannot hinge on one room's exact colours (docs/pretraining.md).
+        jittered = augment.color(point_colors.double().numpy(), rng)
+        point_colors = torch.from_numpy(jittered).to(point_colors.dtype)
     features = make_features(input_features, aug_points, point_colors)
     return PretrainSample(
         images=torch.stack(new_images),
