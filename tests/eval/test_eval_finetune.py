@@ -228,3 +228,22 @@ def test_full_labels_learn_the_rooms(tmp_path, rooms_source):
     result = finetune(cfg, source=rooms_source)
     assert result.best.absent_classes == (3,)
     assert result.best.miou > 0.8, result.best.to_markdown()
+
+
+def test_an_interrupted_run_leaves_no_earlier_results_behind(tmp_path, rooms_source, monkeypatch):
+    import ppkt.eval.finetune as finetune_module
+
+    cfg = tiny_config(tmp_path, kind="scenes", budget=0.5, seed=1)
+    run = Path(cfg.run.out)
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text('{"last": {"miou": 0.99}}')  # an earlier run's results
+    (run / "metrics.md").write_text("| old |")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune_module, "build_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, source=rooms_source)
+    assert load_config(FinetuneConfig, run / "config.yaml") == cfg
+    assert not (run / "metrics.json").exists() and not (run / "metrics.md").exists()

@@ -362,6 +362,10 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
         )
     run_dir = Path(cfg.run.out)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Results of an earlier run in this folder would otherwise sit next to this run's config until
+    # it finishes, and an interrupted run would look finished with someone else's numbers.
+    (run_dir / "metrics.json").unlink(missing_ok=True)
+    (run_dir / "metrics.md").unlink(missing_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     log_path = run_dir / "log.jsonl"
     log_path.write_text("")
