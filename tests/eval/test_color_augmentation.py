@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from eval_rooms import make_room
 
-from ppkt.data.color_augment import hsv_to_rgb, rgb_to_hsv
+from ppkt.data.color_augment import ColorAugmentation, hsv_to_rgb, rgb_to_hsv
 from ppkt.eval.config import EvalAugmentConfig
 from ppkt.eval.data import SceneAugmentation
 
@@ -29,7 +29,9 @@ def test_colour_steps_off_leave_colours_and_points_alone():
     scene = make_room("a", 0)
     plain = SceneAugmentation()(scene, np.random.default_rng(3))
     assert plain.colors is scene.colors
-    coloured = SceneAugmentation(color_translation=0.1, hue_max=0.5)(scene, np.random.default_rng(3))
+    coloured = SceneAugmentation(color=ColorAugmentation(translation=0.1, hue_max=0.5))(
+        scene, np.random.default_rng(3)
+    )
     np.testing.assert_array_equal(coloured.points, plain.points)  # colour draws come after the geometry's
     assert coloured.colors.dtype == np.uint8 and not np.array_equal(coloured.colors, scene.colors)
 
@@ -39,7 +41,9 @@ def test_translation_shifts_every_point_by_one_bounded_offset():
     mid = scene.colors.astype(np.int64).clip(40, 215).astype(np.uint8)  # no clipping at the range ends
     scene = type(scene)(scene.points, mid, scene.labels, scene.scene_id, scene.class_names)
     for seed in range(5):
-        out = SceneAugmentation(color_translation=0.1, **GEOMETRY_OFF)(scene, np.random.default_rng(seed))
+        out = SceneAugmentation(color=ColorAugmentation(translation=0.1), **GEOMETRY_OFF)(
+            scene, np.random.default_rng(seed)
+        )
         shift = out.colors.astype(np.int64) - mid
         assert (shift.max(axis=0) - shift.min(axis=0) <= 1).all()  # one offset per channel, up to rounding
         assert np.abs(shift).max() <= 0.1 * 255 + 1
@@ -50,14 +54,18 @@ def test_jitter_has_the_requested_spread():
     grey = np.full((n, 3), 128, np.uint8)
     scene = make_room("a", 0)
     scene = type(scene)(np.zeros((n, 3), np.float32), grey, np.zeros(n, np.int64), "grey", scene.class_names)
-    out = SceneAugmentation(color_jitter_std=0.05, **GEOMETRY_OFF)(scene, np.random.default_rng(0))
+    out = SceneAugmentation(color=ColorAugmentation(jitter_std=0.05), **GEOMETRY_OFF)(
+        scene, np.random.default_rng(0)
+    )
     noise = out.colors.astype(np.float64) - 128
     assert abs(noise.mean()) < 0.2 and noise.std() == pytest.approx(0.05 * 255, rel=0.03)
 
 
 def test_auto_contrast_keeps_the_order_and_widens_the_range():
     scene = make_room("a", 1)
-    out = SceneAugmentation(color_auto_contrast=1.0, **GEOMETRY_OFF)(scene, np.random.default_rng(0))
+    out = SceneAugmentation(color=ColorAugmentation(auto_contrast=1.0), **GEOMETRY_OFF)(
+        scene, np.random.default_rng(0)
+    )
     before, after = scene.colors.astype(np.int64), out.colors.astype(np.int64)
     for c in range(3):
         order = np.argsort(before[:, c], kind="stable")
@@ -70,7 +78,9 @@ def test_hue_shift_keeps_value_and_saturation_and_greys():
     grey = np.array([[90, 90, 90]], np.uint8)
     colours = np.concatenate([scene.colors[:-1], grey])
     scene = type(scene)(scene.points, colours, scene.labels, scene.scene_id, scene.class_names)
-    out = SceneAugmentation(hue_max=0.5, **GEOMETRY_OFF)(scene, np.random.default_rng(4))
+    out = SceneAugmentation(color=ColorAugmentation(hue_max=0.5), **GEOMETRY_OFF)(
+        scene, np.random.default_rng(4)
+    )
     before, after = rgb_to_hsv(colours / 255.0), rgb_to_hsv(out.colors / 255.0)
     np.testing.assert_allclose(after[:, 2], before[:, 2], atol=1 / 255)
     np.testing.assert_array_equal(out.colors[-1], grey[0])
@@ -82,8 +92,9 @@ def test_hue_shift_keeps_value_and_saturation_and_greys():
 
 def test_config_defaults_are_the_minkowski_recipe_and_reach_the_augmentation():
     aug = EvalAugmentConfig().build()
-    assert (aug.color_auto_contrast, aug.color_translation, aug.color_jitter_std) == (0.2, 0.1, 0.05)
-    assert (aug.hue_max, aug.saturation_max) == (0.5, 0.2)
+    assert aug.color == ColorAugmentation(
+        auto_contrast=0.2, translation=0.1, jitter_std=0.05, hue_max=0.5, saturation_max=0.2
+    )
     scene = make_room("a", 0)
     first = aug(scene, np.random.default_rng(7))
     again = aug(scene, np.random.default_rng(7))

@@ -32,6 +32,17 @@ class ColorAugmentation:
     hue_max: float = 0.0
     saturation_max: float = 0.0
 
+    @classmethod
+    def from_config(cls, cfg) -> ColorAugmentation:
+        """From an augmentation config's ``color_*`` fields (pretraining and fine-tuning name them alike)."""
+        return cls(
+            auto_contrast=cfg.color_auto_contrast,
+            translation=cfg.color_translation,
+            jitter_std=cfg.color_jitter_std,
+            hue_max=cfg.color_hue_max,
+            saturation_max=cfg.color_saturation_max,
+        )
+
     @property
     def enabled(self) -> bool:
         return any((self.auto_contrast, self.translation, self.jitter_std, self.hue_max, self.saturation_max))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ppkt.config import option
+from ppkt.data.color_augment import ColorAugmentation
 from ppkt.eval.data import SceneAugmentation
 
 
@@ -65,8 +66,8 @@ class EvalAugmentConfig:
     )
     color_translation: float = option(0.1, "max |shift| of a per-scene RGB offset, fraction of the range")
     color_jitter_std: float = option(0.05, "std of per-point Gaussian RGB noise, fraction of the range")
-    hue_max: float = option(0.5, "max |shift| of the hue, fraction of the hue circle")
-    saturation_max: float = option(0.2, "max relative change of the saturation")
+    color_hue_max: float = option(0.5, "max |shift| of the hue, fraction of the hue circle")
+    color_saturation_max: float = option(0.2, "max relative change of the saturation")
 
     def build(self) -> SceneAugmentation | None:
         if not self.enabled:
@@ -78,11 +79,7 @@ class EvalAugmentConfig:
             scale_min=self.scale_min,
             scale_max=self.scale_max,
             jitter_std=self.jitter_std,
-            color_auto_contrast=self.color_auto_contrast,
-            color_translation=self.color_translation,
-            color_jitter_std=self.color_jitter_std,
-            hue_max=self.hue_max,
-            saturation_max=self.saturation_max,
+            color=ColorAugmentation.from_config(self),
         )
 
 

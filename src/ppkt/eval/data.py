@@ -114,12 +114,8 @@ class SceneAugmentation:
         flip: probability of mirroring x, and independently y.
         scale_min, scale_max: uniform isotropic scale range.
         jitter_std: std (m) of Gaussian noise added to every point, clipped at 3 std.
-        color_auto_contrast: probability of stretching the scene's colours to the full range per
-            channel, blended with the original by a uniform random factor.
-        color_translation: max |shift| of a per-scene RGB offset, as a fraction of the range.
-        color_jitter_std: std of per-point Gaussian RGB noise, as a fraction of the range.
-        hue_max: max |shift| of the hue, as a fraction of the hue circle.
-        saturation_max: max relative change of the saturation.
+        color: colour augmentation (``ppkt.data.color_augment``); off by default here, on in
+            the fine-tuning config.
     """
 
     max_points: int = 0
@@ -128,11 +124,7 @@ class SceneAugmentation:
     scale_min: float = 0.9
     scale_max: float = 1.1
     jitter_std: float = 0.005
-    color_auto_contrast: float = 0.0
-    color_translation: float = 0.0
-    color_jitter_std: float = 0.0
-    hue_max: float = 0.0
-    saturation_max: float = 0.0
+    color: ColorAugmentation = ColorAugmentation()
 
     def __call__(self, scene: LabeledScene, rng: np.random.Generator) -> LabeledScene:
         points, colors, labels = scene.points, scene.colors, scene.labels
@@ -160,16 +152,6 @@ class SceneAugmentation:
             labels=labels,
             scene_id=scene.scene_id,
             class_names=scene.class_names,
-        )
-
-    @property
-    def color(self) -> ColorAugmentation:
-        return ColorAugmentation(
-            auto_contrast=self.color_auto_contrast,
-            translation=self.color_translation,
-            jitter_std=self.color_jitter_std,
-            hue_max=self.hue_max,
-            saturation_max=self.saturation_max,
         )
 
     def _augment_colors(self, colors: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -79,18 +79,6 @@ class AugmentConfig:
     color_hue_max: float = option(0.0, "3D input colours: max |hue shift|, fraction of the hue circle")
     color_saturation_max: float = option(0.0, "3D input colours: max relative saturation change")
 
-    @property
-    def color(self):
-        from ppkt.data.color_augment import ColorAugmentation
-
-        return ColorAugmentation(
-            auto_contrast=self.color_auto_contrast,
-            translation=self.color_translation,
-            jitter_std=self.color_jitter_std,
-            hue_max=self.color_hue_max,
-            saturation_max=self.color_saturation_max,
-        )
-
 
 @dataclass(frozen=True)
 class TeacherConfig:

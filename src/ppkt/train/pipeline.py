@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ppkt.data.color_augment import ColorAugmentation
 from ppkt.data.report import FrameError
 from ppkt.data.types import LidarCameraSample, RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
@@ -356,10 +357,11 @@ def augment_sample(
         new_uv[kept] = uv_out
     if int(keep_all.sum()) < MIN_PAIRS_PER_FRAME:
         raise FrameSkipped(f"{name}: fewer than {MIN_PAIRS_PER_FRAME} pairs left after augmentation")
-    if point_colors is not None and augment.color.enabled:
+    color_augment = ColorAugmentation.from_config(augment)
+    if point_colors is not None and color_augment.enabled:
         # The student must predict what the teacher sees in the real image from perturbed colours,
         # so its features cannot hinge on one room's exact colours (docs/pretraining.md).
-        jittered = augment.color(point_colors.double().numpy(), rng)
+        jittered = color_augment(point_colors.double().numpy(), rng)
         point_colors = torch.from_numpy(jittered).to(point_colors.dtype)
     features = make_features(input_features, aug_points, point_colors)
     return PretrainSample(
