@@ -8,7 +8,7 @@ results.png (mIoU against label budget, error bars = std over seeds) to --out.
     python benchmarks/effectiveness.py --out runs/effectiveness            # preset defaults, no search
     python benchmarks/effectiveness.py --seeds 0 --budgets scenes:0.0625   # one cell, quick look
 
-The README's command (2000 pretraining steps, a scratch learning-rate search with
+The README's command (4000 pretraining steps, a scratch learning-rate search with
 ``--set scratch_lr_grid=0.1,0.03,0.01``, linear probes at two budgets) produced the published
 results in benchmarks/results/effectiveness/.
 
