@@ -102,9 +102,11 @@ class SceneAugmentation:
     applied at evaluation.
 
     The colour steps and their default strengths are those of the MinkowskiEngine ScanNet
-    segmentation recipe that the PPKT line of work fine-tunes with. They matter for pretrained
-    backbones: features distilled from a 2D network describe appearance, and a head trained on a
-    few rooms otherwise learns "this floor's colour" instead of "floor".
+    segmentation recipe that the PPKT line of work fine-tunes with. They matter most for pretrained
+    backbones, whose features, distilled from a 2D network, describe appearance: without them a
+    head trained on one room learned "this floor's colour" instead of "floor"; with them the
+    fine-tuning data no longer looks like what the features learned (both measured in
+    docs/evaluation.md, "The effectiveness benchmark", parts 5 and 6).
 
     Attributes:
         max_points: keep at most this many points, the nearest to a random labelled point (any point
