@@ -79,6 +79,18 @@ def test_cli_export_and_print_config(run_dir, tmp_path, capsys):
         main(["pretrain", "--preset", "demo", "--loss.nope", "1"])
     assert main(["pretrain", "--preset", "demo", "--loss.tau", "-1", "--print-config"]) == 2
     assert main(["pretrain", "--resume", str(tmp_path / "missing")]) == 2
+    # a saved config is a starting point like a preset; overrides still apply
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(yaml.safe_dump(printed))
+    capsys.readouterr()
+    assert main(["pretrain", "--config", str(saved), "--loss.num_pairs", "99", "--print-config"]) == 0
+    again = yaml.safe_load(capsys.readouterr().out)
+    assert again["loss"]["num_pairs"] == 99 and {k: v for k, v in again.items() if k != "loss"} == {
+        k: v for k, v in printed.items() if k != "loss"
+    }
+    assert again["loss"]["tau"] == 0.07
+    assert main(["pretrain", "--config", str(saved), "--resume", str(run_dir)]) == 2
+    assert main(["pretrain", "--config", str(tmp_path / "missing.yaml"), "--print-config"]) == 2
 
 
 def test_finetune_reads_the_export(run_dir, tmp_path):

@@ -3,6 +3,7 @@
 ppkt pretrain --preset demo --run.out runs/demo
 ppkt pretrain --preset paper --data.root /data/scannet --teacher.weights resnet50.pth
 ppkt pretrain --resume runs/demo                     # continue where it stopped
+ppkt pretrain --config runs/demo/config.yaml --run.out runs/again   # rerun a saved config
 torchrun --nproc_per_node=4 -m ppkt pretrain --preset paper ...
 """
 
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", default="demo", choices=sorted(PRESETS), help="starting config (default demo)"
     )
     parser.add_argument(
+        "--config", type=Path, default=None, help="start from a saved config.yaml instead of a preset"
+    )
+    parser.add_argument(
         "--resume",
         type=Path,
         default=None,
@@ -35,19 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from ppkt.config import apply_overrides, config_to_dict, overrides_from_namespace
-    from ppkt.train.config import validate
+    from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
+    from ppkt.train.config import PretrainConfig, validate
     from ppkt.train.loop import NonFiniteLossError, config_with_resume, pretrain
     from ppkt.train.presets import get_preset
 
     overrides = overrides_from_namespace(args)
     try:
+        if args.resume is not None and args.config is not None:
+            raise ValueError("--resume reads the run's own config.yaml; drop --config")
         if args.resume is not None:
             cfg = config_with_resume(args.resume, overrides)
             if Path(cfg.run.out).resolve() != args.resume.resolve():
                 raise ValueError(f"--resume {args.resume} but run.out is {cfg.run.out}; leave run.out unset")
         else:
-            cfg = apply_overrides(get_preset(args.preset), overrides)
+            start = load_config(PretrainConfig, args.config) if args.config else get_preset(args.preset)
+            cfg = apply_overrides(start, overrides)
         validate(cfg)
     except (ValueError, FileNotFoundError) as err:
         print(f"ppkt pretrain: {err}", file=sys.stderr)
