@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from train_fixtures import make_frame, tiny_config
+from train_fixtures import make_frame
 
 from ppkt.config import apply_overrides, load_config
 from ppkt.losses import PointInfoNCE
@@ -13,6 +13,7 @@ from ppkt.train.loop import NonFiniteLossError, pretrain
 from ppkt.train.model import build_model
 from ppkt.train.pipeline import Collator, PretrainDataset
 from ppkt.train.presets import PRESETS, get_preset
+from tiny_pretrain import tiny_config
 
 
 @pytest.fixture

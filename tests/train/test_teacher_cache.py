@@ -6,11 +6,12 @@ import json
 
 import pytest
 import torch
-from train_fixtures import make_frame, tiny_config
+from train_fixtures import make_frame
 
 from ppkt.teachers import StaleCacheError, TeacherFeatureCache, build_teacher, cache_teacher_features
 from ppkt.train.loop import pretrain
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
+from tiny_pretrain import tiny_config
 
 NO_2D_AUGMENT = {"augment.hflip": "0", "augment.crop_scale_min": "1.0"}
 

@@ -33,28 +33,18 @@ def synthetic_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrain_run(synthetic_root, tmp_path_factory):
     """A 2-step pretraining run written by the pretraining package itself."""
-    from ppkt.config import apply_overrides
     from ppkt.train.loop import pretrain
-    from ppkt.train.presets import get_preset
+    from tiny_pretrain import tiny_config
 
     run = tmp_path_factory.mktemp("viz-pretrain") / "run"
-    cfg = apply_overrides(
-        get_preset("demo"),
-        {
+    cfg = tiny_config(
+        run,
+        **{
             "data.kind": "scannet",
             "data.root": str(synthetic_root),
             "data.split": "none",
             "data.image_hw": "60,80",
-            "data.num_workers": "0",
-            "teacher.stage": "stride8",
-            "student.width": "0.25",
-            "loss.num_pairs": "64",
-            "optim.batch_size": "2",
-            "optim.warmup_steps": "0",
             "optim.steps": "2",
-            "run.progress": "false",
-            "run.tensorboard": "false",
-            "run.out": str(run),
         },
     )
     pretrain(cfg)
