@@ -238,7 +238,6 @@ def finetune_one(
     metrics_path = run_dir / "metrics.json"
     timing = run_dir / "timing.json"
     if not (metrics_path.is_file() and timing.is_file() and _same_config(run_dir, ft)):
-        timing.unlink(missing_ok=True)
         started = time.perf_counter()
         finetune(ft)
         atomic_write_json(timing, {"seconds": time.perf_counter() - started})
