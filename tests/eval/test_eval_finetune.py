@@ -116,6 +116,45 @@ def test_head_warmup_freezes_the_backbone_then_releases_it(tmp_path, rooms_sourc
         assert any(k.endswith("weight") for k in changed) and any("running_mean" in k for k in changed)
 
 
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_batchnorm_keeps_statistics_while_everything_trains(tmp_path, rooms_source, freeze):
+    cfg = tiny_config(tmp_path, kind="scenes", budget=1.0)
+    cfg = replace(cfg, model=replace(cfg.model, freeze_batchnorm=freeze))
+    model = build_model(cfg).train()
+    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms and all(m.training != freeze for m in norms)
+    assert model.backbone.training and all(p.requires_grad for p in model.backbone.parameters())
+    result = finetune(cfg, source=rooms_source)
+    changed = _backbone_changed(cfg, result.run_dir)
+    stats = [k for k in changed if "running_" in k or "num_batches_tracked" in k]
+    assert (stats == []) == freeze
+    # convolutions and the batch norms' scale and shift train either way
+    norm_names = {name for name, m in model.backbone.named_modules() if isinstance(m, torch.nn.BatchNorm1d)}
+    owners = {k.rsplit(".", 1)[0] for k in changed if k not in stats}
+    assert owners - norm_names and owners & norm_names
+    model.eval()
+    assert not any(m.training for m in norms)
+    model.train()
+    assert all(m.training != freeze for m in norms)
+
+
+def test_freeze_batchnorm_survives_the_head_warmup_release(tmp_path, rooms_source):
+    cfg = tiny_config(tmp_path, kind="scenes", budget=1.0)
+    cfg = replace(
+        cfg,
+        model=replace(cfg.model, freeze_batchnorm=True),
+        optim=replace(cfg.optim, head_warmup_steps=1),
+    )
+    model = build_model(cfg).train()
+    model.set_backbone_frozen(True)
+    model.set_backbone_frozen(False)
+    assert model.backbone.training
+    assert not any(m.training for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    result = finetune(cfg, source=rooms_source)
+    changed = _backbone_changed(cfg, result.run_dir)
+    assert changed and not any("running_" in k for k in changed)
+
+
 def test_evaluation_is_on_original_points(rooms_source):
     """A model that predicts 'floor' on voxels at z = 0 and 'wall' elsewhere: exact point metrics."""
 

@@ -6,7 +6,7 @@ import pytest
 from ppkt.experiments.effectiveness import (
     ExperimentConfig,
     RunRecord,
-    best_scratch_lr,
+    best_lr,
     budget_label,
     finetune_config,
     parse_budget,
@@ -54,14 +54,48 @@ def test_scratch_row_is_the_best_searched_rate():
         _record("ppkt", "points:20", 1, 0.32, lr=0.01),
         _record("scratch", "scenes:1.0", 0, 0.05, mode="linear", lr=None),
     ]
-    assert best_scratch_lr(records, "points:20") == 0.01
+    assert best_lr(records, "points:20") == 0.01
     row, linear = summarize(records)
     assert row["scratch_miou"] == pytest.approx(16.0) and row["gain_miou"] == pytest.approx(15.0)
     assert row["lr_backbone"] == 0.01
     assert row["scratch_lr_search"] == {"0.1": pytest.approx(12.0), "0.01": pytest.approx(16.0)}
     assert "0.01 (scratch 0.1: 12.0, 0.01: 16.0)" in results_markdown([row, linear])
     with pytest.raises(ValueError, match="no scratch"):
-        best_scratch_lr(records, "points:200")
+        best_lr(records, "points:200")
+
+
+def test_ppkt_searched_too_reports_its_own_best_rate_and_the_rate_scratch_chose():
+    records = [
+        _record("scratch", "points:20", 0, 0.10, lr=0.1),
+        _record("scratch", "points:20", 1, 0.14, lr=0.1),  # scratch: 12 at 0.1, 10 at 0.01
+        _record("scratch", "points:20", 0, 0.08, lr=0.01),
+        _record("scratch", "points:20", 1, 0.12, lr=0.01),
+        _record("ppkt", "points:20", 0, 0.16, lr=0.1),
+        _record("ppkt", "points:20", 1, 0.18, lr=0.1),  # PPKT: 17 at 0.1, 25 at 0.01
+        _record("ppkt", "points:20", 0, 0.24, lr=0.01),
+        _record("ppkt", "points:20", 1, 0.26, lr=0.01),
+    ]
+    assert best_lr(records, "points:20", "ppkt") == 0.01 and best_lr(records, "points:20") == 0.1
+    (row,) = summarize(records)
+    assert row["lr_backbone"] == 0.1 and row["ppkt_lr_backbone"] == 0.01
+    assert row["scratch_miou"] == pytest.approx(12.0) and row["ppkt_miou"] == pytest.approx(25.0)
+    assert row["gain_miou"] == pytest.approx(13.0)
+    assert row["ppkt_at_scratch_lr_miou"] == pytest.approx(17.0)
+    assert row["gain_at_scratch_lr_miou"] == pytest.approx(5.0)
+    assert row["ppkt_lr_search"] == {"0.1": pytest.approx(17.0), "0.01": pytest.approx(25.0)}
+    table = results_markdown([row])
+    assert "PPKT at scratch's lr" in table and "| 17.0 ± 1.4 | +5.0 |" in table
+    assert "| 0.1 (0.1: 12.0, 0.01: 10.0) | 0.01 (0.1: 17.0, 0.01: 25.0) |" in table
+
+
+def test_ppkt_overrides_reach_the_pretrained_fine_tunes_only(tmp_path):
+    cfg = ExperimentConfig(out=tmp_path, ppkt_overrides=("model.freeze_batchnorm=true",))
+    common = dict(budget="points:20", seed=0)
+    ppkt = finetune_config(cfg, tmp_path, init=tmp_path / "b.safetensors", mode="finetune", **common)
+    scratch = finetune_config(cfg, tmp_path, init=None, mode="finetune", **common)
+    probe = finetune_config(cfg, tmp_path, init=tmp_path / "b.safetensors", mode="linear", **common)
+    assert ppkt.model.freeze_batchnorm
+    assert not scratch.model.freeze_batchnorm and not probe.model.freeze_batchnorm
 
 
 def test_searched_rate_is_in_the_run_name_and_cannot_also_be_overridden(tmp_path):

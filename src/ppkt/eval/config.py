@@ -106,6 +106,11 @@ class ModelConfig:
     mode: Literal["finetune", "linear"] = option(
         "finetune", "finetune: train everything; linear: frozen backbone (eval mode, no grad), train the head"
     )
+    freeze_batchnorm: bool = option(
+        False,
+        "fine-tuning: the backbone's batch norms keep the pretrained statistics (eval mode) instead of "
+        "normalising with each batch and updating them; their scale and shift still train",
+    )
 
 
 @dataclass(frozen=True)

@@ -67,14 +67,24 @@ class SegmentationModel(nn.Module):
         backbone: module mapping a SparseTensor to per-voxel features (``out_channels``).
         num_classes: number of classes.
         freeze_backbone: linear probing: the backbone is frozen (see module docstring).
+        freeze_batchnorm: the backbone's batch norms normalise with their stored statistics and
+            never update them, also while the backbone trains (their scale and shift still learn).
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, *, freeze_backbone: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        *,
+        freeze_backbone: bool = False,
+        freeze_batchnorm: bool = False,
+    ):
         super().__init__()
         from ppkt.backbones import SegmentationHead
 
         self.backbone = backbone
         self.head = SegmentationHead(backbone.out_channels, num_classes)
+        self.freeze_batchnorm = freeze_batchnorm
         self.freeze_backbone = False
         self.set_backbone_frozen(freeze_backbone)
 
@@ -82,12 +92,16 @@ class SegmentationModel(nn.Module):
         """Freeze (no grad, eval-mode batch norm) or release the backbone."""
         self.freeze_backbone = frozen
         self.backbone.requires_grad_(not frozen)
-        self.backbone.train(self.training and not frozen)
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> SegmentationModel:
         super().train(mode)
         if self.freeze_backbone:
             self.backbone.eval()  # keep batch-norm statistics frozen
+        elif self.freeze_batchnorm:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     def forward(self, tensor) -> torch.Tensor:
@@ -109,7 +123,12 @@ def build_model(cfg: FinetuneConfig) -> SegmentationModel:
         width=cfg.model.width,
         backend=cfg.model.backend,
     )
-    return SegmentationModel(backbone, cfg.data.num_classes, freeze_backbone=cfg.model.mode == "linear")
+    return SegmentationModel(
+        backbone,
+        cfg.data.num_classes,
+        freeze_backbone=cfg.model.mode == "linear",
+        freeze_batchnorm=cfg.model.freeze_batchnorm,
+    )
 
 
 def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: FinetuneConfig) -> None:

@@ -61,6 +61,14 @@ class ExperimentConfig:
         "backbone learning rates searched for the scratch baseline at each budget; PPKT fine-tunes "
         "with the one of best mean scratch mIoU (empty: the fine-tuning preset's rate, no search)",
     )
+    ppkt_lr_search: bool = option(
+        False,
+        "fine-tune PPKT at every rate of scratch_lr_grid too; its row is then its own best mean rate, "
+        "and its result at scratch's rate is reported beside it",
+    )
+    ppkt_overrides: tuple[str, ...] = option(
+        (), "fine-tuning overrides for the PPKT backbone only, applied after finetune_overrides"
+    )
     linear_probes: bool = option(True, "also run linear probes of random and PPKT backbones")
     linear_budgets: tuple[str, ...] = option(("scenes:1.0",), "label budgets of the linear probes")
     device: str = option("auto", "torch device for every run")
@@ -190,6 +198,8 @@ def finetune_config(
         if mode == "finetune"
         else (cfg.linear_preset, cfg.linear_overrides)
     )
+    if mode == "finetune" and init is not None:
+        extra = (*extra, *cfg.ppkt_overrides)
     kind, value = parse_budget(budget)
     name = f"{mode}-{'ppkt' if init else 'scratch'}-{kind}{value:g}-seed{seed}"
     searched = {}
@@ -269,26 +279,27 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def scratch_lr_search(records: Sequence[RunRecord], budget: str) -> dict[float, float]:
-    """Mean scratch fine-tuning mIoU (%) over seeds, per backbone learning rate, at ``budget``."""
-    mine = [r for r in records if r.mode == "finetune" and r.init == "scratch" and r.budget == budget]
+def lr_search(records: Sequence[RunRecord], budget: str, init: str = "scratch") -> dict[float, float]:
+    """Mean fine-tuning mIoU (%) of ``init`` over seeds, per backbone learning rate, at ``budget``."""
+    mine = [r for r in records if r.mode == "finetune" and r.init == init and r.budget == budget]
     rates = list(dict.fromkeys(r.lr_backbone for r in mine))
     return {lr: _mean_std([100 * r.miou for r in mine if r.lr_backbone == lr])[0] for lr in rates}
 
 
-def best_scratch_lr(records: Sequence[RunRecord], budget: str) -> float:
-    """The searched backbone learning rate with the best mean scratch mIoU (the first of equals)."""
-    means = scratch_lr_search(records, budget)
+def best_lr(records: Sequence[RunRecord], budget: str, init: str = "scratch") -> float:
+    """The backbone learning rate with the best mean mIoU of ``init`` (the first of equals)."""
+    means = lr_search(records, budget, init)
     if not means:
-        raise ValueError(f"no scratch fine-tuning run at budget {budget!r}")
+        raise ValueError(f"no {init} fine-tuning run at budget {budget!r}")
     return max(means, key=lambda lr: -math.inf if math.isnan(means[lr]) else means[lr])
 
 
 def summarize(records: Sequence[RunRecord]) -> list[dict]:
     """Rows (mode, budget) with scratch and PPKT mean/std mIoU and mAcc over seeds, and the gain.
 
-    Where scratch was fine-tuned with several backbone learning rates, its row is the best one's
-    (see :func:`best_scratch_lr`), and the row lists every rate's mean.
+    Where an initialisation was fine-tuned with several backbone learning rates, its figures are
+    those of its best rate (see :func:`best_lr`), and the row lists every rate's mean. Where PPKT
+    was searched too, ``ppkt_at_scratch_lr_*`` give PPKT at the rate scratch chose.
     """
     rows = []
     keys = []
@@ -297,20 +308,31 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
             keys.append((r.mode, r.budget))
     for mode, budget in keys:
         row = {"mode": mode, "budget": budget, "label": budget_label(budget)}
-        chosen = None
+        chosen = {}
         if mode == "finetune":
-            search = scratch_lr_search(records, budget)
-            chosen = best_scratch_lr(records, budget)
-            row["lr_backbone"] = chosen
-            row["scratch_lr_search"] = {f"{lr:g}": mean for lr, mean in search.items()}
+            for init in ("scratch", "ppkt"):
+                search = lr_search(records, budget, init)
+                if search:
+                    chosen[init] = best_lr(records, budget, init)
+                    row[f"{init}_lr_search"] = {f"{lr:g}": mean for lr, mean in search.items()}
+            row["lr_backbone"] = chosen.get("scratch")
+            row["ppkt_lr_backbone"] = chosen.get("ppkt")
         for init in ("scratch", "ppkt"):
             mine = [r for r in records if r.mode == mode and r.budget == budget and r.init == init]
-            if init == "scratch" and chosen is not None:
-                mine = [r for r in mine if r.lr_backbone == chosen]
+            if init in chosen:
+                mine = [r for r in mine if r.lr_backbone == chosen[init]]
             row[f"{init}_miou"], row[f"{init}_miou_std"] = _mean_std([100 * r.miou for r in mine])
             row[f"{init}_macc"], row[f"{init}_macc_std"] = _mean_std([100 * r.macc for r in mine])
             row[f"{init}_seeds"] = len(mine)
         row["gain_miou"] = row["ppkt_miou"] - row["scratch_miou"]
+        if len(row.get("ppkt_lr_search", {})) > 1 and "scratch" in chosen:
+            at = [
+                100 * r.miou
+                for r in records
+                if (r.mode, r.budget, r.init, r.lr_backbone) == (mode, budget, "ppkt", chosen["scratch"])
+            ]
+            row["ppkt_at_scratch_lr_miou"], row["ppkt_at_scratch_lr_miou_std"] = _mean_std(at)
+            row["gain_at_scratch_lr_miou"] = row["ppkt_at_scratch_lr_miou"] - row["scratch_miou"]
         rows.append(row)
     return rows
 
@@ -319,29 +341,52 @@ def results_markdown(rows: Sequence[dict]) -> str:
     def cell(mean: float, std: float) -> str:
         return "n/a" if math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
 
-    def rates(row: dict) -> str:
-        if "lr_backbone" not in row:
-            return "–"
-        search = row.get("scratch_lr_search", {})
-        if len(search) < 2:
-            return f"{row['lr_backbone']:g}"
-        tried = ", ".join(f"{lr}: {mean:.1f}" for lr, mean in search.items())
-        return f"{row['lr_backbone']:g} (scratch {tried})"
+    ppkt_searched = any("ppkt_at_scratch_lr_miou" in r for r in rows)
 
-    lines = [
-        "| mode | labels | scratch mIoU | PPKT mIoU | gain | scratch mAcc | PPKT mAcc | seeds "
-        "| backbone lr |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {'linear probe' if r['mode'] == 'linear' else 'fine-tune'} | {r['label']} "
-            f"| {cell(r['scratch_miou'], r['scratch_miou_std'])} "
-            f"| {cell(r['ppkt_miou'], r['ppkt_miou_std'])} "
-            f"| {r['gain_miou']:+.1f} | {cell(r['scratch_macc'], r['scratch_macc_std'])} "
-            f"| {cell(r['ppkt_macc'], r['ppkt_macc_std'])} | {min(r['scratch_seeds'], r['ppkt_seeds'])} "
-            f"| {rates(r)} |"
+    def rates(row: dict, init: str) -> str:
+        if row.get(f"{init}_lr_search") is None:
+            return "–"
+        search = row[f"{init}_lr_search"]
+        best = row["lr_backbone" if init == "scratch" else "ppkt_lr_backbone"]
+        if len(search) < 2:
+            return f"{best:g}"
+        tried = ", ".join(f"{lr}: {mean:.1f}" for lr, mean in search.items())
+        return f"{best:g} ({tried})" if ppkt_searched else f"{best:g} ({init} {tried})"
+
+    if ppkt_searched:
+        header = (
+            "| mode | labels | scratch mIoU | PPKT mIoU | gain | PPKT at scratch's lr | gain "
+            "| scratch mAcc | PPKT mAcc | seeds | scratch lr | PPKT lr |"
         )
+    else:
+        header = (
+            "| mode | labels | scratch mIoU | PPKT mIoU | gain | scratch mAcc | PPKT mAcc | seeds "
+            "| backbone lr |"
+        )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        cells = [
+            "linear probe" if r["mode"] == "linear" else "fine-tune",
+            r["label"],
+            cell(r["scratch_miou"], r["scratch_miou_std"]),
+            cell(r["ppkt_miou"], r["ppkt_miou_std"]),
+            f"{r['gain_miou']:+.1f}",
+        ]
+        if ppkt_searched:
+            if "ppkt_at_scratch_lr_miou" in r:
+                at = r["ppkt_at_scratch_lr_miou"], r["ppkt_at_scratch_lr_miou_std"]
+                cells += [cell(*at), f"{r['gain_at_scratch_lr_miou']:+.1f}"]
+            else:
+                cells += ["–", "–"]
+        cells += [
+            cell(r["scratch_macc"], r["scratch_macc_std"]),
+            cell(r["ppkt_macc"], r["ppkt_macc_std"]),
+            str(min(r["scratch_seeds"], r["ppkt_seeds"])),
+            rates(r, "scratch"),
+        ]
+        if ppkt_searched:
+            cells.append(rates(r, "ppkt"))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -412,8 +457,9 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
     log(f"pretrained backbone: {backbone} ({pretrain_seconds:.0f} s)")
     records: list[RunRecord] = []
     grid = tuple(cfg.scratch_lr_grid) or (None,)
+    ppkt_grid_size = len(grid) if cfg.ppkt_lr_search else 1
     linear_budgets = cfg.linear_budgets if cfg.linear_probes else ()
-    total = len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + 1) + 2 * len(linear_budgets))
+    total = len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + ppkt_grid_size) + 2 * len(linear_budgets))
 
     def run(mode: str, budget: str, seed: int, init: Path | None, lr: float | None = None) -> None:
         record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr)
@@ -428,7 +474,12 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
         for lr in grid:
             for seed in cfg.seeds:
                 run("finetune", budget, seed, None, lr)
-        chosen = best_scratch_lr(records, budget) if cfg.scratch_lr_grid else None
+        chosen = best_lr(records, budget) if cfg.scratch_lr_grid else None
+        if cfg.ppkt_lr_search:
+            for lr in grid:
+                for seed in cfg.seeds:
+                    run("finetune", budget, seed, backbone, lr)
+            continue
         if chosen is not None and len(grid) > 1:
             log(f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it")
         for seed in cfg.seeds:

@@ -63,18 +63,17 @@ def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
 
 def compared_runs(results: dict) -> dict[str, Path]:
     """Run folders of the scratch and PPKT fine-tunes the pictures compare: the first budget and seed,
-    and for scratch the run of the learning rate the summary reports (when one was searched)."""
+    each at the learning rate the summary reports for it (when one was searched)."""
     runs = [r for r in results["runs"] if r["mode"] == "finetune"]
     if not runs:
         return {}
     budget, seed = runs[0]["budget"], runs[0]["seed"]
-    chosen = next(
-        r.get("lr_backbone") for r in results["rows"] if r["mode"] == "finetune" and r["budget"] == budget
-    )
+    row = next(r for r in results["rows"] if r["mode"] == "finetune" and r["budget"] == budget)
+    chosen = {"scratch": row.get("lr_backbone"), "ppkt": row.get("ppkt_lr_backbone", row.get("lr_backbone"))}
     return {
         r["init"]: Path(r["run_dir"])
         for r in runs
-        if r["budget"] == budget and r["seed"] == seed and r.get("lr_backbone") == chosen
+        if r["budget"] == budget and r["seed"] == seed and r.get("lr_backbone") == chosen[r["init"]]
     }
 
 
