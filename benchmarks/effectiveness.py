@@ -8,9 +8,10 @@ results.png (mIoU against label budget, error bars = std over seeds) to --out.
     python benchmarks/effectiveness.py --out runs/effectiveness            # preset defaults, no search
     python benchmarks/effectiveness.py --seeds 0 --budgets scenes:0.0625   # one cell, quick look
 
-The README's command (4000 pretraining steps, a scratch learning-rate search with
-``--set scratch_lr_grid=0.1,0.03,0.01``, linear probes at two budgets) produced the published
-results in benchmarks/results/effectiveness/.
+The README's command (4000 pretraining steps; a learning-rate search for both initialisations,
+``--set scratch_lr_grid=0.1,0.03,0.01,0.003,0.001 ppkt_lr_search=true``; the PPKT backbone
+fine-tuned with its batch-norm statistics frozen, ``ppkt_overrides=model.freeze_batchnorm=true``;
+linear probes at two budgets) produced the published results in benchmarks/results/effectiveness/.
 
 Reported metric: validation mIoU / mAcc at the LAST fine-tuning step (no checkpoint selection on
 the validation rooms). Interrupted runs resume: finished runs with the same config are reused.

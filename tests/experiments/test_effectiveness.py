@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,7 @@ from ppkt.experiments.effectiveness import (
     best_lr,
     budget_label,
     finetune_config,
+    finetune_one,
     parse_budget,
     results_markdown,
     run_effectiveness,
@@ -16,8 +18,8 @@ from ppkt.experiments.effectiveness import (
 )
 
 
-def _record(init, budget, seed, miou, mode="finetune", lr=0.1):
-    return RunRecord(init, mode, budget, seed, miou, miou + 0.1, 0.9, 1.0, f"runs/{init}{seed}", lr)
+def _record(init, budget, seed, miou, mode="finetune", lr=0.1, diverged=False):
+    return RunRecord(init, mode, budget, seed, miou, miou + 0.1, 0.9, 1.0, f"runs/{init}{seed}", lr, diverged)
 
 
 def test_budgets():
@@ -96,6 +98,55 @@ def test_ppkt_overrides_reach_the_pretrained_fine_tunes_only(tmp_path):
     probe = finetune_config(cfg, tmp_path, init=tmp_path / "b.safetensors", mode="linear", **common)
     assert ppkt.model.freeze_batchnorm
     assert not scratch.model.freeze_batchnorm and not probe.model.freeze_batchnorm
+
+
+def test_a_rate_with_a_diverged_seed_is_never_chosen():
+    nan = float("nan")
+    records = [
+        _record("ppkt", "points:20", 0, 0.40, lr=0.1),
+        _record("ppkt", "points:20", 1, nan, lr=0.1, diverged=True),  # the other seed alone would win
+        _record("ppkt", "points:20", 0, 0.20, lr=0.01),
+        _record("ppkt", "points:20", 1, 0.22, lr=0.01),
+        _record("scratch", "points:20", 0, 0.10, lr=0.1),
+        _record("scratch", "points:20", 1, 0.10, lr=0.1),
+        _record("scratch", "points:20", 0, 0.12, lr=0.01),
+        _record("scratch", "points:20", 1, 0.12, lr=0.01),
+    ]
+    assert best_lr(records, "points:20", "ppkt") == 0.01
+    (row,) = summarize(records)
+    assert row["ppkt_miou"] == pytest.approx(21.0) and math.isnan(row["ppkt_lr_search"]["0.1"])
+    assert "0.01 (0.1: diverged, 0.01: 21.0)" in results_markdown([row])
+
+
+def _fake_divergence(calls):
+    import yaml
+
+    from ppkt.config import config_to_dict
+
+    def finetune(ft):
+        calls.append(ft.run.out)
+        Path(ft.run.out).mkdir(parents=True, exist_ok=True)
+        (Path(ft.run.out) / "config.yaml").write_text(yaml.safe_dump(config_to_dict(ft), sort_keys=False))
+        raise FloatingPointError(f"{ft.run.out}: non-finite training loss nan at step 3")
+
+    return finetune
+
+
+def test_a_diverged_searched_run_is_recorded_and_reused(tmp_path, monkeypatch):
+    import ppkt.eval.finetune
+
+    calls = []
+    monkeypatch.setattr(ppkt.eval.finetune, "finetune", _fake_divergence(calls))
+    cfg = ExperimentConfig(out=tmp_path)
+    args = dict(init=tmp_path / "b.safetensors", mode="finetune", budget="points:20", seed=0, lr_backbone=0.1)
+    record = finetune_one(cfg, tmp_path, **args)
+    assert record.diverged and math.isnan(record.miou) and record.lr_backbone == 0.1
+    saved = json.loads((Path(record.run_dir) / "diverged.json").read_text())
+    assert "non-finite" in saved["error"]
+    assert finetune_one(cfg, tmp_path, **args).diverged and len(calls) == 1  # reused, not rerun
+    # the preset's own rate (no search) must not diverge quietly
+    with pytest.raises(FloatingPointError):
+        finetune_one(cfg, tmp_path, **{**args, "lr_backbone": None})
 
 
 def test_searched_rate_is_in_the_run_name_and_cannot_also_be_overridden(tmp_path):

@@ -89,6 +89,7 @@ class RunRecord:
     seconds: float
     run_dir: str
     lr_backbone: float | None = None  # the backbone learning rate of a fine-tuning run
+    diverged: bool = False  # a searched rate's run stopped on a non-finite loss; its metrics are NaN
 
 
 def _overrides(items: Sequence[str]) -> dict[str, str]:
@@ -240,33 +241,54 @@ def finetune_one(
     seed: int,
     lr_backbone: float | None = None,
 ) -> RunRecord:
-    """Run (or reuse) one fine-tuning / linear-probe run and return its last-step metrics."""
+    """Run (or reuse) one fine-tuning / linear-probe run and return its last-step metrics.
+
+    A run of a searched learning rate (``lr_backbone`` given) that stops on a non-finite loss is
+    recorded as diverged (``diverged.json`` in its folder, NaN metrics) instead of ending the
+    benchmark: too high a rate is an outcome of the search. Any other failure propagates.
+    """
     from ppkt.eval.finetune import finetune
 
     ft = finetune_config(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr_backbone)
     run_dir = Path(ft.run.out)
     metrics_path = run_dir / "metrics.json"
     timing = run_dir / "timing.json"
-    if not (metrics_path.is_file() and timing.is_file() and _same_config(run_dir, ft)):
+    diverged = run_dir / "diverged.json"
+    finished = diverged.is_file() or (metrics_path.is_file() and timing.is_file())
+    if not (finished and _same_config(run_dir, ft)):
+        diverged.unlink(missing_ok=True)
         started = time.perf_counter()
-        finetune(ft)
-        atomic_write_json(timing, {"seconds": time.perf_counter() - started})
+        try:
+            finetune(ft)
+        except FloatingPointError as error:
+            if lr_backbone is None:
+                raise
+            atomic_write_json(diverged, {"error": str(error), "seconds": time.perf_counter() - started})
+        else:
+            atomic_write_json(timing, {"seconds": time.perf_counter() - started})
+    common = dict(
+        init="ppkt" if init else "scratch",
+        mode=mode,
+        budget=budget,
+        seed=seed,
+        run_dir=str(run_dir),
+        lr_backbone=ft.optim.lr_backbone if mode == "finetune" else None,
+    )
+    if diverged.is_file():
+        nan = float("nan")
+        seconds = float(json.loads(diverged.read_text())["seconds"])
+        return RunRecord(**common, miou=nan, macc=nan, overall_accuracy=nan, seconds=seconds, diverged=True)
     metrics = json.loads(metrics_path.read_text())["last"]
 
     def num(x) -> float:
         return float("nan") if x is None else float(x)
 
     return RunRecord(
-        init="ppkt" if init else "scratch",
-        mode=mode,
-        budget=budget,
-        seed=seed,
+        **common,
         miou=num(metrics["miou"]),
         macc=num(metrics["macc"]),
         overall_accuracy=num(metrics["overall_accuracy"]),
         seconds=float(json.loads(timing.read_text())["seconds"]),
-        run_dir=str(run_dir),
-        lr_backbone=ft.optim.lr_backbone if mode == "finetune" else None,
     )
 
 
@@ -280,10 +302,17 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def lr_search(records: Sequence[RunRecord], budget: str, init: str = "scratch") -> dict[float, float]:
-    """Mean fine-tuning mIoU (%) of ``init`` over seeds, per backbone learning rate, at ``budget``."""
+    """Mean fine-tuning mIoU (%) of ``init`` over seeds, per backbone learning rate, at ``budget``.
+
+    A rate at which any seed diverged gets NaN, so it is never chosen (its other seeds' mean would
+    flatter it).
+    """
     mine = [r for r in records if r.mode == "finetune" and r.init == init and r.budget == budget]
-    rates = list(dict.fromkeys(r.lr_backbone for r in mine))
-    return {lr: _mean_std([100 * r.miou for r in mine if r.lr_backbone == lr])[0] for lr in rates}
+    means = {}
+    for lr in dict.fromkeys(r.lr_backbone for r in mine):
+        at = [r for r in mine if r.lr_backbone == lr]
+        means[lr] = float("nan") if any(r.diverged for r in at) else _mean_std([100 * r.miou for r in at])[0]
+    return means
 
 
 def best_lr(records: Sequence[RunRecord], budget: str, init: str = "scratch") -> float:
@@ -350,7 +379,9 @@ def results_markdown(rows: Sequence[dict]) -> str:
         best = row["lr_backbone" if init == "scratch" else "ppkt_lr_backbone"]
         if len(search) < 2:
             return f"{best:g}"
-        tried = ", ".join(f"{lr}: {mean:.1f}" for lr, mean in search.items())
+        tried = ", ".join(
+            f"{lr}: {'diverged' if math.isnan(mean) else f'{mean:.1f}'}" for lr, mean in search.items()
+        )
         return f"{best:g} ({tried})" if ppkt_searched else f"{best:g} ({init} {tried})"
 
     if ppkt_searched:
@@ -465,9 +496,14 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
         record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr)
         records.append(record)
         rate = "" if lr is None else f" lr {lr:g}"
+        outcome = (
+            "DIVERGED (non-finite loss; see diverged.json)"
+            if record.diverged
+            else f"mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}"
+        )
         log(
             f"[{len(records)}/{total}] {mode:8s} {budget_label(budget):>14s} seed {seed} {record.init:7s}"
-            f"{rate} mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}  ({record.seconds:.0f} s)"
+            f"{rate} {outcome}  ({record.seconds:.0f} s)"
         )
 
     for budget in cfg.budgets:
