@@ -18,6 +18,7 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch, capsys):
     (ppkt,) = [r for r in results["runs"] if r["init"] == "ppkt"]
     assert sorted(r["lr_backbone"] for r in scratch) == [0.0, 0.1]
     assert ppkt["lr_backbone"] == results["rows"][0]["lr_backbone"]
+    assert "freeze_batchnorm: true" in (Path(ppkt["run_dir"]) / "config.yaml").read_text()
     (reported,) = [r for r in scratch if r["lr_backbone"] == ppkt["lr_backbone"]]
     pictures = {p.name for p in (out / "pictures").iterdir()}
     assert {
@@ -52,3 +53,17 @@ def test_pictures_compare_the_reported_scratch_run():
     )
     rows = [{"mode": "finetune", "budget": "points:20", "lr_backbone": 0.1}]
     assert compared_runs({"runs": runs, "rows": rows}) == {"scratch": Path("s0.1"), "ppkt": Path("p")}
+
+
+def test_demo_config_freezes_the_pretrained_batchnorm_unless_told_and_can_search_ppkt():
+    import argparse
+
+    from ppkt.cli.demo import add_arguments, demo_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    default = demo_config(parser.parse_args([]))
+    assert default.ppkt_overrides == ("model.freeze_batchnorm=true",) and not default.ppkt_lr_search
+    assert default.scratch_lr_grid == (0.01, 0.001)
+    other = demo_config(parser.parse_args(["--ppkt-batchnorm", "train", "--ppkt-lr-search"]))
+    assert other.ppkt_overrides == () and other.ppkt_lr_search

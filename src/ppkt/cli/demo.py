@@ -2,7 +2,8 @@
 
 Generates (or reuses) synthetic rooms, pretrains a small SR-UNet with PPKT, fine-tunes it and a
 randomly initialised twin on a small label budget (the twin with each backbone learning rate of a
-small grid; PPKT with the rate best for scratch), prints both side by side, and writes pictures
+small grid; PPKT with the rate best for scratch and its batch-norm statistics frozen), prints both
+side by side, and writes pictures
 to the run folder. Runs the same code as ``benchmarks/effectiveness.py``, with one budget and
 fewer steps.
 """
@@ -46,9 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scratch-lr-grid",
         type=float,
         nargs="*",
-        default=[0.1, 0.01],
+        default=[0.01, 0.001],
         help="backbone learning rates tried for the scratch run; PPKT fine-tunes with the best of them "
         "for scratch (default: %(default)s; none = the preset's 0.1 for both)",
+    )
+    parser.add_argument(
+        "--ppkt-lr-search",
+        action="store_true",
+        help="fine-tune PPKT at every rate of the grid too and report each at its own best rate",
+    )
+    parser.add_argument(
+        "--ppkt-batchnorm",
+        choices=["frozen", "train"],
+        default="frozen",
+        help="batch-norm statistics of the pretrained backbone while it is fine-tuned: kept as "
+        "pretrained (frozen) or re-estimated from each batch (default: %(default)s)",
     )
     parser.add_argument(
         "--linear-probe", action="store_true", help="also linear-probe both backbones, same budget"
@@ -75,6 +88,8 @@ def demo_config(args: argparse.Namespace):
         budgets=(args.budget,),
         seeds=tuple(args.seeds),
         scratch_lr_grid=tuple(args.scratch_lr_grid),
+        ppkt_lr_search=args.ppkt_lr_search,
+        ppkt_overrides=("model.freeze_batchnorm=true",) if args.ppkt_batchnorm == "frozen" else (),
         linear_probes=args.linear_probe,
         linear_budgets=(args.budget,),
         device=args.device,
