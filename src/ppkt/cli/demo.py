@@ -2,8 +2,8 @@
 
 Generates (or reuses) synthetic rooms, pretrains a small SR-UNet with PPKT, fine-tunes it and a
 randomly initialised twin on a small label budget (the twin with each backbone learning rate of a
-small grid; PPKT with the rate best for scratch and its batch-norm statistics frozen), prints both
-side by side, and writes pictures
+small grid; PPKT with each rate too, its batch-norm statistics frozen), prints both at their best
+rate side by side, and writes pictures
 to the run folder. Runs the same code as ``benchmarks/effectiveness.py``, with one budget and
 fewer steps.
 """
@@ -53,8 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ppkt-lr-search",
-        action="store_true",
-        help="fine-tune PPKT at every rate of the grid too and report each at its own best rate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fine-tune PPKT at every rate of the grid too and report each initialisation at its own "
+        "best rate, as the benchmark does (--no-ppkt-lr-search: PPKT at scratch's best rate only; "
+        "default: %(default)s)",
     )
     parser.add_argument(
         "--ppkt-batchnorm",
