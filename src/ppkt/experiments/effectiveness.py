@@ -11,7 +11,9 @@ The protocol (one function each, so ``ppkt demo`` and ``benchmarks/effectiveness
    probes of a random and of the pretrained backbone. With ``scratch_lr_grid``, every budget first
    fine-tunes from scratch with each backbone learning rate of the grid (all seeds); the rate with
    the best mean scratch mIoU is the one PPKT then fine-tunes with. The baseline gets a search on
-   the validation scenes, PPKT does not, so the comparison leans towards scratch.
+   the validation scenes, PPKT does not, so the comparison leans towards scratch. With
+   ``ppkt_lr_search``, PPKT gets the same search and each is reported at its own best rate;
+   ``ppkt_overrides`` (e.g. frozen batch-norm statistics) apply to PPKT's fine-tunes only.
 4. :func:`summarize`: mean and standard deviation over seeds of the **last-step** validation
    metrics (no model selection on the validation scenes), written as JSON, Markdown and a plot.
 
@@ -59,7 +61,8 @@ class ExperimentConfig:
     scratch_lr_grid: tuple[float, ...] = option(
         (),
         "backbone learning rates searched for the scratch baseline at each budget; PPKT fine-tunes "
-        "with the one of best mean scratch mIoU (empty: the fine-tuning preset's rate, no search)",
+        "with the one of best mean scratch mIoU unless ppkt_lr_search (empty: the fine-tuning preset's "
+        "rate, no search)",
     )
     ppkt_lr_search: bool = option(
         False,
