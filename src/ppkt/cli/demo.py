@@ -3,9 +3,8 @@
 Generates (or reuses) synthetic rooms, pretrains a small SR-UNet with PPKT, fine-tunes it and a
 randomly initialised twin on a small label budget (the twin with each backbone learning rate of a
 small grid; PPKT with each rate too, its batch-norm statistics frozen), prints both at their best
-rate side by side, and writes pictures
-to the run folder. Runs the same code as ``benchmarks/effectiveness.py``, with one budget and
-fewer steps.
+rate side by side, and writes pictures to the run folder. Runs the same code as
+``benchmarks/effectiveness.py``, with one budget and fewer steps.
 """
 
 from __future__ import annotations
@@ -48,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         nargs="*",
         default=[0.01, 0.001],
-        help="backbone learning rates tried for the scratch run; PPKT fine-tunes with the best of them "
-        "for scratch (default: %(default)s; none = the preset's 0.1 for both)",
+        help="backbone learning rates tried for the scratch run, and for PPKT too unless "
+        "--no-ppkt-lr-search, where PPKT takes scratch's best (default: %(default)s; none = the "
+        "preset's 0.1 for both)",
     )
     parser.add_argument(
         "--ppkt-lr-search",

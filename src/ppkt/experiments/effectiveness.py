@@ -491,9 +491,9 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
     log(f"pretrained backbone: {backbone} ({pretrain_seconds:.0f} s)")
     records: list[RunRecord] = []
     grid = tuple(cfg.scratch_lr_grid) or (None,)
-    ppkt_grid_size = len(grid) if cfg.ppkt_lr_search else 1
     linear_budgets = cfg.linear_budgets if cfg.linear_probes else ()
-    total = len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + ppkt_grid_size) + 2 * len(linear_budgets))
+    ppkt_runs_per_budget = len(grid) if cfg.ppkt_lr_search else 1
+    total = len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + ppkt_runs_per_budget) + 2 * len(linear_budgets))
 
     def run(mode: str, budget: str, seed: int, init: Path | None, lr: float | None = None) -> None:
         record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr)
@@ -513,16 +513,16 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
         for lr in grid:
             for seed in cfg.seeds:
                 run("finetune", budget, seed, None, lr)
-        chosen = best_lr(records, budget) if cfg.scratch_lr_grid else None
         if cfg.ppkt_lr_search:
-            for lr in grid:
-                for seed in cfg.seeds:
-                    run("finetune", budget, seed, backbone, lr)
-            continue
-        if chosen is not None and len(grid) > 1:
-            log(f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it")
-        for seed in cfg.seeds:
-            run("finetune", budget, seed, backbone, chosen)
+            ppkt_rates = grid
+        else:
+            chosen = best_lr(records, budget) if cfg.scratch_lr_grid else None
+            if chosen is not None and len(grid) > 1:
+                log(f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it")
+            ppkt_rates = (chosen,)
+        for lr in ppkt_rates:
+            for seed in cfg.seeds:
+                run("finetune", budget, seed, backbone, lr)
     for budget in linear_budgets:
         for seed in cfg.seeds:
             for init in (None, backbone):
