@@ -112,3 +112,27 @@ def test_collate_of_one_scene(rooms_source):
     ds = SegmentationDataset(rooms_source, ids, voxel_size=0.2, input_features="xyzrgb", num_classes=4)
     batch = collate_scenes([ds[0]], 0.2, 4)
     assert batch.sparse.tensor.feats.shape[1] == 6 and batch.scene_ids == ["scene0000_00"]
+
+
+def test_scene_lists_folder_defines_splits_outside_the_dataset(tmp_path):
+    from eval_rooms import write_scannet_layout
+
+    from ppkt.eval.config import EvalDataConfig
+    from ppkt.eval.finetune import build_source
+
+    root = write_scannet_layout(tmp_path / "scannet", train=3, val=1)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "scannetv2_fit.txt").write_text("scene0000_00\nscene0002_00\n")
+    source = build_source(EvalDataConfig(kind="scannet", root=root, scene_lists=lists))
+    assert source.scene_ids("fit") == ["scene0000_00", "scene0002_00"]
+    assert len(source.read("scene0002_00").points) > 0
+    with pytest.raises(FileNotFoundError, match=r"lists/scannetv2_train\.txt"):
+        source.scene_ids("train")  # the dataset's own lists are not consulted
+    # without the option, the dataset root holds the lists
+    default = build_source(EvalDataConfig(kind="scannet", root=root))
+    assert default.scene_ids("train") == ["scene0000_00", "scene0001_00", "scene0002_00"]
+    with pytest.raises(FileNotFoundError, match="scene-list folder"):
+        build_source(EvalDataConfig(kind="scannet", root=root, scene_lists=tmp_path / "missing"))
+    with pytest.raises(ValueError, match="scene_lists"):
+        build_source(EvalDataConfig(kind="semantickitti", root=root, scene_lists=lists))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -174,12 +175,12 @@ def test_finetune_config_follows_the_pretrained_architecture(tmp_path):
     assert str(ft.model.init).endswith("b.safetensors") and "linear-ppkt-points50-seed3" in str(ft.run.out)
 
 
-def test_tiny_protocol_end_to_end_and_resume(tmp_path):
+def _tiny_experiment(tmp_path, scenes=3, **changes) -> ExperimentConfig:
     from ppkt.data.synthetic import generate_dataset
 
     root = generate_dataset(
         tmp_path / "data",
-        scenes=3,
+        scenes=scenes,
         frames_per_scene=2,
         seed=1,
         image_hw=(48, 64),
@@ -217,6 +218,11 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path):
         device="cpu",
         progress=False,
     )
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_tiny_protocol_end_to_end_and_resume(tmp_path):
+    cfg = _tiny_experiment(tmp_path)
     results = run_effectiveness(cfg, log=lambda *_: None)
     assert {(r["mode"], r["init"]) for r in results["runs"]} == {
         ("finetune", "scratch"), ("finetune", "ppkt"), ("linear", "scratch"), ("linear", "ppkt"),
@@ -237,3 +243,78 @@ def test_tiny_protocol_end_to_end_and_resume(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("metrics.json")}
     run_effectiveness(cfg, log=lambda *_: None)
     assert stamps == {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("metrics.json")}
+
+
+def _heldout_record(init, seed, lr, val, held):
+    record = _record(init, "points:20", seed, val, lr=lr)
+    return RunRecord(**{**record.__dict__, "selection_miou": held})
+
+
+def test_heldout_selection_chooses_on_the_held_out_scenes_and_reports_validation():
+    records = [
+        _heldout_record("scratch", 0, 0.1, val=0.30, held=0.10),
+        _heldout_record("scratch", 1, 0.1, val=0.32, held=0.12),  # val prefers 0.1 (31) ...
+        _heldout_record("scratch", 0, 0.01, val=0.20, held=0.20),
+        _heldout_record("scratch", 1, 0.01, val=0.22, held=0.24),  # ... the held-out scenes 0.01 (22)
+    ]
+    assert best_lr(records, "points:20") == 0.01
+    (row,) = summarize(records)
+    assert row["lr_backbone"] == 0.01 and row["scratch_miou"] == pytest.approx(21.0)  # val at 0.01
+    assert row["scratch_lr_search"] == {"0.1": pytest.approx(11.0), "0.01": pytest.approx(22.0)}
+    assert row["scratch_lr_val"] == {"0.1": pytest.approx(31.0), "0.01": pytest.approx(21.0)}
+    assert "held out of the labelled pool" in results_markdown([row])
+    assert "held out" not in results_markdown(summarize([_record("scratch", "points:20", 0, 0.3)]))
+
+
+def test_scene_lists_hold_out_a_fixed_part_of_the_training_scenes(tmp_path):
+    from ppkt.experiments.effectiveness import write_scene_lists
+
+    train = [f"scene{i:04d}_00" for i in range(6)]
+    (tmp_path / "scannetv2_train.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "scannetv2_val.txt").write_text("scene0100_00\n")
+    cfg = ExperimentConfig(out=tmp_path / "exp", rate_selection="heldout", selection_scenes=2)
+    folder = write_scene_lists(cfg, tmp_path)
+
+    def lists():
+        return {n: (folder / f"scannetv2_{n}.txt").read_text().split() for n in ("fit", "select", "val")}
+
+    first = lists()
+    assert len(first["select"]) == 2 and sorted(first["fit"] + first["select"]) == train
+    assert first["val"] == ["scene0100_00"]
+    write_scene_lists(cfg, tmp_path)
+    assert lists() == first  # a fixed draw: resuming or another budget holds out the same scenes
+    ft = finetune_config(cfg, tmp_path, init=None, mode="finetune", budget="points:20", seed=0)
+    assert (ft.data.train_split, ft.data.val_split, ft.data.scene_lists) == ("fit", "select", folder)
+    assert ExperimentConfig(out=tmp_path).rate_selection == "val"
+    plain = finetune_config(ExperimentConfig(out=tmp_path), tmp_path, init=None, mode="finetune",
+                            budget="points:20", seed=0)  # fmt: skip
+    assert (plain.data.train_split, plain.data.val_split, plain.data.scene_lists) == ("train", "val", None)
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match="selection_scenes"):
+            write_scene_lists(ExperimentConfig(out=tmp_path, rate_selection="heldout", selection_scenes=bad),
+                              tmp_path)  # fmt: skip
+
+
+def test_tiny_heldout_protocol_reports_validation_and_resumes(tmp_path):
+    cfg = _tiny_experiment(
+        tmp_path, scenes=5, rate_selection="heldout", selection_scenes=1, linear_probes=False
+    )
+    results = run_effectiveness(cfg, log=lambda *_: None)
+    lists = {
+        n: (cfg.out / "scene_lists" / f"scannetv2_{n}.txt").read_text().split() for n in ("fit", "select")
+    }
+    assert len(lists["select"]) == 1 and len(lists["fit"]) == 3  # 5 rooms: 4 train, 1 val
+    for run in results["runs"]:
+        folder = Path(run["run_dir"])
+        val = json.loads((folder / "val_metrics.json").read_text())
+        held = json.loads((folder / "metrics.json").read_text())["last"]
+        assert run["miou"] == pytest.approx(val["miou"]) and run["selection_miou"] == pytest.approx(
+            held["miou"]
+        )
+        split = json.loads((cfg.out / "splits" / "points-20-seed0.json").read_text())
+        assert sorted(split["pool"]) == sorted(lists["fit"])  # labels come from the fit scenes only
+    assert "held out" in results["metric"] and "held out" in (cfg.out / "results.md").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("val_metrics.json")}
+    again = run_effectiveness(cfg, log=lambda *_: None)
+    assert stamps == {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("val_metrics.json")}
+    assert again["rows"] == results["rows"]

@@ -30,8 +30,13 @@ class EvalDataConfig:
     root: Path | None = option(
         None, "dataset root (ScanNet layout); synthetic: cache folder (None = default)"
     )
-    train_split: str = option("train", "training scenes: <root>/scannetv2_<train_split>.txt")
-    val_split: str = option("val", "evaluation scenes: <root>/scannetv2_<val_split>.txt")
+    train_split: str = option("train", "training scenes: <scene lists>/scannetv2_<train_split>.txt")
+    val_split: str = option("val", "evaluation scenes: <scene lists>/scannetv2_<val_split>.txt")
+    scene_lists: Path | None = option(
+        None,
+        "scannet/synthetic: folder of the scannetv2_<split>.txt scene lists (None = the dataset root); "
+        "for splits of your own without writing into the dataset",
+    )
     voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(
         "rgb", "per-point input features; must equal the pretrained card's"

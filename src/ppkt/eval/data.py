@@ -54,20 +54,26 @@ class SceneSource(Protocol):
 
 
 class ScanNetSceneSource:
-    """ScanNet v2 (and the synthetic rooms, which use the same layout): ``<root>/<scene>/*.ply``."""
+    """ScanNet v2 (and the synthetic rooms, which use the same layout): ``<root>/<scene>/*.ply``.
 
-    def __init__(self, root: str | Path):
+    Split ``s`` lists its scenes in ``<scene_lists>/scannetv2_<s>.txt`` (default: in the root).
+    """
+
+    def __init__(self, root: str | Path, scene_lists: str | Path | None = None):
         from ppkt.data.scannet_classes import SCANNET20_CLASS_NAMES
 
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: dataset root not found")
+        self.scene_lists = self.root if scene_lists is None else Path(scene_lists)
+        if not self.scene_lists.is_dir():
+            raise FileNotFoundError(f"{self.scene_lists}: scene-list folder not found")
         self.class_names = SCANNET20_CLASS_NAMES
 
     def scene_ids(self, split: str) -> list[str]:
         from ppkt.data.scannet import scannet_split
 
-        return scannet_split(self.root, split)
+        return scannet_split(self.scene_lists, split)
 
     def read(self, scene_id: str) -> LabeledScene:
         from ppkt.data.scannet import read_scannet_scene

@@ -204,10 +204,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_source(data: EvalDataConfig) -> SceneSource:
+    if data.scene_lists is not None and data.kind not in ("scannet", "synthetic"):
+        raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {data.kind}")
     if data.kind == "scannet":
         if data.root is None:
             raise ValueError("data.root is required for data.kind scannet (the ScanNet export folder)")
-        return ScanNetSceneSource(data.root)
+        return ScanNetSceneSource(data.root, scene_lists=data.scene_lists)
     if data.kind == "synthetic":
         from ppkt.data.synthetic import ensure_dataset
 
@@ -218,7 +220,7 @@ def build_source(data: EvalDataConfig) -> SceneSource:
             image_hw=tuple(data.synthetic_image_hw),
             cache_dir=data.root,
         )
-        return ScanNetSceneSource(root)
+        return ScanNetSceneSource(root, scene_lists=data.scene_lists)
     if data.kind in ("semantickitti", "nuscenes"):
         if data.root is None:
             raise ValueError(f"data.root is required for data.kind {data.kind}")

@@ -14,8 +14,12 @@ The protocol (one function each, so ``ppkt demo`` and ``benchmarks/effectiveness
    the validation scenes, PPKT does not, so the comparison leans towards scratch. With
    ``ppkt_lr_search``, PPKT gets the same search and each is reported at its own best rate;
    ``ppkt_overrides`` (e.g. frozen batch-norm statistics) apply to PPKT's fine-tunes only.
+   Choosing rates on the validation scenes flatters both initialisations; with
+   ``rate_selection="heldout"`` (:func:`write_scene_lists`), ``selection_scenes`` training scenes
+   leave the labelled pool, every run is scored on them to choose the rate, and its last checkpoint
+   is then evaluated once on the validation scenes, which choose nothing.
 4. :func:`summarize`: mean and standard deviation over seeds of the **last-step** validation
-   metrics (no model selection on the validation scenes), written as JSON, Markdown and a plot.
+   metrics (no checkpoint selection on the validation scenes), written as JSON, Markdown and a plot.
 
 Every run folder is reused when its ``metrics.json`` exists and its saved config equals the one
 it would run with, so an interrupted benchmark continues where it stopped.
@@ -26,10 +30,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -72,6 +78,15 @@ class ExperimentConfig:
     ppkt_overrides: tuple[str, ...] = option(
         (), "fine-tuning overrides for the PPKT backbone only, applied after finetune_overrides"
     )
+    rate_selection: Literal["val", "heldout"] = option(
+        "val",
+        "where the searched rates are chosen: val = on the validation scenes (flatters both "
+        "initialisations); heldout = on selection_scenes training scenes held out of the labelled pool, "
+        "so the validation scenes only report",
+    )
+    selection_scenes: int = option(
+        4, "rate_selection heldout: training scenes held out (a fixed draw) to choose rates on"
+    )
     linear_probes: bool = option(True, "also run linear probes of random and PPKT backbones")
     linear_budgets: tuple[str, ...] = option(("scenes:1.0",), "label budgets of the linear probes")
     device: str = option("auto", "torch device for every run")
@@ -93,6 +108,7 @@ class RunRecord:
     run_dir: str
     lr_backbone: float | None = None  # the backbone learning rate of a fine-tuning run
     diverged: bool = False  # a searched rate's run stopped on a non-finite loss; its metrics are NaN
+    selection_miou: float | None = None  # rate_selection heldout: last-step mIoU on the held-out scenes
 
 
 def _overrides(items: Sequence[str]) -> dict[str, str]:
@@ -130,6 +146,38 @@ def prepare_data(cfg: ExperimentConfig) -> Path:
         image_hw=tuple(cfg.image_hw),
         progress=cfg.progress,
     )
+
+
+SCENE_LISTS = "scene_lists"
+"""With rate_selection heldout: <out>/scene_lists/scannetv2_{fit,select,val}.txt."""
+
+
+def write_scene_lists(cfg: ExperimentConfig, root: Path) -> Path:
+    """Split the training scenes into ``fit`` (the labelled pool) and ``select`` (rates are chosen
+    on these); ``val`` is the dataset's. Returns the folder of the three lists.
+
+    The held-out scenes are one fixed draw, the same for every budget, seed and initialisation.
+    Pretraining still sees their frames (it uses no labels).
+    """
+    from ppkt.data.scannet import scannet_split
+
+    train, val = scannet_split(root, "train"), scannet_split(root, "val")
+    if not 1 <= cfg.selection_scenes < len(train):
+        raise ValueError(
+            f"selection_scenes={cfg.selection_scenes}: must leave at least one of the {len(train)} "
+            "training scenes in the labelled pool, and hold out at least one"
+        )
+    held = set(random.Random(0).sample(sorted(train), cfg.selection_scenes))
+    folder = cfg.out / SCENE_LISTS
+    folder.mkdir(parents=True, exist_ok=True)
+    lists = {
+        "fit": [s for s in train if s not in held],
+        "select": [s for s in train if s in held],
+        "val": val,
+    }
+    for name, scenes in lists.items():
+        atomic_write_text(folder / f"scannetv2_{name}.txt", "".join(f"{s}\n" for s in scenes))
+    return folder
 
 
 def pretrain_config(cfg: ExperimentConfig, root: Path):
@@ -212,6 +260,13 @@ def finetune_config(
             raise ValueError("optim.lr_backbone is both overridden and searched (scratch_lr_grid)")
         name += f"-lrb{lr_backbone:g}"
         searched = {"optim.lr_backbone": str(lr_backbone)}
+    heldout = {}
+    if cfg.rate_selection == "heldout":
+        heldout = {
+            "data.scene_lists": str(cfg.out / SCENE_LISTS),
+            "data.train_split": "fit",
+            "data.val_split": "select",
+        }
     overrides = {
         "data.kind": "scannet",
         "data.root": str(root),
@@ -228,6 +283,7 @@ def finetune_config(
         "run.out": str(cfg.out / "runs" / name),
         "run.device": cfg.device,
         "run.progress": str(cfg.progress),
+        **heldout,
         **_overrides(extra),
         **searched,
     }
@@ -249,17 +305,23 @@ def finetune_one(
     A run of a searched learning rate (``lr_backbone`` given) that stops on a non-finite loss is
     recorded as diverged (``diverged.json`` in its folder, NaN metrics) instead of ending the
     benchmark: too high a rate is an outcome of the search. Any other failure propagates.
+
+    With ``rate_selection="heldout"`` the run trains on the ``fit`` scenes and is scored on the
+    ``select`` ones (``selection_miou``); its last checkpoint is then evaluated on the validation
+    scenes (``val_metrics.json``), which give the record's metrics.
     """
-    from ppkt.eval.finetune import finetune
+    from ppkt.eval.finetune import evaluate_checkpoint, finetune
 
     ft = finetune_config(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr_backbone)
     run_dir = Path(ft.run.out)
     metrics_path = run_dir / "metrics.json"
     timing = run_dir / "timing.json"
     diverged = run_dir / "diverged.json"
+    val_path = run_dir / "val_metrics.json"
     finished = diverged.is_file() or (metrics_path.is_file() and timing.is_file())
     if not (finished and _same_config(run_dir, ft)):
         diverged.unlink(missing_ok=True)
+        val_path.unlink(missing_ok=True)
         started = time.perf_counter()
         try:
             finetune(ft)
@@ -282,17 +344,29 @@ def finetune_one(
         seconds = float(json.loads(diverged.read_text())["seconds"])
         return RunRecord(**common, miou=nan, macc=nan, overall_accuracy=nan, seconds=seconds, diverged=True)
     metrics = json.loads(metrics_path.read_text())["last"]
-
-    def num(x) -> float:
-        return float("nan") if x is None else float(x)
-
+    selection_miou = None
+    if cfg.rate_selection == "heldout":
+        if not val_path.is_file():
+            val, _ = evaluate_checkpoint(
+                run_dir / "checkpoints" / "last.safetensors", split="val", device=cfg.device, progress=False
+            )
+            atomic_write_json(
+                val_path, {"miou": val.miou, "macc": val.macc, "overall_accuracy": val.overall_accuracy}
+            )
+        selection_miou = _num(metrics["miou"])
+        metrics = json.loads(val_path.read_text())
     return RunRecord(
         **common,
-        miou=num(metrics["miou"]),
-        macc=num(metrics["macc"]),
-        overall_accuracy=num(metrics["overall_accuracy"]),
+        miou=_num(metrics["miou"]),
+        macc=_num(metrics["macc"]),
+        overall_accuracy=_num(metrics["overall_accuracy"]),
         seconds=float(json.loads(timing.read_text())["seconds"]),
+        selection_miou=selection_miou,
     )
+
+
+def _num(x) -> float:
+    return float("nan") if x is None else float(x)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -304,22 +378,32 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def lr_search(records: Sequence[RunRecord], budget: str, init: str = "scratch") -> dict[float, float]:
+def lr_search(
+    records: Sequence[RunRecord], budget: str, init: str = "scratch", *, scored_on: str = "selection"
+) -> dict[float, float]:
     """Mean fine-tuning mIoU (%) of ``init`` over seeds, per backbone learning rate, at ``budget``.
 
+    ``scored_on="selection"``: the scenes rates are chosen on (the held-out ones where the runs have
+    a ``selection_miou``, else the validation scenes); ``"val"``: the validation scenes.
     A rate at which any seed diverged gets NaN, so it is never chosen (its other seeds' mean would
     flatter it).
     """
     mine = [r for r in records if r.mode == "finetune" and r.init == init and r.budget == budget]
+
+    def score(r: RunRecord) -> float:
+        return r.selection_miou if scored_on == "selection" and r.selection_miou is not None else r.miou
+
     means = {}
     for lr in dict.fromkeys(r.lr_backbone for r in mine):
         at = [r for r in mine if r.lr_backbone == lr]
-        means[lr] = float("nan") if any(r.diverged for r in at) else _mean_std([100 * r.miou for r in at])[0]
+        diverged = any(r.diverged for r in at)
+        means[lr] = float("nan") if diverged else _mean_std([100 * score(r) for r in at])[0]
     return means
 
 
 def best_lr(records: Sequence[RunRecord], budget: str, init: str = "scratch") -> float:
-    """The backbone learning rate with the best mean mIoU of ``init`` (the first of equals)."""
+    """The backbone learning rate with the best mean mIoU of ``init`` on the scenes rates are chosen
+    on (see :func:`lr_search`); the first of equals."""
     means = lr_search(records, budget, init)
     if not means:
         raise ValueError(f"no {init} fine-tuning run at budget {budget!r}")
@@ -330,8 +414,10 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
     """Rows (mode, budget) with scratch and PPKT mean/std mIoU and mAcc over seeds, and the gain.
 
     Where an initialisation was fine-tuned with several backbone learning rates, its figures are
-    those of its best rate (see :func:`best_lr`), and the row lists every rate's mean. Where PPKT
-    was searched too, ``ppkt_at_scratch_lr_*`` give PPKT at the rate scratch chose.
+    those of its best rate (see :func:`best_lr`), and the row lists every rate's mean on the scenes
+    that chose it (``*_lr_search``) and, when those were held out, on the validation scenes too
+    (``*_lr_val``). Where PPKT was searched too, ``ppkt_at_scratch_lr_*`` give PPKT at the rate
+    scratch chose.
     """
     rows = []
     keys = []
@@ -347,6 +433,9 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
                 if search:
                     chosen[init] = best_lr(records, budget, init)
                     row[f"{init}_lr_search"] = {f"{lr:g}": mean for lr, mean in search.items()}
+                    if any(r.selection_miou is not None for r in records):
+                        on_val = lr_search(records, budget, init, scored_on="val")
+                        row[f"{init}_lr_val"] = {f"{lr:g}": mean for lr, mean in on_val.items()}
             row["lr_backbone"] = chosen.get("scratch")
             row["ppkt_lr_backbone"] = chosen.get("ppkt")
         for init in ("scratch", "ppkt"):
@@ -421,6 +510,12 @@ def results_markdown(rows: Sequence[dict]) -> str:
         if ppkt_searched:
             cells.append(rates(r, "ppkt"))
         lines.append("| " + " | ".join(cells) + " |")
+    if any("scratch_lr_val" in r or "ppkt_lr_val" in r for r in rows):
+        lines += [
+            "",
+            "Learning rates chosen on training scenes held out of the labelled pool; the means per rate "
+            "in the lr columns are on those scenes, every other figure on the validation scenes.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -487,6 +582,12 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
     atomic_write_text(cfg.out / "experiment.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     root = prepare_data(cfg)
     log(f"data: {root}")
+    metric = "validation mIoU / mAcc at the last fine-tuning step, mean ± std over seeds"
+    if cfg.rate_selection == "heldout":
+        lists = write_scene_lists(cfg, root)
+        held = (lists / "scannetv2_select.txt").read_text().split()
+        log(f"learning rates are chosen on {len(held)} held-out training scenes: {' '.join(held)}")
+        metric += f"; learning rates chosen on {len(held)} training scenes held out of the labelled pool"
     backbone, pretrain_seconds = pretrain_backbone(cfg, root)
     log(f"pretrained backbone: {backbone} ({pretrain_seconds:.0f} s)")
     records: list[RunRecord] = []
@@ -504,6 +605,8 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
             if record.diverged
             else f"mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}"
         )
+        if record.selection_miou is not None and not record.diverged:
+            outcome += f"  held-out mIoU {100 * record.selection_miou:5.1f}"
         log(
             f"[{len(records)}/{total}] {mode:8s} {budget_label(budget):>14s} seed {seed} {record.init:7s}"
             f"{rate} {outcome}  ({record.seconds:.0f} s)"
@@ -533,7 +636,7 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
         "data_root": str(root),
         "pretrain_seconds": pretrain_seconds,
         "total_seconds": time.perf_counter() - started,
-        "metric": "validation mIoU / mAcc at the last fine-tuning step, mean ± std over seeds",
+        "metric": metric,
         "rows": rows,
         "runs": [dataclasses.asdict(r) for r in records],
     }
