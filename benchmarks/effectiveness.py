@@ -12,6 +12,8 @@ The README's command (4000 pretraining steps; a learning-rate search for both in
 ``--set scratch_lr_grid=0.1,0.03,0.01,0.003,0.001 ppkt_lr_search=true``; the PPKT backbone
 fine-tuned with its batch-norm statistics frozen, ``ppkt_overrides=model.freeze_batchnorm=true``;
 linear probes at two budgets) produced the published results in benchmarks/results/effectiveness/.
+The same command with ``rate_selection=heldout`` chooses the rates on 4 training rooms held out of
+the labelled pool instead of on the validation rooms: benchmarks/results/effectiveness-heldout-rates/.
 
 Reported metric: validation mIoU / mAcc at the LAST fine-tuning step (no checkpoint selection on
 the validation rooms). Interrupted runs resume: finished runs with the same config are reused.
