@@ -20,13 +20,15 @@ import math
 from pathlib import Path
 
 from ppkt.config import load_config
-from ppkt.experiments.effectiveness import ExperimentConfig, finetune_one, parse_budget, prepare_data
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return mean, math.sqrt(var)
+from ppkt.eval.splits import LabelSplit, split_path
+from ppkt.experiments.effectiveness import (
+    ExperimentConfig,
+    finetune_config,
+    finetune_one,
+    mean_std,
+    parse_budget,
+    prepare_data,
+)
 
 
 def main() -> None:
@@ -51,9 +53,10 @@ def main() -> None:
         ppkt = finetune_one(cfg, root, init=backbone, lr_backbone=args.ppkt_lr, **common)
         if scratch.diverged or ppkt.diverged:
             raise FloatingPointError(f"seed {seed}: a run diverged ({scratch.run_dir}, {ppkt.run_dir})")
-        split = json.loads((args.out / "splits" / f"{kind}-{value:g}-seed{seed}.json").read_text())
+        splits_dir = finetune_config(cfg, root, init=None, **common).labels.splits_dir
+        split = LabelSplit.from_json(json.loads(split_path(splits_dir, kind, value, seed).read_text()))
         rows.append((seed, 100 * scratch.miou, 100 * ppkt.miou))
-        rooms = " ".join(split["scenes"]) if kind == "scenes" else f"{len(split['scenes'])} rooms"
+        rooms = " ".join(split.scenes) if kind == "scenes" else f"{len(split.scenes)} rooms"
         print(f"seed {seed:3d}  {rooms}  scratch {rows[-1][1]:5.1f}  PPKT {rows[-1][2]:5.1f}", flush=True)
     s, p = mean_std([r[1] for r in rows]), mean_std([r[2] for r in rows])
     gain = mean_std([r[2] - r[1] for r in rows])

@@ -369,7 +369,8 @@ def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite values (NaN = a diverged or empty run)."""
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
@@ -397,7 +398,7 @@ def lr_search(
     for lr in dict.fromkeys(r.lr_backbone for r in mine):
         at = [r for r in mine if r.lr_backbone == lr]
         diverged = any(r.diverged for r in at)
-        means[lr] = float("nan") if diverged else _mean_std([100 * score(r) for r in at])[0]
+        means[lr] = float("nan") if diverged else mean_std([100 * score(r) for r in at])[0]
     return means
 
 
@@ -421,6 +422,7 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
     """
     rows = []
     keys = []
+    heldout = any(r.selection_miou is not None for r in records)
     for r in records:
         if (r.mode, r.budget) not in keys:
             keys.append((r.mode, r.budget))
@@ -433,7 +435,7 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
                 if search:
                     chosen[init] = best_lr(records, budget, init)
                     row[f"{init}_lr_search"] = {f"{lr:g}": mean for lr, mean in search.items()}
-                    if any(r.selection_miou is not None for r in records):
+                    if heldout:
                         on_val = lr_search(records, budget, init, scored_on="val")
                         row[f"{init}_lr_val"] = {f"{lr:g}": mean for lr, mean in on_val.items()}
             row["lr_backbone"] = chosen.get("scratch")
@@ -442,8 +444,8 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
             mine = [r for r in records if r.mode == mode and r.budget == budget and r.init == init]
             if init in chosen:
                 mine = [r for r in mine if r.lr_backbone == chosen[init]]
-            row[f"{init}_miou"], row[f"{init}_miou_std"] = _mean_std([100 * r.miou for r in mine])
-            row[f"{init}_macc"], row[f"{init}_macc_std"] = _mean_std([100 * r.macc for r in mine])
+            row[f"{init}_miou"], row[f"{init}_miou_std"] = mean_std([100 * r.miou for r in mine])
+            row[f"{init}_macc"], row[f"{init}_macc_std"] = mean_std([100 * r.macc for r in mine])
             row[f"{init}_seeds"] = len(mine)
         row["gain_miou"] = row["ppkt_miou"] - row["scratch_miou"]
         if len(row.get("ppkt_lr_search", {})) > 1 and "scratch" in chosen:
@@ -452,7 +454,7 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
                 for r in records
                 if (r.mode, r.budget, r.init, r.lr_backbone) == (mode, budget, "ppkt", chosen["scratch"])
             ]
-            row["ppkt_at_scratch_lr_miou"], row["ppkt_at_scratch_lr_miou_std"] = _mean_std(at)
+            row["ppkt_at_scratch_lr_miou"], row["ppkt_at_scratch_lr_miou_std"] = mean_std(at)
             row["gain_at_scratch_lr_miou"] = row["ppkt_at_scratch_lr_miou"] - row["scratch_miou"]
         rows.append(row)
     return rows
