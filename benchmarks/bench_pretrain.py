@@ -29,6 +29,7 @@ from ppkt.losses import PointInfoNCE
 from ppkt.teachers import TeacherFeatureCache, cache_teacher_features
 from ppkt.train.loop import build_frames, build_optimizer, pair_generator
 from ppkt.train.model import build_model
+from ppkt.train.pair_sampling import sample_pairs
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
 from ppkt.train.presets import get_preset
 
@@ -58,7 +59,7 @@ def main() -> int:
     model = build_model(cfg).to(device)
     model.train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-    loss_fn = PointInfoNCE(cfg.loss.num_pairs, cfg.loss.tau, sampling=cfg.loss.sampling)
+    loss_fn = PointInfoNCE(cfg.loss.tau)
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
     collate = Collator(cfg.student.voxel_size)
     sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
@@ -93,12 +94,16 @@ def main() -> int:
                 features = timed("teacher (cache)", lambda b=batch: model.cached_teacher_features(b))
             else:
                 features = timed("teacher", lambda b=batch: model.teacher(b.images))
-            pixels = timed("UPL sample", lambda b=batch, f=features: model.pixel_embeddings(b, f))
-            points = timed("3D forward", lambda b=batch: model.point_embeddings(b))
             generator = pair_generator(0, step, 0)
-            loss = timed(
-                "loss", lambda p=points, q=pixels, b=batch, g=generator: loss_fn(p, q, b.pair_frame, g)
+            pairs = timed(
+                "pair sampling",
+                lambda b=batch, g=generator: sample_pairs(b.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, g),
             )
+            pixels = timed(
+                "UPL sample", lambda b=batch, f=features, i=pairs.index: model.pixel_embeddings(b, f, i)
+            )
+            points = timed("3D forward", lambda b=batch, i=pairs.index: model.point_embeddings(b, i))
+            loss = timed("loss", lambda p=points, q=pixels, g=pairs.group: loss_fn(p, q, g))
             optimizer.zero_grad(set_to_none=True)
             timed("backward", loss.backward)
             timed("optimizer", optimizer.step)
