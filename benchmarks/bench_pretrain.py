@@ -97,7 +97,9 @@ def main() -> int:
             generator = pair_generator(0, step, 0)
             pairs = timed(
                 "pair sampling",
-                lambda b=batch, g=generator: sample_pairs(b.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, g),
+                lambda b=batch, g=generator: sample_pairs(
+                    b.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, g
+                ),
             )
             pixels = timed(
                 "UPL sample", lambda b=batch, f=features, i=pairs.index: model.pixel_embeddings(b, f, i)

@@ -170,7 +170,9 @@ def test_scan_order_runs_match_naive_reference(seed):
         torch.full((50, 3), 0.123),  # all in one voxel: one run
         torch.tensor([[-0.31, -7.0, -0.001]]).repeat(5, 1),  # negative, one voxel
         torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1e5, -1e5, 3e4], [1e5, -1e5, 3e4], [0.0, 0.0, 0.0]]),
-        torch.tensor([[-1.0, -1.0, -1.0], [-0.99, -1.0, -1.0], [-1.0, -1.0, -1.0]]),  # runs broken and resumed
+        torch.tensor(
+            [[-1.0, -1.0, -1.0], [-0.99, -1.0, -1.0], [-1.0, -1.0, -1.0]]
+        ),  # runs broken and resumed
     ],
     ids=["one-voxel", "negative", "huge-with-runs", "interleaved"],
 )

@@ -129,7 +129,9 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="group"):
         loss_fn(torch.randn(4, 3), torch.randn(4, 3), group=torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="without group"):
-        PointInfoNCE(gather_distributed=True)(torch.randn(4, 3), torch.randn(4, 3), torch.zeros(4, dtype=torch.long))
+        PointInfoNCE(gather_distributed=True)(
+            torch.randn(4, 3), torch.randn(4, 3), torch.zeros(4, dtype=torch.long)
+        )
 
 
 def _free_port() -> int:

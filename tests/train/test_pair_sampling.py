@@ -94,9 +94,7 @@ def test_sampling_first_gives_the_previous_loss_and_gradients(sampling):
     emb = before(batch)  # every pair embedded, the old path
     assert emb.points.shape[0] == batch.num_pairs
     gen = torch.Generator().manual_seed(11)
-    old = previous_loss(
-        emb.points, emb.pixels, emb.frame, gen, cfg.loss.num_pairs, cfg.loss.tau, sampling
-    )
+    old = previous_loss(emb.points, emb.pixels, emb.frame, gen, cfg.loss.num_pairs, cfg.loss.tau, sampling)
     old.backward()
 
     pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, sampling, torch.Generator().manual_seed(11))

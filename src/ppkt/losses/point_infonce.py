@@ -74,7 +74,9 @@ class PointInfoNCE(nn.Module):
     rows of the loss within each group. Returns a scalar tensor.
     """
 
-    def __init__(self, tau: float = 0.04, *, gather_distributed: bool = False, normalize: bool = True) -> None:
+    def __init__(
+        self, tau: float = 0.04, *, gather_distributed: bool = False, normalize: bool = True
+    ) -> None:
         super().__init__()
         if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and tau > 0 and tau == tau):
             raise ValueError(f"PointInfoNCE: tau must be a positive number, got {tau!r}")

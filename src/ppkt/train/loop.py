@@ -398,7 +398,9 @@ def pretrain(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loss_fn = PointInfoNCE(cfg.loss.tau, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1)
+    loss_fn = PointInfoNCE(
+        cfg.loss.tau, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1
+    )
     dataset = PretrainDataset(
         frames,
         cfg.data,
@@ -471,9 +473,8 @@ def pretrain(
             t_step = time.perf_counter()
             batch = batch.to(device)
             # The loss's pairs are chosen first, so only they are embedded (same loss as embedding all).
-            pairs = sample_pairs(
-                batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, pair_generator(cfg.run.seed, step, info.rank)
-            )
+            generator = pair_generator(cfg.run.seed, step, info.rank)
+            pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
             emb = net(batch, pairs.index)
             loss = loss_fn(emb.points, emb.pixels, pairs.group)
             if not _all_true(bool(torch.isfinite(loss).item()), device, info):
