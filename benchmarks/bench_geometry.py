@@ -160,7 +160,8 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
     seconds = time_interleaved(jobs, repeats)
     n = len(frames)
     print(
-        f"{label}: {points_per_frame:.0f} points/frame, {np.mean(n_voxels):.0f} voxels at {VOXEL * 100:.1f} cm"
+        f"{label}: {points_per_frame:.0f} points/frame, "
+        f"{np.mean(n_voxels):.0f} voxels at {VOXEL * 100:.1f} cm"
     )
     for name, total in seconds.items():
         line = f"  {name:26s} {1e3 * total / n:7.1f} ms/frame"
@@ -170,7 +171,8 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
         print(line)
     print(
         f"  ppkt previous / ppkt (frame time): {seconds['ppkt previous'] / seconds['ppkt']:.2f}x; "
-        f"voxelize previous / this code: {seconds['  previous voxelize'] / seconds['  voxelize(2.5 cm)']:.2f}x"
+        "voxelize previous / this code: "
+        f"{seconds['  previous voxelize'] / seconds['  voxelize(2.5 cm)']:.2f}x"
     )
     if o3d is not None:
         print(
@@ -188,7 +190,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(
-        f"torch {torch.__version__}, threads={torch.get_num_threads()}, {args.frames} frames, median of {args.repeats}"
+        f"torch {torch.__version__}, threads={torch.get_num_threads()}, {args.frames} frames, "
+        f"median of {args.repeats}"
     )
     if not args.real_only:
         rng = np.random.default_rng(0)

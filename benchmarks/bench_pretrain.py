@@ -70,6 +70,52 @@ def real_frames(count: int):
     return [dataclasses.replace(base, frame_id=f"crop-{i}") for i in range(count)]
 
 
+def profile_step(args, cfg, device) -> int:
+    """Where one step's time goes: torch.profiler's ops, and the kernel maps timed on their own."""
+    from bench_sparse import _ppkt_maps
+
+    frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
+    model = build_model(cfg).to(device).train()
+    optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
+    collate = Collator(cfg.student.voxel_size)
+    loss_fn = PointInfoNCE(cfg.loss.tau)
+    sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=2)
+
+    def step(keys, index):
+        batch = collate([dataset[k] for k in keys]).to(device)
+        pairs = sample_pairs(
+            batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, pair_generator(0, index, 0)
+        )
+        emb = model(batch, pairs.index)
+        loss = loss_fn(emb.points, emb.pixels, pairs.group)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return batch
+
+    batches = list(sampler)
+    step(batches[0], 0)
+    start = time.perf_counter()
+    with torch.profiler.profile() as prof:
+        batch = step(batches[1], 1)
+    total = time.perf_counter() - start
+    maps_start = time.perf_counter()
+    _ppkt_maps(batch.coords)
+    maps = time.perf_counter() - maps_start
+    print(
+        f"preset {args.preset}, frames {args.frames}, batch {cfg.optim.batch_size}, "
+        f"{int(batch.point_to_voxel.numel())} points, {int(batch.coords.shape[0])} voxels, "
+        f"{batch.num_pairs} pairs; step {total:.2f} s under the profiler"
+    )
+    print(
+        f"kernel maps of this batch, built on their own: {maps:.3f} s "
+        f"= {100 * maps / total:.1f} % of the step"
+    )
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile_rows))
+    return 0
+
+
 def ab_steps(args, cfg, device) -> int:
     """Alternate whole steps of two variants; print median seconds per step and the ratio."""
     import copy
@@ -158,6 +204,10 @@ def main() -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--frames", choices=("preset", "real"), default="preset", help="see above")
     parser.add_argument("--ab", choices=("previous", "real-frames"), default=None, help="see above")
+    parser.add_argument(
+        "--profile", action="store_true", help="torch.profiler table of one step (after a warm-up step)"
+    )
+    parser.add_argument("--profile-rows", type=int, default=12)
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -166,6 +216,8 @@ def main() -> int:
     device = torch.device(args.device)
     if args.ab is not None:
         return ab_steps(args, cfg, device)
+    if args.profile:
+        return profile_step(args, cfg, device)
 
     frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
     model = build_model(cfg).to(device)

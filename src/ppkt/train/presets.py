@@ -81,9 +81,6 @@ def demo() -> PretrainConfig:
             frame_skip=1,
             image_hw=(96, 128),
             max_depth=10.0,
-            # Real 640x480 depth is read with stride 4 (19,200 pixels), about the cost of the
-            # synthetic 96x128 frames (12,288 pixels, untouched): docs/backbones.md.
-            max_depth_pixels=20_000,
             synthetic_scenes=6,
             synthetic_frames_per_scene=8,
             num_workers=1,
