@@ -15,6 +15,7 @@ voxelisation this code replaced (``benchmarks/_previous.py``). The jobs take tur
 repeat; the figures are medians over the repeats, so their ratios are measured under one load.
 
     python benchmarks/bench_geometry.py [--frames 20] [--repeats 5]
+    python benchmarks/bench_geometry.py --strides --frames 3   # voxels kept by a depth stride
 
 Open3D is optional and heavy; to compare without adding it to an environment, install it into
 a separate folder and put that on the path for this command only, e.g.
@@ -181,14 +182,50 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
         )
 
 
+def stride_retention(frames: int) -> None:
+    """Points and 2.5 / 5 cm voxels kept when every s-th depth row and column is read
+    (``data.max_depth_pixels``), as a share of the voxels of all pixels."""
+    from ppkt.train.pipeline import strided_depth
+
+    sets = {"real Middlebury 480x640": [(f[0], f[2]) for f in real_frames(1)]}
+    sets["synthetic ScanNet-like 480x640"] = [(room_depth(s), K_DEPTH) for s in range(frames)]
+    for label, depths in sets.items():
+        for size in (0.025, 0.05):
+            kept: dict[int, list[float]] = {s: [] for s in (1, 2, 3, 4)}
+            points: dict[int, list[int]] = {s: [] for s in (1, 2, 3, 4)}
+            for depth, K in depths:
+                reference = None
+                for s in kept:
+                    d, K_s = strided_depth(depth, K, s)
+                    cloud = unproject_depth(torch.from_numpy(np.ascontiguousarray(d)), torch.from_numpy(K_s))
+                    cloud = cloud[0] if isinstance(cloud, tuple) else cloud
+                    cloud = cloud.reshape(-1, 3)
+                    cloud = cloud[cloud[:, 2] > 0]
+                    voxels = set(map(tuple, voxelize(cloud, size)[0].tolist()))
+                    reference = voxels if reference is None else reference
+                    kept[s].append(len(voxels & reference) / len(reference))
+                    points[s].append(len(cloud))
+            print(
+                f"{label}, {size * 100:.1f} cm: "
+                + " | ".join(
+                    f"stride {s}: {np.mean(points[s]):.0f} points, {100 * np.mean(kept[s]):.1f} % voxels"
+                    for s in kept
+                )
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--real-only", action="store_true")
     parser.add_argument("--synthetic-only", action="store_true")
+    parser.add_argument("--strides", action="store_true", help="voxels kept by depth strides 1-4, then exit")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.strides:
+        stride_retention(args.frames)
+        return
     print(
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, {args.frames} frames, "
         f"median of {args.repeats}"
