@@ -233,19 +233,23 @@ def submanifold_map(coords: torch.Tensor, stride: int, kernel_size: int) -> Kern
     # pairs of offset -d are those of +d swapped and already in output-row order: only half of
     # the offsets are searched.
     mirrored = bool((key[1:] > key[:-1]).all())
-    in_parts: list[torch.Tensor] = [rows] * k_vol
-    out_parts: list[torch.Tensor] = [rows] * k_vol
+    # Filled in offset order; a mirrored offset reads the already searched one at k_vol - 1 - k.
+    in_parts: list[torch.Tensor] = []
+    out_parts: list[torch.Tensor] = []
     for k in range(k_vol):
         if k == centre:
-            in_parts[k] = out_parts[k] = torch.arange(m, device=device)
+            in_parts.append(torch.arange(m, device=device))
+            out_parts.append(in_parts[-1])
         elif mirrored and k > centre:
-            in_parts[k], out_parts[k] = out_parts[k_vol - 1 - k], in_parts[k_vol - 1 - k]
+            in_parts.append(out_parts[k_vol - 1 - k])
+            out_parts.append(in_parts[k_vol - 1 - k])
         else:
             # Site i looks at i + offset_k (cross-correlation); the padding keeps every query
             # inside its own sample's box.
             neighbour = table.index_select(0, key + delta[k])
             out_idx = (neighbour >= 0).nonzero().squeeze(1)
-            in_parts[k], out_parts[k] = neighbour.index_select(0, out_idx).long(), out_idx
+            in_parts.append(neighbour.index_select(0, out_idx).long())
+            out_parts.append(out_idx)
     counts = torch.tensor([p.numel() for p in in_parts], dtype=torch.long)
     return KernelMap(torch.cat(in_parts), torch.cat(out_parts), counts, m, m, centre)
 
