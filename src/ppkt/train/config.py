@@ -40,6 +40,13 @@ class DataConfig:
     )
     min_depth: float = option(0.1, "depth pixels nearer than this (m) give no point")
     max_depth: float = option(6.0, "depth pixels farther than this (m) give no point")
+    max_depth_pixels: int | None = option(
+        None,
+        "RGB-D: depth images with more pixels are read with a stride s, every s-th row and column, the "
+        "smallest s giving at most this many pixels (None = every pixel, exact). Per-frame cost scales "
+        "with the pixels; a stride changes the points (docs/backbones.md: stride 2 drops 15-25 % of the "
+        "2.5 cm voxels of a 640x480 frame)",
+    )
     points_frame: Literal["world", "camera"] = option(
         "world",
         "RGB-D points enter the 3D network in the world frame of the frame's pose (z up, as the labelled "
@@ -174,6 +181,8 @@ def validate(cfg: PretrainConfig) -> None:
         problems.append("data.frame_skip must be >= 1")
     if min(cfg.data.image_hw) < 8:
         problems.append("data.image_hw must be at least 8x8")
+    if cfg.data.max_depth_pixels is not None and cfg.data.max_depth_pixels < 1:
+        problems.append("data.max_depth_pixels must be >= 1 or None")
     if not 0 <= cfg.data.min_depth < cfg.data.max_depth:
         problems.append("data.min_depth must be >= 0 and < data.max_depth")
     if not 0 < cfg.augment.scale_min <= cfg.augment.scale_max:

@@ -27,6 +27,7 @@ from ppkt.losses import PointInfoNCE
 from ppkt.train.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from ppkt.train.config import PretrainConfig, validate
 from ppkt.train.model import PPKTModel, build_model
+from ppkt.train.pair_sampling import sample_pairs
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
 
 METRICS = "metrics.jsonl"
@@ -398,10 +399,7 @@ def pretrain(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     loss_fn = PointInfoNCE(
-        cfg.loss.num_pairs,
-        cfg.loss.tau,
-        sampling=cfg.loss.sampling,
-        gather_distributed=cfg.loss.gather_distributed and info.world_size > 1,
+        cfg.loss.tau, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1
     )
     dataset = PretrainDataset(
         frames,
@@ -474,10 +472,11 @@ def pretrain(
             data_s = time.perf_counter() - t_data
             t_step = time.perf_counter()
             batch = batch.to(device)
-            emb = net(batch)
-            loss = loss_fn(
-                emb.points, emb.pixels, emb.frame, generator=pair_generator(cfg.run.seed, step, info.rank)
-            )
+            # The loss's pairs are chosen first, so only they are embedded (same loss as embedding all).
+            generator = pair_generator(cfg.run.seed, step, info.rank)
+            pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
+            emb = net(batch, pairs.index)
+            loss = loss_fn(emb.points, emb.pixels, pairs.group)
             if not _all_true(bool(torch.isfinite(loss).item()), device, info):
                 last = latest_checkpoint(run_dir)
                 raise NonFiniteLossError(
