@@ -28,7 +28,7 @@ import numpy as np
 from ppkt.data.images import FileRGBDFrames, FrameRecord, read_intrinsics_txt, read_pose_txt
 from ppkt.data.ply import read_ply_vertices
 from ppkt.data.report import BAD_INTRINSICS, MISSING_FILE, UNREADABLE, DataReport, FrameError
-from ppkt.data.scannet_classes import SCANNET20_CLASS_NAMES, nyu40_to_scannet20
+from ppkt.data.scannet_classes import label_set as scannet_label_set
 from ppkt.data.types import LabeledScene
 
 PAPER_FRAME_SKIP = 25
@@ -235,12 +235,13 @@ class ScanNetFrames(FileRGBDFrames):
             )
 
 
-def read_scannet_scene(scene_dir: str | Path) -> LabeledScene:
+def read_scannet_scene(scene_dir: str | Path, label_set: str = "scannet20") -> LabeledScene:
     """Read a labelled ScanNet scene: ``<scene>_vh_clean_2.ply`` + ``<scene>_vh_clean_2.labels.ply``.
 
-    The NYU40 ids of the labels file are mapped to the 20 benchmark classes; every other id
-    (0 = unannotated, ceiling, ...) becomes IGNORE_LABEL.
+    The NYU40 ids of the labels file are mapped to ``label_set`` (``scannet20``: the 20 benchmark
+    classes, every other id (0 = unannotated, ceiling, ...) becomes IGNORE_LABEL; ``nyu40``).
     """
+    class_names, mapping = scannet_label_set(label_set)
     scene_dir = Path(scene_dir)
     scene_id = scene_dir.resolve().name
     mesh_path = scene_dir / f"{scene_id}_vh_clean_2.ply"
@@ -271,7 +272,31 @@ def read_scannet_scene(scene_dir: str | Path) -> LabeledScene:
     return LabeledScene(
         points=points,
         colors=colors,
-        labels=nyu40_to_scannet20(labels["label"]),
+        labels=mapping(labels["label"]),
         scene_id=scene_id,
-        class_names=SCANNET20_CLASS_NAMES,
+        class_names=class_names,
     )
+
+
+class ScanNetSceneSource:
+    """Labelled ScanNet v2 scenes (and the synthetic rooms, same layout): ``<root>/<scene>/*.ply``.
+
+    Split ``s`` lists its scenes in ``<scene_lists>/scannetv2_<s>.txt`` (default: in the root).
+    ``label_set`` picks the classes (``ppkt.data.scannet_classes.LABEL_SETS``).
+    """
+
+    def __init__(self, root: str | Path, scene_lists: str | Path | None = None, label_set: str = "scannet20"):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: dataset root not found")
+        self.scene_lists = self.root if scene_lists is None else Path(scene_lists)
+        if not self.scene_lists.is_dir():
+            raise FileNotFoundError(f"{self.scene_lists}: scene-list folder not found")
+        self.label_set = label_set
+        self.class_names = scannet_label_set(label_set)[0]
+
+    def scene_ids(self, split: str) -> list[str]:
+        return scannet_split(self.scene_lists, split)
+
+    def read(self, scene_id: str) -> LabeledScene:
+        return read_scannet_scene(self.root / scene_id, self.label_set)

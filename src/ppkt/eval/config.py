@@ -22,10 +22,11 @@ from ppkt.eval.data import SceneAugmentation
 class EvalDataConfig:
     """Which labelled scenes, and how they are voxelised."""
 
-    kind: Literal["scannet", "synthetic", "semantickitti", "nuscenes"] = option(
+    kind: Literal["scannet", "s3dis", "synthetic", "semantickitti", "nuscenes"] = option(
         "scannet",
-        "scannet: ScanNet v2 layout at data.root; synthetic: generated rooms (ppkt.data.synthetic); "
-        "semantickitti / nuscenes: one lidar sweep per scene (use input_features constant)",
+        "labelled format (ppkt.data.registry): scannet: ScanNet v2 layout at data.root; s3dis: "
+        "Stanford3dDataset_v1.2_Aligned_Version (splits: Area_5, comma-separated areas, all); synthetic: "
+        "generated rooms; semantickitti / nuscenes: one lidar sweep per scene (use input_features constant)",
     )
     root: Path | None = option(
         None, "dataset root (ScanNet layout); synthetic: cache folder (None = default)"
@@ -36,6 +37,9 @@ class EvalDataConfig:
         None,
         "scannet/synthetic: folder of the scannetv2_<split>.txt scene lists (None = the dataset root); "
         "for splits of your own without writing into the dataset",
+    )
+    label_set: Literal["scannet20", "nyu40"] = option(
+        "scannet20", "scannet: the classes of the NYU40 labels: the 20 benchmark classes, or all 40 NYU40 classes"
     )
     voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(

@@ -44,7 +44,6 @@ from ppkt.data.types import IGNORE_LABEL
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig
 from ppkt.eval.data import (
     InMemorySceneSource,
-    ScanNetSceneSource,
     SceneSource,
     SegmentationBatch,
     SegmentationDataset,
@@ -204,34 +203,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_source(data: EvalDataConfig) -> SceneSource:
+    """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
+    from ppkt.data.registry import SceneRequest, SyntheticRooms, open_scenes
+
     if data.scene_lists is not None and data.kind not in ("scannet", "synthetic"):
         raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {data.kind}")
-    if data.kind == "scannet":
-        if data.root is None:
-            raise ValueError("data.root is required for data.kind scannet (the ScanNet export folder)")
-        return ScanNetSceneSource(data.root, scene_lists=data.scene_lists)
-    if data.kind == "synthetic":
-        from ppkt.data.synthetic import ensure_dataset
-
-        root = ensure_dataset(
-            scenes=data.synthetic_scenes,
-            frames_per_scene=data.synthetic_frames_per_scene,
-            seed=data.synthetic_seed,
-            image_hw=tuple(data.synthetic_image_hw),
-            cache_dir=data.root,
-        )
-        return ScanNetSceneSource(root, scene_lists=data.scene_lists)
-    if data.kind in ("semantickitti", "nuscenes"):
-        if data.root is None:
-            raise ValueError(f"data.root is required for data.kind {data.kind}")
-        if data.kind == "semantickitti":
-            from ppkt.data.semantickitti import SemanticKittiSceneSource
-
-            return SemanticKittiSceneSource(data.root)
-        from ppkt.data.nuscenes import NuScenesSceneSource
-
-        return NuScenesSceneSource(data.root, version=data.nuscenes_version)
-    raise ValueError(f"unknown data.kind {data.kind!r}")
+    synthetic = SyntheticRooms(
+        data.synthetic_scenes, data.synthetic_frames_per_scene, data.synthetic_seed, tuple(data.synthetic_image_hw)
+    )
+    return open_scenes(
+        data.kind,
+        SceneRequest(
+            data.root,
+            scene_lists=data.scene_lists,
+            label_set=data.label_set,
+            nuscenes_version=data.nuscenes_version,
+            synthetic=synthetic,
+        ),
+    )
 
 
 def data_root(data: EvalDataConfig, source: SceneSource) -> Path:
