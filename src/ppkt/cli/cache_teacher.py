@@ -1,4 +1,4 @@
-"""``ppkt cache-teacher DATA_ROOT``: precompute frozen 2D teacher features of RGB-D frames (any RGB-D format)."""
+"""``ppkt cache-teacher DATA_ROOT``: precompute frozen 2D teacher features of RGB-D frames (any format)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"), help="teacher input size"
     )
     parser.add_argument(
-        "--frame-skip", type=int, default=25, help="every k-th frame (the paper: 25); use the run's data.frame_skip"
+        "--frame-skip",
+        type=int,
+        default=25,
+        help="every k-th frame (the paper: 25); use the run's data.frame_skip",
     )
     parser.add_argument(
         "--split", default=None, choices=["train", "val"], help="ScanNet: scenes of scannetv2_<split>.txt"

@@ -174,7 +174,9 @@ def _open_dataset(path: Path, fmt: str):
         if detection.note:
             print(detection.note)
     if get_spec(fmt).open_frames is None:
-        raise SystemExit(f"ppkt viz overlay: format {fmt!r} has no frames (RGB-D and lidar+camera formats do)")
+        raise SystemExit(
+            f"ppkt viz overlay: format {fmt!r} has no frames (RGB-D and lidar+camera formats do)"
+        )
     return open_frames(fmt, FrameRequest(path, split=None, frame_skip=1))
 
 

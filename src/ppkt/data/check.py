@@ -150,7 +150,9 @@ def scan_dataset(
         report = spec.scan(path, strict, **options)
     elif spec.open_frames is not None:
         # up_axis "z": report the poses as the dataset has them.
-        request = FrameRequest(path, frame_skip=frame_skip or spec.default_frame_skip, up_axis="z", strict=strict)
+        request = FrameRequest(
+            path, frame_skip=frame_skip or spec.default_frame_skip, up_axis="z", strict=strict
+        )
         frames = spec.open_frames(request)
         report = check_frames(frames, strict, workers, format)
         gravity = alignment_note(frame_poses(frames))

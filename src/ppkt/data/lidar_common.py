@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, UNREADABLE, FrameError
+from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, FrameError
 
 if TYPE_CHECKING:
     from ppkt.data.types import LidarCameraSample

@@ -223,7 +223,10 @@ def open_frames(kind: str, request: FrameRequest) -> Sequence:
     """
     spec = get_spec(kind)
     if spec.open_frames is None:
-        raise ValueError(f"data.kind {kind} has no frames for pretraining (formats with frames: {', '.join(n for n, s in DATASETS.items() if s.open_frames)})")
+        with_frames = ", ".join(n for n, s in DATASETS.items() if s.open_frames)
+        raise ValueError(
+            f"data.kind {kind} has no frames for pretraining (formats with frames: {with_frames})"
+        )
     frames = spec.open_frames(request)
     if len(frames) == 0:
         raise no_usable_data(kind, request.root, getattr(frames, "report", None))
@@ -510,7 +513,8 @@ register(DatasetSpec(
 ))  # fmt: skip
 register(DatasetSpec(
     "semantickitti", "lidar", "SemanticKITTI sequences (velodyne/, labels/, image_2/)", "z",
-    _lidar_detect("semantickitti"), _semantickitti_frames, _semantickitti_scenes, _lidar_scan("semantickitti"),
+    _lidar_detect("semantickitti"), _semantickitti_frames, _semantickitti_scenes,
+    _lidar_scan("semantickitti"),
 ))  # fmt: skip
 
 

@@ -91,13 +91,17 @@ def read_camera_file(path: str | Path) -> FolderCamera:
         if key not in data:
             raise FrameError(path, BAD_INTRINSICS, f"{key} is required")
     K_color = _K(data["color_intrinsics"], path, "color_intrinsics")
-    K_depth = _K(data["depth_intrinsics"], path, "depth_intrinsics") if "depth_intrinsics" in data else K_color
+    K_depth = (
+        _K(data["depth_intrinsics"], path, "depth_intrinsics") if "depth_intrinsics" in data else K_color
+    )
     try:
         depth_scale = float(data["depth_scale"])
     except (TypeError, ValueError):
         depth_scale = float("nan")
     if not np.isfinite(depth_scale) or depth_scale <= 0:
-        raise FrameError(path, BAD_INTRINSICS, f"depth_scale must be a positive number, got {data['depth_scale']!r}")
+        raise FrameError(
+            path, BAD_INTRINSICS, f"depth_scale must be a positive number, got {data['depth_scale']!r}"
+        )
     color_from_depth = np.eye(4)
     if data.get("color_from_depth") is not None:
         try:
@@ -124,7 +128,9 @@ def find_sequences(root: Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         return []
-    return sorted(Path(entry.path) for entry in os.scandir(root) if entry.is_dir() and is_sequence(Path(entry.path)))
+    return sorted(
+        Path(entry.path) for entry in os.scandir(root) if entry.is_dir() and is_sequence(Path(entry.path))
+    )
 
 
 def _stems(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
@@ -164,7 +170,8 @@ class RGBDFolderFrames(FileRGBDFrames):
         sequences = find_sequences(self.root)
         if not sequences:
             raise FileNotFoundError(
-                f"{self.root}: no rgbd-folder sequence (a folder with rgbd.yaml and color/; docs/your-own-data.md)"
+                f"{self.root}: no rgbd-folder sequence (a folder with rgbd.yaml and color/, "
+                "see docs/your-own-data.md)"
             )
         for seq_dir in sequences:
             self._index_sequence(seq_dir, frame_skip, strict)
@@ -193,9 +200,13 @@ class RGBDFolderFrames(FileRGBDFrames):
             self.report.frames_found += 1
             try:
                 if stem not in colors:
-                    raise FrameError(color_dir / f"{stem}.jpg", MISSING_FILE, "no colour image for this depth")
+                    raise FrameError(
+                        color_dir / f"{stem}.jpg", MISSING_FILE, "no colour image for this depth"
+                    )
                 if stem not in depths:
-                    raise FrameError(seq_dir / "depth" / f"{stem}.png", MISSING_FILE, "no depth for this colour image")
+                    raise FrameError(
+                        seq_dir / "depth" / f"{stem}.png", MISSING_FILE, "no depth for this colour image"
+                    )
                 pose = None
                 if has_poses:
                     if stem not in poses:

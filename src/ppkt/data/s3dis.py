@@ -130,7 +130,8 @@ class S3DISSceneSource:
         unknown = [a for a in wanted if a not in S3DIS_AREAS]
         if unknown or not wanted:
             raise ValueError(
-                f"S3DIS split {split!r}: expected 'all', an area or comma-separated areas of {', '.join(S3DIS_AREAS)}"
+                f"S3DIS split {split!r}: expected 'all', an area or comma-separated areas of "
+                + ", ".join(S3DIS_AREAS)
             )
         return [room for room in self.rooms if room.split("/")[0] in wanted]
 
@@ -191,7 +192,9 @@ def scan_s3dis(path: Path, strict: bool, *, frame_skip: int | None = None, worke
             raise FrameError(source.base / room, reason, report.examples[reason][0])
         report.frames_usable += 1
         del scene
-    report.notes.append(f"{len(source.rooms)} rooms in {', '.join(sorted({r.split('/')[0] for r in source.rooms}))}")
+    report.notes.append(
+        f"{len(source.rooms)} rooms in {', '.join(sorted({r.split('/')[0] for r in source.rooms}))}"
+    )
     report.notes.append("frames = rooms; malformed rows are dropped from their room, which stays usable")
     report.decoded = True
     return report

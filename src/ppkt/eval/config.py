@@ -39,7 +39,8 @@ class EvalDataConfig:
         "for splits of your own without writing into the dataset",
     )
     label_set: Literal["scannet20", "nyu40"] = option(
-        "scannet20", "scannet: the classes of the NYU40 labels: the 20 benchmark classes, or all 40 NYU40 classes"
+        "scannet20",
+        "scannet: the classes of the NYU40 labels: the 20 benchmark classes, or all 40 NYU40 classes",
     )
     voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(

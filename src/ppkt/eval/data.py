@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +35,6 @@ from ppkt.data.scannet import ScanNetSceneSource  # noqa: F401 - part of this mo
 from ppkt.data.types import IGNORE_LABEL, LabeledScene, SceneSource
 from ppkt.eval.splits import LabelSplit
 from ppkt.sparse import SparseBatch, SparseTensor, sparse_batch_from_points
-
 
 # --------------------------------------------------------------------------------------------- sources
 # SceneSource (what a labelled dataset offers) and ScanNetSceneSource live with the readers, where

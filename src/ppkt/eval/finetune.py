@@ -209,7 +209,10 @@ def build_source(data: EvalDataConfig) -> SceneSource:
     if data.scene_lists is not None and data.kind not in ("scannet", "synthetic"):
         raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {data.kind}")
     synthetic = SyntheticRooms(
-        data.synthetic_scenes, data.synthetic_frames_per_scene, data.synthetic_seed, tuple(data.synthetic_image_hw)
+        data.synthetic_scenes,
+        data.synthetic_frames_per_scene,
+        data.synthetic_seed,
+        tuple(data.synthetic_image_hw),
     )
     return open_scenes(
         data.kind,

@@ -20,6 +20,7 @@ from torch import Tensor
 
 _DEFAULT_DTYPE = torch.float32
 
+
 class PinholeCamera(Protocol):
     """What geometry needs of a calibrated camera looking at a point cloud.
 
