@@ -64,7 +64,8 @@ def estimate_up(poses: Sequence[np.ndarray]) -> np.ndarray:
     up = mean_camera_up(poses)
     xs = np.stack([np.asarray(p, dtype=np.float64)[:3, 0] for p in poses])
     values, vectors = np.linalg.eigh(xs.T @ xs)
-    if values[0] < 0.5 * values[1]:
+    # Determined when the x axes span a plane (the camera turned) that is clearly thinner than wide.
+    if values[1] > 1e-3 * values[2] and values[0] < 0.5 * values[1]:
         estimate = vectors[:, 0]
     else:
         x = vectors[:, 2]

@@ -447,6 +447,12 @@ def _is_rgbd_folder(path: Path) -> bool:
     return path.is_dir() and bool(find_sequences(path))
 
 
+def _scan_s3dis(path: Path, strict: bool, **options) -> DataReport:
+    from ppkt.data.s3dis import scan_s3dis
+
+    return scan_s3dis(path, strict, **options)
+
+
 def _is_s3dis(path: Path) -> bool:
     from ppkt.data.s3dis import find_areas
 
@@ -493,7 +499,7 @@ register(DatasetSpec(
 ))  # fmt: skip
 register(DatasetSpec(
     "s3dis", "points", "S3DIS Stanford3dDataset_v1.2_Aligned_Version (labelled rooms, no frames)", "z",
-    _is_s3dis, None, _s3dis_scenes,
+    _is_s3dis, None, _s3dis_scenes, _scan_s3dis,
 ))  # fmt: skip
 register(DatasetSpec(
     "synthetic", "rgbd", "generated rooms in the ScanNet layout (ppkt synth)", "z", None, _synthetic_frames,

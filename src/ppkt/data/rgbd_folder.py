@@ -4,7 +4,7 @@ Layout, one sequence per folder (or a folder of such sequence folders)::
 
     <seq>/rgbd.yaml            camera description (below); rgbd.yml or rgbd.json also work
     <seq>/color/<id>.jpg|png   colour images (``colour/`` also works)
-    <seq>/depth/<id>.png       16-bit depth PNGs; 0 and 65535 are invalid
+    <seq>/depth/<id>.png       16-bit depth PNGs; 0 and 65535 are invalid (as in every reader)
     <seq>/pose/<id>.txt        optional: 4x4 camera-to-world (world_from_camera), 16 numbers
 
 Frames are matched by file name without the extension (``000120.jpg`` with ``000120.png``) and
@@ -30,13 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ppkt.data.images import FileRGBDFrames, FrameRecord, intrinsics_problem, pose_problem, read_pose_txt
+from ppkt.data.images import (
+    FileRGBDFrames,
+    FrameRecord,
+    intrinsics_problem,
+    pose_problem,
+    read_pose_txt,
+)
 from ppkt.data.report import BAD_INTRINSICS, MISSING_FILE, MISSING_POSE, DataReport, FrameError
 
 CAMERA_FILES = ("rgbd.yaml", "rgbd.yml", "rgbd.json")
 COLOR_FOLDERS = ("color", "colour")
-INVALID_DEPTH = (0, 65535)
-"""Depth values that mean "no measurement" in every RGB-D reader."""
 
 _COLOR_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -225,7 +229,6 @@ class RGBDFolderFrames(FileRGBDFrames):
                     K_depth=camera.K_depth,
                     world_from_camera=pose,
                     depth_scale=camera.depth_scale,
-                    invalid_depth=INVALID_DEPTH,
                     color_from_depth=camera.color_from_depth,
                 )
             )

@@ -102,7 +102,9 @@ class LabelsConfig:
     )
     budget: float = option(1.0, "scene fraction in (0, 1] (kind scenes) or points per scene (kind points)")
     seed: int = option(0, "seed of the split draw (also of training unless run.seed is set)")
-    splits_dir: Path | None = option(None, "folder of split JSON files (None = <data root>/splits)")
+    splits_dir: Path | None = option(
+        None, "folder of split JSON files, reused when present (None = <run.out>/splits; never the dataset)"
+    )
 
 
 @dataclass(frozen=True)

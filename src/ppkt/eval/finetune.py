@@ -226,12 +226,9 @@ def build_source(data: EvalDataConfig) -> SceneSource:
     )
 
 
-def data_root(data: EvalDataConfig, source: SceneSource) -> Path:
-    return Path(getattr(source, "root", data.root or "."))
-
-
 def make_label_split(cfg: FinetuneConfig, source: SceneSource) -> LabelSplit:
-    splits_dir = cfg.labels.splits_dir or data_root(cfg.data, source) / "splits"
+    # The run folder, never the dataset: datasets are often read-only or shared.
+    splits_dir = cfg.labels.splits_dir or Path(cfg.run.out) / "splits"
     pool = source.scene_ids(cfg.data.train_split)
     return load_or_create_split(
         splits_dir,
