@@ -399,3 +399,29 @@ def test_frame_request_defaults_follow_the_format(tmp_path):
     write_scannet(tmp_path / "s")
     assert len(open_frames("scannet", FrameRequest(tmp_path / "s"))) == 1  # every 25th frame: 0
     assert len(open_frames("scannet", replace(FrameRequest(tmp_path / "s"), frame_skip=1))) == 3
+
+
+def test_7scenes_color_from_depth_reaches_the_frames_and_the_pairs(tmp_path):
+    import torch
+
+    from ppkt.geometry import rgbd_pairs
+
+    write_7scenes_flat(tmp_path / "flat")
+    transform = np.eye(4)
+    transform[0, 3] = 0.025  # 2.5 cm baseline: at 1.5 m and f = 60 px, 1 px to the right
+    write_matrix(tmp_path / "color_from_depth.txt", transform)
+    request = FrameRequest(tmp_path / "flat", up_axis="z")
+    plain = open_frames("7scenes", request)[0]
+    shifted = open_frames("7scenes", replace(request, color_from_depth=tmp_path / "color_from_depth.txt"))[0]
+    assert np.allclose(shifted.color_from_depth, transform) and np.allclose(plain.color_from_depth, np.eye(4))
+    uv = [
+        rgbd_pairs(
+            torch.from_numpy(f.depth), f.K_depth, f.K_color, f.color_hw, color_from_depth=f.color_from_depth
+        )
+        for f in (plain, shifted)
+    ]
+    first = uv[1].point_index[0]
+    assert torch.allclose(uv[1].uv[0] - uv[0].uv[uv[0].point_index == first][0], torch.tensor([1.0, 0.0]))
+    write_matrix(tmp_path / "bad.txt", np.full((4, 4), np.inf))
+    with pytest.raises(ValueError, match="invalid pose"):
+        open_frames("7scenes", replace(request, color_from_depth=tmp_path / "bad.txt"))

@@ -60,6 +60,8 @@ class FrameRequest:
             ...) or None for everything; RGB-D sequence formats without splits ignore it.
         frame_skip: keep every k-th frame (None: the format's default).
         up_axis: ``data.up_axis`` for SLAM-style formats (``ppkt.data.gravity.UP_AXES``).
+        color_from_depth: 7-Scenes: a text file with the 4x4 depth-camera-to-colour-camera
+            transform (its two cameras are not registered); None = one camera.
         strict: raise the first bad frame instead of counting it.
         synthetic: parameters of the generated rooms (synthetic only).
         progress: progress bars while indexing or generating.
@@ -69,6 +71,7 @@ class FrameRequest:
     split: str | None = None
     frame_skip: int | None = None
     up_axis: str = "auto"
+    color_from_depth: Path | None = None
     strict: bool = False
     synthetic: SyntheticRooms = SyntheticRooms()
     progress: bool = False
@@ -334,6 +337,13 @@ def _seven_scenes_frames(request: FrameRequest):
 
     root = _require_root("7scenes", request.root)
     frames = SevenScenesFrames(root, frame_skip=_frame_skip(request, 1), strict=request.strict)
+    if request.color_from_depth is not None:
+        from ppkt.data.images import read_pose_txt
+
+        color_from_depth = read_pose_txt(request.color_from_depth)  # checked: finite and rigid
+        for record in frames.records:
+            record.color_from_depth = color_from_depth
+        frames.report.notes.append(f"colour camera from depth camera: {request.color_from_depth}")
     align_gravity(frames, request.up_axis)
     return frames
 

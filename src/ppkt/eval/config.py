@@ -97,11 +97,22 @@ class EvalAugmentConfig:
 class LabelsConfig:
     """The limited-label budget (ppkt.eval.splits)."""
 
-    kind: Literal["scenes", "points"] = option(
-        "scenes", "scenes: a fraction of training scenes; points: labelled points per scene"
+    kind: Literal["scenes", "points", "published"] = option(
+        "scenes",
+        "scenes: a fraction of training scenes; points: labelled points per scene (both drawn by ppkt); "
+        "published: the files of labels.scene_list / labels.point_indices, used unchanged",
     )
     budget: float = option(1.0, "scene fraction in (0, 1] (kind scenes) or points per scene (kind points)")
     seed: int = option(0, "seed of the split draw (also of training unless run.seed is set)")
+    scene_list: Path | None = option(
+        None,
+        "kind published: a scene list, one scene a line (the data-efficient benchmark's 1/5/10/20 % lists)",
+    )
+    point_indices: Path | None = option(
+        None,
+        "kind published: scene -> labelled point indices (.json, .npz, or the benchmark's torch.save'd "
+        "points20/50/100/200 files); copied into the run folder",
+    )
     splits_dir: Path | None = option(
         None, "folder of split JSON files, reused when present (None = <run.out>/splits; never the dataset)"
     )

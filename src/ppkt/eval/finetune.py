@@ -49,7 +49,7 @@ from ppkt.eval.data import (
     SegmentationDataset,
 )
 from ppkt.eval.metrics import ConfusionMatrix, SegmentationMetrics
-from ppkt.eval.splits import LabelSplit, load_or_create_split
+from ppkt.eval.splits import LabelSplit, load_or_create_split, load_published_split
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 from ppkt.utils.seed import seed_everything
 from ppkt.utils.weights import load_state_strict, load_weights, save_weights
@@ -230,6 +230,14 @@ def make_label_split(cfg: FinetuneConfig, source: SceneSource) -> LabelSplit:
     # The run folder, never the dataset: datasets are often read-only or shared.
     splits_dir = cfg.labels.splits_dir or Path(cfg.run.out) / "splits"
     pool = source.scene_ids(cfg.data.train_split)
+    if cfg.labels.kind == "published":
+        return load_published_split(
+            pool,
+            lambda sid: source.read(sid).labels,
+            scene_list=cfg.labels.scene_list,
+            point_indices=cfg.labels.point_indices,
+            copy_to=Path(cfg.run.out) / "splits",
+        )
     return load_or_create_split(
         splits_dir,
         cfg.labels.kind,

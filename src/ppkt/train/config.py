@@ -44,6 +44,11 @@ class DataConfig:
         "7scenes, tum, rgbd-folder (SLAM-style poses): the world axis that points up, rotated to +z; "
         "auto = estimated from the camera poses (ppkt.data.gravity); other formats are z-up already",
     )
+    color_from_depth: Path | None = option(
+        None,
+        "7scenes: text file with the 4x4 transform from the depth to the colour camera (7-Scenes' are not "
+        "registered, about 18 px apart); None = one camera. rgbd-folder: in rgbd.yaml instead",
+    )
     image_hw: tuple[int, int] = option(
         (240, 320), "colour image size fed to the teacher (H,W), before cropping"
     )

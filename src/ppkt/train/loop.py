@@ -130,6 +130,7 @@ def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
         split=data.split,
         frame_skip=data.frame_skip,
         up_axis=data.up_axis,
+        color_from_depth=data.color_from_depth,
         synthetic=SyntheticRooms(
             data.synthetic_scenes, data.synthetic_frames_per_scene, data.synthetic_seed, tuple(data.image_hw)
         ),
