@@ -37,15 +37,18 @@ def test_check_pretrain_cache_overlay_on_an_rgbd_folder(tmp_path, capsys):
     args = ["pretrain", "--preset", "demo", "--data.kind", "rgbd-folder", "--data.root", str(root)]
     args += ["--data.frame_skip", "1", "--data.image_hw", "24,32", "--data.num_workers", "0"]
     args += ["--teacher.stage", "stride8", "--student.width", "0.25", "--loss.num_pairs", "64"]
-    args += ["--optim.batch_size", "2", "--optim.steps", "1", "--run.progress", "false", "--run.out", str(run)]
+    args += ["--optim.batch_size", "2", "--optim.steps", "1", "--run.progress", "false"]
+    args += ["--run.out", str(run)]
     assert main(args) == 0
     assert "pretrained 1 steps" in capsys.readouterr().out
 
-    cache = ["cache-teacher", str(root), "--stage", "stride8", "--image-size", "24", "32", "--frame-skip", "1"]
+    cache = ["cache-teacher", str(root), "--stage", "stride8", "--image-size", "24", "32"]
+    cache += ["--frame-skip", "1"]
     assert main([*cache, "--out", str(tmp_path / "cache")]) == 0
     assert "4 frames written" in capsys.readouterr().out
 
     picture = tmp_path / "overlay.png"
-    assert main(["viz", "overlay", str(root / "color"), "--out", str(picture)]) == 0  # the root is one level above
+    # A folder inside the sequence: the root is found one level above.
+    assert main(["viz", "overlay", str(root / "color"), "--out", str(picture)]) == 0
     out = capsys.readouterr().out
     assert "one level above" in out and picture.is_file()
