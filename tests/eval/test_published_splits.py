@@ -137,3 +137,15 @@ def test_point_index_file_written_with_numpy_1(tmp_path):
         for name, data in members.items():
             archive.writestr(name, data)
     assert read_point_indices(path)["scene0000_00"].tolist() == [2, 4]
+
+
+def test_help_of_the_commands_with_new_options_renders(capsys):
+    from ppkt.cli import main
+
+    for command in ("finetune", "pretrain", "check-data", "cache-teacher"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--labels.point_indices", "--data.label_set", "--data.up_axis", "rgbd-folder"):
+        assert option in out
