@@ -106,7 +106,8 @@ class LabelsConfig:
     seed: int = option(0, "seed of the split draw (also of training unless run.seed is set)")
     scene_list: Path | None = option(
         None,
-        "kind published: a scene list, one scene a line (the data-efficient benchmark's 1, 5, 10, 20 percent lists)",
+        "kind published: a scene list, one scene a line (the data-efficient benchmark's lists of 1, 5, 10, "
+        "20 percent of the scenes)",
     )
     point_indices: Path | None = option(
         None,
