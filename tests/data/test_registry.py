@@ -322,6 +322,11 @@ def test_nothing_usable_is_one_line_naming_the_root(tmp_path):
         registry.open_scenes("tum", SceneRequest(root))
     with pytest.raises(ValueError, match="unknown dataset format 'kinect'"):
         open_frames("kinect", FrameRequest(root))
+    # options of one format given to another are errors, not silently ignored
+    with pytest.raises(ValueError, match="color_from_depth is for data.kind 7scenes.*rgbd.yaml"):
+        open_frames("rgbd-folder", FrameRequest(root, color_from_depth=root / "x.txt"))
+    with pytest.raises(ValueError, match="label_set nyu40 is for data.kind scannet"):
+        registry.open_scenes("s3dis", SceneRequest(root, label_set="nyu40"))
 
 
 def test_colour_and_depth_of_different_sizes_pair_consistently(tmp_path):

@@ -230,6 +230,9 @@ def open_frames(kind: str, request: FrameRequest) -> Sequence:
         raise ValueError(
             f"data.kind {kind} has no frames for pretraining (formats with frames: {with_frames})"
         )
+    if request.color_from_depth is not None and kind != "7scenes":
+        hint = " (rgbd-folder: color_from_depth in rgbd.yaml)" if kind == "rgbd-folder" else ""
+        raise ValueError(f"data.color_from_depth is for data.kind 7scenes, not {kind}{hint}")
     frames = spec.open_frames(request)
     if len(frames) == 0:
         raise no_usable_data(kind, request.root, getattr(frames, "report", None))
@@ -242,6 +245,10 @@ def open_scenes(kind: str, request: SceneRequest) -> SceneSource:
     if spec.open_scenes is None:
         raise ValueError(
             f"data.kind {kind} has no labelled scenes; fine-tune on one of {', '.join(names(labelled=True))}"
+        )
+    if request.label_set != "scannet20" and kind != "scannet":
+        raise ValueError(
+            f"data.label_set {request.label_set} is for data.kind scannet; {kind} has its own classes"
         )
     return spec.open_scenes(request)
 
@@ -313,8 +320,6 @@ def _synthetic_frames(request: FrameRequest):
 def _synthetic_scenes(request: SceneRequest):
     from ppkt.data.scannet import ScanNetSceneSource
 
-    if request.label_set != "scannet20":
-        raise ValueError("the synthetic rooms are labelled with the scannet20 classes only")
     root = _synthetic_root(request.synthetic, request.root, False)
     return ScanNetSceneSource(root, scene_lists=request.scene_lists)
 
