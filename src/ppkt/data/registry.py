@@ -246,6 +246,8 @@ def open_scenes(kind: str, request: SceneRequest) -> SceneSource:
         raise ValueError(
             f"data.kind {kind} has no labelled scenes; fine-tune on one of {', '.join(names(labelled=True))}"
         )
+    if request.scene_lists is not None and kind not in ("scannet", "synthetic"):
+        raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {kind}")
     if request.label_set != "scannet20" and kind != "scannet":
         raise ValueError(
             f"data.label_set {request.label_set} is for data.kind scannet; {kind} has its own classes"

@@ -206,8 +206,6 @@ def build_source(data: EvalDataConfig) -> SceneSource:
     """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
     from ppkt.data.registry import SceneRequest, SyntheticRooms, open_scenes
 
-    if data.scene_lists is not None and data.kind not in ("scannet", "synthetic"):
-        raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {data.kind}")
     synthetic = SyntheticRooms(
         data.synthetic_scenes,
         data.synthetic_frames_per_scene,
