@@ -195,7 +195,13 @@ def _overlay(args: argparse.Namespace) -> int:
         raise SystemExit(f"--index {args.index} out of range: the dataset has {len(dataset)} frames")
     item = dataset[args.index]
     if isinstance(item, RGBDFrame):
-        pairs = rgbd_pairs(torch.from_numpy(item.depth), item.K_depth, item.K_color, item.color_hw)
+        pairs = rgbd_pairs(
+            torch.from_numpy(item.depth),
+            item.K_depth,
+            item.K_color,
+            item.color_hw,
+            color_from_depth=item.color_from_depth,  # unregistered cameras (7-Scenes, rgbd-folder)
+        )
         every = args.every if args.every > 0 else max(len(pairs) // 4000, 1)
         keep = slice(None, None, every)
         picture = correspondence_overlay(item.color, pairs.uv[keep].numpy(), pairs.points[keep, 2].numpy())
