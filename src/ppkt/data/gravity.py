@@ -8,7 +8,9 @@ tilted by however the camera was held. Such readers take ``up_axis``:
 
 * ``"z"``: the world is already z-up (nothing is done);
 * ``"x"``, ``"-x"``, ``"y"``, ``"-y"``, ``"-z"``: that world axis is up;
-* ``"auto"``: estimated from the camera poses (:func:`estimate_up`).
+* ``"auto"``: estimated from the camera poses (:func:`estimate_up`). The estimate assumes the
+  images' rows were roughly level (a landscape camera that does not roll); for a capture held
+  in portrait, or upside down, name the axis instead.
 
 The chosen up vector is turned into +z by the smallest rotation (:func:`gravity_rotation`),
 which is pre-multiplied onto every ``world_from_camera``.
