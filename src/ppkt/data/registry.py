@@ -85,6 +85,7 @@ class SceneRequest:
         root: dataset root (synthetic: cache folder, None = default).
         scene_lists: folder of split lists outside the dataset (ScanNet layouts; None = the root).
         label_set: class set of ScanNet's labels (``ppkt.data.scannet_classes.LABEL_SETS``).
+        label_map: ScanNet's ``scannetv2-labels.combined.tsv`` for ``scannet200`` (None: in the root).
         nuscenes_version: nuScenes table folder (None = detect).
         synthetic: parameters of the generated rooms (synthetic only).
     """
@@ -92,6 +93,7 @@ class SceneRequest:
     root: Path | None
     scene_lists: Path | None = None
     label_set: str = "scannet20"
+    label_map: Path | None = None
     nuscenes_version: str | None = None
     synthetic: SyntheticRooms = SyntheticRooms()
 
@@ -248,6 +250,8 @@ def open_scenes(kind: str, request: SceneRequest) -> SceneSource:
         )
     if request.scene_lists is not None and kind not in ("scannet", "synthetic"):
         raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {kind}")
+    if request.label_map is not None and request.label_set != "scannet200":
+        raise ValueError("data.label_map is read for data.label_set scannet200 only")
     if request.label_set != "scannet20" and kind != "scannet":
         raise ValueError(
             f"data.label_set {request.label_set} is for data.kind scannet; {kind} has its own classes"
@@ -296,7 +300,9 @@ def _scannet_scenes(request: SceneRequest):
     from ppkt.data.scannet import ScanNetSceneSource
 
     root = _require_root("scannet", request.root)
-    return ScanNetSceneSource(root, scene_lists=request.scene_lists, label_set=request.label_set)
+    return ScanNetSceneSource(
+        root, scene_lists=request.scene_lists, label_set=request.label_set, label_map=request.label_map
+    )
 
 
 def _synthetic_root(synthetic: SyntheticRooms, root: Path | None, progress: bool) -> Path:

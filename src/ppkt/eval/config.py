@@ -38,9 +38,13 @@ class EvalDataConfig:
         "scannet/synthetic: folder of the scannetv2_<split>.txt scene lists (None = the dataset root); "
         "for splits of your own without writing into the dataset",
     )
-    label_set: Literal["scannet20", "nyu40"] = option(
+    label_set: Literal["scannet20", "nyu40", "scannet200"] = option(
         "scannet20",
-        "scannet: the classes of the NYU40 labels: the 20 benchmark classes, or all 40 NYU40 classes",
+        "scannet: the 20 benchmark classes or all 40 NYU40 classes (from .labels.ply), or ScanNet200 "
+        "(from the aggregation and segment files and data.label_map); set data.num_classes to match",
+    )
+    label_map: Path | None = option(
+        None, "label_set scannet200: ScanNet's scannetv2-labels.combined.tsv (None = <data.root>/ that file)"
     )
     voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(

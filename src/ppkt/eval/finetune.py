@@ -218,6 +218,7 @@ def build_source(data: EvalDataConfig) -> SceneSource:
             data.root,
             scene_lists=data.scene_lists,
             label_set=data.label_set,
+            label_map=data.label_map,
             nuscenes_version=data.nuscenes_version,
             synthetic=synthetic,
         ),
