@@ -14,7 +14,10 @@ A :class:`DatasetSpec` says what one format is and how to open it:
 * ``up_axis``: ``"z"`` when the format's world is gravity-aligned, ``"slam"`` when it is
   wherever the tracker started and ``data.up_axis`` rotates it (``ppkt.data.gravity``).
 
-Adding a dataset is one reader module and one :func:`register` call at the end of this file.
+Adding a dataset is one reader module and one :func:`register` call at the end of this file, plus
+its name among the ``data.kind`` choices of the configs (``ppkt.train.config.DataConfig``,
+``ppkt.eval.config.EvalDataConfig``: typed choices for ``--help``; tests/data/test_registry.py
+checks that they match the registry) and a fixture in that test.
 """
 
 from __future__ import annotations
