@@ -20,11 +20,15 @@ from ppkt.config import option
 class DataConfig:
     """Where the RGB-D frames come from and how they are read."""
 
-    kind: Literal["scannet", "synthetic", "nuscenes", "kitti", "kitti-raw", "semantickitti"] = option(
+    kind: Literal[
+        "scannet", "scannet-sens", "7scenes", "tum", "rgbd-folder", "synthetic",
+        "nuscenes", "kitti", "kitti-raw", "semantickitti",
+    ] = option(
         "scannet",
-        "dataset: scannet (exported layout), synthetic (generated rooms); lidar + cameras: nuscenes, "
-        "kitti (object benchmark), kitti-raw (raw recordings), semantickitti (with image_2)",
-    )
+        "dataset format (ppkt.data.registry, docs/datasets.md): RGB-D: scannet (exported layout), "
+        "scannet-sens (raw .sens), 7scenes, tum, rgbd-folder (your own frames), synthetic (generated rooms); "
+        "lidar + cameras: nuscenes, kitti (object benchmark), kitti-raw (raw recordings), semantickitti",
+    )  # fmt: skip
     root: Path | None = option(
         None, "dataset root (ScanNet export, nuScenes, KITTI, SemanticKITTI); synthetic: cache folder"
     )
@@ -35,6 +39,16 @@ class DataConfig:
         "drives, else comma-separated drive folders; None = everything",
     )
     frame_skip: int = option(25, "use every k-th frame of each scan or lidar sequence (paper: 25)")
+    up_axis: Literal["auto", "z", "-z", "y", "-y", "x", "-x"] = option(
+        "auto",
+        "7scenes, tum, rgbd-folder (SLAM-style poses): the world axis that points up, rotated to +z; "
+        "auto = estimated from the camera poses (ppkt.data.gravity); other formats are z-up already",
+    )
+    color_from_depth: Path | None = option(
+        None,
+        "7scenes: text file with the 4x4 transform from the depth to the colour camera (7-Scenes' are not "
+        "registered, about 18 px apart); None = one camera. rgbd-folder: in rgbd.yaml instead",
+    )
     image_hw: tuple[int, int] = option(
         (240, 320), "colour image size fed to the teacher (H,W), before cropping"
     )
