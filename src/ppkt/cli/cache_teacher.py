@@ -17,9 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="teacher weight file (.pth/.safetensors) or 'random'")
     parser.add_argument("--stage", default=None, help="teacher stage (default: its last stage)")
     parser.add_argument(
-        "--image-size", type=positive_int, nargs=2, default=(240, 320), metavar=("H", "W"), help="teacher input size"
+        "--image-size",
+        type=positive_int,
+        nargs=2,
+        default=(240, 320),
+        metavar=("H", "W"),
+        help="teacher input size",
     )
-    parser.add_argument("--frame-skip", type=positive_int, default=25, help="every k-th frame (the paper: 25)")
+    parser.add_argument(
+        "--frame-skip", type=positive_int, default=25, help="every k-th frame (the paper: 25)"
+    )
     parser.add_argument(
         "--split", default=None, choices=["train", "val"], help="scenes of scannetv2_<split>.txt"
     )
@@ -53,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, KeyError) as err:  # an unknown teacher or one whose package is missing
         raise ValueError(f"--teacher {args.teacher}: {err.args[0] if err.args else err}") from err
     frames = ScanNetFrames(args.data_root, split=args.split, frame_skip=args.frame_skip)
-    out = args.out or args.data_root / "teacher_cache" / f"{teacher.name}_{teacher.stage}_{image_hw[0]}x{image_hw[1]}"
+    out = (
+        args.out
+        or args.data_root / "teacher_cache" / f"{teacher.name}_{teacher.stage}_{image_hw[0]}x{image_hw[1]}"
+    )
     cache = TeacherFeatureCache(out, teacher.identity, image_hw)
     skipped = frames.report.frames_skipped
     print(

@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
 
     # A path that is not there, or (with --strict) the first bad frame, is a one-line error (exit 2,
     # ppkt.cli.main); a scan that finds nothing usable prints its report and exits 1.
-    report = scan_dataset(args.path, args.format, args.strict, frame_skip=args.frame_skip, workers=args.workers)
+    report = scan_dataset(
+        args.path, args.format, args.strict, frame_skip=args.frame_skip, workers=args.workers
+    )
     print(report.to_json() if args.json else report.format_text())
     if report.frames_usable == 0:
         print(f"ppkt check-data: no usable frame in {args.path}", file=sys.stderr)

@@ -186,7 +186,13 @@ def validate(cfg: FinetuneConfig) -> None:
     check.number("augment.scale_min", low=0, low_open=True)
     check.require("augment.scale_max", aug.scale_min <= aug.scale_max, ">= augment.scale_min")
     check.number("augment.color_auto_contrast", low=0, high=1)
-    for name in ("jitter_std", "color_translation", "color_jitter_std", "color_hue_max", "color_saturation_max"):
+    for name in (
+        "jitter_std",
+        "color_translation",
+        "color_jitter_std",
+        "color_hue_max",
+        "color_saturation_max",
+    ):
         check.number(f"augment.{name}", low=0)
     if labels.kind == "scenes":
         check.number("labels.budget", low=0, high=1, low_open=True)
@@ -199,7 +205,9 @@ def validate(cfg: FinetuneConfig) -> None:
     check.number("model.width", low=0, low_open=True)
     check.require("model.backend", model.backend in ("torch", "spconv"), "torch or spconv")
     check.require(
-        "model.init", model.init is None or Path(model.init).is_file(), "an existing file (ppkt export output)"
+        "model.init",
+        model.init is None or Path(model.init).is_file(),
+        "an existing file (ppkt export output)",
     )
     check.number("optim.steps", low=1)
     check.number("optim.batch_size", low=1)

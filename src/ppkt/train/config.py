@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ppkt.config import option
+from ppkt.data.images import DEPTH_RANGE
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class DataConfig:
     image_hw: tuple[int, int] = option(
         (240, 320), "colour image size fed to the teacher (H,W), before cropping"
     )
-    min_depth: float = option(0.1, "depth pixels nearer than this (m) give no point")
-    max_depth: float = option(6.0, "depth pixels farther than this (m) give no point")
+    min_depth: float = option(DEPTH_RANGE[0], "depth pixels nearer than this (m) give no point")
+    max_depth: float = option(DEPTH_RANGE[1], "depth pixels farther than this (m) give no point")
     points_frame: Literal["world", "camera"] = option(
         "world",
         "RGB-D points enter the 3D network in the world frame of the frame's pose (z up, as the labelled "
@@ -174,7 +175,7 @@ def validate(cfg: PretrainConfig) -> None:
     from ppkt.teachers import TEACHERS
 
     check = RangeCheck(cfg)
-    data, aug, opt, run = cfg.data, cfg.augment, cfg.optim, cfg.run
+    data, aug, run = cfg.data, cfg.augment, cfg.run
     check.number("data.frame_skip", low=1)
     check.require("data.image_hw", min(data.image_hw) >= 8, "at least 8,8")
     check.number("data.min_depth", low=0)
@@ -202,7 +203,9 @@ def validate(cfg: PretrainConfig) -> None:
     check.require("student.backbone", cfg.student.backbone in BACKBONES, f"one of {sorted(BACKBONES)}")
     check.number("student.width", low=0, low_open=True)
     check.number("student.voxel_size", low=0, low_open=True)
-    check.require("student.sparse_backend", cfg.student.sparse_backend in ("torch", "spconv"), "torch or spconv")
+    check.require(
+        "student.sparse_backend", cfg.student.sparse_backend in ("torch", "spconv"), "torch or spconv"
+    )
     check.number("loss.embedding_dim", low=1)
     check.number("loss.num_pairs", low=2)
     check.number("loss.tau", low=0, low_open=True)
