@@ -297,8 +297,14 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
 def load_config(cls: type[T], path: str | Path) -> T:
     path = Path(path)
+    if not path.is_file():
+        problem = "is a folder, not a config file" if path.is_dir() else "config file not found"
+        raise FileNotFoundError(f"{path}: {problem}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML ({problem}{where})") from err
     return config_from_dict(cls, data, where=str(path))

@@ -117,7 +117,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input, not a bug: each names the file or field in its message."""
     from ppkt.utils.weights import StateDictMismatch
 
-    types: list[type[BaseException]] = [ValueError, OSError, StateDictMismatch, FloatingPointError]
+    # NotImplementedError: a combination of options ppkt does not support (not a bug).
+    types: list[type[BaseException]] = [
+        ValueError, OSError, StateDictMismatch, FloatingPointError, NotImplementedError,
+    ]  # fmt: skip
     # Only loaded when its command ran; importing it here would slow every command down.
     loop = sys.modules.get("ppkt.train.loop")
     if loop is not None and hasattr(loop, "NonFiniteLossError"):
@@ -177,6 +180,13 @@ def error_line(err: BaseException) -> str:
     return "; ".join(parts) or type(err).__name__
 
 
+def _close_progress_bars() -> None:
+    """End the lines of progress bars an error interrupted, so that the error starts a line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
     rest = [a for a in argv if a != "--debug"]
     env = os.environ.get("PPKT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
@@ -209,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         # The training loops raise a KeyboardInterrupt whose message says how to resume.
+        _close_progress_bars()
         print(f"ppkt {name}: {error_line(err) if str(err) else 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as err:
         if debug or not _is_user_error(err):
             raise
+        _close_progress_bars()
         print(f"ppkt {name}: {error_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -180,8 +180,9 @@ class SensFrames(Sequence):
         # is not looped over; the frames actually there are indexed and the rest counted once.
         promised = self.header.num_frames
         fits = (size - self.header.header_bytes) // _FRAME_HEADER.size
+        count_error = None
         if promised > fits:
-            error = FrameError(
+            error = count_error = FrameError(
                 self.path,
                 TRUNCATED,
                 f"header promises {promised} frames, the {size}-byte file can hold at most {fits} "
@@ -212,8 +213,8 @@ class SensFrames(Sequence):
                     lost = len(
                         range(index + (-index % self.frame_skip), min(promised, fits + 1), self.frame_skip)
                     )
-                    if promised > fits:  # the corrupt count itself is one counted error
-                        lost = max(lost, 1)
+                    if count_error is not None:  # a corrupt count, not lost frames: one counted error
+                        error, lost = count_error, 1
                     if lost:
                         self.report.frames_found += lost
                         self.report.add_skip(error, count=lost)

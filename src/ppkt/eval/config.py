@@ -218,7 +218,9 @@ def validate(cfg: FinetuneConfig) -> None:
     check.number("optim.weight_decay", low=0)
     check.number("optim.poly_power", low=0, low_open=True)
     check.number("optim.head_warmup_steps", low=0)
-    check.require("optim.head_warmup_steps", opt.head_warmup_steps < opt.steps, "< optim.steps")
+    check.require(
+        "optim.head_warmup_steps", opt.head_warmup_steps < opt.steps or opt.steps < 1, "< optim.steps"
+    )
     check.number("run.seed", low=0, optional=True)
     check.number("run.eval_every", low=1)
     check.number("run.log_every", low=1)
