@@ -182,8 +182,9 @@ def test_points_budget_must_be_a_whole_number(capsys):
 
 
 def test_several_bad_values_are_all_named(capsys):
-    argv = ["pretrain", "--print-config", "--optim.grad_clip", "-1", "--loss.tau", "inf", "--run.stop_after", "0"]
-    line = one_line_error(capsys, argv, "pretrain", "optim.grad_clip", "loss.tau", "run.stop_after", "> 0")
+    argv = ["pretrain", "--print-config", "--optim.grad_clip", "-1", "--loss.tau", "inf"]
+    argv += ["--run.stop_after", "0"]
+    one_line_error(capsys, argv, "pretrain", "optim.grad_clip", "loss.tau", "run.stop_after", "> 0")
 
 
 # ------------------------------------------------------------------------------ config files, flags
@@ -306,7 +307,9 @@ FRAME_FAULTS = {
         "depth", ".png", lambda p: Image.fromarray(np.zeros((30, 40), np.uint16)).save(p), "empty depth"
     ),
     "depth-beyond-max-depth": FrameFault(
-        "depth", ".png", lambda p: Image.fromarray(np.full((30, 40), 9000, np.uint16)).save(p),
+        "depth",
+        ".png",
+        lambda p: Image.fromarray(np.full((30, 40), 9000, np.uint16)).save(p),
         "no depth within range",
     ),  # fmt: skip
     "depth-missing": FrameFault("depth", ".png", Path.unlink, "missing file"),
@@ -371,9 +374,7 @@ def test_depth_scaled_by_1000_is_reported(capsys, scannet, tmp_path):
     one_line_error(capsys, argv, "pretrain", "4 consecutive unusable frames", "pairs", str(scannet))
 
 
-@pytest.mark.parametrize(
-    "where", ["missing-root", "root-is-a-file", "empty-folder", "scene-without-frames"]
-)
+@pytest.mark.parametrize("where", ["missing-root", "root-is-a-file", "empty-folder", "scene-without-frames"])
 def test_dataset_location(capsys, tmp_path, where):
     path = tmp_path / "data"
     if where == "root-is-a-file":
@@ -402,16 +403,24 @@ def _sens(pristine_sens: Path, tmp_path: Path) -> Path:
     return Path(shutil.copy(pristine_sens, tmp_path / "scene0000_00.sens"))
 
 
+def _sens_field(field: str, data: bytes) -> Callable[[Path], None]:
+    return lambda path: patch_bytes(path, sens_header_offset(path, field), data)
+
+
+def _le(value: int, size: int) -> bytes:
+    return value.to_bytes(size, "little")
+
+
 SENS_FAULTS = {
     # name -> (damage(path), reason named in the report)
-    "frame-count-10^12": (lambda p: patch_bytes(p, sens_header_offset(p, "num_frames"), (10**12).to_bytes(8, "little")), "truncated file"),
-    "version-7": (lambda p: patch_bytes(p, 0, (7).to_bytes(4, "little")), "undecodable image"),
-    "sensor-name-length-huge": (lambda p: patch_bytes(p, 4, (2**40).to_bytes(8, "little")), "undecodable image"),
+    "frame-count-10^12": (_sens_field("num_frames", _le(10**12, 8)), "truncated file"),
+    "version-7": (_sens_field("version", _le(7, 4)), "undecodable image"),
+    "sensor-name-length-huge": (_sens_field("name_len", _le(2**40, 8)), "undecodable image"),
     "cut-in-header": (lambda p: p.write_bytes(p.read_bytes()[:100]), "truncated file"),
-    "depth-shift-0": (lambda p: patch_bytes(p, sens_header_offset(p, "depth_shift"), b"\0\0\0\0"), "bad depth scale"),
-    "depth-compression-occi": (lambda p: patch_bytes(p, sens_header_offset(p, "depth_compression"), (2).to_bytes(4, "little")), "undecodable image"),
-    "colour-compression-9": (lambda p: patch_bytes(p, sens_header_offset(p, "color_compression"), (9).to_bytes(4, "little")), "undecodable image"),
-}  # fmt: skip
+    "depth-shift-0": (_sens_field("depth_shift", b"\0\0\0\0"), "bad depth scale"),
+    "depth-compression-occi": (_sens_field("depth_compression", _le(2, 4)), "undecodable image"),
+    "colour-compression-9": (_sens_field("color_compression", _le(9, 4)), "undecodable image"),
+}
 
 
 @pytest.mark.parametrize("fault", sorted(SENS_FAULTS))
@@ -485,13 +494,29 @@ def _edit_table(root: Path, name: str, edit: Callable[[list], object]) -> Path:
     return path
 
 
+def _drop(field: str, everywhere: bool = False) -> Callable[[list], None]:
+    def edit(rows: list) -> None:
+        for row in rows if everywhere else rows[:1]:
+            row.pop(field)
+
+    return edit
+
+
+def _set_rotation(rows: list) -> None:
+    for row in rows:
+        row["rotation"] = [1, 2]
+
+
 NUSCENES_FAULTS = {
-    "sample_data-without-calibrated_sensor_token": ("sample_data", lambda rows: rows[0].pop("calibrated_sensor_token") and None, "calibrated_sensor_token"),
-    "sample_data-without-filename": ("sample_data", lambda rows: rows[0].pop("filename") and None, "filename"),
-    "sensor-without-channel": ("sensor", lambda rows: rows[0].pop("channel") and None, "channel"),
+    # name -> (table, edit(rows) -> new rows or None, what the message names)
+    "sample_data-without-calibrated_sensor_token": (
+        "sample_data", _drop("calibrated_sensor_token"), "calibrated_sensor_token"
+    ),
+    "sample_data-without-filename": ("sample_data", _drop("filename"), "filename"),
+    "sensor-without-channel": ("sensor", _drop("channel"), "channel"),
     "scene-table-not-a-list": ("scene", lambda rows: {"scenes": rows}, "list"),
-    "ego_pose-rotation-missing": ("ego_pose", lambda rows: [r.pop("rotation") for r in rows] and None, "ego_pose"),
-    "calibrated_sensor-bad-quaternion": ("calibrated_sensor", lambda rows: [r.update(rotation=[1, 2]) for r in rows] and None, "calibrated_sensor"),
+    "ego_pose-rotation-missing": ("ego_pose", _drop("rotation", everywhere=True), "ego_pose"),
+    "calibrated_sensor-bad-quaternion": ("calibrated_sensor", _set_rotation, "calibrated_sensor"),
 }  # fmt: skip
 
 
@@ -623,8 +648,16 @@ def test_disk_full(capsys, pristine, tmp_path, monkeypatch, command):
     out = tmp_path / "out"
     argv = {
         "pretrain": ["pretrain", *TINY, "--data.root", pristine, "--run.out", out],
-        "finetune": ["finetune", "--preset", "demo-finetune", "--data.root", tmp_path / "syn", "--run.out", out],
-        "synth": ["synth", out, "--scenes", "1", "--frames-per-scene", "1", "--height", "24", "--width", "32"],
+        "finetune": [
+            "finetune",
+            "--preset",
+            "demo-finetune",
+            "--data.root",
+            tmp_path / "s",
+            "--run.out",
+            out,
+        ],
+        "synth": ["synth", out, "--scenes", "1", "--frames-per-scene", "1", "--height", "24", "--width", "8"],
     }[command]
     line = one_line_error(capsys, argv, command, "disk full")
     assert str(tmp_path) in line
@@ -717,7 +750,8 @@ def test_resume_with_a_corrupt_checkpoint(capsys, pretrain_run, tmp_path):
 def test_export_and_compare_on_wrong_folders(capsys, tmp_path, pretrain_run):
     one_line_error(capsys, ["export", tmp_path], "export", tmp_path)
     (tmp_path / "file").write_text("x")
-    one_line_error(capsys, ["export", pretrain_run, "--out", tmp_path / "file" / "b.safetensors"], "export", "file")
+    argv = ["export", pretrain_run, "--out", tmp_path / "file" / "b.safetensors"]
+    one_line_error(capsys, argv, "export", tmp_path / "file")
     one_line_error(capsys, ["compare", tmp_path / "nope"], "compare", "nope")
     one_line_error(capsys, ["viz", "curves", tmp_path / "nope"], "viz", "nope")
 
@@ -733,7 +767,7 @@ def test_pickle_payloads_never_run(capsys, tmp_path):
             return (os.system, (f"touch {marker}",))
 
     evil = tmp_path / "evil.pth"
-    evil.write_bytes(pickle.dumps({"conv1.weight": Payload()}))
+    evil.write_bytes(pickle.dumps({"conv1.weight": Payload()}, protocol=2))
     argv = ["pretrain", "--print-config", "--teacher.weights", evil, "--teacher.name", "resnet18"]
     assert main([str(a) for a in argv]) == 0  # weights are read when the run starts, not by --print-config
     capsys.readouterr()
