@@ -25,6 +25,7 @@ from bad_input_fixtures import (
     images,
     patch_bytes,
     png_bomb_header,
+    pose,
     sens_header_offset,
     write_matrix,
     write_scannet,
@@ -35,7 +36,7 @@ from PIL import Image
 from ppkt.cli import main
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
-from outdoor_fixtures import write_kitti_object, write_nuscenes  # noqa: E402
+from outdoor_fixtures import write_kitti_object, write_nuscenes, write_semantickitti  # noqa: E402
 
 TINY = [
     "--data.kind", "scannet", "--data.split", "none", "--data.frame_skip", "1", "--data.image_hw", "24,32",
@@ -568,6 +569,116 @@ def test_kitti_fault(capsys, tmp_path, what):
     out = capsys.readouterr()
     assert "Traceback" not in out.err and str(bad) in out.out
     one_line_error(capsys, ["check-data", root, "--format", "kitti", "--strict"], "check-data", bad)
+
+
+@pytest.mark.parametrize("what", ["velodyne-truncated", "labels-short", "calib-missing", "image-garbage"])
+def test_semantickitti_fault(capsys, tmp_path, what):
+    root = tmp_path / "semkitti"
+    seq = write_semantickitti(root, sequences=("00",), frames=2, num_points=40) / "00"
+    bad = {
+        "velodyne-truncated": seq / "velodyne" / "000000.bin",
+        "labels-short": seq / "labels" / "000000.label",
+        "calib-missing": seq / "calib.txt",
+        "image-garbage": seq / "image_2" / "000000.png",
+    }[what]
+    if what == "calib-missing":
+        bad.unlink()
+    elif what == "image-garbage":
+        _garbage(bad)
+    else:
+        bad.write_bytes(bad.read_bytes()[:30])
+    main(["check-data", str(root), "--format", "semantickitti"])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and str(bad) in out.out + out.err
+    argv = ["check-data", root, "--format", "semantickitti", "--strict"]
+    one_line_error(capsys, argv, "check-data", bad)
+
+
+# ------------------------------------------------------------------------ data: 7-Scenes and TUM
+def _write_7scenes(root: Path, frames: int = 3) -> Path:
+    seq = root / "chess" / "seq-01"
+    seq.mkdir(parents=True)
+    (root / "camera-intrinsics.txt").write_text("60 0 19.5\n0 60 14.5\n0 0 1\n")
+    for index in range(frames):
+        color, depth = images(index)
+        Image.fromarray(color[::2, ::2].copy()).save(seq / f"frame-{index:06d}.color.png")
+        Image.fromarray(depth).save(seq / f"frame-{index:06d}.depth.png")
+        write_matrix(seq / f"frame-{index:06d}.pose.txt", pose(index))
+    return seq
+
+
+SEVEN_SCENES_FAULTS = {
+    # name -> (file of frame 1 to damage, damage, reason)
+    "pose-nan": ("pose.txt", lambda p: p.write_text("nan " * 16), "invalid pose"),
+    "colour-garbage": ("color.png", _garbage, "undecodable image"),
+    "colour-bomb": ("color.png", _bomb, "undecodable image"),
+    "depth-half-size": ("depth.png", _half_size_depth, "size mismatch"),
+    "depth-missing": ("depth.png", Path.unlink, "missing file"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(SEVEN_SCENES_FAULTS))
+def test_seven_scenes_fault(capsys, tmp_path, fault):
+    suffix, damage, reason = SEVEN_SCENES_FAULTS[fault]
+    seq = _write_7scenes(tmp_path / "7scenes")
+    bad = seq / f"frame-000001.{suffix}"
+    damage(bad)
+    assert main(["check-data", str(tmp_path / "7scenes"), "--format", "7scenes"]) == 0
+    out = capsys.readouterr().out
+    assert f"{reason}: 1" in out and str(bad) in out
+    argv = ["check-data", tmp_path / "7scenes", "--format", "7scenes", "--strict"]
+    one_line_error(capsys, argv, "check-data", bad, reason)
+
+
+def test_seven_scenes_bad_intrinsics_file(capsys, tmp_path):
+    _write_7scenes(tmp_path / "7scenes")
+    bad = tmp_path / "7scenes" / "camera-intrinsics.txt"
+    bad.write_text("60 0 19.5\n0 -60 14.5\n0 0 1\n")
+    assert main(["check-data", str(tmp_path / "7scenes"), "--format", "7scenes"]) == 1
+    assert "bad intrinsics: 3" in capsys.readouterr().out
+    argv = ["check-data", tmp_path / "7scenes", "--format", "7scenes", "--strict"]
+    one_line_error(capsys, argv, "check-data", bad)
+
+
+def _write_tum(seq: Path, frames: int = 3) -> Path:
+    (seq / "rgb").mkdir(parents=True)
+    (seq / "depth").mkdir()
+    rgb, depth, truth = ["# rgb"], ["# depth"], ["# ground truth"]
+    for index in range(frames):
+        t = 100.0 + index / 30
+        Image.fromarray(np.full((480, 640, 3), 100, np.uint8)).save(seq / "rgb" / f"{t:.6f}.png")
+        Image.fromarray(np.full((480, 640), 5000, np.uint16)).save(seq / "depth" / f"{t:.6f}.png")
+        rgb.append(f"{t:.6f} rgb/{t:.6f}.png")
+        depth.append(f"{t:.6f} depth/{t:.6f}.png")
+        truth.append(f"{t:.4f} 0 0 0 0 0 0 1")
+    for name, lines in (("rgb.txt", rgb), ("depth.txt", depth), ("groundtruth.txt", truth)):
+        (seq / name).write_text("\n".join(lines) + "\n")
+    return seq
+
+
+TUM_FAULTS = {
+    # name -> (list file, line appended, what the message names)
+    "rgb-line-without-file": ("rgb.txt", "100.1", "rgb.txt:5"),
+    "rgb-bad-timestamp": ("rgb.txt", "yesterday rgb/x.png", "rgb.txt:5"),
+    "depth-nan-timestamp": ("depth.txt", "nan depth/x.png", "depth.txt:5"),
+    "groundtruth-words": ("groundtruth.txt", "100.0333 a b c d e f g", "groundtruth.txt"),
+    "groundtruth-quaternion-zero": ("groundtruth.txt", "100.0334 0 0 0 0 0 0 0", "groundtruth.txt"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(TUM_FAULTS))
+def test_tum_fault(capsys, tmp_path, fault):
+    name, line, names = TUM_FAULTS[fault]
+    seq = _write_tum(tmp_path / "rgbd_dataset_freiburg1_desk")
+    with open(seq / name, "a") as handle:
+        handle.write(line + "\n")
+    if name == "groundtruth.txt":  # the bad pose is the nearest one of frame 1 (t = 100.0333)
+        lines = (seq / name).read_text().splitlines()
+        (seq / name).write_text("\n".join(lines[:2] + lines[3:]) + "\n")
+    main(["check-data", str(seq), "--format", "tum"])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and names in out.out
+    one_line_error(capsys, ["check-data", seq, "--format", "tum", "--strict"], "check-data", names)
 
 
 # ----------------------------------------------------------------------- pretraining at run time
