@@ -245,6 +245,12 @@ FLAGS = [
     (["viz", "curves"], "viz curves", "run"),
     (["viz", "nothing"], "viz", "nothing"),
     (["compare"], "compare", "runs"),
+    (["demo", "--budget", "foo", "--out", "{tmp}/d"], "demo", "--budget foo"),
+    (["demo", "--budget", "points:0", "--out", "{tmp}/d"], "demo", "labels.budget"),
+    (["demo", "--budget", "scenes:2", "--out", "{tmp}/d"], "demo", "labels.budget"),
+    (["demo", "--scratch-lr-grid", "-1", "--out", "{tmp}/d"], "demo", "optim.lr_backbone"),
+    (["demo", "--seeds", "-1"], "demo", "--seeds"),
+    (["demo", "--pretrain-steps", "0"], "demo", "--pretrain-steps"),
 ]
 
 
@@ -856,6 +862,11 @@ def test_resume_with_a_corrupt_checkpoint(capsys, pretrain_run, tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])
     argv = ["pretrain", "--resume", run, "--run.out", run, "--optim.steps", "2"]
     one_line_error(capsys, argv, "pretrain", weights.name)
+
+
+def test_resume_with_no_steps_left(capsys, pretrain_run):
+    argv = ["pretrain", "--resume", pretrain_run, "--optim.steps", "1"]
+    one_line_error(capsys, argv, "pretrain", "optim.steps", "already done 1 steps")
 
 
 def test_export_and_compare_on_wrong_folders(capsys, tmp_path, pretrain_run):

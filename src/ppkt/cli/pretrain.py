@@ -36,6 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, PretrainConfig, "pretraining config")
 
 
+def _check_steps_left(cfg, run_dir: Path) -> None:
+    """A resumed run asked for no more steps than it has done would exit 0 having done nothing."""
+    from ppkt.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    done = int(latest.name.removeprefix("step_")) if latest and latest.name.startswith("step_") else 0
+    if cfg.optim.epochs is None and cfg.optim.steps <= done:
+        raise ValueError(
+            f"optim.steps = {cfg.optim.steps}: {run_dir} has already done {done} steps; "
+            "ask for more to continue it"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import yaml
 
@@ -52,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_with_resume(args.resume, overrides)
         if Path(cfg.run.out).resolve() != args.resume.resolve():
             raise ValueError(f"--resume {args.resume} but run.out is {cfg.run.out}; leave run.out unset")
+        _check_steps_left(cfg, args.resume)
     else:
         start = load_config(PretrainConfig, args.config) if args.config else get_preset(args.preset)
         cfg = apply_overrides(start, overrides)
