@@ -780,6 +780,23 @@ def test_disk_full(capsys, pristine, tmp_path, monkeypatch, command):
     assert str(tmp_path) in line
 
 
+def test_disk_full_while_writing_a_checkpoint(capsys, pristine, tmp_path, monkeypatch):
+    """safetensors reports a full disk with its own error type; it still becomes one line."""
+    from safetensors import SafetensorError
+
+    import ppkt.utils.weights as weights
+
+    def full(*args, **kwargs):
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: ""})'
+        )
+
+    monkeypatch.setattr(weights, "save_file", full)
+    out = tmp_path / "run"
+    argv = ["pretrain", *TINY, "--data.root", pristine, "--run.out", out]
+    one_line_error(capsys, argv, "pretrain", out, "model.safetensors", "disk full")
+
+
 def test_ctrl_c_is_one_line_and_exit_130(capsys, pristine, tmp_path, monkeypatch):
     from ppkt.train import loop
 
