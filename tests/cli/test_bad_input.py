@@ -260,6 +260,12 @@ def test_command_line_flag(capsys, scannet, tmp_path, argv, command, name):
     one_line_error(capsys, argv, command, name)
 
 
+def test_unknown_command(capsys):
+    assert main(["pretrian", "--preset", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ppkt: ") and "'pretrian'" in err
+
+
 # ---------------------------------------------------------------------- data: ScanNet export faults
 def _frame(root: Path, folder: str, index: int, suffix: str) -> Path:
     return root / SCENE / folder / f"{index}{suffix}"
@@ -835,6 +841,40 @@ def test_bugs_keep_their_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(check, "scan_dataset", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["check-data", str(tmp_path)])
+
+
+# ----------------------------------------------------------------------------- fine-tuning data
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    from ppkt.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("labelled") / "rooms"
+    return generate_dataset(
+        root, scenes=2, frames_per_scene=1, image_hw=(24, 32), max_points=2000, progress=False
+    )
+
+
+@pytest.mark.parametrize("what", ["mesh-truncated", "labels-missing", "mesh-garbage", "split-empty"])
+def test_finetune_scene_fault(capsys, labelled, tmp_path, what):
+    root = Path(shutil.copytree(labelled, tmp_path / "rooms"))
+    scene = (root / "scannetv2_train.txt").read_text().split()[0]
+    mesh = root / scene / f"{scene}_vh_clean_2.ply"
+    bad = {
+        "mesh-truncated": mesh,
+        "mesh-garbage": mesh,
+        "labels-missing": root / scene / f"{scene}_vh_clean_2.labels.ply",
+        "split-empty": root / "scannetv2_train.txt",
+    }[what]
+    if what == "mesh-truncated":
+        bad.write_bytes(bad.read_bytes()[:400])
+    elif what == "labels-missing":
+        bad.unlink()
+    else:
+        bad.write_text("" if what == "split-empty" else "ply\nformat nonsense\n")
+    argv = ["finetune", "--preset", "demo-finetune", "--data.kind", "scannet", "--data.root", root,
+            "--model.backbone", "res16unet14", "--model.width", "0.25", "--optim.steps", "1",
+            "--optim.batch_size", "1", "--run.out", tmp_path / "ft", "--run.progress", "false"]  # fmt: skip
+    one_line_error(capsys, argv, "finetune", bad)
 
 
 # -------------------------------------------------------------------- checkpoints and run folders

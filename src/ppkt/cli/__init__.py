@@ -82,7 +82,7 @@ def positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ppkt",
         description="Pretrain 3D point-cloud networks with knowledge from frozen 2D image networks (PPKT).",
     )
@@ -115,19 +115,21 @@ _OS_PROBLEMS = {
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input, not a bug: each names the file or field in its message."""
-    from ppkt.utils.weights import StateDictMismatch
-
-    # NotImplementedError: a combination of options ppkt does not support (not a bug).
+    # NotImplementedError: a combination of options ppkt does not support; ModuleNotFoundError: an
+    # optional package (matplotlib, spconv) that is not installed.
     types: list[type[BaseException]] = [
-        ValueError, OSError, StateDictMismatch, FloatingPointError, NotImplementedError,
+        ValueError, OSError, FloatingPointError, NotImplementedError, ModuleNotFoundError,
     ]  # fmt: skip
-    # Only loaded when its command ran; importing it here would slow every command down.
-    loop = sys.modules.get("ppkt.train.loop")
-    if loop is not None and hasattr(loop, "NonFiniteLossError"):
-        types.append(loop.NonFiniteLossError)
-    teachers = sys.modules.get("ppkt.teachers.vit")
-    if teachers is not None and hasattr(teachers, "TeacherUnavailable"):
-        types.append(teachers.TeacherUnavailable)
+    # The project's own error types that are not ValueErrors, looked up only in the modules the
+    # command loaded (an error cannot come from a module that was never imported).
+    for module, name in (
+        ("ppkt.utils.weights", "StateDictMismatch"),
+        ("ppkt.train.loop", "NonFiniteLossError"),
+        ("ppkt.teachers.vit", "TeacherUnavailable"),
+    ):
+        error_type = getattr(sys.modules.get(module), name, None)
+        if error_type is not None:
+            types.append(error_type)
     return tuple(types)
 
 
@@ -203,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     commands = available_commands()
     if name not in commands:
-        parser.parse_args(argv)  # prints help, version, or a usage error
-        return 2
+        try:
+            parser.parse_args(argv)  # prints help, version, or a usage error
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
+        return EXIT_USER_ERROR
     module_name, help_line = commands[name]
     module = importlib.import_module(f"ppkt.cli.{module_name}")
     sub_parser = _Parser(prog=f"ppkt {name}", description=help_line)

@@ -212,8 +212,8 @@ def validate(cfg: FinetuneConfig) -> None:
     check.number("optim.steps", low=1)
     check.number("optim.batch_size", low=1)
     check.number("optim.lr_head", low=0, low_open=True)
-    # The linear presets set lr_backbone 0: the backbone does not train there.
-    check.number("optim.lr_backbone", low=0, low_open=model.mode == "finetune")
+    # lr_backbone 0 is meant: the linear presets, and a learning-rate search's "backbone frozen" point.
+    check.number("optim.lr_backbone", low=0)
     check.number("optim.momentum", low=0, high=1, high_open=True)
     check.number("optim.weight_decay", low=0)
     check.number("optim.poly_power", low=0, low_open=True)
