@@ -738,6 +738,23 @@ def test_pretrain_output_under_a_regular_file(capsys, pristine, tmp_path):
     one_line_error(capsys, argv, "pretrain", tmp_path / "file", "not a directory")
 
 
+@pytest.mark.parametrize("command", ["finetune", "synth", "cache-teacher", "viz-curves"])
+def test_output_under_a_regular_file(capsys, pristine, pretrain_run, tmp_path, command):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "out"
+    argv = {
+        "finetune": ["finetune", "--preset", "demo-finetune", "--data.root", tmp_path / "s", "--run.out", out],
+        "synth": ["synth", out, "--scenes", "1", "--frames-per-scene", "1", "--height", "24", "--width", "32"],
+        "cache-teacher": ["cache-teacher", pristine, "--frame-skip", "1", "--image-size", "24", "32",
+                          "--stage", "stride8", "--out", out],
+        "viz-curves": ["viz", "curves", pretrain_run, "--out", out / "curves.png"],
+    }[command]  # fmt: skip
+    if command == "viz-curves":
+        pytest.importorskip("matplotlib")
+    one_line_error(capsys, argv, command.replace("-curves", ""), blocker, "not a directory")
+
+
 def test_pretrain_output_is_a_regular_file(capsys, pristine, tmp_path):
     out = tmp_path / "run"
     out.write_text("x")

@@ -170,6 +170,9 @@ def error_line(err: BaseException) -> str:
     """One line naming the file or field and the problem."""
     if isinstance(err, OSError) and err.errno is not None and (err.filename or err.errno in _OS_PROBLEMS):
         problem = _OS_PROBLEMS.get(err.errno, err.strerror or str(err))
+        if err.errno == errno.EEXIST and err.filename is not None and os.path.isfile(err.filename):
+            # mkdir(exist_ok=True) meeting a regular file where a folder is needed
+            problem = _OS_PROBLEMS[errno.ENOTDIR]
         where = err.filename if err.filename is not None else ""
         if err.filename2 is not None:
             where = f"{where} -> {err.filename2}"
