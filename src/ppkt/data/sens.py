@@ -215,10 +215,13 @@ class SensFrames(Sequence):
                     )
                     if count_error is not None:  # a corrupt count, not lost frames: one counted error
                         error, lost = count_error, 1
+                    else:
+                        self.report.notes.append(
+                            f"{promised - index} of {promised} frames lost to truncation"
+                        )
                     if lost:
                         self.report.frames_found += lost
                         self.report.add_skip(error, count=lost)
-                    self.report.notes.append(f"{promised - index} of {promised} frames lost to truncation")
                     break
                 handle.seek(end)
                 if not keep:
