@@ -944,6 +944,16 @@ def test_resume_with_no_steps_left(capsys, pretrain_run):
     one_line_error(capsys, argv, "pretrain", "optim.steps", "already done 1 steps")
 
 
+@pytest.mark.parametrize(("name", "text"), [("config.yaml", "a: [1"), ("metrics.json", "{best")])
+def test_compare_a_run_with_a_broken_file(capsys, tmp_path, name, text):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("origin: demo-finetune\n")
+    (run / "metrics.json").write_text("{}")
+    (run / name).write_text(text)
+    one_line_error(capsys, ["compare", run], "compare", run / name)
+
+
 def test_export_and_compare_on_wrong_folders(capsys, tmp_path, pretrain_run):
     one_line_error(capsys, ["export", tmp_path], "export", tmp_path)
     (tmp_path / "file").write_text("x")
