@@ -213,16 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exit_:
             return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
         return EXIT_USER_ERROR
-    module_name, help_line = commands[name]
-    module = importlib.import_module(f"ppkt.cli.{module_name}")
-    sub_parser = _Parser(prog=f"ppkt {name}", description=help_line)
-    module.add_arguments(sub_parser)
     try:
-        args = sub_parser.parse_args(argv[1:])
-    except SystemExit as exit_:  # --help, or a usage error already printed as one line
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
-    try:
-        return int(module.run(args) or 0)
+        return _run_command(name, argv[1:])
     except KeyboardInterrupt as err:
         if debug:
             raise
@@ -236,3 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(f"ppkt {name}: {error_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _run_command(name: str, argv: list[str]) -> int:
+    module_name, help_line = available_commands()[name]
+    module = importlib.import_module(f"ppkt.cli.{module_name}")
+    sub_parser = _Parser(prog=f"ppkt {name}", description=help_line)
+    module.add_arguments(sub_parser)
+    try:
+        args = sub_parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed as one line
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
+    return int(module.run(args) or 0)
