@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -98,10 +99,15 @@ def parse_value(tp: Any, text: Any, *, where: str = "value") -> Any:
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: expected an integer, got {text!r}") from err
     if inner is float:
+        if isinstance(text, bool):
+            raise ValueError(f"{where}: expected a number, got {text!r}")
         try:
-            return float(text)
+            value = float(text)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: expected a number, got {text!r}") from err
+        if math.isnan(value):
+            raise ValueError(f"{where}: expected a finite number, got {text!r}")
+        return value
     if inner is str:
         return str(text)
     if inner is Path:
@@ -130,6 +136,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config") -> T:
     """Build ``cls`` from a nested dict; unknown keys are an error, missing keys take defaults."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -151,6 +159,84 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses
         else:
             out.append((name, tp, f))
     return out
+
+
+class RangeCheck:
+    """Collects the values of a config that cannot be meant, each with its dotted name and range.
+
+    Used by the ``validate`` functions of the configs::
+
+        check = RangeCheck(cfg)
+        check.number("optim.lr", low=0, low_open=True)   # a finite number > 0
+        check.require("augment.scale_min", cfg.augment.scale_min <= cfg.augment.scale_max,
+                      "<= augment.scale_max")
+        check.raise_problems("invalid pretraining config")
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.problems: list[str] = []
+        # inf or a huge number where a float is expected never means what was meant.
+        for name, tp, _ in leaf_fields(type(cfg)):
+            inner, _ = _strip_optional(tp)
+            value = get_dotted(cfg, name)
+            if inner is float and isinstance(value, (int, float)) and not math.isfinite(value):
+                self.problems.append(f"{name} = {value!r}: must be a finite number")
+
+    def require(self, name: str, ok: bool, allowed: str) -> None:
+        """Record a problem with field ``name`` unless ``ok``; ``allowed`` says what would be."""
+        if not ok and not any(p.startswith(f"{name} = ") for p in self.problems):
+            value = get_dotted(self.cfg, name)
+            shown = str(value) if isinstance(value, Path) else repr(value)
+            self.problems.append(f"{name} = {shown}: must be {allowed}")
+
+    def number(
+        self,
+        name: str,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+        optional: bool = False,
+    ) -> None:
+        """Field ``name`` must lie in the range (None: also allowed when ``optional``)."""
+        value = get_dotted(self.cfg, name)
+        if value is None and optional:
+            return
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high if high_open else value <= high
+        if low is not None and high is not None:
+            allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            allowed = f"{'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            allowed = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            allowed = "a finite number"
+        self.require(name, ok, allowed + (" or None" if optional else ""))
+
+    def raise_problems(self, what: str) -> None:
+        if self.problems:
+            raise ValueError(f"{what}: " + "; ".join(self.problems))
+
+
+def device_problem(name: str) -> str | None:
+    """Why ``name`` is not a usable torch device here ("auto" always is), or None."""
+    import torch
+
+    if name == "auto":
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return "auto, cpu, cuda, cuda:N or another torch device name"
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return "a device this machine has (CUDA is not available here; use cpu or auto)"
+    return None
 
 
 def get_dotted(cfg: Any, dotted: str) -> Any:
@@ -212,8 +298,14 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
 def load_config(cls: type[T], path: str | Path) -> T:
     path = Path(path)
+    if not path.is_file():
+        problem = "is a folder, not a config file" if path.is_dir() else "config file not found"
+        raise FileNotFoundError(f"{path}: {problem}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML ({problem}{where})") from err
     return config_from_dict(cls, data, where=str(path))

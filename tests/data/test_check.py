@@ -124,9 +124,9 @@ def test_cli_json_and_exit_status(scannet_root, tmp_path, capsys):
     assert main(["check-data", str(scannet_root / "scene0000_00"), "--format", "scannet"]) == 1
     captured = capsys.readouterr()
     assert "invalid pose: 1" in captured.out and "no usable frame" in captured.err
-    assert main(["check-data", str(scannet_root / "scene0000_00"), "--strict"]) == 1
+    assert main(["check-data", str(scannet_root / "scene0000_00"), "--strict"]) == 2
     assert "invalid pose" in capsys.readouterr().err
-    assert main(["check-data", str(tmp_path / "nowhere")]) == 1
+    assert main(["check-data", str(tmp_path / "nowhere")]) == 2
     assert "not found" in capsys.readouterr().err
 
 

@@ -37,7 +37,10 @@ def test_reads_frames_with_their_own_intrinsics_scale_and_poses(tmp_path):
 
 
 def test_yaml_camera_file_defaults_and_no_poses(tmp_path):
-    seq = write(tmp_path / "seq", n=2, poses=False)
+    # One camera for colour and depth (same size): depth_intrinsics defaults to color_intrinsics.
+    colors = [np.full((30, 40, 3), 20 * i, np.uint8) for i in range(2)]
+    depths = [np.full((30, 40), 2000 + i, np.uint16) for i in range(2)]
+    seq = write_rgbd_folder(tmp_path / "seq", colors, depths, K_DEPTH, K_DEPTH, None, depth_scale=1000.0)
     (seq / "rgbd.json").unlink()
     (seq / "rgbd.yaml").write_text("color_intrinsics: [60, 60, 19.5, 14.5]\ndepth_scale: 1000\n")
     frames = RGBDFolderFrames(seq)

@@ -115,7 +115,7 @@ def test_tum_association_scale_pose_and_default_intrinsics(tmp_path, images_for_
     # Frame 2 at t = 100.0667 -> nearest ground truth k = 7 (t = 100.07), tz = 0.07.
     assert np.allclose(pose[:3, 3], [1.0, 2.0, 0.07])
     assert frame.frame_id == "100.066667"
-    K = np.array([[500.0, 0, 20], [0, 500, 15], [0, 0, 1]])
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])  # centred: K must fit the 640x480 images
     assert TumFrames(tmp_path, K=K)[0].K_depth[0, 0] == 500.0  # parent folder of sequences
 
 

@@ -35,11 +35,11 @@ def test_cache_teacher_command_writes_then_resumes(tmp_path, capsys):
     assert main(argv) == 0
     assert "0 frames written, 3 already cached" in capsys.readouterr().out
     # Another stage into the same folder is refused with the reason.
-    assert main([*argv[:3], "stride8", *argv[4:]]) == 1
+    assert main([*argv[:3], "stride8", *argv[4:]]) == 2
     assert "teacher_identity" in capsys.readouterr().err
 
 
 def test_resnet_without_weights_fails_cleanly(tmp_path, capsys):
     pytest.importorskip("ppkt.data.scannet")
-    assert main(["cache-teacher", str(tmp_path), "--teacher", "resnet50"]) == 1
+    assert main(["cache-teacher", str(tmp_path), "--teacher", "resnet50"]) == 2
     assert "weights" in capsys.readouterr().err

@@ -176,7 +176,7 @@ def test_unusable_frames_are_skipped_and_counted(frames):
     assert len(sample.skipped) == 2 and "pairs" in sample.skipped[0]
     batch = Collator(0.05)([sample, dataset[(3, 0)]])
     assert len(batch.skipped) == 2
-    with pytest.raises(RuntimeError, match="consecutive unusable frames"):
+    with pytest.raises(ValueError, match="3 consecutive unusable frames.*pairs: 3"):
         PretrainDataset([broken] * 3, DATA, AugmentConfig(), "rgb", seed=0)[(0, 0)]
 
 

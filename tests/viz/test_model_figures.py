@@ -189,7 +189,7 @@ def test_segmentation_figures_predict_every_point(finetune_run, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def test_cli_features_and_similarity(pretrain_run, tmp_path):
+def test_cli_features_and_similarity(pretrain_run, tmp_path, capsys):
     assert main(["viz", "features", str(pretrain_run), "--frame-index", "1", "--out", str(tmp_path)]) == 0
     for name in ("features.png", "backbone_features.png"):
         _png(tmp_path / name)
@@ -197,16 +197,16 @@ def test_cli_features_and_similarity(pretrain_run, tmp_path):
         assert len(read_ply_vertices(tmp_path / name)["x"]) > 100
     assert main(["viz", "similarity", str(pretrain_run), "--uv", "5", "5", "--out", str(tmp_path)]) == 0
     _png(tmp_path / "similarity.png")
-    with pytest.raises(SystemExit, match="out of range"):
-        main(["viz", "features", str(pretrain_run), "--frame-index", "99", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not a pretraining run folder"):
-        main(["viz", "similarity", str(tmp_path)])
+    assert main(["viz", "features", str(pretrain_run), "--frame-index", "99", "--out", str(tmp_path)]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert main(["viz", "similarity", str(tmp_path)]) == 2
+    assert "not a pretraining run folder" in capsys.readouterr().err
 
 
-def test_cli_segmentation(finetune_run, tmp_path):
+def test_cli_segmentation(finetune_run, tmp_path, capsys):
     out = tmp_path / "seg" / "pred.png"
     assert main(["viz", "segmentation", str(finetune_run), "--out", str(out)]) == 0
     _png(out, min_colors=8)
     assert len(read_ply_vertices(out.with_suffix(".ply"))["x"]) > 100
-    with pytest.raises(SystemExit, match="no fine-tuning checkpoint"):
-        main(["viz", "segmentation", str(tmp_path)])
+    assert main(["viz", "segmentation", str(tmp_path)]) == 2
+    assert "no fine-tuning checkpoint" in capsys.readouterr().err

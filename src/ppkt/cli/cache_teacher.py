@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ppkt.cli import non_negative_int, positive_int
+
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("data_root", type=Path, help="dataset root of an RGB-D format (docs/datasets.md)")
     parser.add_argument(
@@ -22,11 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="teacher weight file (.pth/.safetensors) or 'random'")
     parser.add_argument("--stage", default=None, help="teacher stage (default: its last stage)")
     parser.add_argument(
-        "--image-size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"), help="teacher input size"
+        "--image-size",
+        type=positive_int,
+        nargs=2,
+        default=(240, 320),
+        metavar=("H", "W"),
+        help="teacher input size",
     )
     parser.add_argument(
         "--frame-skip",
-        type=int,
+        type=positive_int,
         default=25,
         help="every k-th frame (the paper: 25); use the run's data.frame_skip",
     )
@@ -39,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="cache folder (default: DATA_ROOT/teacher_cache/<teacher>_<stage>_HxW)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="frames per teacher forward")
-    parser.add_argument("--workers", type=int, default=0, help="image decoding worker processes")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="frames per teacher forward")
+    parser.add_argument("--workers", type=non_negative_int, default=0, help="image decoding worker processes")
     parser.add_argument(
         "--device", default="cpu", help="torch device of the teacher (cpu, cuda, cuda:1, ...)"
     )
@@ -55,48 +61,43 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ppkt.data.registry import FrameRequest, detect, get_spec, open_frames
-    from ppkt.data.report import FrameError
-    from ppkt.teachers import StaleCacheError, TeacherFeatureCache, build_teacher, cache_teacher_features
+    from ppkt.teachers import TeacherFeatureCache, build_teacher, cache_teacher_features
 
     image_hw = (int(args.image_size[0]), int(args.image_size[1]))
     try:
         teacher = build_teacher(args.teacher, weights=args.weights, stage=args.stage).to(args.device)
-        kind, root = args.format, args.data_root
-        if kind == "auto":
-            detection = detect(root)
-            kind, root = detection.format, detection.root
-            print(f"format: {kind}" + (f" ({detection.note})" if detection.note else ""))
-        if get_spec(kind).modality != "rgbd" or get_spec(kind).open_frames is None:
-            raise ValueError(f"{root}: the teacher cache holds RGB-D frames, not {kind} data")
-        frames = open_frames(kind, FrameRequest(root, split=args.split, frame_skip=args.frame_skip))
-        out = (
-            args.out
-            or args.data_root
-            / "teacher_cache"
-            / f"{teacher.name}_{teacher.stage}_{image_hw[0]}x{image_hw[1]}"
-        )
-        cache = TeacherFeatureCache(out, teacher.identity, image_hw)
-    except (ImportError, KeyError, ValueError, FileNotFoundError, StaleCacheError, FrameError) as err:
-        print(f"ppkt cache-teacher: {err}", file=sys.stderr)
-        return 1
+    except (ImportError, KeyError) as err:  # an unknown teacher or one whose package is missing
+        raise ValueError(f"--teacher {args.teacher}: {err.args[0] if err.args else err}") from err
+    kind, root = args.format, args.data_root
+    if kind == "auto":
+        detection = detect(root)
+        kind, root = detection.format, detection.root
+        print(f"format: {kind}" + (f" ({detection.note})" if detection.note else ""))
+    if get_spec(kind).modality != "rgbd" or get_spec(kind).open_frames is None:
+        raise ValueError(f"{root}: the teacher cache holds RGB-D frames, not {kind} data")
+    frames = open_frames(kind, FrameRequest(root, split=args.split, frame_skip=args.frame_skip))
+    out = (
+        args.out
+        or args.data_root
+        / "teacher_cache"
+        / f"{teacher.name}_{teacher.stage}_{image_hw[0]}x{image_hw[1]}"
+    )
+    cache = TeacherFeatureCache(out, teacher.identity, image_hw)
     skipped = frames.report.frames_skipped
     print(
         f"{len(frames)} frames from {args.data_root}"
         + (f" ({skipped} skipped: {frames.report.skipped})" if skipped else "")
     )
     if len(frames) == 0:
-        print(f"ppkt cache-teacher: no usable frame in {args.data_root}", file=sys.stderr)
-        return 1
+        raise ValueError(f"{args.data_root}: no usable frame")
     loader = torch.utils.data.DataLoader(
         frames, batch_size=None, num_workers=args.workers, collate_fn=_single
     )
-    try:
-        stats = cache_teacher_features(
-            loader, teacher, cache, batch_size=args.batch_size, overwrite=args.overwrite, total=len(frames)
-        )
-    except FrameError as err:  # what is cached so far stays; a rerun continues from there
-        print(f"ppkt cache-teacher: {err}", file=sys.stderr)
-        return 1
+    # A bad frame ends the run with its error (ppkt.cli.main); what is cached so far stays and a
+    # rerun continues from there.
+    stats = cache_teacher_features(
+        loader, teacher, cache, batch_size=args.batch_size, overwrite=args.overwrite, total=len(frames)
+    )
     print(
         f"teacher {teacher.identity}: {stats.written} frames written, {stats.already_cached} already cached "
         f"-> {cache.root} (features {teacher.out_channels} x {teacher.feature_hw(image_hw)} fp16)"

@@ -22,6 +22,8 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ppkt.cli import non_negative_int, positive_int
+
     parser.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="run folder (default: %(default)s)"
     )
@@ -35,12 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget", default="points:20", help="label budget, 'scenes:F' or 'points:N' (default: %(default)s)"
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of split and fine-tuning")
     parser.add_argument(
-        "--pretrain-steps", type=int, default=None, help="override the size's pretraining steps"
+        "--seeds", type=non_negative_int, nargs="+", default=[0], help="seeds of split and fine-tuning"
     )
     parser.add_argument(
-        "--finetune-steps", type=int, default=None, help="override the size's fine-tuning steps"
+        "--pretrain-steps", type=positive_int, default=None, help="override the size's pretraining steps"
+    )
+    parser.add_argument(
+        "--finetune-steps", type=positive_int, default=None, help="override the size's fine-tuning steps"
     )
     parser.add_argument(
         "--scratch-lr-grid",
@@ -99,6 +103,32 @@ def demo_config(args: argparse.Namespace):
     )
 
 
+def check_runs(cfg) -> None:
+    """Validate the config of every run the demo will start, before minutes of data and pretraining.
+
+    Raises ValueError naming the flag (``--budget``, ``--scratch-lr-grid``) and the config field.
+    """
+    from ppkt.eval.config import validate as validate_finetune
+    from ppkt.experiments.effectiveness import finetune_config, pretrain_config
+    from ppkt.train.config import validate as validate_pretrain
+
+    root = Path(".")  # where the data will be; not read here
+    validate_pretrain(pretrain_config(cfg, root))
+    runs = [("finetune", b, lr) for b in cfg.budgets for lr in (cfg.scratch_lr_grid or (None,))]
+    if cfg.linear_probes:
+        runs += [("linear", b, None) for b in cfg.linear_budgets]
+    for mode, budget, lr in runs:
+        for seed in cfg.seeds:
+            try:
+                ft = finetune_config(
+                    cfg, root, init=None, mode=mode, budget=budget, seed=seed, lr_backbone=lr
+                )
+                validate_finetune(ft)
+            except ValueError as err:
+                flags = f"--budget {budget}" + ("" if lr is None else f", --scratch-lr-grid {lr:g}")
+                raise ValueError(f"{flags}: {err}") from err
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -106,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     cfg = demo_config(args)
+    check_runs(cfg)
     print(f"ppkt demo ({args.size}): writing to {cfg.out}")
     results = run_effectiveness(cfg)
     print()

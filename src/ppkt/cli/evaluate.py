@@ -21,6 +21,13 @@ def run(args: argparse.Namespace) -> int:
     from ppkt.eval.finetune import evaluate_checkpoint
     from ppkt.utils.io import atomic_write_json, atomic_write_text
 
+    checkpoints = args.checkpoint / "checkpoints"
+    if args.checkpoint.is_dir() and not (checkpoints / "best.safetensors").is_file():
+        if (checkpoints / "latest").exists() or any(checkpoints.glob("step_*")):
+            raise ValueError(
+                f"{args.checkpoint}: a pretraining run; evaluate takes a fine-tuning run or checkpoint "
+                f"(ppkt export {args.checkpoint}, then ppkt finetune --init <backbone>.safetensors)"
+            )
     metrics, cfg = evaluate_checkpoint(
         args.checkpoint,
         data_root=args.data_root,

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
-    from ppkt.eval.config import FinetuneConfig
+    from ppkt.eval.config import FinetuneConfig, validate
     from ppkt.eval.finetune import finetune
     from ppkt.eval.presets import get_preset
 
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, overrides_from_namespace(args))
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    validate(cfg)  # a bad value is one line naming the field (ppkt.cli.main)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0

@@ -36,6 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, PretrainConfig, "pretraining config")
 
 
+def _check_steps_left(cfg, run_dir: Path) -> None:
+    """A resumed run asked for no more steps than it has done would exit 0 having done nothing."""
+    from ppkt.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    done = int(latest.name.removeprefix("step_")) if latest and latest.name.startswith("step_") else 0
+    if cfg.optim.epochs is None and cfg.optim.steps <= done:
+        raise ValueError(
+            f"optim.steps = {cfg.optim.steps}: {run_dir} has already done {done} steps; "
+            "ask for more to continue it"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import yaml
 
@@ -45,20 +58,18 @@ def run(args: argparse.Namespace) -> int:
     from ppkt.train.presets import get_preset
 
     overrides = overrides_from_namespace(args)
-    try:
-        if args.resume is not None and args.config is not None:
-            raise ValueError("--resume reads the run's own config.yaml; drop --config")
-        if args.resume is not None:
-            cfg = config_with_resume(args.resume, overrides)
-            if Path(cfg.run.out).resolve() != args.resume.resolve():
-                raise ValueError(f"--resume {args.resume} but run.out is {cfg.run.out}; leave run.out unset")
-        else:
-            start = load_config(PretrainConfig, args.config) if args.config else get_preset(args.preset)
-            cfg = apply_overrides(start, overrides)
-        validate(cfg)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"ppkt pretrain: {err}", file=sys.stderr)
-        return 2
+    # Bad values, files and folders raise; ppkt.cli.main turns them into one line (exit 2).
+    if args.resume is not None and args.config is not None:
+        raise ValueError("--resume reads the run's own config.yaml; drop --config")
+    if args.resume is not None:
+        cfg = config_with_resume(args.resume, overrides)
+        if Path(cfg.run.out).resolve() != args.resume.resolve():
+            raise ValueError(f"--resume {args.resume} but run.out is {cfg.run.out}; leave run.out unset")
+        _check_steps_left(cfg, args.resume)
+    else:
+        start = load_config(PretrainConfig, args.config) if args.config else get_preset(args.preset)
+        cfg = apply_overrides(start, overrides)
+    validate(cfg)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
@@ -67,9 +78,6 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"ppkt pretrain: {err}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, NotImplementedError) as err:
-        print(f"ppkt pretrain: {err}", file=sys.stderr)
-        return 2
     losses = list(result.losses.values())
     if losses:
         head, tail = losses[: max(1, len(losses) // 10)], losses[-max(1, len(losses) // 10) :]

@@ -80,21 +80,15 @@ def _pretrain_frame(args: argparse.Namespace):
     from ppkt.train.loop import build_frames, load_run_config
     from ppkt.viz.model_figures import load_pretrain_run
 
-    try:
-        cfg = load_run_config(args.run)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"ppkt viz: {err}") from err
+    cfg = load_run_config(args.run)
     if args.data_root is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
     frames = build_frames(cfg)
     if not 0 <= args.frame_index < len(frames):
-        raise SystemExit(
+        raise ValueError(
             f"--frame-index {args.frame_index} out of range: the run's data has {len(frames)} frames"
         )
-    try:
-        model, _, folder = load_pretrain_run(args.run, args.checkpoint)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        raise SystemExit(f"ppkt viz: {err}") from err
+    model, _, folder = load_pretrain_run(args.run, args.checkpoint)
     print(f"{folder}: frame {args.frame_index} of {len(frames)}")
     return model.to(_device(args.device)), cfg, frames[args.frame_index]
 
@@ -114,10 +108,7 @@ def _similarity(args: argparse.Namespace) -> int:
 
     model, cfg, frame = _pretrain_frame(args)
     uv = tuple(args.uv) if args.uv is not None else None
-    try:
-        out = similarity_figures(model, frame, cfg, args.out or args.run / "viz", point=args.point, uv=uv)
-    except ValueError as err:
-        raise SystemExit(str(err)) from err
+    out = similarity_figures(model, frame, cfg, args.out or args.run / "viz", point=args.point, uv=uv)
     print(f"query point {out.query_point} at pixel ({out.query_uv[0]:.0f}, {out.query_uv[1]:.0f})")
     print(f"wrote {out.png}")
     return 0
@@ -133,11 +124,8 @@ def _segmentation(args: argparse.Namespace) -> int:
     if path.is_dir():
         path = path / "checkpoints" / "best.safetensors"
     if not path.is_file():
-        raise SystemExit(f"{path}: no fine-tuning checkpoint")
-    try:
-        model, cfg, class_names = load_checkpoint(path)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        raise SystemExit(f"ppkt viz: {err}") from err
+        raise FileNotFoundError(f"{path}: no fine-tuning checkpoint")
+    model, cfg, class_names = load_checkpoint(path)
     if args.data_root is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
     source = build_source(cfg.data)
@@ -146,7 +134,7 @@ def _segmentation(args: argparse.Namespace) -> int:
         split = args.split or cfg.data.val_split
         ids = source.scene_ids(split)
         if not ids:
-            raise SystemExit(f"split {split!r} has no scenes")
+            raise ValueError(f"--split {split}: the split has no scenes")
         scene_id = ids[0]
     scene = source.read(scene_id)
     default_dir = args.checkpoint / "viz" if args.checkpoint.is_dir() else path.parent
@@ -190,9 +178,9 @@ def _overlay(args: argparse.Namespace) -> int:
 
     dataset = _open_dataset(args.data, args.format)
     if len(dataset) == 0:
-        raise SystemExit(f"{args.data}: no usable frames")
+        raise ValueError(f"{args.data}: no usable frames")
     if not 0 <= args.index < len(dataset):
-        raise SystemExit(f"--index {args.index} out of range: the dataset has {len(dataset)} frames")
+        raise ValueError(f"--index {args.index} out of range: the dataset has {len(dataset)} frames")
     item = dataset[args.index]
     if isinstance(item, RGBDFrame):
         pairs = rgbd_pairs(
@@ -208,7 +196,7 @@ def _overlay(args: argparse.Namespace) -> int:
         picture = hstack([item.color, picture], [f"{item.scene_id}/{item.frame_id}", "points by depth"])
     else:
         if not item.images:
-            raise SystemExit(f"{args.data}: sample {item.sample_id} has no camera images")
+            raise ValueError(f"{args.data}: sample {item.sample_id} has no camera images")
         pairs = lidar_camera_pairs(item.points, item.images)
         panels = []
         for k, camera in enumerate(item.images):
@@ -232,7 +220,7 @@ def _curves(args: argparse.Namespace) -> int:
 
     path = args.run / "metrics.jsonl" if args.run.is_dir() else args.run
     if not path.is_file():
-        raise SystemExit(f"{path}: no metrics file")
+        raise FileNotFoundError(f"{path}: no metrics file")
     out = args.out or (path.parent / "curves.png")
     save_png(out, training_curves_figure(read_metrics(path), args.keys))
     print(f"wrote {out}")

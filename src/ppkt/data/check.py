@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from ppkt.data.report import EMPTY_DEPTH, SIZE_MISMATCH, UNREADABLE, DataReport, FrameError
+from ppkt.data.images import DEPTH_RANGE
+from ppkt.data.report import EMPTY_DEPTH, NO_DEPTH_IN_RANGE, SIZE_MISMATCH, UNREADABLE, DataReport, FrameError
 from ppkt.data.types import RGBDFrame
 
 
@@ -26,10 +27,19 @@ class _FrameDataset(Protocol):
 
 
 class _CheckedFrames:
-    """Decodes frame ``i`` and returns what the check needs (small, so workers can send it back)."""
+    """Decodes frame ``i`` and returns what the check needs (small, so workers can send it back).
 
-    def __init__(self, frames: _FrameDataset):
+    Depth problems are reported under the depth file's name (``describe_depth`` of readers with
+    one file per image), everything else under ``describe``.
+    """
+
+    def __init__(self, frames: _FrameDataset, depth_range: tuple[float, float] = DEPTH_RANGE):
         self.frames = frames
+        self.depth_range = depth_range
+
+    def _depth_source(self, index: int) -> str:
+        describe = getattr(self.frames, "describe_depth", self.frames.describe)
+        return describe(index)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -42,16 +52,21 @@ class _CheckedFrames:
         except Exception as err:  # a scan reports every failure, whatever raised it
             error = FrameError(self.frames.describe(index), UNREADABLE, f"{type(err).__name__}: {err}")
             return "", (0, 0), (0, 0), error
-        source = self.frames.describe(index)
-        valid = frame.depth > 0
-        if not valid.any() or not (frame.depth[valid] < float("inf")).any():
-            return (
-                frame.scene_id,
-                frame.color_hw,
-                frame.depth_hw,
-                FrameError(source, EMPTY_DEPTH, "no valid pixel"),
-            )
-        return frame.scene_id, frame.color_hw, frame.depth_hw, None
+        valid = (frame.depth > 0) & (frame.depth < float("inf"))
+        error = None
+        if not valid.any():
+            error = FrameError(self._depth_source(index), EMPTY_DEPTH, "no valid pixel")
+        else:
+            near, far = self.depth_range
+            depth = frame.depth[valid]
+            if not ((depth > near) & (depth <= far)).any():
+                error = FrameError(
+                    self._depth_source(index),
+                    NO_DEPTH_IN_RANGE,
+                    f"valid depth spans {depth.min():.3g}..{depth.max():.3g} m, pretraining uses "
+                    f"{near:g}..{far:g} m (data.min_depth, data.max_depth); wrong depth scale?",
+                )
+        return frame.scene_id, frame.color_hw, frame.depth_hw, error
 
 
 def _identity(batch):
@@ -59,17 +74,23 @@ def _identity(batch):
 
 
 def check_frames(
-    frames: _FrameDataset, strict: bool = False, workers: int = 0, desc: str = "checking"
+    frames: _FrameDataset,
+    strict: bool = False,
+    workers: int = 0,
+    desc: str = "checking",
+    depth_range: tuple[float, float] = DEPTH_RANGE,
 ) -> DataReport:
     """Decode every indexed frame of a reader and update (and return) its ``report``.
 
     Besides decoding errors, a frame whose colour or depth size differs from the first frame of
-    its scene is a "size mismatch", and a depth map with no valid pixel is "empty depth".
+    its scene is a "size mismatch", a depth map with no valid pixel is "empty depth", and one whose
+    valid depth all lies outside ``depth_range`` (metres; pretraining's default data.min_depth,
+    data.max_depth) is "no depth within range" (often a wrong depth scale).
     """
     from tqdm.auto import tqdm
 
     report = frames.report
-    checked = _CheckedFrames(frames)
+    checked = _CheckedFrames(frames, depth_range)
     if workers > 0:
         from torch.utils.data import DataLoader
 

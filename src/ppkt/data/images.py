@@ -30,6 +30,25 @@ INVALID_DEPTH = (0, 65535)
 """Raw depth values that mean "no measurement", the same in every RGB-D reader: 0 (ScanNet, TUM,
 Kinect/RealSense exports) and 65535 (7-Scenes, saturated 16-bit sensors)."""
 
+DECODER_ERRORS: tuple[type[Exception], ...] = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,  # a header claiming a huge image; not an OSError
+    OSError,  # truncated or corrupt data
+    SyntaxError,  # some PIL plugins raise it on a bad header
+    ValueError,
+    EOFError,
+)
+"""Everything an image decoder raises on a bad file; every reader turns it into a FrameError."""
+
+DEPTH_RANGE = (0.1, 6.0)
+"""Depth (m) that gives a point by default: pretraining's data.min_depth/max_depth, and check-data."""
+
+PRINCIPAL_POINT_TOLERANCE = 0.15
+"""Largest distance of the principal point from the image centre, as a fraction of the image side.
+
+Real cameras have it within a few per cent of the centre; intrinsics made for an image 1.5 times
+larger or smaller than the one read put it at 1/6 of the side or farther."""
+
 POSE_TOLERANCE = 1e-3
 """Largest allowed deviation of R^T R from the identity in a camera pose (poses are text, 6 decimals)."""
 
@@ -59,7 +78,7 @@ def read_color(path: str | Path, downscale: int = 1) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except FileNotFoundError as err:
         raise FrameError(path, MISSING_FILE) from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except DECODER_ERRORS as err:
         raise FrameError(path, UNDECODABLE, str(err)) from err
 
 
@@ -68,7 +87,7 @@ def decode_color_bytes(data: bytes, source: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except DECODER_ERRORS as err:
         raise FrameError(source, UNDECODABLE, str(err)) from err
 
 
@@ -85,7 +104,7 @@ def read_depth_png(
             raw = np.asarray(image)
     except FileNotFoundError as err:
         raise FrameError(path, MISSING_FILE) from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except DECODER_ERRORS as err:
         raise FrameError(path, UNDECODABLE, str(err)) from err
     if raw.ndim != 2 or not mode.startswith("I"):
         raise FrameError(path, UNDECODABLE, f"depth must be a single-channel 16-bit PNG, got mode {mode}")
@@ -185,16 +204,26 @@ def intrinsics_problem(K: np.ndarray) -> str | None:
     return None
 
 
-def check_intrinsics_fit(K: np.ndarray, hw: tuple[int, int], source: str, what: str) -> None:
-    """Raise SIZE_MISMATCH when the principal point lies outside the image (K made for another size)."""
+def check_intrinsics_fit(
+    K: np.ndarray, hw: tuple[int, int], source: str, what: str, intrinsics_source: str = ""
+) -> None:
+    """Raise SIZE_MISMATCH when K was made for another image size than ``hw``.
+
+    Tested through the principal point: it must lie within :data:`PRINCIPAL_POINT_TOLERANCE` of
+    the image centre (a depth PNG saved at half size with full-size intrinsics is caught here;
+    left alone its geometry would be silently wrong). ``intrinsics_source`` names K's file.
+    """
     h, w = hw
     cx, cy = K[0, 2], K[1, 2]
-    if not (0 <= cx <= w and 0 <= cy <= h):
+    off_x, off_y = abs(cx - (w - 1) / 2) / w, abs(cy - (h - 1) / 2) / h
+    if max(off_x, off_y) > PRINCIPAL_POINT_TOLERANCE:
+        made_for = f"about {2 * cx + 1:.0f}x{2 * cy + 1:.0f}"
+        of = f" of {intrinsics_source}" if intrinsics_source else ""
         raise FrameError(
             source,
             SIZE_MISMATCH,
-            f"{what} principal point ({cx:.1f}, {cy:.1f}) lies outside the {w}x{h} image: "
-            "the intrinsics belong to another image size",
+            f"{what} image is {w}x{h} but the principal point ({cx:.1f}, {cy:.1f}){of} is that of an "
+            f"image of {made_for}: the intrinsics belong to another image size",
         )
 
 
@@ -213,6 +242,8 @@ class FrameRecord:
     invalid_depth: tuple[int, ...] = INVALID_DEPTH
     color_from_depth: np.ndarray = field(default_factory=lambda: np.eye(4))
     color_downscale: int = 1
+    K_color_path: str = ""
+    K_depth_path: str = ""
 
 
 def load_record(record: FrameRecord) -> RGBDFrame:
@@ -220,8 +251,8 @@ def load_record(record: FrameRecord) -> RGBDFrame:
     color = read_color(record.color_path, record.color_downscale)
     K_color = downscale_intrinsics(record.K_color, record.color_downscale)
     depth = read_depth_png(record.depth_path, record.depth_scale, record.invalid_depth)
-    check_intrinsics_fit(K_color, color.shape[:2], record.color_path, "colour")
-    check_intrinsics_fit(record.K_depth, depth.shape, record.depth_path, "depth")
+    check_intrinsics_fit(K_color, color.shape[:2], record.color_path, "colour", record.K_color_path)
+    check_intrinsics_fit(record.K_depth, depth.shape, record.depth_path, "depth", record.K_depth_path)
     return RGBDFrame(
         color=color,
         depth=depth,
@@ -260,6 +291,10 @@ class FileRGBDFrames(Sequence):
     def describe(self, index: int) -> str:
         """The file(s) of frame ``index``, for reports."""
         return self.records[index].color_path
+
+    def describe_depth(self, index: int) -> str:
+        """The depth file of frame ``index``, for reports of depth problems."""
+        return self.records[index].depth_path
 
     def _skip(self, error: FrameError, strict: bool) -> None:
         if strict:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, FrameError
+from ppkt.data.images import DECODER_ERRORS
+from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, UNREADABLE, FrameError
 
 if TYPE_CHECKING:
     from ppkt.data.types import LidarCameraSample
@@ -109,7 +110,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except OSError as error:
+    except DECODER_ERRORS as error:
         raise FrameError(path, UNDECODABLE, str(error)) from error
 
 

@@ -195,15 +195,27 @@ class NuScenesSampleRecord:
     lidarseg_path: Path | None
 
 
-def _load_table(table_dir: Path, name: str) -> list[dict]:
+_SAMPLE_DATA_FIELDS = (
+    "token", "sample_token", "calibrated_sensor_token", "ego_pose_token", "filename", "timestamp",
+)  # fmt: skip
+
+
+def _load_table(table_dir: Path, name: str, fields: Sequence[str] = ()) -> list[dict]:
+    """The records of ``<table_dir>/<name>.json``; each must be an object with every one of ``fields``."""
     path = require_file(table_dir / f"{name}.json", f"nuScenes table {name}.json")
     try:
         with open(path) as handle:
             records = json.load(handle)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise FrameError(path, BAD_TABLE, f"invalid JSON ({error})") from error
     if not isinstance(records, list):
         raise FrameError(path, BAD_TABLE, "expected a list of records")
+    required = set(fields)
+    for number, record in enumerate(records):
+        if not isinstance(record, dict) or not required <= record.keys():
+            missing = sorted(required - set(record)) if isinstance(record, dict) else "all (not an object)"
+            token = record.get("token", "?") if isinstance(record, dict) else "?"
+            raise FrameError(path, BAD_TABLE, f"record {number} (token {token}) has no field {missing}")
     return records
 
 
@@ -311,23 +323,29 @@ class NuScenesSamples(RecordSamples):
         self._label_lut = self._lidarseg_lut(table_dir) if with_labels else None
 
     def _index(self, table_dir: Path, split) -> list[NuScenesSampleRecord]:
-        scenes = _load_table(table_dir, "scene")
+        scenes = _load_table(table_dir, "scene", ("token", "name"))
         scene_names = [s["name"] for s in scenes]
         wanted = set(resolve_split(split, self.version, scene_names))
         scene_order = {s["token"]: i for i, s in enumerate(scenes) if s["name"] in wanted}
         scene_name = {s["token"]: s["name"] for s in scenes}
 
-        channel_of_sensor = {s["token"]: s["channel"] for s in _load_table(table_dir, "sensor")}
+        channel_of_sensor = {
+            s["token"]: s["channel"] for s in _load_table(table_dir, "sensor", ("token", "channel"))
+        }
         calib_table = table_dir / "calibrated_sensor.json"
         calibration = {}
-        for c in _load_table(table_dir, "calibrated_sensor"):
+        for c in _load_table(table_dir, "calibrated_sensor", ("token", "sensor_token")):
             K = np.asarray(c.get("camera_intrinsic") or [], dtype=np.float64)
             calibration[c["token"]] = (
                 channel_of_sensor.get(c["sensor_token"]),
                 _pose(c, calib_table),
                 K.reshape(3, 3) if K.size == 9 else None,
             )
-        samples = [s for s in _load_table(table_dir, "sample") if s["scene_token"] in scene_order]
+        samples = [
+            s
+            for s in _load_table(table_dir, "sample", ("token", "scene_token", "timestamp"))
+            if s["scene_token"] in scene_order
+        ]
         sample_tokens = {s["token"] for s in samples}
 
         # sample_data and ego_pose hold one record per sensor reading (millions for trainval):
@@ -336,7 +354,7 @@ class NuScenesSamples(RecordSamples):
         wanted_channels = {LIDAR_CHANNEL, *self.cameras}
         sample_data_table = table_dir / "sample_data.json"
         key_frames = []
-        for sd in _load_table(table_dir, "sample_data"):
+        for sd in _load_table(table_dir, "sample_data", _SAMPLE_DATA_FIELDS):
             if not sd.get("is_key_frame", False) or sd["sample_token"] not in sample_tokens:
                 continue
             calib = calibration.get(sd["calibrated_sensor_token"])
@@ -348,7 +366,11 @@ class NuScenesSamples(RecordSamples):
                 key_frames.append((sd, calib))
         needed_poses = {sd["ego_pose_token"] for sd, _ in key_frames}
         ego_table = table_dir / "ego_pose.json"
-        ego_pose = {e["token"]: e for e in _load_table(table_dir, "ego_pose") if e["token"] in needed_poses}
+        ego_pose = {
+            e["token"]: e
+            for e in _load_table(table_dir, "ego_pose", ("token",))
+            if e["token"] in needed_poses
+        }
 
         readings: dict[tuple[str, str], NuScenesSensorRecord] = {}
         for sd, (channel, ego_from_sensor, K) in key_frames:
@@ -399,7 +421,10 @@ class NuScenesSamples(RecordSamples):
     def _lidarseg_files(self, table_dir: Path) -> dict[str, Path]:
         if not (table_dir / "lidarseg.json").is_file():
             return {}
-        return {r["sample_data_token"]: self.root / r["filename"] for r in _load_table(table_dir, "lidarseg")}
+        return {
+            r["sample_data_token"]: self.root / r["filename"]
+            for r in _load_table(table_dir, "lidarseg", ("sample_data_token", "filename"))
+        }
 
     @staticmethod
     def _lidarseg_lut(table_dir: Path) -> np.ndarray:

@@ -21,6 +21,8 @@ EMPTY_DEPTH = "empty depth"
 BAD_INTRINSICS = "bad intrinsics"
 TRUNCATED = "truncated file"
 UNMATCHED = "unmatched timestamp"
+NO_DEPTH_IN_RANGE = "no depth within range"
+BAD_DEPTH_SCALE = "bad depth scale"
 UNREADABLE = "unreadable"
 """Anything else that failed (an unexpected exception, an unreadable folder or list file)."""
 
@@ -70,8 +72,9 @@ class DataReport:
     def frames_skipped(self) -> int:
         return sum(self.skipped.values())
 
-    def add_skip(self, error: FrameError) -> None:
-        self.skipped[error.reason] = self.skipped.get(error.reason, 0) + 1
+    def add_skip(self, error: FrameError, count: int = 1) -> None:
+        """Count ``count`` frames left out for ``error`` (one example kept)."""
+        self.skipped[error.reason] = self.skipped.get(error.reason, 0) + count
         examples = self.examples.setdefault(error.reason, [])
         if len(examples) < MAX_EXAMPLES:
             examples.append(str(error))

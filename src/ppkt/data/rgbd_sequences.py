@@ -135,8 +135,7 @@ class SevenScenesFrames(FileRGBDFrames):
                         raise
                     count = len(_select(self._frame_ids(seq_dir), frame_skip))
                     self.report.frames_found += count
-                    for _ in range(count):
-                        self.report.add_skip(FrameError(err.path, BAD_INTRINSICS, err.detail))
+                    self.report.add_skip(FrameError(err.path, BAD_INTRINSICS, err.detail), count)
                     return None
             if folder == self.root:
                 break
@@ -197,6 +196,10 @@ def read_tum_list(path: Path) -> tuple[np.ndarray, list[list[str]]]:
             times.append(float(parts[0]))
         except ValueError as err:
             raise ValueError(f"{path}:{number}: bad timestamp {parts[0]!r}") from err
+        if not np.isfinite(times[-1]):
+            raise ValueError(f"{path}:{number}: bad timestamp {parts[0]!r}")
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{number}: expected '<timestamp> <fields>', got {line!r}")
         fields.append(parts[1:])
     return np.array(times, dtype=np.float64), fields
 

@@ -200,15 +200,20 @@ class ScanNetFrames(FileRGBDFrames):
         self.report.frames_found += len(frame_ids)
         if not frame_ids:
             return
+        K_color_path, K_depth_path = (
+            _intrinsics_path(scene_dir, "color"),
+            _intrinsics_path(scene_dir, "depth"),
+        )
         try:
-            K_color = read_intrinsics_txt(_intrinsics_path(scene_dir, "color"))
-            K_depth = read_intrinsics_txt(_intrinsics_path(scene_dir, "depth"))
+            K_color = read_intrinsics_txt(K_color_path)
+            K_depth = read_intrinsics_txt(K_depth_path)
         except FrameError as err:
             if strict:
                 raise
             # One intrinsics problem makes every frame of the scene unusable; count each frame.
-            for _ in frame_ids:
-                self.report.add_skip(FrameError(err.path, BAD_INTRINSICS, err.detail or err.reason))
+            self.report.add_skip(
+                FrameError(err.path, BAD_INTRINSICS, err.detail or err.reason), len(frame_ids)
+            )
             return
         for frame_id in frame_ids:
             try:
@@ -232,6 +237,8 @@ class ScanNetFrames(FileRGBDFrames):
                     world_from_camera=pose,
                     depth_scale=self.depth_scale,
                     color_downscale=self.color_downscale,
+                    K_color_path=str(K_color_path),
+                    K_depth_path=str(K_depth_path),
                 )
             )
 

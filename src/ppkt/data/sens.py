@@ -31,6 +31,7 @@ import numpy as np
 
 from ppkt.data.images import check_intrinsics_fit, decode_color_bytes, depth_to_metres, pose_problem
 from ppkt.data.report import (
+    BAD_DEPTH_SCALE,
     INVALID_POSE,
     MAX_EXAMPLES,
     MISSING_FILE,
@@ -145,9 +146,19 @@ class SensFrames(Sequence):
         self.header = read_sens_header(self.path)
         self.scene_id = self.path.stem
         self.frame_skip = frame_skip
-        self.depth_scale = float(
-            depth_scale if depth_scale is not None else self.header.depth_shift or 1000.0
-        )
+        if depth_scale is None:
+            depth_scale = self.header.depth_shift
+            if not (np.isfinite(depth_scale) and depth_scale > 0):
+                # Guessing millimetres here would silently scale every point cloud.
+                raise FrameError(
+                    self.path,
+                    BAD_DEPTH_SCALE,
+                    f"header depth_shift is {depth_scale:g} (depth units per metre; ScanNet 1000); "
+                    "pass depth_scale to read the file anyway",
+                )
+        elif not (np.isfinite(depth_scale) and depth_scale > 0):
+            raise ValueError(f"depth_scale must be a finite number > 0, got {depth_scale}")
+        self.depth_scale = float(depth_scale)
         self.report = DataReport(root=str(self.path), format="scannet-sens")
         self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
         self.K_color = self.header.intrinsic_color[:3, :3].copy()
@@ -165,9 +176,23 @@ class SensFrames(Sequence):
 
     def _index(self, strict: bool) -> None:
         size = os.path.getsize(self.path)
+        # Every frame holds at least its fixed header: a (corrupt) frame count the file cannot hold
+        # is not looped over; the frames actually there are indexed and the rest counted once.
+        promised = self.header.num_frames
+        fits = (size - self.header.header_bytes) // _FRAME_HEADER.size
+        count_error = None
+        if promised > fits:
+            error = count_error = FrameError(
+                self.path,
+                TRUNCATED,
+                f"header promises {promised} frames, the {size}-byte file can hold at most {fits} "
+                "(corrupt header or cut download)",
+            )
+            if strict:
+                raise error
         with open(self.path, "rb") as handle:
             handle.seek(self.header.header_bytes)
-            for index in range(self.header.num_frames):
+            for index in range(min(promised, fits + 1)):
                 keep = index % self.frame_skip == 0
                 raw = handle.read(_FRAME_HEADER.size)
                 start = handle.tell()
@@ -176,24 +201,27 @@ class SensFrames(Sequence):
                     color_bytes, depth_bytes = values[18], values[19]
                     end = start + color_bytes + depth_bytes
                 if len(raw) != _FRAME_HEADER.size or end > size:
-                    missing = self.header.num_frames - index
                     error = FrameError(
                         self.path,
                         TRUNCATED,
-                        f"header promises {self.header.num_frames} frames, file ends in frame {index}",
+                        f"header promises {promised} frames, file ends in frame {index}",
                     )
                     if strict:
                         raise error
-                    # Count every promised frame we would have kept as lost to the truncation.
+                    # The promised frames we would have kept, lost to the truncation: counted, but
+                    # at most as many as the file could have held, so a corrupt count cannot hang.
                     lost = len(
-                        range(index + (-index % self.frame_skip), self.header.num_frames, self.frame_skip)
+                        range(index + (-index % self.frame_skip), min(promised, fits + 1), self.frame_skip)
                     )
-                    self.report.frames_found += lost
-                    for _ in range(lost):
-                        self.report.add_skip(error)
-                    self.report.notes.append(
-                        f"{missing} of {self.header.num_frames} frames lost to truncation"
-                    )
+                    if count_error is not None:  # a corrupt count, not lost frames: one counted error
+                        error, lost = count_error, 1
+                    else:
+                        self.report.notes.append(
+                            f"{promised - index} of {promised} frames lost to truncation"
+                        )
+                    if lost:
+                        self.report.frames_found += lost
+                        self.report.add_skip(error, count=lost)
                     break
                 handle.seek(end)
                 if not keep:
@@ -256,7 +284,7 @@ class SensFrames(Sequence):
             raise FrameError(
                 source, SIZE_MISMATCH, f"colour is {color.shape[1]}x{color.shape[0]}, header says {w}x{h}"
             )
-        check_intrinsics_fit(self.K_color, (h, w), source, "colour")
+        check_intrinsics_fit(self.K_color, (h, w), source, "colour", f"{self.path} (header)")
         return color
 
     def _decode_depth(self, data: bytes, source: str) -> np.ndarray:
@@ -268,7 +296,7 @@ class SensFrames(Sequence):
                 raise FrameError(source, UNDECODABLE, f"depth zlib stream: {err}") from err
         if len(data) != h * w * 2:
             raise FrameError(source, SIZE_MISMATCH, f"depth has {len(data)} bytes, expected {h}x{w} uint16")
-        check_intrinsics_fit(self.K_depth, (h, w), source, "depth")
+        check_intrinsics_fit(self.K_depth, (h, w), source, "depth", f"{self.path} (header)")
         return depth_to_metres(np.frombuffer(data, dtype="<u2").reshape(h, w), self.depth_scale)
 
 

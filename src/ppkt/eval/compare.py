@@ -76,7 +76,10 @@ def load_run(path: str | Path) -> RunRecord:
     for p in (config_path, metrics_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: not found (is {path} a finished ppkt finetune run?)")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{config_path}: not valid YAML ({str(err).splitlines()[0]})") from err
     try:
         metrics = json.loads(metrics_path.read_text())
     except json.JSONDecodeError as err:

@@ -187,3 +187,66 @@ class FinetuneConfig:
     @property
     def train_seed(self) -> int:
         return self.labels.seed if self.run.seed is None else self.run.seed
+
+
+def validate(cfg: FinetuneConfig) -> None:
+    """Reject values that cannot be meant; the ValueError names each field and its allowed range."""
+    from ppkt.backbones import BACKBONES
+    from ppkt.config import RangeCheck, device_problem
+
+    check = RangeCheck(cfg)
+    data, aug, labels, model, opt = cfg.data, cfg.augment, cfg.labels, cfg.model, cfg.optim
+    check.number("data.voxel_size", low=0, low_open=True)
+    check.number("data.num_classes", low=1)
+    check.number("data.num_workers", low=0)
+    check.number("data.synthetic_scenes", low=1)
+    check.number("data.synthetic_frames_per_scene", low=1)
+    check.number("data.synthetic_seed", low=0)
+    check.require("data.synthetic_image_hw", min(data.synthetic_image_hw) >= 8, "at least 8,8")
+    check.number("augment.max_points", low=0)
+    check.number("augment.rotate_up", low=0)
+    check.number("augment.flip", low=0, high=1)
+    check.number("augment.scale_min", low=0, low_open=True)
+    check.require("augment.scale_max", aug.scale_min <= aug.scale_max, ">= augment.scale_min")
+    check.number("augment.color_auto_contrast", low=0, high=1)
+    for name in (
+        "jitter_std",
+        "color_translation",
+        "color_jitter_std",
+        "color_hue_max",
+        "color_saturation_max",
+    ):
+        check.number(f"augment.{name}", low=0)
+    if labels.kind == "scenes":
+        check.number("labels.budget", low=0, high=1, low_open=True)
+    else:
+        check.require(
+            "labels.budget", labels.budget >= 1 and float(labels.budget).is_integer(), "a whole number >= 1"
+        )
+    check.number("labels.seed", low=0)
+    check.require("model.backbone", model.backbone in BACKBONES, f"one of {sorted(BACKBONES)}")
+    check.number("model.width", low=0, low_open=True)
+    check.require("model.backend", model.backend in ("torch", "spconv"), "torch or spconv")
+    check.require(
+        "model.init",
+        model.init is None or Path(model.init).is_file(),
+        "an existing file (ppkt export output)",
+    )
+    check.number("optim.steps", low=1)
+    check.number("optim.batch_size", low=1)
+    check.number("optim.lr_head", low=0, low_open=True)
+    # lr_backbone 0 is meant: the linear presets, and a learning-rate search's "backbone frozen" point.
+    check.number("optim.lr_backbone", low=0)
+    check.number("optim.momentum", low=0, high=1, high_open=True)
+    check.number("optim.weight_decay", low=0)
+    check.number("optim.poly_power", low=0, low_open=True)
+    check.number("optim.head_warmup_steps", low=0)
+    check.require(
+        "optim.head_warmup_steps", opt.head_warmup_steps < opt.steps or opt.steps < 1, "< optim.steps"
+    )
+    check.number("run.seed", low=0, optional=True)
+    check.number("run.eval_every", low=1)
+    check.number("run.log_every", low=1)
+    problem = device_problem(cfg.run.device)
+    check.require("run.device", problem is None, problem or "")
+    check.raise_problems("invalid fine-tuning config")

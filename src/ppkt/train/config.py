@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ppkt.config import option
+from ppkt.data.images import DEPTH_RANGE
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class DataConfig:
     image_hw: tuple[int, int] = option(
         (240, 320), "colour image size fed to the teacher (H,W), before cropping"
     )
-    min_depth: float = option(0.1, "depth pixels nearer than this (m) give no point")
-    max_depth: float = option(6.0, "depth pixels farther than this (m) give no point")
+    min_depth: float = option(DEPTH_RANGE[0], "depth pixels nearer than this (m) give no point")
+    max_depth: float = option(DEPTH_RANGE[1], "depth pixels farther than this (m) give no point")
     max_depth_pixels: int | None = option(
         None,
         "RGB-D: depth images with more pixels are read with a stride s, every s-th row and column, the "
@@ -189,34 +190,62 @@ class PretrainConfig:
 
 
 def validate(cfg: PretrainConfig) -> None:
-    """Check value ranges that the types cannot express; raise ValueError naming the field."""
-    problems = []
-    if cfg.data.frame_skip < 1:
-        problems.append("data.frame_skip must be >= 1")
-    if min(cfg.data.image_hw) < 8:
-        problems.append("data.image_hw must be at least 8x8")
-    if cfg.data.max_depth_pixels is not None and cfg.data.max_depth_pixels < 1:
-        problems.append("data.max_depth_pixels must be >= 1 or None")
-    if not 0 <= cfg.data.min_depth < cfg.data.max_depth:
-        problems.append("data.min_depth must be >= 0 and < data.max_depth")
-    if not 0 < cfg.augment.scale_min <= cfg.augment.scale_max:
-        problems.append("augment.scale_min must be > 0 and <= augment.scale_max")
-    for name in ("flip_3d", "hflip"):
-        if not 0 <= getattr(cfg.augment, name) <= 1:
-            problems.append(f"augment.{name} is a probability in [0, 1]")
-    if not 0 < cfg.augment.crop_scale_min <= 1:
-        problems.append("augment.crop_scale_min must be in (0, 1]")
-    if cfg.student.voxel_size <= 0:
-        problems.append("student.voxel_size must be > 0")
-    if cfg.student.width <= 0:
-        problems.append("student.width must be > 0")
-    if cfg.loss.num_pairs < 2 or cfg.loss.tau <= 0 or cfg.loss.embedding_dim < 1:
-        problems.append("loss.num_pairs >= 2, loss.tau > 0 and loss.embedding_dim >= 1 are required")
-    if cfg.optim.lr <= 0 or cfg.optim.batch_size < 1 or cfg.optim.steps < 1:
-        problems.append("optim.lr > 0, optim.batch_size >= 1 and optim.steps >= 1 are required")
-    if cfg.optim.epochs is not None and cfg.optim.epochs < 1:
-        problems.append("optim.epochs must be >= 1 or None")
-    if cfg.run.checkpoint_every < 1 or cfg.run.log_every < 1 or cfg.run.keep_checkpoints < 1:
-        problems.append("run.checkpoint_every, run.log_every and run.keep_checkpoints must be >= 1")
-    if problems:
-        raise ValueError("invalid pretraining config: " + "; ".join(problems))
+    """Reject values that cannot be meant; the ValueError names each field and its allowed range."""
+    from ppkt.backbones import BACKBONES
+    from ppkt.config import RangeCheck, device_problem
+    from ppkt.teachers import TEACHERS
+
+    check = RangeCheck(cfg)
+    data, aug, run = cfg.data, cfg.augment, cfg.run
+    check.number("data.frame_skip", low=1)
+    check.require("data.image_hw", min(data.image_hw) >= 8, "at least 8,8")
+    check.number("data.min_depth", low=0)
+    check.number("data.max_depth_pixels", low=1, optional=True)
+    check.require("data.max_depth", data.min_depth < data.max_depth, "> data.min_depth")
+    check.number("data.synthetic_scenes", low=1)
+    check.number("data.synthetic_frames_per_scene", low=1)
+    check.number("data.synthetic_seed", low=0)
+    check.number("data.num_workers", low=0)
+    check.number("augment.rotate_up", low=0)
+    check.number("augment.scale_min", low=0, low_open=True)
+    check.require("augment.scale_max", aug.scale_min <= aug.scale_max, ">= augment.scale_min")
+    for name in ("flip_3d", "hflip", "color_auto_contrast"):
+        check.number(f"augment.{name}", low=0, high=1)
+    check.number("augment.elastic_granularity", low=0, low_open=True)
+    check.number("augment.elastic_magnitude", low=0)
+    check.number("augment.crop_scale_min", low=0, high=1, low_open=True)
+    check.require("augment.crop_hw", aug.crop_hw is None or min(aug.crop_hw) >= 8, "at least 8,8 or None")
+    for name in ("color_translation", "color_jitter_std", "color_hue_max", "color_saturation_max"):
+        check.number(f"augment.{name}", low=0)
+    check.require(
+        "teacher.name",
+        cfg.teacher.name in TEACHERS or cfg.teacher.name.startswith("timm:"),
+        f"one of {sorted(TEACHERS)} or timm:<model>",
+    )
+    check.require("student.backbone", cfg.student.backbone in BACKBONES, f"one of {sorted(BACKBONES)}")
+    check.number("student.width", low=0, low_open=True)
+    check.number("student.voxel_size", low=0, low_open=True)
+    check.require(
+        "student.sparse_backend", cfg.student.sparse_backend in ("torch", "spconv"), "torch or spconv"
+    )
+    check.number("loss.embedding_dim", low=1)
+    check.number("loss.num_pairs", low=2)
+    check.number("loss.tau", low=0, low_open=True)
+    check.number("optim.lr", low=0, low_open=True)
+    check.number("optim.momentum", low=0, high=1, high_open=True)
+    check.number("optim.dampening", low=0, high=1)
+    check.number("optim.weight_decay", low=0)
+    check.number("optim.warmup_steps", low=0)
+    check.number("optim.batch_size", low=1)
+    check.number("optim.steps", low=1)
+    check.number("optim.epochs", low=1, optional=True)
+    check.number("optim.grad_clip", low=0, low_open=True, optional=True)
+    check.number("run.seed", low=0)
+    check.number("run.cpu_threads", low=1, optional=True)
+    check.number("run.checkpoint_every", low=1)
+    check.number("run.keep_checkpoints", low=1)
+    check.number("run.log_every", low=1)
+    check.number("run.stop_after", low=1, optional=True)
+    problem = device_problem(run.device)
+    check.require("run.device", problem is None, problem or "")
+    check.raise_problems("invalid pretraining config")

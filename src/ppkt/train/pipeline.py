@@ -34,6 +34,8 @@ frame is +z. A sample has one image per camera; the batch concatenates them all.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -200,6 +202,14 @@ class PretrainBatch:
 
 class FrameSkipped(Exception):
     """A frame that cannot be used (no pairs, unreadable); counted, never fatal."""
+
+
+class UnusableFramesError(ValueError):
+    """Too many unusable frames in a row: the data (or its config) is wrong, not one frame.
+
+    One line naming the skip reasons and example files; a plain ``ValueError`` with one string
+    argument, so it crosses DataLoader worker processes unchanged.
+    """
 
 
 # --------------------------------------------------------------------------------------------
@@ -616,22 +626,42 @@ class PretrainDataset(torch.utils.data.Dataset):
         sample.teacher_image_hw = tuple(self.data.image_hw)
         return sample
 
+    def _describe(self, index: int) -> str:
+        describe = getattr(self.frames, "describe", None)
+        return describe(index) if describe is not None else f"frame {index}"
+
     def __getitem__(self, key: tuple[int, int] | int) -> PretrainSample:
         index, epoch = key if isinstance(key, tuple) else (int(key), 0)
-        skipped: list[str] = []
+        skipped: list[str] = []  # "<file>: <reason> (<detail>)", as FrameError words it
+        reasons: list[str] = []
         n = len(self.frames)
         for attempt in range(min(self.max_consecutive_skips, n)):
             i = (index + attempt) % n
             try:
                 sample = self._one(i, epoch)
-            except (FrameSkipped, FrameError, OSError) as err:
-                skipped.append(str(err) or type(err).__name__)
+            except FrameError as err:  # names its file already
+                skipped.append(str(err))
+                reasons.append(err.reason)
+                continue
+            except (FrameSkipped, OSError) as err:
+                text = str(err).partition(": ")[2] if isinstance(err, FrameSkipped) else str(err)
+                skipped.append(f"{self._describe(i)}: {text or type(err).__name__}")
+                # "12 pixel-point pairs (no valid depth ...)" and "3 pixel-point pairs" are one reason.
+                reasons.append(re.sub(r"\d+", "N", text.split(" (")[0]) or type(err).__name__)
                 continue
             sample.skipped = skipped
             return sample
-        raise RuntimeError(
-            f"{len(skipped)} consecutive unusable frames from index {index}: " + "; ".join(skipped[:5])
-        )
+        raise UnusableFramesError(unusable_summary(skipped, reasons, index, n))
+
+
+def unusable_summary(skipped: Sequence[str], reasons: Sequence[str], index: int, num_frames: int) -> str:
+    """One line: how many frames in a row were unusable, their reasons by count, example files."""
+    counts = Counter(reasons)
+    by_reason = ", ".join(f"{reason}: {count}" for reason, count in counts.most_common(3))
+    return (
+        f"{len(skipped)} consecutive unusable frames from frame {index} of {num_frames} ({by_reason}); "
+        f"e.g. {'; '.join(skipped[:2])}; run ppkt check-data on the dataset"
+    )
 
 
 def _collate(samples, voxel_size, sparse_batch_from_points) -> PretrainBatch:

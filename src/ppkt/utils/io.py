@@ -28,6 +28,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None:  # a failed write or fsync (a full disk) names no file: name it
+            raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

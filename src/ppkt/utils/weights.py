@@ -7,11 +7,13 @@ strict: missing or unexpected keys raise an error that lists them.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ppkt.utils.io import atomic_write
@@ -47,7 +49,18 @@ def save_weights(
     """Write tensors to a safetensors file atomically (contiguous CPU copies)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+        except SafetensorError as err:
+            # Its I/O errors (a full disk) are not OSErrors: raise one, so the file gets named.
+            code = re.search(r"IoError\(Os \{ code: (\d+)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from err
+
+    return atomic_write(path, write)
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
