@@ -116,6 +116,9 @@ class ModelConfig:
         "fine-tuning: the backbone's batch norms keep the pretrained statistics (eval mode) instead of "
         "normalising with each batch and updating them; their scale and shift still train",
     )
+    sync_batchnorm: bool = option(
+        False, "under torchrun: batch-norm statistics over every process's batch (ignored on one process)"
+    )
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,11 @@ class EvalOptimConfig:
         "finetune mode: the first steps train the head alone on the frozen backbone, as in linear mode, "
         "then everything (LP-FT: a random head's first gradients distort pretrained features)",
     )
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps from 0 to the learning rates")
+    accumulate: int = option(
+        1, "micro-batches of batch_size whose gradients add up to one step (effective batch x accumulate)"
+    )
+    grad_clip: float | None = option(None, "clip the gradient norm to this value (None = off)")
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,18 @@ class EvalRunConfig:
     eval_every: int = option(1000, "evaluate on the validation split every this many steps (and at the end)")
     log_every: int = option(20, "write a training log line every this many steps")
     device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, ...")
+    cpu_threads: int | None = option(None, "torch CPU threads of the main process (None = torch's default)")
+    deterministic: bool = option(
+        False, "deterministic kernels; with the same seed a resumed run repeats exactly"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32", "fp32; bf16 or fp16 autocast (mixed precision; fp16 with a gradient scaler)"
+    )
+    checkpoint_every: int = option(
+        1000, "write a resumable checkpoint (checkpoints/step_*) every k steps (and at the end)"
+    )
+    keep_checkpoints: int = option(2, "how many step checkpoints to keep (the newest)")
+    tensorboard: bool = option(True, "also log to TensorBoard when it is installed")
     progress: bool = option(True, "show progress bars")
 
 

@@ -104,6 +104,9 @@ class StudentConfig:
     voxel_size: float = option(0.025, "voxel edge in metres (paper 2.5 cm)")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option("rgb", "per-point input features")
     sparse_backend: str = option("torch", "sparse convolution backend (torch, spconv)")
+    sync_batchnorm: bool = option(
+        False, "under torchrun: batch-norm statistics over every process's batch (ignored on one process)"
+    )
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,15 @@ class OptimConfig:
     dampening: float = option(0.0, "SGD dampening")
     weight_decay: float = option(1e-4, "weight decay")
     schedule: Literal["cosine", "poly", "constant"] = option("cosine", "learning-rate schedule after warm-up")
+    poly_power: float = option(0.9, "exponent of the poly schedule: lr * (1 - progress)^power")
     warmup_steps: int = option(0, "linear warm-up steps from 0 to lr")
     batch_size: int = option(24, "frames per step (per process under torchrun)")
     steps: int = option(60000, "optimisation steps (ignored when epochs is set)")
     epochs: int | None = option(None, "train for this many passes over the data instead of `steps`")
     grad_clip: float | None = option(None, "clip the gradient norm to this value (None = off)")
+    accumulate: int = option(
+        1, "micro-batches of batch_size whose gradients add up to one step (effective batch x accumulate)"
+    )
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,9 @@ class RunConfig:
     )
     device: str = option("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
     cpu_threads: int | None = option(None, "torch CPU threads of the main process (None = torch's default)")
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32", "fp32; bf16 or fp16 autocast (mixed precision; fp16 with a gradient scaler)"
+    )
     checkpoint_every: int = option(1000, "write a checkpoint every k steps (and at the end)")
     keep_checkpoints: int = option(2, "how many step checkpoints to keep (the newest)")
     log_every: int = option(10, "write a metrics line every k steps")
@@ -195,5 +205,10 @@ def validate(cfg: PretrainConfig) -> None:
         problems.append("optim.epochs must be >= 1 or None")
     if cfg.run.checkpoint_every < 1 or cfg.run.log_every < 1 or cfg.run.keep_checkpoints < 1:
         problems.append("run.checkpoint_every, run.log_every and run.keep_checkpoints must be >= 1")
+    if cfg.optim.accumulate < 1 or cfg.optim.poly_power <= 0:
+        problems.append("optim.accumulate must be >= 1 and optim.poly_power > 0")
+    if cfg.run.cpu_threads is not None and cfg.run.cpu_threads < 1:
+        problems.append("run.cpu_threads must be >= 1 or None")
     if problems:
         raise ValueError("invalid pretraining config: " + "; ".join(problems))
+
