@@ -304,6 +304,18 @@ def _finetune(
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
+    if ckpt is not None:
+        weights, state = load_training_checkpoint(ckpt)
+        if state.world_size != rt.dist.world_size:
+            raise ValueError(
+                f"{ckpt}: saved by {state.world_size} processes, resumed with {rt.dist.world_size}; "
+                "the data order would differ"
+            )
+        if state.step >= cfg.optim.steps:
+            raise ValueError(
+                f"{ckpt}: the run is at step {state.step} and optim.steps is {cfg.optim.steps}: nothing to "
+                "resume; raise optim.steps to train further"
+            )
     if main and ckpt is None:
         # Results of an earlier run in this folder would otherwise sit next to this run's config
         # until it finishes, and an interrupted run would look finished with someone else's numbers.
@@ -348,17 +360,6 @@ def _finetune(
     step = skipped = best_step = 0
     best_matrix: torch.Tensor | None = None
     if ckpt is not None:
-        weights, state = load_training_checkpoint(ckpt)
-        if state.world_size != rt.dist.world_size:
-            raise ValueError(
-                f"{ckpt}: saved by {state.world_size} processes, resumed with {rt.dist.world_size}; "
-                "the data order would differ"
-            )
-        if state.step >= o.steps:
-            raise ValueError(
-                f"{ckpt}: the run is at step {state.step} and optim.steps is {o.steps}: nothing to resume; "
-                "raise optim.steps to train further"
-            )
         from ppkt.utils.weights import load_state_strict
 
         load_state_strict(model, weights, what=str(ckpt))
