@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_gpu", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
 
