@@ -157,3 +157,19 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert full.wait(timeout=300) == 0, full.stderr.read().decode()
     assert _train_losses(tmp_path / "killed") == _train_losses(tmp_path / "full")
     _same_files(tmp_path / "full", tmp_path / "killed")
+
+
+def test_the_preset_table_of_the_docs_matches_the_presets():
+    """docs/evaluation.md once said 200 steps for presets that run 300: the table is checked now."""
+    import re
+
+    from ppkt.eval.presets import PRESETS, get_preset
+
+    docs = (HERE.parents[1] / "docs" / "evaluation.md").read_text()
+    rows = {}
+    for match in re.finditer(r"^\| `([\w-]+)` \|[^|]*\|[^|]*\| \d+ \| ([\d.]+k?) \|", docs, re.M):
+        rows[match[1]] = match[2]
+    assert {"demo-finetune", "finetune-scannet"} <= set(rows) <= set(PRESETS), rows
+    for name, steps in rows.items():
+        written = float(steps[:-1]) * 1000 if steps.endswith("k") else float(steps)
+        assert written == get_preset(name).optim.steps, name
