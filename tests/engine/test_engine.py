@@ -240,3 +240,15 @@ def test_fp16_scaler_skips_an_overflowing_step_and_round_trips():
 def test_auto_device_resolves_here():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_resume_overrides_point_run_out_at_the_folder_given(tmp_path):
+    from ppkt.engine.rundir import resume_overrides
+
+    assert resume_overrides(tmp_path / "moved", {"optim.steps": "9"}) == {
+        "optim.steps": "9",
+        "run.out": str(tmp_path / "moved"),
+    }
+    assert resume_overrides(tmp_path / "r", {"run.out": str(tmp_path / "r")})["run.out"] == str(tmp_path / "r")
+    with pytest.raises(ValueError, match="drop --run.out"):
+        resume_overrides(tmp_path / "r", {"run.out": str(tmp_path / "other")})

@@ -106,3 +106,11 @@ class RunFolder:
             self._handle = None
         if exc_type is not None:
             self._remove_if_unstarted()
+
+
+def resume_overrides(run_dir: str | Path, overrides: dict[str, str]) -> dict[str, str]:
+    """Command-line overrides of ``--resume RUN``: ``run.out`` becomes ``RUN`` wherever the run was
+    first written, so a moved or copied run folder resumes in place (another ``--run.out`` is an error)."""
+    if "run.out" in overrides and Path(overrides["run.out"]).resolve() != Path(run_dir).resolve():
+        raise ValueError(f"--resume {run_dir} continues that folder; drop --run.out {overrides['run.out']}")
+    return {**overrides, "run.out": str(run_dir)}

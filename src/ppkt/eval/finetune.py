@@ -345,7 +345,7 @@ def _finetune(
     )
 
     model = build_model(cfg)
-    if cfg.model.init is not None:
+    if cfg.model.init is not None and ckpt is None:  # a resumed run has its weights in the checkpoint
         load_pretrained_backbone(model, cfg.model.init, cfg)
     model.to(device).train()
     if cfg.model.sync_batchnorm and rt.distributed:
@@ -545,14 +545,12 @@ def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> FinetuneConf
     """The saved config of fine-tuning run ``run_dir`` with command-line overrides; ``run.out``
     becomes ``run_dir`` wherever the run was first written (a moved folder resumes in place)."""
     from ppkt.config import apply_overrides, load_config
+    from ppkt.engine.rundir import resume_overrides
 
-    run_dir = Path(run_dir)
-    if "run.out" in overrides and Path(overrides["run.out"]).resolve() != run_dir.resolve():
-        raise ValueError(f"--resume {run_dir} continues that folder; drop --run.out {overrides['run.out']}")
-    path = run_dir / CONFIG
+    path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a fine-tuning run folder (no {CONFIG})")
-    return apply_overrides(load_config(FinetuneConfig, path), {**overrides, "run.out": str(run_dir)})
+    return apply_overrides(load_config(FinetuneConfig, path), resume_overrides(run_dir, overrides))
 
 
 def evaluate_checkpoint(

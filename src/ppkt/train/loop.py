@@ -523,9 +523,8 @@ def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> PretrainConf
     """
     from ppkt.config import apply_overrides
 
-    run_dir = Path(run_dir)
-    if "run.out" in overrides and Path(overrides["run.out"]).resolve() != run_dir.resolve():
-        raise ValueError(f"--resume {run_dir} continues that folder; drop --run.out {overrides['run.out']}")
+    from ppkt.engine.rundir import resume_overrides
+
     cfg = load_run_config(run_dir)
-    cfg = apply_overrides(cfg, {**overrides, "run.out": str(run_dir)})
+    cfg = apply_overrides(cfg, resume_overrides(run_dir, overrides))
     return config_from_dict(PretrainConfig, config_to_dict(cfg))
