@@ -20,6 +20,7 @@ exits 0.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -174,6 +175,7 @@ def _measure(args, task: str, data_root: Path, backend: str, precision: str, dev
             return Row(task, backend, precision, batch, rate, peak, note)
         except torch.OutOfMemoryError:
             step = None
+            gc.collect()  # the failed attempt's model and optimiser state
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             batch //= 2
