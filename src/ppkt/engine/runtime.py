@@ -7,7 +7,9 @@ process group. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process joins the def
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -83,6 +85,16 @@ class Runtime:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+    @contextlib.contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Run the block on the main process first, then on the others (which then find what it
+        wrote: generated data, split files) instead of writing the same files at once."""
+        if self.distributed and not self.is_main:
+            self.barrier()
+        yield
+        if self.distributed and self.is_main:
+            self.barrier()
 
 
 def apply_threads_and_determinism(device: torch.device, cpu_threads: int | None, deterministic: bool) -> None:

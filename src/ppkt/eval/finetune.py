@@ -324,13 +324,14 @@ def _finetune(
         _remove_step_checkpoints(run_dir)
         save_config(cfg, run_dir / CONFIG)
 
-    source = source if source is not None else build_source(cfg.data)
-    class_names = tuple(source.class_names)
-    if len(class_names) != cfg.data.num_classes:
-        raise ValueError(
-            f"data.num_classes is {cfg.data.num_classes} but the dataset has {len(class_names)} classes"
-        )
-    split = make_label_split(cfg, source)
+    with rt.main_first():  # synthetic data and split files are written once
+        source = source if source is not None else build_source(cfg.data)
+        class_names = tuple(source.class_names)
+        if len(class_names) != cfg.data.num_classes:
+            raise ValueError(
+                f"data.num_classes is {cfg.data.num_classes} but the dataset has {len(class_names)} classes"
+            )
+        split = make_label_split(cfg, source)
     common = dict(
         voxel_size=cfg.data.voxel_size,
         input_features=cfg.data.input_features,
