@@ -16,7 +16,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out: str, gather: bool, sync_bn: bool = False) -> None:
+def _worker(rank: int, world: int, port: int, out: str, gather: bool, extra: dict | None = None) -> None:
     sys.path.insert(0, str(HERE))
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -40,7 +40,7 @@ def _worker(rank: int, world: int, port: int, out: str, gather: bool, sync_bn: b
             "run.checkpoint_every": "3",
             "run.device": "cpu",
             "loss.gather_distributed": str(gather),
-            "student.sync_batchnorm": str(sync_bn),
+            **(extra or {}),
         },
     )
     try:
@@ -74,7 +74,7 @@ def test_two_cpu_processes_keep_identical_weights(tmp_path, gather):
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_sync_batchnorm_gives_every_process_the_same_statistics(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), False, True), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), False, {"student.sync_batchnorm": "true"}), nprocs=2)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["stats"] and r0["stats"].keys() == r1["stats"].keys()
@@ -82,3 +82,15 @@ def test_sync_batchnorm_gives_every_process_the_same_statistics(tmp_path):
         torch.testing.assert_close(r0["stats"][name], r1["stats"][name], rtol=1e-5, atol=1e-6)
     for name in r0["params"]:
         torch.testing.assert_close(r0["params"][name], r1["params"][name], rtol=0, atol=0)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_accumulation_under_ddp_keeps_identical_weights(tmp_path):
+    """Micro-batches before the last run under no_sync; the step still averages every gradient."""
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), False, {"optim.accumulate": "2"}), nprocs=2)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for name in r0["params"]:
+        assert torch.equal(r0["params"][name], r1["params"][name]), name
+    assert sorted(r0["losses"]) == [1, 2, 3]

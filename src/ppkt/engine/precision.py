@@ -69,7 +69,10 @@ class Precision:
 
 
 def gradient_sync(net: torch.nn.Module, last_micro_batch: bool) -> contextlib.AbstractContextManager:
-    """DDP all-reduces gradients on the last micro-batch of a step only (``no_sync`` before it)."""
+    """DDP all-reduces gradients on the last micro-batch of a step only (``no_sync`` before it).
+
+    Wrap the forward pass too: DDP decides in the forward whether the backward will all-reduce.
+    """
     if not last_micro_batch and isinstance(net, torch.nn.parallel.DistributedDataParallel):
         return net.no_sync()
     return contextlib.nullcontext()

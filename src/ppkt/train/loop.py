@@ -413,24 +413,26 @@ def _pretrain(
                 data_s += time.perf_counter() - t_data
                 t_step = time.perf_counter()
                 batch = batch.to(device)
-                with precision.autocast():
-                    emb = net(batch)
-                    loss = loss_fn(
-                        emb.points,
-                        emb.pixels,
-                        emb.frame,
-                        generator=pair_generator(cfg.run.seed, step * accumulate + micro, info.rank),
-                    )
-                if not rt.all_true(bool(torch.isfinite(loss).item())):
-                    last = latest_checkpoint(run_dir)
-                    raise NonFiniteError(
-                        f"step {step + 1}: the loss is {loss.item()} (NaN/inf) on at least one process; "
-                        f"stopped before updating the weights. Last good checkpoint: {last or 'none'}. "
-                        "Lower optim.lr, check the data (check-data) or set optim.grad_clip."
-                    )
-                if micro == 0:
-                    optimizer.zero_grad(set_to_none=True)
+                # DDP all-reduces the gradients of the last micro-batch only (forward and backward
+                # of the others run under no_sync).
                 with gradient_sync(net, micro == accumulate - 1):
+                    with precision.autocast():
+                        emb = net(batch)
+                        loss = loss_fn(
+                            emb.points,
+                            emb.pixels,
+                            emb.frame,
+                            generator=pair_generator(cfg.run.seed, step * accumulate + micro, info.rank),
+                        )
+                    if not rt.all_true(bool(torch.isfinite(loss).item())):
+                        last = latest_checkpoint(run_dir)
+                        raise NonFiniteError(
+                            f"step {step + 1}: the loss is {loss.item()} (NaN/inf) on at least one process; "
+                            f"stopped before updating the weights. Last good checkpoint: {last or 'none'}. "
+                            "Lower optim.lr, check the data (check-data) or set optim.grad_clip."
+                        )
+                    if micro == 0:
+                        optimizer.zero_grad(set_to_none=True)
                     precision.backward(loss, accumulate)
                 value += float(loss.item()) / accumulate
                 pairs, voxels, frames_in_step = (
