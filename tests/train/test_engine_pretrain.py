@@ -157,3 +157,20 @@ def test_accumulation_takes_accumulate_batches_per_step(tmp_path, frames):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [rec["frames"] for rec in lines] == [4, 4] and result.step == 2
     assert all(math.isfinite(v) for v in result.losses.values())
+
+
+def test_fp16_checkpoints_and_restores_its_gradient_scaler(tmp_path, frames, monkeypatch):
+    from ppkt.engine import Precision
+
+    run = tmp_path / "run"
+    cfg = tiny_config(run, **{"optim.steps": "3", "run.stop_after": "2", "run.precision": "fp16"})
+    with pytest.warns(UserWarning, match="lr_scheduler.step"):  # a step the scaler skipped
+        pretrain(cfg, frames=frames)
+    _, state = load_checkpoint(latest_checkpoint(run))
+    assert state.scaler and 0 < state.scaler["scale"] < 65536.0  # an overflow halved the initial scale
+    loaded = []
+    real_load = Precision.load_state_dict
+    monkeypatch.setattr(Precision, "load_state_dict", lambda self, sd: (loaded.append(self), real_load(self, sd)))
+    resumed = pretrain(tiny_config(run, **{"optim.steps": "3", "run.precision": "fp16"}), frames=frames, resume=True)
+    assert sorted(resumed.losses) == [3] and math.isfinite(resumed.losses[3])
+    assert len(loaded) == 1 and loaded[0].scaler.get_scale() <= state.scaler["scale"] < 65536.0
