@@ -8,7 +8,19 @@ RGBDImage.create_from_color_and_depth (colour already resized to the depth size,
 PointCloud.create_from_rgbd_image + voxel_down_sample.
 Both run on one thread (torch.set_num_threads(1), OMP_NUM_THREADS=1).
 
-    python benchmarks/bench_geometry.py [--frames 20] [--repeats 3]
+A second set of frames is real: the Middlebury 2014 "Motorcycle" RGB-D frame shipped with
+scikit-image (``ppkt.data.real_frame``), centre-cropped to 480x640, colour and depth registered
+(``--real-only`` / ``--synthetic-only`` pick one set). "previous" is the same ppkt frame with the
+voxelisation this code replaced (``benchmarks/_previous.py``). The jobs take turns in every
+repeat; the figures are medians over the repeats, so their ratios are measured under one load.
+
+    python benchmarks/bench_geometry.py [--frames 20] [--repeats 5]
+    python benchmarks/bench_geometry.py --strides --frames 3   # voxels kept by a depth stride
+
+Open3D is optional and heavy; to compare without adding it to an environment, install it into
+a separate folder and put that on the path for this command only, e.g.
+``pip install --target /tmp/o3d open3d`` then ``PYTHONPATH=src:benchmarks:/tmp/o3d python ...``
+(open3d 0.20 needs ``libusb-1.0`` and imports plotly/dash at start-up).
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import math  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -47,50 +60,68 @@ def room_depth(seed: int) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def ppkt_frame(depth: torch.Tensor, color: torch.Tensor) -> tuple[int, int]:
-    pairs = rgbd_pairs(depth, K_DEPTH, K_COLOR, COLOR_HW)
+def ppkt_frame(depth: torch.Tensor, color: torch.Tensor, K_depth, K_color, color_hw, voxelize_fn=voxelize):
+    pairs = rgbd_pairs(depth, K_depth, K_color, color_hw)
     colors = sample_nearest(color, pairs.uv)  # open3d's clouds carry colours too
-    grid, _, _ = voxelize(pairs.points, VOXEL)
+    grid, _, _ = voxelize_fn(pairs.points, VOXEL)
     assert colors.shape[0] == pairs.num_points
     return pairs.num_points, int(grid.shape[0])
 
 
 def time_interleaved(jobs: dict[str, tuple], repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` seconds for one pass of each job ``(fn, frames, points)`` over its frames.
+    """Median-over-``repeats`` seconds for one pass of each job ``(fn, frames, points)`` over its
+    frames (after one warm-up pass).
 
     Jobs take turns inside every repeat, so that on a shared machine they see the same load and
     their ratio means something even when the absolute figures wobble.
     """
-    best = dict.fromkeys(jobs, float("inf"))
-    for _ in range(repeats):
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for r in range(repeats + 1):
         for name, (fn, frames, _) in jobs.items():
             start = time.perf_counter()
             for frame in frames:
                 fn(*frame)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            if r > 0:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+def real_frames(count: int):
+    """The Middlebury frame, centre-cropped to 480x640: (depth, colour uint8, K)."""
+    from ppkt.data.real_frame import middlebury_motorcycle_frame
 
-    depths = [room_depth(s) for s in range(args.frames)]
-    rng = np.random.default_rng(0)
-    color_full = rng.integers(0, 256, (*COLOR_HW, 3), dtype=np.uint8)
-    frames = [(torch.from_numpy(d), torch.from_numpy(color_full)) for d in depths]
-    n_points, n_voxels = zip(*(ppkt_frame(*f) for f in frames), strict=True)  # also warms up
+    frame = middlebury_motorcycle_frame()
+    h, w = frame.depth.shape
+    top, left = (h - DEPTH_HW[0]) // 2, (w - DEPTH_HW[1]) // 2
+    K = np.array(frame.K_depth, dtype=np.float64)
+    K[0, 2] -= left
+    K[1, 2] -= top
+    depth = np.ascontiguousarray(frame.depth[top : top + DEPTH_HW[0], left : left + DEPTH_HW[1]])
+    color = np.ascontiguousarray(frame.color[top : top + DEPTH_HW[0], left : left + DEPTH_HW[1]])
+    return [(depth, color, K)] * count
+
+
+def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int) -> None:
+    import _previous
+
+    frames = [
+        (torch.from_numpy(d), torch.from_numpy(c), K_depth, K_color, color_hw)
+        for d, c in zip(depths, colors, strict=True)
+    ]
+    n_points, n_voxels = zip(*(ppkt_frame(*f) for f in frames), strict=True)
     points_per_frame = float(np.mean(n_points))
-
-    clouds = [(rgbd_pairs(d, K_DEPTH, K_COLOR, COLOR_HW).points,) for d, _ in frames]
+    clouds = [(rgbd_pairs(f[0], K_depth, K_color, color_hw).points,) for f in frames]
     jobs = {
         "ppkt": (ppkt_frame, frames, points_per_frame),
-        "  unproject_depth": (lambda d, c: unproject_depth(d, K_DEPTH), frames, None),
-        "  rgbd_pairs": (lambda d, c: rgbd_pairs(d, K_DEPTH, K_COLOR, COLOR_HW), frames, None),
+        "ppkt previous": (
+            lambda *f: ppkt_frame(*f, voxelize_fn=_previous.voxelize),
+            frames,
+            points_per_frame,
+        ),
+        "  unproject_depth": (lambda d, *rest: unproject_depth(d, K_depth), frames, None),
+        "  rgbd_pairs": (lambda d, *rest: rgbd_pairs(d, K_depth, K_color, color_hw), frames, None),
         "  voxelize(2.5 cm)": (lambda p: voxelize(p, VOXEL), clouds, None),
+        "  previous voxelize": (lambda p: _previous.voxelize(p, VOXEL), clouds, None),
     }
     try:
         import open3d as o3d
@@ -100,12 +131,16 @@ def main() -> None:
     if o3d is not None:
         from PIL import Image
 
-        color_small = np.asarray(Image.fromarray(color_full).resize(DEPTH_HW[::-1], Image.BILINEAR))
+        def small(color):
+            if color.shape[:2] == DEPTH_HW:
+                return np.ascontiguousarray(color)
+            return np.asarray(Image.fromarray(color).resize(DEPTH_HW[::-1], Image.BILINEAR))
+
         intr = o3d.camera.PinholeCameraIntrinsic(
-            DEPTH_HW[1], DEPTH_HW[0], K_DEPTH[0, 0], K_DEPTH[1, 1], K_DEPTH[0, 2], K_DEPTH[1, 2]
+            DEPTH_HW[1], DEPTH_HW[0], K_depth[0, 0], K_depth[1, 1], K_depth[0, 2], K_depth[1, 2]
         )
         o3d_frames = [
-            (o3d.geometry.Image(d), o3d.geometry.Image(np.ascontiguousarray(color_small))) for d in depths
+            (o3d.geometry.Image(d), o3d.geometry.Image(small(c))) for d, c in zip(depths, colors, strict=True)
         ]
 
         def open3d_cloud(depth_img, color_img):
@@ -119,40 +154,106 @@ def main() -> None:
 
         o3d_points = float(np.mean([len(open3d_cloud(*f).points) for f in o3d_frames]))
         jobs["open3d"] = (open3d_frame, o3d_frames, o3d_points)
-
-        def open3d_frame_with_resize(depth_img, color):
-            # open3d needs colour and depth of one size: the resize is part of its work on ScanNet
-            small = np.asarray(Image.fromarray(color).resize(DEPTH_HW[::-1], Image.BILINEAR))
-            return open3d_frame(depth_img, o3d.geometry.Image(small))
-
-        resize_frames = [(depth_img, color_full) for depth_img, _ in o3d_frames]
-        jobs["open3d + colour resize"] = (open3d_frame_with_resize, resize_frames, o3d_points)
         jobs["  create_from_rgbd_image"] = (open3d_cloud, o3d_frames, None)
         o3d_clouds = [(open3d_cloud(*f),) for f in o3d_frames]
         jobs["  voxel_down_sample"] = (lambda cloud: cloud.voxel_down_sample(VOXEL), o3d_clouds, None)
 
-    seconds = time_interleaved(jobs, args.repeats)
-    n = args.frames
+    seconds = time_interleaved(jobs, repeats)
+    n = len(frames)
     print(
-        f"torch {torch.__version__}, threads={torch.get_num_threads()}, {n} frames x best of {args.repeats}"
-    )
-    print(
-        f"depth {DEPTH_HW}, colour {COLOR_HW}: {points_per_frame:.0f} points/frame, "
+        f"{label}: {points_per_frame:.0f} points/frame, "
         f"{np.mean(n_voxels):.0f} voxels at {VOXEL * 100:.1f} cm"
     )
     for name, total in seconds.items():
-        line = f"{name:26s} {1e3 * total / n:7.1f} ms/frame"
+        line = f"  {name:26s} {1e3 * total / n:7.1f} ms/frame"
         points = jobs[name][2]
         if points is not None:
             line += f"  {n / total:6.1f} frames/s  {n * points / total / 1e6:5.2f} M points/s"
         print(line)
+    print(
+        f"  ppkt previous / ppkt (frame time): {seconds['ppkt previous'] / seconds['ppkt']:.2f}x; "
+        "voxelize previous / this code: "
+        f"{seconds['  previous voxelize'] / seconds['  voxelize(2.5 cm)']:.2f}x"
+    )
     if o3d is not None:
-        print(f"open3d {o3d.__version__}: {o3d_points:.0f} points/frame")
-        ratio = seconds["open3d"] / seconds["ppkt"]
-        ratio_resize = seconds["open3d + colour resize"] / seconds["ppkt"]
         print(
-            f"speed ratio ppkt / open3d (frames/s): {ratio:.2f}x with colour pre-resized for open3d, "
-            f"{ratio_resize:.2f}x with the resize timed (target >= 1)"
+            f"  open3d {o3d.__version__} ({o3d_points:.0f} points/frame): speed ratio ppkt / open3d "
+            f"(frames/s) {seconds['open3d'] / seconds['ppkt']:.2f}x (colour pre-resized for open3d)"
+        )
+
+
+def stride_retention(frames: int) -> None:
+    """Points and 2.5 / 5 cm voxels kept when every s-th depth row and column is read
+    (``data.max_depth_pixels``), as a share of the voxels of all pixels."""
+    from ppkt.train.pipeline import strided_depth
+
+    sets = {"real Middlebury 480x640": [(f[0], f[2]) for f in real_frames(1)]}
+    sets["synthetic ScanNet-like 480x640"] = [(room_depth(s), K_DEPTH) for s in range(frames)]
+    for label, depths in sets.items():
+        for size in (0.025, 0.05):
+            kept: dict[int, list[float]] = {s: [] for s in (1, 2, 3, 4)}
+            points: dict[int, list[int]] = {s: [] for s in (1, 2, 3, 4)}
+            for depth, K in depths:
+                reference = None
+                for s in kept:
+                    d, K_s = strided_depth(depth, K, s)
+                    cloud = unproject_depth(torch.from_numpy(np.ascontiguousarray(d)), torch.from_numpy(K_s))
+                    cloud = cloud[0] if isinstance(cloud, tuple) else cloud
+                    cloud = cloud.reshape(-1, 3)
+                    cloud = cloud[cloud[:, 2] > 0]
+                    voxels = set(map(tuple, voxelize(cloud, size)[0].tolist()))
+                    reference = voxels if reference is None else reference
+                    kept[s].append(len(voxels & reference) / len(reference))
+                    points[s].append(len(cloud))
+            print(
+                f"{label}, {size * 100:.1f} cm: "
+                + " | ".join(
+                    f"stride {s}: {np.mean(points[s]):.0f} points, {100 * np.mean(kept[s]):.1f} % voxels"
+                    for s in kept
+                )
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--real-only", action="store_true")
+    parser.add_argument("--synthetic-only", action="store_true")
+    parser.add_argument("--strides", action="store_true", help="voxels kept by depth strides 1-4, then exit")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.strides:
+        stride_retention(args.frames)
+        return
+    print(
+        f"torch {torch.__version__}, threads={torch.get_num_threads()}, {args.frames} frames, "
+        f"median of {args.repeats}"
+    )
+    if not args.real_only:
+        rng = np.random.default_rng(0)
+        color_full = rng.integers(0, 256, (*COLOR_HW, 3), dtype=np.uint8)
+        depths = [room_depth(s) for s in range(args.frames)]
+        run_set(
+            f"synthetic ScanNet-like depth {DEPTH_HW}, colour {COLOR_HW}",
+            depths,
+            [color_full] * args.frames,
+            K_DEPTH,
+            K_COLOR,
+            COLOR_HW,
+            args.repeats,
+        )
+    if not args.synthetic_only:
+        frames = real_frames(args.frames)
+        K = frames[0][2]
+        run_set(
+            f"real Middlebury frame cropped to {DEPTH_HW} (registered colour)",
+            [f[0] for f in frames],
+            [f[1] for f in frames],
+            K,
+            K,
+            DEPTH_HW,
+            args.repeats,
         )
 
 

@@ -2,6 +2,19 @@
 
     python benchmarks/bench_pretrain.py                      # demo preset, 5 timed steps
     python benchmarks/bench_pretrain.py --steps 10 --threads 1 --set optim.batch_size=2
+    python benchmarks/bench_pretrain.py --threads 1 --ab previous          # this code / the previous one
+    python benchmarks/bench_pretrain.py --threads 1 --ab real-frames       # real 640x480 / synthetic frames
+    python benchmarks/bench_pretrain.py --threads 1 --preset paper --frames real --ab previous \
+        --set optim.batch_size=2 teacher.weights=random
+
+``--frames real`` reads a real RGB-D frame instead of the preset's data: Middlebury 2014
+"Motorcycle" from scikit-image (``ppkt.data.real_frame``), cropped to 480x640 like a Kinect
+frame, augmented differently at every index. ``--ab`` alternates whole steps (data + model + loss
++ backward + optimiser) of two variants, ``--steps`` of each after one warm-up each, and prints
+the median step times and their ratio, measured in one run: ``previous`` runs every other step
+with the implementations this code replaced (``benchmarks/_previous.py``: all pairs embedded,
+the previous voxelisation, kernel maps and colour lookup); ``real-frames`` runs every other step
+on real frames instead of the preset's frames (same batch size).
 
 Parts: data (read + pairs + augmentation + voxelisation + collation, in this process), teacher,
 UPL sampling, 3D forward (backbone + head + gather at the pairs), loss, backward, optimiser step.
@@ -29,8 +42,150 @@ from ppkt.losses import PointInfoNCE
 from ppkt.teachers import TeacherFeatureCache, cache_teacher_features
 from ppkt.train.loop import build_frames, build_optimizer, pair_generator
 from ppkt.train.model import build_model
+from ppkt.train.pair_sampling import sample_pairs
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
 from ppkt.train.presets import get_preset
+
+REAL_HW = (480, 640)
+
+
+def real_frames(count: int):
+    """``count`` copies of the real Middlebury frame, cropped to 480x640 (centre), distinct ids."""
+    import dataclasses
+
+    import numpy as np
+
+    from ppkt.data.real_frame import middlebury_motorcycle_frame
+
+    frame = middlebury_motorcycle_frame()
+    h, w = frame.depth.shape
+    top, left = (h - REAL_HW[0]) // 2, (w - REAL_HW[1]) // 2
+    K = np.array(frame.K_depth, dtype=np.float64)
+    K[0, 2] -= left
+    K[1, 2] -= top
+    crop = (slice(top, top + REAL_HW[0]), slice(left, left + REAL_HW[1]))
+    base = dataclasses.replace(
+        frame, color=frame.color[crop].copy(), depth=frame.depth[crop].copy(), K_color=K, K_depth=K.copy()
+    )
+    return [dataclasses.replace(base, frame_id=f"crop-{i}") for i in range(count)]
+
+
+def profile_step(args, cfg, device) -> int:
+    """Where one step's time goes: torch.profiler's ops, and the kernel maps timed on their own."""
+    from bench_sparse import _ppkt_maps
+
+    frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
+    model = build_model(cfg).to(device).train()
+    optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
+    collate = Collator(cfg.student.voxel_size)
+    loss_fn = PointInfoNCE(cfg.loss.tau)
+    sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=2)
+
+    def step(keys, index):
+        batch = collate([dataset[k] for k in keys]).to(device)
+        pairs = sample_pairs(
+            batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, pair_generator(0, index, 0)
+        )
+        emb = model(batch, pairs.index)
+        loss = loss_fn(emb.points, emb.pixels, pairs.group)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return batch
+
+    batches = list(sampler)
+    step(batches[0], 0)
+    start = time.perf_counter()
+    with torch.profiler.profile() as prof:
+        batch = step(batches[1], 1)
+    total = time.perf_counter() - start
+    maps_start = time.perf_counter()
+    _ppkt_maps(batch.coords)
+    maps = time.perf_counter() - maps_start
+    print(
+        f"preset {args.preset}, frames {args.frames}, batch {cfg.optim.batch_size}, "
+        f"{int(batch.point_to_voxel.numel())} points, {int(batch.coords.shape[0])} voxels, "
+        f"{batch.num_pairs} pairs; step {total:.2f} s under the profiler"
+    )
+    print(
+        f"kernel maps of this batch, built on their own: {maps:.3f} s "
+        f"= {100 * maps / total:.1f} % of the step"
+    )
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile_rows))
+    return 0
+
+
+def ab_steps(args, cfg, device) -> int:
+    """Alternate whole steps of two variants; print median seconds per step and the ratio."""
+    import copy
+
+    import _previous
+
+    frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
+    variants = {"this code": (frames, False)}
+    if args.ab == "previous":
+        variants["previous"] = (frames, True)
+    else:
+        variants = {
+            "preset frames": (build_frames(cfg), False),
+            "real 640x480 frames": (real_frames(16), False),
+        }
+    model = build_model(cfg).to(device).train()
+    collate = Collator(cfg.student.voxel_size)
+    sampler = StepBatchSampler(16, cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
+    loss_fn = PointInfoNCE(cfg.loss.tau)
+    runs = {}
+    for name, (data_frames, previous) in variants.items():
+        net = copy.deepcopy(model)
+        optimizer = build_optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
+        dataset = PretrainDataset(data_frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
+        runs[name] = (net, optimizer, dataset, previous)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    sizes: dict[str, tuple] = {}
+    for step, keys in enumerate(sampler):
+        for name, (net, optimizer, dataset, previous) in runs.items():
+            generator = pair_generator(0, step, 0)
+            _sync(device)
+            start = time.perf_counter()
+            if previous:
+                with _previous.previous_implementation():
+                    batch = collate([dataset[k] for k in keys]).to(device)
+                    loss = _previous.all_pairs_loss(
+                        net, batch, generator, cfg.loss.num_pairs, cfg.loss.tau, cfg.loss.sampling
+                    )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            else:
+                batch = collate([dataset[k] for k in keys]).to(device)
+                pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
+                emb = net(batch, pairs.index)
+                loss = loss_fn(emb.points, emb.pixels, pairs.group)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            _sync(device)
+            if step > 0:  # the first step of each variant is a warm-up
+                times[name].append(time.perf_counter() - start)
+            sizes[name] = (int(batch.point_to_voxel.numel()), int(batch.coords.shape[0]), batch.num_pairs)
+    print(
+        f"preset {args.preset}, device {device}, threads {torch.get_num_threads()}, "
+        f"backbone {cfg.student.backbone} x{cfg.student.width}, image {cfg.data.image_hw}, "
+        f"batch {cfg.optim.batch_size}, max_depth_pixels {cfg.data.max_depth_pixels}, "
+        f"{args.steps} steps of each variant, alternated"
+    )
+    for name, values in times.items():
+        points, voxels, pairs = sizes[name]
+        print(
+            f"  {name:22s} median {statistics.median(values):7.3f} s/step  "
+            f"(steps: {', '.join(f'{v:.2f}' for v in values)}; last batch {points} points, "
+            f"{voxels} voxels, {pairs} pairs)"
+        )
+    a, b = (statistics.median(v) for v in times.values())
+    names = list(times)
+    print(f"ratio {names[1]} / {names[0]} (step time): {b / a:.2f}x")
+    return 0
 
 
 def _sync(device: torch.device) -> None:
@@ -47,18 +202,28 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--frames", choices=("preset", "real"), default="preset", help="see above")
+    parser.add_argument("--ab", choices=("previous", "real-frames"), default=None, help="see above")
+    parser.add_argument(
+        "--profile", action="store_true", help="torch.profiler table of one step (after a warm-up step)"
+    )
+    parser.add_argument("--profile-rows", type=int, default=12)
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     overrides = dict(item.split("=", 1) for item in args.set)
     cfg = apply_overrides(get_preset(args.preset), {**overrides, "run.progress": "false"})
     device = torch.device(args.device)
+    if args.ab is not None:
+        return ab_steps(args, cfg, device)
+    if args.profile:
+        return profile_step(args, cfg, device)
 
-    frames = build_frames(cfg)
+    frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
     model = build_model(cfg).to(device)
     model.train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-    loss_fn = PointInfoNCE(cfg.loss.num_pairs, cfg.loss.tau, sampling=cfg.loss.sampling)
+    loss_fn = PointInfoNCE(cfg.loss.tau)
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
     collate = Collator(cfg.student.voxel_size)
     sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
@@ -93,12 +258,18 @@ def main() -> int:
                 features = timed("teacher (cache)", lambda b=batch: model.cached_teacher_features(b))
             else:
                 features = timed("teacher", lambda b=batch: model.teacher(b.images))
-            pixels = timed("UPL sample", lambda b=batch, f=features: model.pixel_embeddings(b, f))
-            points = timed("3D forward", lambda b=batch: model.point_embeddings(b))
             generator = pair_generator(0, step, 0)
-            loss = timed(
-                "loss", lambda p=points, q=pixels, b=batch, g=generator: loss_fn(p, q, b.pair_frame, g)
+            pairs = timed(
+                "pair sampling",
+                lambda b=batch, g=generator: sample_pairs(
+                    b.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, g
+                ),
             )
+            pixels = timed(
+                "UPL sample", lambda b=batch, f=features, i=pairs.index: model.pixel_embeddings(b, f, i)
+            )
+            points = timed("3D forward", lambda b=batch, i=pairs.index: model.point_embeddings(b, i))
+            loss = timed("loss", lambda p=points, q=pixels, g=pairs.group: loss_fn(p, q, g))
             optimizer.zero_grad(set_to_none=True)
             timed("backward", loss.backward)
             timed("optimizer", optimizer.step)

@@ -1,10 +1,14 @@
-"""Reader throughput: frames/s decoding 640x480 JPEG + 16-bit PNG frames, with 0, 1, 2 DataLoader workers.
+"""Reader throughput of every RGB-D format: frames/s decoding the same 640x480 frames in each layout.
 
-Writes a small synthetic ScanNet export (and the same frames as one .sens file) to a temporary
-folder, then times ``ScanNetFrames`` and ``SensFrames`` through a torch DataLoader, plus the
-cost of indexing (listing + pose files) per frame.
+Writes one small sequence of synthetic frames in the on-disk layout of every RGB-D kind of the
+registry (ScanNet export, ScanNet ``.sens``, 7-Scenes, TUM RGB-D, rgbd-folder) to a temporary
+folder, opens each through ``ppkt.data.registry.open_frames`` (as ``ppkt pretrain`` does) and
+times a pass over its frames, the kinds alternated over ``--rounds`` rounds (best round kept,
+and the ratio to the ScanNet export in the same run, since the machine may be busy). Then the
+DataLoader worker scaling of the ScanNet export and ``.sens``, and the decode time of a
+ScanNet-sized colour JPEG at ``color_downscale`` 1, 2, 4.
 
-    python benchmarks/bench_readers.py [--frames 120] [--workers 0 1 2]
+    python benchmarks/bench_readers.py [--frames 40] [--rounds 3] [--workers 0 1 2]
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ppkt.data.scannet import ScanNetFrames
-from ppkt.data.sens import SensFrames, write_sens
+from ppkt.data.registry import FrameRequest, open_frames
+from ppkt.data.rgbd_folder import write_rgbd_folder
+from ppkt.data.sens import write_sens
 
-K = np.array([[577.6, 0.0, 319.5], [0.0, 577.6, 239.5], [0.0, 0.0, 1.0]])
+K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])  # 7-Scenes' K, for every kind
 
 
 def _frame(rng: np.random.Generator, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,60 +40,97 @@ def _frame(rng: np.random.Generator, index: int) -> tuple[np.ndarray, np.ndarray
     return color, depth, pose
 
 
-def write_dataset(root: Path, frames: int) -> Path:
+def _quaternion(R: np.ndarray) -> list[float]:
+    w = np.sqrt(max(1e-12, 1.0 + np.trace(R))) / 2
+    return [(R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w), w]
+
+
+def write_datasets(root: Path, frames: int) -> dict[str, Path]:
+    """The same frames in every RGB-D layout; returns kind -> dataset root."""
     rng = np.random.default_rng(0)
-    scene = root / "scannet" / "scene0000_00"
+    data = [_frame(rng, i) for i in range(frames)]
+    colors, depths, poses = (list(x) for x in zip(*data, strict=True))
+    roots = {kind: root / kind for kind in ("scannet", "scannet-sens", "7scenes", "tum", "rgbd-folder")}
+    scene = roots["scannet"] / "scene0000_00"
     for folder in ("color", "depth", "pose", "intrinsic"):
         (scene / folder).mkdir(parents=True)
     K4 = np.eye(4)
     K4[:3, :3] = K
     for name in ("intrinsic_color.txt", "intrinsic_depth.txt"):
         np.savetxt(scene / "intrinsic" / name, K4, fmt="%f")
-    colors, depths, poses = [], [], []
-    for index in range(frames):
-        color, depth, pose = _frame(rng, index)
-        Image.fromarray(color).save(scene / "color" / f"{index}.jpg", quality=90)
-        Image.fromarray(depth).save(scene / "depth" / f"{index}.png")
-        np.savetxt(scene / "pose" / f"{index}.txt", pose, fmt="%f")
-        colors.append(color)
-        depths.append(depth)
-        poses.append(pose)
-    write_sens(root / "scene0000_00.sens", colors, depths, poses, K, K)
-    return root
+    seven = roots["7scenes"] / "chess" / "seq-01"
+    seven.mkdir(parents=True)
+    tum = roots["tum"] / "rgbd_dataset_freiburg1_xyz"
+    (tum / "rgb").mkdir(parents=True)
+    (tum / "depth").mkdir()
+    rgb_list, depth_list, gt = [], [], []
+    for i, (color, depth, pose) in enumerate(data):
+        Image.fromarray(color).save(scene / "color" / f"{i}.jpg", quality=90)
+        Image.fromarray(depth).save(scene / "depth" / f"{i}.png")
+        np.savetxt(scene / "pose" / f"{i}.txt", pose, fmt="%f")
+        Image.fromarray(color).save(seven / f"frame-{i:06d}.color.png")  # 7-Scenes ships PNG colour
+        Image.fromarray(depth).save(seven / f"frame-{i:06d}.depth.png")
+        np.savetxt(seven / f"frame-{i:06d}.pose.txt", pose, fmt="%f")
+        t = 100.0 + i / 30
+        Image.fromarray(color).save(tum / "rgb" / f"{t:.6f}.png")  # TUM too
+        Image.fromarray((depth.astype(np.uint32) * 5).clip(0, 65534).astype(np.uint16)).save(
+            tum / "depth" / f"{t:.6f}.png"
+        )
+        rgb_list.append(f"{t:.6f} rgb/{t:.6f}.png")
+        depth_list.append(f"{t:.6f} depth/{t:.6f}.png")
+        q = _quaternion(pose[:3, :3])
+        gt.append(f"{t:.6f} {' '.join(f'{v:.6f}' for v in pose[:3, 3])} {' '.join(f'{v:.7f}' for v in q)}")
+    (tum / "rgb.txt").write_text("\n".join(rgb_list) + "\n")
+    (tum / "depth.txt").write_text("\n".join(depth_list) + "\n")
+    (tum / "groundtruth.txt").write_text("\n".join(gt) + "\n")
+    write_sens(roots["scannet-sens"] / "scene0000_00.sens", colors, depths, poses, K, K)
+    write_rgbd_folder(roots["rgbd-folder"] / "capture", colors, depths, K, K, poses)
+    return roots
 
 
 def _count(frame) -> int:
     return int(frame.depth.shape[0] > 0)
 
 
-def time_loader(dataset, workers: int, repeats: int = 2) -> float:
-    best = 0.0
-    for _ in range(repeats):
-        loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_count)
-        start = time.perf_counter()
-        n = sum(loader)
-        best = max(best, n / (time.perf_counter() - start))
-    return best
+def frames_per_second(dataset, workers: int = 0) -> float:
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_count)
+    start = time.perf_counter()
+    n = sum(loader)
+    return n / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_dataset(Path(tmp), args.frames)
-        start = time.perf_counter()
-        frames = ScanNetFrames(root / "scannet", frame_skip=1)
-        index_us = (time.perf_counter() - start) / len(frames) * 1e6
-        start = time.perf_counter()
-        sens = SensFrames(root / "scene0000_00.sens", frame_skip=1)
-        sens_index_us = (time.perf_counter() - start) / len(sens) * 1e6
-        print(f"{args.frames} frames, 640x480 JPEG (q90) colour + 16-bit PNG depth")
-        print(f"indexing: exported layout {index_us:.0f} us/frame, .sens {sens_index_us:.0f} us/frame")
-        print(f"{'workers':>8} {'exported fps':>14} {'.sens fps':>10}")
+        roots = write_datasets(Path(tmp), args.frames)
+        datasets, index_us = {}, {}
+        for kind, root in roots.items():
+            open_frames(kind, FrameRequest(root, frame_skip=1))  # imports the reader: not indexing cost
+            start = time.perf_counter()
+            datasets[kind] = open_frames(kind, FrameRequest(root, frame_skip=1))
+            index_us[kind] = (time.perf_counter() - start) / len(datasets[kind]) * 1e6
+        best = dict.fromkeys(datasets, 0.0)
+        for _ in range(args.rounds):  # kinds alternated, so that a busy moment hits them all alike
+            for kind, dataset in datasets.items():
+                best[kind] = max(best[kind], frames_per_second(dataset))
+        print(f"{args.frames} frames of 640x480 colour + 16-bit PNG depth per kind, 1 process, ", end="")
+        print(f"best of {args.rounds} rounds")
+        print(f"{'kind':>13} {'frames/s':>9} {'vs scannet':>11} {'index us/frame':>15}  colour")
+        formats = {"scannet": "JPEG q90", "scannet-sens": "JPEG q95 in .sens", "rgbd-folder": "JPEG q95"}
+        for kind, fps in best.items():
+            ratio = fps / best["scannet"]
+            print(
+                f"{kind:>13} {fps:>9.1f} {ratio:>11.2f} {index_us[kind]:>15.0f}  {formats.get(kind, 'PNG')}"
+            )
+        print(f"{'workers':>8} {'scannet fps':>12} {'.sens fps':>10}")
         for workers in args.workers:
-            print(f"{workers:>8} {time_loader(frames, workers):>14.1f} {time_loader(sens, workers):>10.1f}")
+            scannet = frames_per_second(datasets["scannet"], workers)
+            sens = frames_per_second(datasets["scannet-sens"], workers)
+            print(f"{workers:>8} {scannet:>12.1f} {sens:>10.1f}")
         print(scannet_sized_colour(Path(tmp)))
 
 

@@ -11,6 +11,21 @@ gives the machine's reference figure.
 
     python benchmarks/bench_sparse.py                       # 18 and 34 at 25k and 100k voxels
     python benchmarks/bench_sparse.py --sizes 25000 --backbones res16unet34 --profile
+
+Ratios measured in one process (alternating the variants, ``--repeats`` times, medians), one
+torch thread (spconv 2.3 on CPU is wrong with more):
+
+    python benchmarks/bench_sparse.py --maps       # kernel maps: this code / previous / spconv's
+    python benchmarks/bench_sparse.py --ab         # networks: torch backend / spconv, / dense GEMM
+    python benchmarks/bench_sparse.py --batched    # one padded bmm over offsets / per-offset loop
+
+``--maps`` builds every map a Res16UNet forward uses (kernel 5 and 3 at stride 1, kernel 3 at
+strides 2-16, four coarsenings) with this code, with the previous implementation
+(``benchmarks/_previous.py``) and with spconv's own ``get_indice_pairs`` (same maps: submanifold
+k5/k3 per level, k2 s2 coarsenings), when spconv imports. ``--ab`` times forward and
+forward+backward of each backbone with the torch backend and with the spconv backend (spconv's
+forward kernels on ppkt's maps; the backward is always ppkt's), and a dense float32 matmul
+``(n, 512) @ (512, 512)`` with the same multiply-accumulates as the sparse forward.
 """
 
 from __future__ import annotations
@@ -162,6 +177,169 @@ def _run_one(args: tuple) -> dict:
     }
 
 
+def _median_times(jobs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each job, the jobs taking turns in every repeat (after one warm-up)."""
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for r in range(repeats + 1):
+        for name, fn in jobs.items():
+            start = time.perf_counter()
+            fn()
+            if r > 0:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def _ppkt_maps(coords: torch.Tensor) -> None:
+    from ppkt.sparse import CoordinateCache
+
+    cache = CoordinateCache(coords)
+    cache.submanifold(1, 5)
+    s = 1
+    for _ in range(4):
+        cache.submanifold(s, 3)
+        cache.downsampling(s)
+        s *= 2
+    cache.submanifold(s, 3)
+
+
+def _previous_maps(coords: torch.Tensor) -> None:
+    import _previous
+
+    _previous.submanifold_map(coords, 1, 5)
+    s = 1
+    for _ in range(4):
+        _previous.submanifold_map(coords, s, 3)
+        coords = _previous.downsample_map(coords, s).coarse_coords
+        s *= 2
+    _previous.submanifold_map(coords, s, 3)
+
+
+def _spconv_maps(coords: torch.Tensor) -> None:
+    from spconv.core import ConvAlgo
+    from spconv.pytorch import ops
+
+    idx = coords.clone()
+    idx[:, 1:] -= idx[:, 1:].min(0).values
+    shape = (idx[:, 1:].max(0).values + 1).tolist()
+    ind = idx.int()
+    batch = int(ind[:, 0].max()) + 1
+    ones, zeros = [1, 1, 1], [0, 0, 0]
+    ops.get_indice_pairs(ind, batch, shape, ConvAlgo.Native, [5] * 3, ones, [2] * 3, ones, zeros, True)
+    for level in range(5):
+        ops.get_indice_pairs(ind, batch, shape, ConvAlgo.Native, [3] * 3, ones, ones, ones, zeros, True)
+        if level == 4:
+            break
+        out = ops.get_indice_pairs(ind, batch, shape, ConvAlgo.Native, [2] * 3, [2] * 3, zeros, ones, zeros)
+        ind = out[0]
+        shape = [(d + 1) // 2 for d in shape]
+
+
+def maps_section(sizes: list[int], repeats: int) -> None:
+    from ppkt.sparse import spconv_available
+
+    print("kernel maps of one Res16UNet forward (k5 + k3 at stride 1, k3 at 2-16, 4 coarsenings)")
+    for size in sizes:
+        coords = room_coords(size)
+        jobs = {"this code": lambda c=coords: _ppkt_maps(c), "previous": lambda c=coords: _previous_maps(c)}
+        if spconv_available():
+            jobs["spconv"] = lambda c=coords: _spconv_maps(c)
+        t = _median_times(jobs, repeats)
+        line = ", ".join(f"{name} {1e3 * v:.1f} ms" for name, v in t.items())
+        ratios = ", ".join(
+            f"{name} / this code {v / t['this code']:.2f}x" for name, v in t.items() if name != "this code"
+        )
+        print(f"  {len(coords)} voxels: {line}; {ratios}", flush=True)
+
+
+def ab_section(backbones: list[str], sizes: list[int], width: float, repeats: int) -> None:
+    print(f"networks (width {width}): median seconds, this process, alternated")
+    for name in backbones:
+        for size in sizes:
+            _ab_one(name, size, width, repeats)
+
+
+def _ab_one(name: str, size: int, width: float, repeats: int) -> None:
+    from ppkt.backbones import build_backbone
+    from ppkt.sparse import SparseTensor, set_backend, spconv_available
+
+    torch.manual_seed(0)
+    coords = room_coords(size)
+    feats = torch.rand(len(coords), 3) - 0.5
+    net = build_backbone(name, 3, width=width).train()
+    macs = count_macs(net, SparseTensor(coords, feats))
+    a, b = torch.randn(max(1, round(macs / 512**2)), 512), torch.randn(512, 512)
+
+    def fwd(backend: str):
+        set_backend(net, backend)
+        with torch.no_grad():
+            net(SparseTensor(coords, feats))
+
+    def fwd_bwd(backend: str):
+        set_backend(net, backend)
+        net(SparseTensor(coords, feats)).feats.square().mean().backward()
+        net.zero_grad(set_to_none=True)
+
+    jobs = {"torch fwd": lambda: fwd("torch"), "torch fwd+bwd": lambda: fwd_bwd("torch")}
+    if spconv_available():
+        jobs |= {"spconv fwd": lambda: fwd("spconv"), "spconv fwd+bwd": lambda: fwd_bwd("spconv")}
+    jobs["dense GEMM, same MACs"] = lambda: a @ b
+    t = _median_times(jobs, repeats)
+    print(f"  {name} x{width}, {len(coords)} voxels, {macs / 1e9:.2f} GMAC forward:")
+    print("    " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()))
+    line = f"    torch fwd / dense GEMM {t['torch fwd'] / t['dense GEMM, same MACs']:.2f}x"
+    if spconv_available():
+        line += (
+            f"; torch / spconv: fwd {t['torch fwd'] / t['spconv fwd']:.2f}x, "
+            f"fwd+bwd {t['torch fwd+bwd'] / t['spconv fwd+bwd']:.2f}x"
+        )
+    print(line, flush=True)
+
+
+def batched_section(repeats: int) -> None:
+    """One padded ``bmm`` over the non-centre offsets (one gather, one scatter) against the loop."""
+    from ppkt.sparse.functional import conv_forward_torch
+    from ppkt.sparse.kernel_map import submanifold_map
+
+    coords = room_coords(25_000)
+    km = submanifold_map(coords, 1, 3)
+    centre = km.identity_offset
+    ks = [k for k in range(km.kernel_volume) if k != centre]
+    counts = km.offset_counts.tolist()
+    starts = torch.cumsum(km.offset_counts, 0) - km.offset_counts
+    n_max = max(counts[k] for k in ks)
+    in_tab = torch.zeros(len(ks), n_max, dtype=torch.long)
+    out_tab = torch.full((len(ks), n_max), km.num_out, dtype=torch.long)
+    for r, k in enumerate(ks):
+        a, n = int(starts[k]), counts[k]
+        in_tab[r, :n] = km.in_index[a : a + n]
+        out_tab[r, :n] = km.out_index[a : a + n]
+
+    def batched(feats, weight):
+        out = feats.new_zeros(km.num_out + 1, weight.shape[2])  # the last row takes the padding
+        rows = feats.index_select(0, in_tab.view(-1)).view(len(ks), n_max, -1)
+        out.index_add_(0, out_tab.view(-1), torch.bmm(rows, weight[ks]).view(-1, weight.shape[2]))
+        return out[:-1].addmm_(feats, weight[centre])
+
+    print(
+        f"padded bmm over offsets / per-offset loop, kernel 3, {len(coords)} voxels, "
+        f"{km.in_index.numel()} pairs, {len(ks) * n_max + km.num_in} after padding"
+    )
+    for c in (16, 48, 96):
+        feats, weight = torch.randn(km.num_in, c), torch.randn(27, c, c)
+        torch.testing.assert_close(batched(feats, weight), conv_forward_torch(feats, weight, km))
+        t = _median_times(
+            {
+                "loop": lambda f=feats, w=weight: conv_forward_torch(f, w, km),
+                "bmm": lambda f=feats, w=weight: batched(f, w),
+            },
+            repeats,
+        )
+        print(
+            f"  C={c}: loop {1e3 * t['loop']:.1f} ms, bmm {1e3 * t['bmm']:.1f} ms, "
+            f"bmm / loop {t['bmm'] / t['loop']:.2f}x"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=["res16unet18", "res16unet34"])
@@ -170,7 +348,22 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2, help="timed repetitions (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per run")
+    parser.add_argument("--maps", action="store_true", help="kernel maps: this code / previous / spconv")
+    parser.add_argument("--ab", action="store_true", help="torch / spconv backend / dense GEMM, one process")
+    parser.add_argument("--batched", action="store_true", help="padded bmm over offsets / per-offset loop")
+    parser.add_argument("--width", type=float, default=1.0, help="backbone width for --ab")
+    parser.add_argument("--repeats", type=int, default=3, help="alternated repeats for --maps/--ab/--batched")
     args = parser.parse_args()
+    if args.maps or args.ab or args.batched:
+        torch.set_num_threads(1)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, voxel {VOXEL} m")
+        if args.maps:
+            maps_section(args.sizes, args.repeats)
+        if args.ab:
+            ab_section(args.backbones, args.sizes, args.width, args.repeats)
+        if args.batched:
+            batched_section(args.repeats)
+        return
 
     from ppkt.sparse import spconv_available
 

@@ -195,7 +195,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str 
             dest=f"cfg:{name}",
             metavar=type_name.upper() if get_origin(inner) is not Literal else "{" + type_name + "}",
             default=argparse.SUPPRESS,
-            help=doc,
+            # argparse %-formats help text; a field doc is prose ("15 % of the voxels"), not a template.
+            help=doc.replace("%", "%%"),
         )
 
 

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from ppkt.cli import main
-from ppkt.data.check import SCANNERS, detect_format, scan_dataset
+from ppkt.data import registry
+from ppkt.data.check import detect_format, scan_dataset
 from ppkt.data.report import DataReport, FrameError
 from ppkt.data.sens import write_sens
 
@@ -109,7 +110,8 @@ def test_registry_is_extensible(tmp_path, monkeypatch):
     def scan_fake(path, strict):
         return DataReport(root=str(path), format="fake", frames_found=1, frames_usable=1)
 
-    monkeypatch.setitem(SCANNERS, "fake", scan_fake)
+    fake = registry.DatasetSpec("fake", "rgbd", "a test format", "z", None, None, scan=scan_fake)
+    monkeypatch.setitem(registry.DATASETS, "fake", fake)
     assert scan_dataset(tmp_path, format="fake").frames_usable == 1
 
 

@@ -198,7 +198,6 @@ def pairs_of(sample, cam2, **options):
 
 
 def test_sample_pairs_match_own_projection(tmp_path):
-    pytest.importorskip("ppkt.geometry")
     write_kitti_object(tmp_path, frames=1)
     sample = KittiObjectSamples(tmp_path)[0]
     cam2, seen = occluder_scene(np.random.default_rng(0))
@@ -218,7 +217,6 @@ def test_sample_pairs_match_own_projection(tmp_path):
 
 
 def test_occlusion_radius_from_beam_spacing_removes_hidden_points_between_rows(tmp_path):
-    pytest.importorskip("ppkt.geometry")
     from ppkt.data.lidar_common import HDL32_BEAM_SPACING_DEG, occlusion_radius_px
 
     # nuScenes front camera at 224x416: fy = 1266 * 0.26 = 329 px; 1.33 degree rows are 7.6 px apart.

@@ -253,7 +253,7 @@ def test_version_from_split(tmp_path):
 
 
 def test_samples_feed_the_pretraining_pipeline(tmp_path):
-    pipeline = pytest.importorskip("ppkt.train.pipeline")
+    from ppkt.train import pipeline
     from ppkt.train.config import AugmentConfig, DataConfig
 
     write_nuscenes(tmp_path, num_points=2000)
@@ -283,7 +283,7 @@ def test_scene_source_for_segmentation(tmp_path):
     assert source.read(first_of_all).labels.shape == (40,)
     with pytest.raises(KeyError, match="no nuScenes sample"):
         source.read("nope")
-    eval_data = pytest.importorskip("ppkt.eval.data")
+    from ppkt.eval import data as eval_data
     item = eval_data.scene_sample(scene, "constant", len(source.class_names))
     assert item.labels.shape == (40,)
 

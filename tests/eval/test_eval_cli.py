@@ -33,7 +33,8 @@ def test_finetune_evaluate_compare_commands(tmp_path, capsys):
         runs.append(out)
     printed = capsys.readouterr().out
     assert "| mIoU | mAcc |" in printed
-    assert (root / "splits" / "scenes-0.5-seed1.json").is_file()
+    assert (runs[1] / "splits" / "scenes-0.5-seed1.json").is_file()
+    assert not (root / "splits").exists()  # nothing is written into the dataset
 
     assert main(["evaluate", str(runs[0]), "--no-progress", "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())

@@ -51,7 +51,7 @@ def test_finetune_runs_end_to_end_and_writes_everything(tmp_path, rooms_source):
         run / "checkpoints" / "last.safetensors"
     ).is_file()
     assert load_config(FinetuneConfig, run / "config.yaml") == cfg
-    split_file = tmp_path / "data" / "splits" / "scenes-0.5-seed1.json"
+    split_file = run / "splits" / "scenes-0.5-seed1.json"  # the run folder, never the dataset
     assert len(json.loads(split_file.read_text())["scenes"]) == 2
     events = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "val"] == [2, 3]
@@ -71,7 +71,7 @@ def test_points_budget_trains_on_the_kept_points_only(tmp_path, rooms_source):
     cfg = tiny_config(tmp_path, kind="points", budget=20, seed=0)
     cfg = replace(cfg, optim=replace(cfg.optim, steps=2), augment=replace(cfg.augment, enabled=False))
     finetune(cfg, source=rooms_source)
-    split = json.loads((tmp_path / "data" / "splits" / "points-20-seed0.json").read_text())
+    split = json.loads((tmp_path / "run" / "splits" / "points-20-seed0.json").read_text())
     assert all(len(s["point_indices"]) == 20 for s in split["scenes"].values())
     assert len(split["scenes"]) == 4
 

@@ -137,3 +137,45 @@ def test_every_key_width_matches_naive_reference(spread):
         got = voxelize(points, 1.0, batch_offsets=batch_offsets)
         for a, b in zip(got, naive_voxelize(points, 1.0, batch), strict=True):
             assert torch.equal(a, b)
+
+
+def scan_order_cloud(seed: int, n: int = 3000) -> torch.Tensor:
+    """Points in scan order along a wobbly surface, as back-projected depth rows: consecutive
+    points mostly share a voxel, so runs of equal keys occur (the collapsed-run path)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
+    wobble = 0.02 * torch.randn(n, generator=g, dtype=torch.float64)
+    return torch.stack([t, 0.3 * torch.sin(5 * t), 2.0 + 0.2 * t + wobble], dim=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scan_order_runs_match_naive_reference(seed):
+    points = scan_order_cloud(seed)
+    for size in (0.01, 0.05, 0.5):
+        got = voxelize(points, size)
+        ref = naive_voxelize(points, size)
+        for a, b in zip(got, ref, strict=True):
+            assert torch.equal(a, b)
+    # a batch whose samples continue each other's runs across the sample boundary
+    both = torch.cat([points[:1500], points[1499:2999]])
+    got = voxelize(both, 0.05, batch_offsets=[0, 1500, 3000])
+    ref = naive_voxelize(both, 0.05, [0] * 1500 + [1] * 1500)
+    for a, b in zip(got, ref, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        torch.full((50, 3), 0.123),  # all in one voxel: one run
+        torch.tensor([[-0.31, -7.0, -0.001]]).repeat(5, 1),  # negative, one voxel
+        torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1e5, -1e5, 3e4], [1e5, -1e5, 3e4], [0.0, 0.0, 0.0]]),
+        torch.tensor(
+            [[-1.0, -1.0, -1.0], [-0.99, -1.0, -1.0], [-1.0, -1.0, -1.0]]
+        ),  # runs broken and resumed
+    ],
+    ids=["one-voxel", "negative", "huge-with-runs", "interleaved"],
+)
+def test_degenerate_runs_match_naive_reference(points):
+    for a, b in zip(voxelize(points, 0.05), naive_voxelize(points, 0.05), strict=True):
+        assert torch.equal(a, b)

@@ -28,33 +28,14 @@ def test_matches_naive_reference_all_pairs():
     gen = torch.Generator().manual_seed(0)
     points = torch.randn(37, 8, generator=gen, dtype=torch.float64)
     pixels = points + 0.5 * torch.randn(37, 8, generator=gen, dtype=torch.float64)
-    loss = PointInfoNCE(num_pairs=4096, tau=0.3)(points, pixels)
+    loss = PointInfoNCE(tau=0.3)(points, pixels)
     torch.testing.assert_close(loss, naive_nce(points, pixels, 0.3), rtol=1e-9, atol=1e-9)
-
-
-def test_matches_naive_reference_with_sampling():
-    points = torch.randn(50, 6, dtype=torch.float64)
-    pixels = torch.randn(50, 6, dtype=torch.float64)
-    loss = PointInfoNCE(num_pairs=16, tau=0.5)(points, pixels, generator=torch.Generator().manual_seed(3))
-    idx = torch.randperm(50, generator=torch.Generator().manual_seed(3))[:16]
-    assert idx.unique().numel() == 16  # without replacement
-    torch.testing.assert_close(loss, naive_nce(points[idx], pixels[idx], 0.5), rtol=1e-9, atol=1e-9)
-
-
-def test_sampling_deterministic_given_generator():
-    points, pixels = torch.randn(300, 4), torch.randn(300, 4)
-    loss_fn = PointInfoNCE(num_pairs=32, tau=0.1)
-    a = loss_fn(points, pixels, generator=torch.Generator().manual_seed(7))
-    b = loss_fn(points, pixels, generator=torch.Generator().manual_seed(7))
-    c = loss_fn(points, pixels, generator=torch.Generator().manual_seed(8))
-    assert a.item() == b.item()
-    assert a.item() != c.item()
 
 
 @pytest.mark.parametrize("n,tau", [(4, 0.04), (16, 0.07), (32, 1.0)])
 def test_identical_orthogonal_embeddings_analytic(n, tau):
     emb = torch.eye(n, dtype=torch.float64) * 3.0  # scale must not matter: cosine similarity
-    loss = PointInfoNCE(num_pairs=n, tau=tau)(emb, emb.clone())
+    loss = PointInfoNCE(tau=tau)(emb, emb.clone())
     expected = math.log(1 + (n - 1) * math.exp(-1 / tau))
     assert loss.item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
@@ -62,13 +43,13 @@ def test_identical_orthogonal_embeddings_analytic(n, tau):
 def test_equal_embeddings_give_log_n():
     n = 64
     emb = torch.ones(n, 5)
-    loss = PointInfoNCE(num_pairs=4096, tau=0.04)(emb, emb)
+    loss = PointInfoNCE(tau=0.04)(emb, emb)
     assert loss.item() == pytest.approx(math.log(n), rel=1e-5)
 
 
 def test_random_embeddings_near_log_n_at_high_temperature():
     n = 512
-    loss = PointInfoNCE(num_pairs=n, tau=10.0)(torch.randn(n, 32), torch.randn(n, 32))
+    loss = PointInfoNCE(tau=10.0)(torch.randn(n, 32), torch.randn(n, 32))
     assert loss.item() == pytest.approx(math.log(n), rel=1e-2)
 
 
@@ -78,7 +59,7 @@ def test_gradients_finite_including_zero_vectors():
     pixels[3] = 0.0
     with torch.no_grad():
         points[5] = 0.0
-    loss = PointInfoNCE(num_pairs=20, tau=0.04)(points, pixels.requires_grad_())
+    loss = PointInfoNCE(tau=0.04)(points, pixels.requires_grad_())
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(points.grad).all() and torch.isfinite(pixels.grad).all()
@@ -88,7 +69,7 @@ def test_gradients_finite_including_zero_vectors():
 def test_gradcheck_double():
     points = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     pixels = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
-    loss_fn = PointInfoNCE(num_pairs=6, tau=0.2)
+    loss_fn = PointInfoNCE(tau=0.2)
     assert torch.autograd.gradcheck(lambda a, b: loss_fn(a, b), (points, pixels))
 
 
@@ -96,8 +77,8 @@ def test_gradcheck_double():
 def test_fewer_than_two_pairs_give_zero_with_grad(count):
     points = torch.randn(count, 4, requires_grad=True)
     pixels = torch.randn(count, 4, requires_grad=True)
-    for sampling in ("batch", "frame"):
-        loss = PointInfoNCE(sampling=sampling)(points, pixels, group=torch.zeros(count, dtype=torch.long))
+    for group in (None, torch.zeros(count, dtype=torch.long)):
+        loss = PointInfoNCE()(points, pixels, group=group)
         assert loss.item() == 0.0
         assert loss.grad_fn is not None
         loss.backward()
@@ -110,8 +91,8 @@ def test_per_frame_vs_per_batch_semantics():
     emb = torch.eye(n, dtype=torch.float64)
     points = torch.cat([emb, emb])
     group = torch.tensor([0] * n + [1] * n)
-    per_frame = PointInfoNCE(num_pairs=4096, tau=tau, sampling="frame")(points, points.clone(), group)
-    per_batch = PointInfoNCE(num_pairs=4096, tau=tau, sampling="batch")(points, points.clone(), group)
+    per_frame = PointInfoNCE(tau=tau)(points, points.clone(), group)
+    per_batch = PointInfoNCE(tau=tau)(points, points.clone())
     e = math.exp(-1 / tau)
     assert per_frame.item() == pytest.approx(math.log(1 + (n - 1) * e), rel=1e-9)
     assert per_batch.item() == pytest.approx(math.log(2 + (2 * n - 2) * e), rel=1e-9)
@@ -122,34 +103,18 @@ def test_per_frame_is_mean_over_frames_and_skips_single_pair_frames():
     points = torch.randn(13, 4, generator=gen, dtype=torch.float64)
     pixels = torch.randn(13, 4, generator=gen, dtype=torch.float64)
     group = torch.tensor([2] * 5 + [0] * 7 + [9])  # frame 9 has one pair: no negatives, left out
-    loss = PointInfoNCE(num_pairs=100, tau=0.5, sampling="frame")(points, pixels, group)
+    loss = PointInfoNCE(tau=0.5)(points, pixels, group)
     expected = (naive_nce(points[:5], pixels[:5], 0.5) + naive_nce(points[5:12], pixels[5:12], 0.5)) / 2
-    torch.testing.assert_close(loss, expected, rtol=1e-9, atol=1e-9)
-
-
-def test_per_frame_samples_num_pairs_per_frame():
-    points = torch.randn(40, 4, dtype=torch.float64)
-    pixels = torch.randn(40, 4, dtype=torch.float64)
-    group = torch.tensor([0] * 20 + [1] * 20)
-    gen = torch.Generator().manual_seed(5)
-    loss = PointInfoNCE(num_pairs=6, tau=0.5, sampling="frame")(points, pixels, group, generator=gen)
-    ref_gen = torch.Generator().manual_seed(5)
-    i0 = torch.randperm(20, generator=ref_gen)[:6]
-    i1 = torch.randperm(20, generator=ref_gen)[:6] + 20
-    expected = (naive_nce(points[i0], pixels[i0], 0.5) + naive_nce(points[i1], pixels[i1], 0.5)) / 2
     torch.testing.assert_close(loss, expected, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"num_pairs": 1},
-        {"num_pairs": 2.5},
         {"tau": 0.0},
         {"tau": -1.0},
         {"tau": float("nan")},
-        {"sampling": "scene"},
-        {"sampling": "frame", "gather_distributed": True},
+        {"tau": True},
     ],
 )
 def test_bad_arguments_raise(kwargs):
@@ -162,7 +127,11 @@ def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="same shape"):
         loss_fn(torch.randn(4, 3), torch.randn(4, 2))
     with pytest.raises(ValueError, match="group"):
-        PointInfoNCE(sampling="frame")(torch.randn(4, 3), torch.randn(4, 3))
+        loss_fn(torch.randn(4, 3), torch.randn(4, 3), group=torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="without group"):
+        PointInfoNCE(gather_distributed=True)(
+            torch.randn(4, 3), torch.randn(4, 3), torch.zeros(4, dtype=torch.long)
+        )
 
 
 def _free_port() -> int:
@@ -181,7 +150,7 @@ def _gather_worker(rank: int, world: int, port: int, queue) -> None:
         all_points = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64)
         all_pixels = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64)
         pixels = all_pixels[rank].clone().requires_grad_()
-        loss = PointInfoNCE(num_pairs=100, tau=0.5, gather_distributed=True)(all_points[rank], pixels)
+        loss = PointInfoNCE(tau=0.5, gather_distributed=True)(all_points[rank], pixels)
         loss.backward()
         # Reference: this rank's points against everyone's pixels, own pixel as target.
         ref_pixels = all_pixels.reshape(10, 4).clone().requires_grad_()

@@ -94,7 +94,7 @@ def test_cli_export_and_print_config(run_dir, tmp_path, capsys):
 
 
 def test_finetune_reads_the_export(run_dir, tmp_path):
-    finetune = pytest.importorskip("ppkt.eval.finetune")
+    from ppkt.eval import finetune
     from ppkt.config import apply_overrides
     from ppkt.eval.presets import get_preset as get_finetune_preset
 
@@ -116,7 +116,6 @@ def test_finetune_reads_the_export(run_dir, tmp_path):
 
 
 def test_demo_presets_of_pretraining_and_finetuning_agree():
-    pytest.importorskip("ppkt.eval.presets")
     from ppkt.eval.presets import get_preset as get_finetune_preset
 
     pre, fine = get_preset("demo"), get_finetune_preset("demo-finetune")

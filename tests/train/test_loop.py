@@ -113,7 +113,7 @@ def test_only_3d_side_and_projections_learn(frames):
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train()
     emb = model(batch)
-    loss = PointInfoNCE(64, 0.07)(emb.points, emb.pixels)
+    loss = PointInfoNCE(0.07)(emb.points, emb.pixels)
     loss.backward()
     assert all(p.grad is None for p in model.teacher.parameters())
     assert model.upl.proj.weight.grad is not None and model.head.linear.weight.grad is not None

@@ -1,4 +1,4 @@
-"""``ppkt cache-teacher DATA_ROOT``: precompute frozen 2D teacher features of ScanNet-layout frames."""
+"""``ppkt cache-teacher DATA_ROOT``: precompute frozen 2D teacher features of RGB-D frames (any format)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
-    parser.add_argument("data_root", type=Path, help="dataset root in the ScanNet export layout")
+    parser.add_argument("data_root", type=Path, help="dataset root of an RGB-D format (docs/datasets.md)")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        help="RGB-D format: scannet, scannet-sens, 7scenes, tum, rgbd-folder (default: detect); "
+        "the run's data.kind",
+    )
     parser.add_argument(
         "--teacher", default="efficientnet_lite0", help="teacher name (ppkt.teachers.TEACHERS)"
     )
@@ -18,9 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image-size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"), help="teacher input size"
     )
-    parser.add_argument("--frame-skip", type=int, default=25, help="every k-th frame (the paper: 25)")
     parser.add_argument(
-        "--split", default=None, choices=["train", "val"], help="scenes of scannetv2_<split>.txt"
+        "--frame-skip",
+        type=int,
+        default=25,
+        help="every k-th frame (the paper: 25); use the run's data.frame_skip",
+    )
+    parser.add_argument(
+        "--split", default=None, choices=["train", "val"], help="ScanNet: scenes of scannetv2_<split>.txt"
     )
     parser.add_argument(
         "--out",
@@ -43,14 +54,21 @@ def _single(frame):  # DataLoader collate for batch_size=None: keep the RGBDFram
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ppkt.data.registry import FrameRequest, detect, get_spec, open_frames
     from ppkt.data.report import FrameError
-    from ppkt.data.scannet import ScanNetFrames
     from ppkt.teachers import StaleCacheError, TeacherFeatureCache, build_teacher, cache_teacher_features
 
     image_hw = (int(args.image_size[0]), int(args.image_size[1]))
     try:
         teacher = build_teacher(args.teacher, weights=args.weights, stage=args.stage).to(args.device)
-        frames = ScanNetFrames(args.data_root, split=args.split, frame_skip=args.frame_skip)
+        kind, root = args.format, args.data_root
+        if kind == "auto":
+            detection = detect(root)
+            kind, root = detection.format, detection.root
+            print(f"format: {kind}" + (f" ({detection.note})" if detection.note else ""))
+        if get_spec(kind).modality != "rgbd" or get_spec(kind).open_frames is None:
+            raise ValueError(f"{root}: the teacher cache holds RGB-D frames, not {kind} data")
+        frames = open_frames(kind, FrameRequest(root, split=args.split, frame_skip=args.frame_skip))
         out = (
             args.out
             or args.data_root

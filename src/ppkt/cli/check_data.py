@@ -7,10 +7,16 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ppkt.data.check import SCANNERS
+    from ppkt.data.registry import DATASETS
 
     parser.add_argument("path", help="dataset root, a scene / sequence folder, or a .sens file")
-    parser.add_argument("--format", default="auto", choices=["auto", *SCANNERS], help="dataset format")
+    checkable = [name for name, spec in DATASETS.items() if spec.detect is not None]
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", *checkable],
+        help="dataset format (default: detected, also one folder above or below PATH)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad frame with its error")
     parser.add_argument(

@@ -163,40 +163,19 @@ def _segmentation(args: argparse.Namespace) -> int:
 
 
 def _open_dataset(path: Path, fmt: str):
-    """The reader of a dataset format, opened on ``path`` with every frame kept."""
-    from ppkt.data.check import detect_format
+    """The frames of a dataset format from the registry, opened on ``path`` with every frame kept."""
+    from ppkt.data.registry import FrameRequest, detect, get_spec, open_frames
 
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt == "scannet":
-        from ppkt.data.scannet import ScanNetFrames
-
-        return ScanNetFrames(path, frame_skip=1)
-    if fmt == "7scenes":
-        from ppkt.data.rgbd_sequences import SevenScenesFrames
-
-        return SevenScenesFrames(path)
-    if fmt == "tum":
-        from ppkt.data.rgbd_sequences import TumFrames
-
-        return TumFrames(path)
-    if fmt == "nuscenes":
-        from ppkt.data.nuscenes import NuScenesSamples
-
-        versions = sorted(p.name for p in path.glob("v1.0-*") if p.is_dir())
-        return NuScenesSamples(path, version=versions[0] if versions else "v1.0-mini")
-    if fmt == "kitti":
-        from ppkt.data.kitti import KittiObjectSamples
-
-        return KittiObjectSamples(path)
-    if fmt == "kitti-raw":
-        from ppkt.data.kitti import KittiRawSamples
-
-        return KittiRawSamples(path)
-    if fmt == "semantickitti":
-        from ppkt.data.semantickitti import SemanticKittiSamples
-
-        return SemanticKittiSamples(path, with_labels=False, with_images=True)
-    raise SystemExit(f"ppkt viz overlay: format {fmt!r} has no overlay (RGB-D and lidar+camera formats do)")
+    if fmt == "auto":
+        detection = detect(path)
+        fmt, path = detection.format, detection.root
+        if detection.note:
+            print(detection.note)
+    if get_spec(fmt).open_frames is None:
+        raise SystemExit(
+            f"ppkt viz overlay: format {fmt!r} has no frames (RGB-D and lidar+camera formats do)"
+        )
+    return open_frames(fmt, FrameRequest(path, split=None, frame_skip=1))
 
 
 def _overlay(args: argparse.Namespace) -> int:
@@ -214,7 +193,13 @@ def _overlay(args: argparse.Namespace) -> int:
         raise SystemExit(f"--index {args.index} out of range: the dataset has {len(dataset)} frames")
     item = dataset[args.index]
     if isinstance(item, RGBDFrame):
-        pairs = rgbd_pairs(torch.from_numpy(item.depth), item.K_depth, item.K_color, item.color_hw)
+        pairs = rgbd_pairs(
+            torch.from_numpy(item.depth),
+            item.K_depth,
+            item.K_color,
+            item.color_hw,
+            color_from_depth=item.color_from_depth,  # unregistered cameras (7-Scenes, rgbd-folder)
+        )
         every = args.every if args.every > 0 else max(len(pairs) // 4000, 1)
         keep = slice(None, None, every)
         picture = correspondence_overlay(item.color, pairs.uv[keep].numpy(), pairs.points[keep, 2].numpy())

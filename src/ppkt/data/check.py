@@ -1,10 +1,8 @@
 """Check a dataset before a long run: index it, decode every frame, report what is usable.
 
-``scan_dataset(path)`` picks the format (or takes ``format=``), runs that format's scanner from
-the flat ``SCANNERS`` registry and returns a :class:`~ppkt.data.report.DataReport`. A scanner is
-``scanner(path, strict, **options) -> DataReport``; options it may accept are ``frame_skip`` and
-``workers``, and ``scan_dataset`` passes only those that are set. To add a format, add its
-scanner to ``SCANNERS`` and a detector (``path -> bool``) to ``DETECTORS``.
+``scan_dataset(path)`` picks the format (or takes ``format=``) from the registry of formats
+(``ppkt.data.registry``), checks it and returns a :class:`~ppkt.data.report.DataReport`. A new
+format needs nothing here: its registry entry says how to open (or scan) it.
 
 Bad input never ends a scan: every problem becomes a counted skip with the file named, except in
 strict mode, where the first one is raised with the same message.
@@ -12,11 +10,9 @@ strict mode, where the first one is raised with the same message.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from ppkt.data.lidar_common import LIDAR_DETECTORS, LIDAR_SCANNERS
 from ppkt.data.report import EMPTY_DEPTH, SIZE_MISMATCH, UNREADABLE, DataReport, FrameError
 from ppkt.data.types import RGBDFrame
 
@@ -106,91 +102,11 @@ def check_frames(
     return report
 
 
-def _scan_scannet(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0) -> DataReport:
-    from ppkt.data.scannet import PAPER_FRAME_SKIP, ScanNetFrames
-
-    frames = ScanNetFrames(path, frame_skip=frame_skip or PAPER_FRAME_SKIP, strict=strict, progress=True)
-    return check_frames(frames, strict, workers, "scannet")
-
-
-def _scan_scannet_sens(
-    path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0
-) -> DataReport:
-    from ppkt.data.scannet import PAPER_FRAME_SKIP
-    from ppkt.data.sens import SensScenes
-
-    frames = SensScenes(path, frame_skip=frame_skip or PAPER_FRAME_SKIP, strict=strict)
-    if not frames.files and not frames.report.frames_found:
-        frames.report.notes.append("no .sens files found")
-    return check_frames(frames, strict, workers, "scannet-sens")
-
-
-def _scan_7scenes(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0) -> DataReport:
-    from ppkt.data.rgbd_sequences import SevenScenesFrames
-
-    return check_frames(
-        SevenScenesFrames(path, frame_skip=frame_skip or 1, strict=strict), strict, workers, "7scenes"
-    )
-
-
-def _scan_tum(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0) -> DataReport:
-    from ppkt.data.rgbd_sequences import TumFrames
-
-    return check_frames(TumFrames(path, frame_skip=frame_skip or 1, strict=strict), strict, workers, "tum")
-
-
-SCANNERS: dict[str, Callable[..., DataReport]] = {
-    "scannet": _scan_scannet,
-    "scannet-sens": _scan_scannet_sens,
-    "7scenes": _scan_7scenes,
-    "tum": _scan_tum,
-    **LIDAR_SCANNERS,
-}
-
-
-def _is_scannet(path: Path) -> bool:
-    if (path / "color").is_dir():
-        return True
-    return path.is_dir() and any((child / "color").is_dir() for child in path.iterdir() if child.is_dir())
-
-
-def _is_sens(path: Path) -> bool:
-    if path.is_file():
-        return path.suffix == ".sens"
-    return path.is_dir() and (any(path.glob("*.sens")) or any(path.glob("*/*.sens")))
-
-
-def _is_7scenes(path: Path) -> bool:
-    patterns = ("frame-*.pose.txt", "*/frame-*.pose.txt", "*/*/frame-*.pose.txt")
-    return path.is_dir() and any(any(path.glob(pattern)) for pattern in patterns)
-
-
-def _is_tum(path: Path) -> bool:
-    from ppkt.data.rgbd_sequences import find_tum_sequences
-
-    return path.is_dir() and bool(find_tum_sequences(path))
-
-
-DETECTORS: dict[str, Callable[[Path], bool]] = {
-    "scannet": _is_scannet,
-    "scannet-sens": _is_sens,
-    "7scenes": _is_7scenes,
-    "tum": _is_tum,
-    **LIDAR_DETECTORS,
-}
-"""Format detectors, tried in order; the first that says yes picks the format."""
-
-
 def detect_format(path: str | Path) -> str:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found")
-    for name, detector in DETECTORS.items():
-        if detector(path):
-            return name
-    raise ValueError(
-        f"{path}: cannot tell the dataset format (known: {', '.join(SCANNERS)}); pass it with --format"
-    )
+    """The name of the format at ``path`` (``ppkt.data.registry.detect`` also says which folder)."""
+    from ppkt.data.registry import detect
+
+    return detect(path).format
 
 
 def scan_dataset(
@@ -203,22 +119,47 @@ def scan_dataset(
 ) -> DataReport:
     """Index and decode a dataset; return what is usable and why the rest is not.
 
+    The format comes from the registry (``ppkt.data.registry``): its ``scan`` when it has one
+    (the lidar formats), else every frame of its ``open_frames`` decoded by :func:`check_frames`
+    (the RGB-D formats). Labelled point-cloud formats (S3DIS) check every room's files.
+
     Args:
-        path: dataset root (or a single scene / sequence / .sens file).
-        format: a key of ``SCANNERS`` or ``"auto"``.
+        path: dataset root (or a single scene / sequence / .sens file); with ``format="auto"`` the
+            root may also be one level above or below (the report's notes say which was read).
+        format: a registered format name or ``"auto"``.
         strict: raise the first problem (a :class:`FrameError` naming the file) instead of counting it.
         frame_skip: check every k-th frame; default: what the reader uses for pretraining
-            (ScanNet 25 as in the paper, 1 for 7-Scenes and TUM).
+            (ScanNet 25 as in the paper, 1 for the others).
         workers: decoding processes (torch DataLoader workers); 0 decodes in this process.
     """
+    from ppkt.data.gravity import alignment_note
+    from ppkt.data.registry import FrameRequest, detect, frame_poses, get_spec
+
     path = Path(path)
+    note = None
     if format == "auto":
-        format = detect_format(path)
-    if format not in SCANNERS:
-        raise ValueError(f"unknown dataset format {format!r}; known: {', '.join(SCANNERS)}")
+        detection = detect(path)
+        format, path, note = detection.format, detection.root, detection.note
+    spec = get_spec(format)
     options: dict[str, int] = {}
     if frame_skip is not None:
         options["frame_skip"] = frame_skip
     if workers:
         options["workers"] = workers
-    return SCANNERS[format](path, strict, **options)
+    if spec.scan is not None:
+        report = spec.scan(path, strict, **options)
+    elif spec.open_frames is not None:
+        # up_axis "z": report the poses as the dataset has them.
+        request = FrameRequest(
+            path, frame_skip=frame_skip or spec.default_frame_skip, up_axis="z", strict=strict
+        )
+        frames = spec.open_frames(request)
+        report = check_frames(frames, strict, workers, format)
+        gravity = alignment_note(frame_poses(frames))
+        if gravity is not None:
+            report.notes.append(gravity)
+    else:
+        raise ValueError(f"format {format} cannot be checked (it has neither frames nor a scan)")
+    if note is not None:
+        report.notes.insert(0, note)
+    return report

@@ -26,6 +26,10 @@ from ppkt.data.report import (
 )
 from ppkt.data.types import RGBDFrame
 
+INVALID_DEPTH = (0, 65535)
+"""Raw depth values that mean "no measurement", the same in every RGB-D reader: 0 (ScanNet, TUM,
+Kinect/RealSense exports) and 65535 (7-Scenes, saturated 16-bit sensors)."""
+
 POSE_TOLERANCE = 1e-3
 """Largest allowed deviation of R^T R from the identity in a camera pose (poses are text, 6 decimals)."""
 
@@ -68,10 +72,12 @@ def decode_color_bytes(data: bytes, source: str) -> np.ndarray:
         raise FrameError(source, UNDECODABLE, str(err)) from err
 
 
-def read_depth_png(path: str | Path, depth_scale: float, invalid_values: Sequence[int] = (0,)) -> np.ndarray:
+def read_depth_png(
+    path: str | Path, depth_scale: float, invalid_values: Sequence[int] = INVALID_DEPTH
+) -> np.ndarray:
     """Decode a 16-bit depth PNG to ``(h, w)`` float32 metres (``value / depth_scale``).
 
-    Pixels equal to one of ``invalid_values`` (0; 7-Scenes also uses 65535) become 0 (invalid).
+    Pixels equal to one of ``invalid_values`` (:data:`INVALID_DEPTH`) become 0 (invalid).
     """
     try:
         with Image.open(path) as image:
@@ -86,7 +92,9 @@ def read_depth_png(path: str | Path, depth_scale: float, invalid_values: Sequenc
     return depth_to_metres(raw, depth_scale, invalid_values)
 
 
-def depth_to_metres(raw: np.ndarray, depth_scale: float, invalid_values: Sequence[int] = (0,)) -> np.ndarray:
+def depth_to_metres(
+    raw: np.ndarray, depth_scale: float, invalid_values: Sequence[int] = INVALID_DEPTH
+) -> np.ndarray:
     depth = raw.astype(np.float32) / np.float32(depth_scale)
     for value in invalid_values:
         if value != 0:
@@ -202,7 +210,7 @@ class FrameRecord:
     K_depth: np.ndarray
     world_from_camera: np.ndarray | None
     depth_scale: float
-    invalid_depth: tuple[int, ...] = (0,)
+    invalid_depth: tuple[int, ...] = INVALID_DEPTH
     color_from_depth: np.ndarray = field(default_factory=lambda: np.eye(4))
     color_downscale: int = 1
 

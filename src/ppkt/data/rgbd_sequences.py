@@ -181,7 +181,6 @@ class SevenScenesFrames(FileRGBDFrames):
                     K_depth=K,
                     world_from_camera=pose,
                     depth_scale=depth_scale,
-                    invalid_depth=(0, 65535),
                 )
             )
 

@@ -28,7 +28,8 @@ import numpy as np
 from ppkt.data.images import FileRGBDFrames, FrameRecord, read_intrinsics_txt, read_pose_txt
 from ppkt.data.ply import read_ply_vertices
 from ppkt.data.report import BAD_INTRINSICS, MISSING_FILE, UNREADABLE, DataReport, FrameError
-from ppkt.data.scannet_classes import SCANNET20_CLASS_NAMES, nyu40_to_scannet20
+from ppkt.data.scannet_classes import NYU40_LABEL_SETS, read_label_tsv
+from ppkt.data.scannet_classes import label_set as scannet_label_set
 from ppkt.data.types import LabeledScene
 
 PAPER_FRAME_SKIP = 25
@@ -235,34 +236,39 @@ class ScanNetFrames(FileRGBDFrames):
             )
 
 
-def read_scannet_scene(scene_dir: str | Path) -> LabeledScene:
-    """Read a labelled ScanNet scene: ``<scene>_vh_clean_2.ply`` + ``<scene>_vh_clean_2.labels.ply``.
+def read_scannet_scene(
+    scene_dir: str | Path, label_set: str = "scannet20", raw_category_ids: dict[str, int] | None = None
+) -> LabeledScene:
+    """Read a labelled ScanNet scene: the vertices of ``<scene>_vh_clean_2.ply`` and their labels.
 
-    The NYU40 ids of the labels file are mapped to the 20 benchmark classes; every other id
-    (0 = unannotated, ceiling, ...) becomes IGNORE_LABEL.
+    ``scannet20`` / ``nyu40``: the NYU40 ids of ``<scene>_vh_clean_2.labels.ply``, mapped to the 20
+    benchmark classes (every other id, 0 = unannotated, ceiling, ... -> IGNORE_LABEL) or to all 40.
+    ``scannet200``: each object of ``<scene>.aggregation.json`` labels the vertices of its segments
+    (``<scene>_vh_clean_2.0.010000.segs.json``) with its raw category's tsv id
+    (``raw_category_ids``, from :func:`ppkt.data.scannet_classes.read_label_tsv`), kept when it is
+    one of the 200 classes; a raw category missing from the tsv leaves its vertices unlabelled.
     """
+    class_names, mapping = scannet_label_set(label_set)
     scene_dir = Path(scene_dir)
     scene_id = scene_dir.resolve().name
     mesh_path = scene_dir / f"{scene_id}_vh_clean_2.ply"
-    labels_path = scene_dir / f"{scene_id}_vh_clean_2.labels.ply"
-    for path in (mesh_path, labels_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found (a labelled ScanNet scene needs both PLY files)")
+    if not mesh_path.is_file():
+        raise FileNotFoundError(f"{mesh_path}: not found (the scene's mesh)")
     mesh = read_ply_vertices(mesh_path)
-    labels = read_ply_vertices(labels_path)
     missing = [name for name in ("x", "y", "z", "red", "green", "blue") if name not in mesh]
     if missing:
         raise ValueError(f"{mesh_path}: vertex properties {missing} missing")
-    if "label" not in labels:
-        raise ValueError(f"{labels_path}: no vertex property 'label' (NYU40 id)")
     points = np.stack([mesh["x"], mesh["y"], mesh["z"]], axis=1).astype(np.float32)
-    if len(labels["label"]) != len(points):
-        raise ValueError(
-            f"vertex count mismatch: {mesh_path} has {len(points)} vertices, "
-            f"{labels_path} has {len(labels['label'])}"
-        )
     if not np.all(np.isfinite(points)):
         raise ValueError(f"{mesh_path}: {int((~np.isfinite(points)).any(1).sum())} vertices are not finite")
+    if label_set in NYU40_LABEL_SETS:
+        raw = _nyu40_ids(scene_dir / f"{scene_id}_vh_clean_2.labels.ply", len(points), mesh_path)
+    else:
+        if raw_category_ids is None:
+            raise ValueError(
+                f"label set {label_set} needs the raw category ids of scannetv2-labels.combined.tsv"
+            )
+        raw = _tsv_ids(scene_dir, scene_id, len(points), raw_category_ids)
     colors = np.stack([mesh["red"], mesh["green"], mesh["blue"]], axis=1)
     if colors.dtype != np.uint8:
         # Some tools write float colours in [0, 1]; integer colours beyond 255 are clipped.
@@ -271,7 +277,83 @@ def read_scannet_scene(scene_dir: str | Path) -> LabeledScene:
     return LabeledScene(
         points=points,
         colors=colors,
-        labels=nyu40_to_scannet20(labels["label"]),
+        labels=mapping(raw),
         scene_id=scene_id,
-        class_names=SCANNET20_CLASS_NAMES,
+        class_names=class_names,
     )
+
+
+def _nyu40_ids(labels_path: Path, num_vertices: int, mesh_path: Path) -> np.ndarray:
+    if not labels_path.is_file():
+        raise FileNotFoundError(f"{labels_path}: not found (a labelled ScanNet scene needs both PLY files)")
+    labels = read_ply_vertices(labels_path)
+    if "label" not in labels:
+        raise ValueError(f"{labels_path}: no vertex property 'label' (NYU40 id)")
+    if len(labels["label"]) != num_vertices:
+        raise ValueError(
+            f"vertex count mismatch: {mesh_path} has {num_vertices} vertices, "
+            f"{labels_path} has {len(labels['label'])}"
+        )
+    return labels["label"]
+
+
+def _tsv_ids(
+    scene_dir: Path, scene_id: str, num_vertices: int, raw_category_ids: dict[str, int]
+) -> np.ndarray:
+    """Per-vertex tsv id of the raw category of the object each vertex belongs to (0 = none)."""
+    import json
+
+    segs_path = scene_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json"
+    aggregation_path = scene_dir / f"{scene_id}.aggregation.json"
+    try:
+        segments = np.asarray(json.loads(segs_path.read_text())["segIndices"], dtype=np.int64)
+        groups = json.loads(aggregation_path.read_text())["segGroups"]
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err.filename}: not found (ScanNet200 labels need it)") from err
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{scene_dir}: unreadable segments or aggregation file ({err!r})") from err
+    if len(segments) != num_vertices:
+        raise ValueError(
+            f"vertex count mismatch: {segs_path} has {len(segments)} entries, the mesh {num_vertices}"
+        )
+    ids = np.zeros(num_vertices, dtype=np.int64)
+    for group in groups:
+        tsv_id = raw_category_ids.get(group.get("label"), 0)
+        ids[np.isin(segments, np.asarray(group.get("segments", []), dtype=np.int64))] = tsv_id
+    return ids
+
+
+class ScanNetSceneSource:
+    """Labelled ScanNet v2 scenes (and the synthetic rooms, same layout): ``<root>/<scene>/*.ply``.
+
+    Split ``s`` lists its scenes in ``<scene_lists>/scannetv2_<s>.txt`` (default: in the root).
+    ``label_set`` picks the classes (``ppkt.data.scannet_classes.LABEL_SETS``); ``scannet200``
+    reads ``label_map`` (ScanNet's scannetv2-labels.combined.tsv, default: in the root).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        scene_lists: str | Path | None = None,
+        label_set: str = "scannet20",
+        label_map: str | Path | None = None,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: dataset root not found")
+        self.scene_lists = self.root if scene_lists is None else Path(scene_lists)
+        if not self.scene_lists.is_dir():
+            raise FileNotFoundError(f"{self.scene_lists}: scene-list folder not found")
+        self.label_set = label_set
+        self.class_names = scannet_label_set(label_set)[0]
+        self.raw_category_ids = None
+        if label_set not in NYU40_LABEL_SETS:
+            self.raw_category_ids = read_label_tsv(
+                self.root / "scannetv2-labels.combined.tsv" if label_map is None else label_map
+            )
+
+    def scene_ids(self, split: str) -> list[str]:
+        return scannet_split(self.scene_lists, split)
+
+    def read(self, scene_id: str) -> LabeledScene:
+        return read_scannet_scene(self.root / scene_id, self.label_set, self.raw_category_ids)

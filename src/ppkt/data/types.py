@@ -8,6 +8,7 @@ downstream of a reader ever branches on the dataset.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -114,3 +115,21 @@ class LidarCameraSample:
     labels: np.ndarray | None
     sample_id: str
     class_names: tuple[str, ...] = ()
+
+
+class SceneSource(Protocol):
+    """Where labelled scenes come from (fine-tuning, evaluation).
+
+    Attributes:
+        class_names: names of the classes, index = label id.
+    """
+
+    class_names: tuple[str, ...]
+
+    def scene_ids(self, split: str) -> list[str]:
+        """Scene ids of ``split`` ("train", "val", ...)."""
+        ...
+
+    def read(self, scene_id: str) -> LabeledScene:
+        """The scene with its full labels (ids in ``[0, len(class_names))`` or IGNORE_LABEL)."""
+        ...

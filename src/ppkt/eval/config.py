@@ -22,10 +22,11 @@ from ppkt.eval.data import SceneAugmentation
 class EvalDataConfig:
     """Which labelled scenes, and how they are voxelised."""
 
-    kind: Literal["scannet", "synthetic", "semantickitti", "nuscenes"] = option(
+    kind: Literal["scannet", "s3dis", "synthetic", "semantickitti", "nuscenes"] = option(
         "scannet",
-        "scannet: ScanNet v2 layout at data.root; synthetic: generated rooms (ppkt.data.synthetic); "
-        "semantickitti / nuscenes: one lidar sweep per scene (use input_features constant)",
+        "labelled format (ppkt.data.registry): scannet: ScanNet v2 layout at data.root; s3dis: "
+        "Stanford3dDataset_v1.2_Aligned_Version (splits: Area_5, comma-separated areas, all); synthetic: "
+        "generated rooms; semantickitti / nuscenes: one lidar sweep per scene (use input_features constant)",
     )
     root: Path | None = option(
         None, "dataset root (ScanNet layout); synthetic: cache folder (None = default)"
@@ -36,6 +37,14 @@ class EvalDataConfig:
         None,
         "scannet/synthetic: folder of the scannetv2_<split>.txt scene lists (None = the dataset root); "
         "for splits of your own without writing into the dataset",
+    )
+    label_set: Literal["scannet20", "nyu40", "scannet200"] = option(
+        "scannet20",
+        "scannet: the 20 benchmark classes or all 40 NYU40 classes (from .labels.ply), or ScanNet200 "
+        "(from the aggregation and segment files and data.label_map); set data.num_classes to match",
+    )
+    label_map: Path | None = option(
+        None, "label_set scannet200: ScanNet's scannetv2-labels.combined.tsv (None = <data.root>/ that file)"
     )
     voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(
@@ -92,12 +101,26 @@ class EvalAugmentConfig:
 class LabelsConfig:
     """The limited-label budget (ppkt.eval.splits)."""
 
-    kind: Literal["scenes", "points"] = option(
-        "scenes", "scenes: a fraction of training scenes; points: labelled points per scene"
+    kind: Literal["scenes", "points", "published"] = option(
+        "scenes",
+        "scenes: a fraction of training scenes; points: labelled points per scene (both drawn by ppkt); "
+        "published: the files of labels.scene_list / labels.point_indices, used unchanged",
     )
     budget: float = option(1.0, "scene fraction in (0, 1] (kind scenes) or points per scene (kind points)")
     seed: int = option(0, "seed of the split draw (also of training unless run.seed is set)")
-    splits_dir: Path | None = option(None, "folder of split JSON files (None = <data root>/splits)")
+    scene_list: Path | None = option(
+        None,
+        "kind published: a scene list, one scene a line (the data-efficient benchmark's lists of 1, 5, 10, "
+        "20 percent of the scenes)",
+    )
+    point_indices: Path | None = option(
+        None,
+        "kind published: scene -> labelled point indices (.json, .npz, or the benchmark's torch.save'd "
+        "points20/50/100/200 files); copied into the run folder",
+    )
+    splits_dir: Path | None = option(
+        None, "folder of split JSON files, reused when present (None = <run.out>/splits; never the dataset)"
+    )
 
 
 @dataclass(frozen=True)

@@ -26,59 +26,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from ppkt.data.color_augment import ColorAugmentation
-from ppkt.data.types import IGNORE_LABEL, LabeledScene
+from ppkt.data.scannet import ScanNetSceneSource  # noqa: F401 - part of this module's API
+from ppkt.data.types import IGNORE_LABEL, LabeledScene, SceneSource
 from ppkt.eval.splits import LabelSplit
 from ppkt.sparse import SparseBatch, SparseTensor, sparse_batch_from_points
 
-
 # --------------------------------------------------------------------------------------------- sources
-class SceneSource(Protocol):
-    """Where labelled scenes come from."""
-
-    class_names: tuple[str, ...]
-
-    def scene_ids(self, split: str) -> list[str]:
-        """Scene ids of ``split`` ("train", "val", ...)."""
-        ...
-
-    def read(self, scene_id: str) -> LabeledScene:
-        """The scene with its full labels (ids in ``[0, len(class_names))`` or IGNORE_LABEL)."""
-        ...
-
-
-class ScanNetSceneSource:
-    """ScanNet v2 (and the synthetic rooms, which use the same layout): ``<root>/<scene>/*.ply``.
-
-    Split ``s`` lists its scenes in ``<scene_lists>/scannetv2_<s>.txt`` (default: in the root).
-    """
-
-    def __init__(self, root: str | Path, scene_lists: str | Path | None = None):
-        from ppkt.data.scannet_classes import SCANNET20_CLASS_NAMES
-
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: dataset root not found")
-        self.scene_lists = self.root if scene_lists is None else Path(scene_lists)
-        if not self.scene_lists.is_dir():
-            raise FileNotFoundError(f"{self.scene_lists}: scene-list folder not found")
-        self.class_names = SCANNET20_CLASS_NAMES
-
-    def scene_ids(self, split: str) -> list[str]:
-        from ppkt.data.scannet import scannet_split
-
-        return scannet_split(self.scene_lists, split)
-
-    def read(self, scene_id: str) -> LabeledScene:
-        from ppkt.data.scannet import read_scannet_scene
-
-        return read_scannet_scene(self.root / scene_id)
+# SceneSource (what a labelled dataset offers) and ScanNetSceneSource live with the readers, where
+# the registry (ppkt.data.registry) opens the one of data.kind; imported above for callers.
 
 
 class InMemorySceneSource:

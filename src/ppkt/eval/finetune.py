@@ -63,7 +63,6 @@ from ppkt.engine import (
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig
 from ppkt.eval.data import (
     InMemorySceneSource,
-    ScanNetSceneSource,
     SceneSource,
     SegmentationBatch,
     SegmentationDataset,
@@ -77,7 +76,7 @@ from ppkt.eval.model import (
     load_pretrained_backbone,
     save_model_file,
 )
-from ppkt.eval.splits import LabelSplit, load_or_create_split
+from ppkt.eval.splits import LabelSplit, load_or_create_split, load_published_split
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
 LOG = "log.jsonl"
@@ -86,43 +85,40 @@ CONFIG = "config.yaml"
 
 # ------------------------------------------------------------------------------------------------ data
 def build_source(data: EvalDataConfig) -> SceneSource:
-    if data.scene_lists is not None and data.kind not in ("scannet", "synthetic"):
-        raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {data.kind}")
-    if data.kind == "scannet":
-        if data.root is None:
-            raise ValueError("data.root is required for data.kind scannet (the ScanNet export folder)")
-        return ScanNetSceneSource(data.root, scene_lists=data.scene_lists)
-    if data.kind == "synthetic":
-        from ppkt.data.synthetic import ensure_dataset
+    """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
+    from ppkt.data.registry import SceneRequest, SyntheticRooms, open_scenes
 
-        root = ensure_dataset(
-            scenes=data.synthetic_scenes,
-            frames_per_scene=data.synthetic_frames_per_scene,
-            seed=data.synthetic_seed,
-            image_hw=tuple(data.synthetic_image_hw),
-            cache_dir=data.root,
-        )
-        return ScanNetSceneSource(root, scene_lists=data.scene_lists)
-    if data.kind in ("semantickitti", "nuscenes"):
-        if data.root is None:
-            raise ValueError(f"data.root is required for data.kind {data.kind}")
-        if data.kind == "semantickitti":
-            from ppkt.data.semantickitti import SemanticKittiSceneSource
-
-            return SemanticKittiSceneSource(data.root)
-        from ppkt.data.nuscenes import NuScenesSceneSource
-
-        return NuScenesSceneSource(data.root, version=data.nuscenes_version)
-    raise ValueError(f"unknown data.kind {data.kind!r}")
-
-
-def data_root(data: EvalDataConfig, source: SceneSource) -> Path:
-    return Path(getattr(source, "root", data.root or "."))
+    synthetic = SyntheticRooms(
+        data.synthetic_scenes,
+        data.synthetic_frames_per_scene,
+        data.synthetic_seed,
+        tuple(data.synthetic_image_hw),
+    )
+    return open_scenes(
+        data.kind,
+        SceneRequest(
+            data.root,
+            scene_lists=data.scene_lists,
+            label_set=data.label_set,
+            label_map=data.label_map,
+            nuscenes_version=data.nuscenes_version,
+            synthetic=synthetic,
+        ),
+    )
 
 
 def make_label_split(cfg: FinetuneConfig, source: SceneSource) -> LabelSplit:
-    splits_dir = cfg.labels.splits_dir or data_root(cfg.data, source) / "splits"
+    # The run folder, never the dataset: datasets are often read-only or shared.
+    splits_dir = cfg.labels.splits_dir or Path(cfg.run.out) / "splits"
     pool = source.scene_ids(cfg.data.train_split)
+    if cfg.labels.kind == "published":
+        return load_published_split(
+            pool,
+            lambda sid: source.read(sid).labels,
+            scene_list=cfg.labels.scene_list,
+            point_indices=cfg.labels.point_indices,
+            copy_to=Path(cfg.run.out) / "splits",
+        )
     return load_or_create_split(
         splits_dir,
         cfg.labels.kind,

@@ -25,6 +25,7 @@ Reproducibility rules:
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import numpy as np
 from ppkt.data.types import IGNORE_LABEL, LabeledScene
 from ppkt.utils.io import atomic_write_json
 
-SplitKind = Literal["scenes", "points"]
+SplitKind = Literal["scenes", "points", "published"]
 SPLIT_FORMAT_VERSION = 1
 
 SCENE_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 1.0)
@@ -89,8 +90,13 @@ class LabelSplit:
     num_points: dict[str, int]
     point_indices: dict[str, np.ndarray] | None = field(default=None)
 
+    source_files: tuple[str, ...] = ()
+    """``published`` kind: the file names of the published lists it was read from."""
+
     @property
     def name(self) -> str:
+        if self.kind == PUBLISHED:
+            return f"published({', '.join(self.source_files)})"
         return f"{self.kind}-{format_budget(self.kind, self.budget)}-seed{self.seed}"
 
     def apply(self, scene: LabeledScene, *, source: str = "split") -> LabeledScene:
@@ -164,6 +170,156 @@ class LabelSplit:
             )
         except (KeyError, TypeError) as err:
             raise SplitMismatch(f"{source}: malformed split file ({err!r})") from err
+
+
+# ------------------------------------------------------------------------- published limited-label files
+PUBLISHED = "published"
+
+_SCENE_NAME = re.compile(r"scene\d{4}_\d{2}")
+
+
+def _scene_id(entry: str) -> str:
+    """``sceneXXXX_XX`` from a list entry (a bare name, ``scene0000_00.pth``, a path); else the stem."""
+    found = _SCENE_NAME.search(Path(entry).name)
+    return found.group(0) if found else Path(entry).stem
+
+
+def read_scene_list(path: str | Path) -> list[str]:
+    """A published scene list: one scene per line (bare name, ``<name>.pth`` or a path; '#' comments).
+
+    Raises:
+        SplitMismatch: missing, empty or repeated scenes (naming the file).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SplitMismatch(f"{path}: cannot read the scene list ({err})") from err
+    scenes = [_scene_id(line.strip()) for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not scenes:
+        raise SplitMismatch(f"{path}: the scene list is empty")
+    repeated = sorted({s for s in scenes if scenes.count(s) > 1})
+    if repeated:
+        raise SplitMismatch(f"{path}: scenes listed twice: {repeated[:5]}")
+    return scenes
+
+
+def _NUMPY_ARRAY_GLOBALS() -> list:  # noqa: N802 - a constant built on demand
+    """What unpickling numpy integer arrays needs, under the names numpy 1.x (``numpy.core``, the
+    benchmark's files) and 2.x (``numpy._core``) pickle them with; nothing that can run code."""
+    reconstruct = (
+        np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+    )
+    allowed: list = [np.ndarray, np.dtype, reconstruct, (reconstruct, "numpy.core.multiarray._reconstruct")]
+    for kind in (np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32, np.uint16, np.uint8):
+        allowed.append(type(np.dtype(kind)))
+    return allowed
+
+
+def read_point_indices(path: str | Path) -> dict[str, np.ndarray]:
+    """A published per-scene point-index file: scene -> int64 indices into the scene's points.
+
+    Formats: ``.json`` (``{"scene0000_00": [3, 17, ...], ...}``), ``.npz`` (one array per scene)
+    or a dict written by ``torch.save`` of tensors / numpy arrays / lists (the data-efficient benchmark's
+    ``points20`` ... ``points200`` files, loaded with ``weights_only=True``: no code runs).
+    Keys may be scene names or paths (``sceneXXXX_XX`` is taken from them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SplitMismatch(f"{path}: point-index file not found")
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(path.read_text())
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                raw = {key: data[key] for key in data.files}
+        else:
+            import torch
+
+            with torch.serialization.safe_globals(_NUMPY_ARRAY_GLOBALS()):
+                raw = torch.load(path, map_location="cpu", weights_only=True)
+    except SplitMismatch:
+        raise
+    except Exception as err:  # a file of another kind: say which formats work
+        first_line = (str(err).splitlines() or [""])[0]
+        raise SplitMismatch(
+            f"{path}: not a point-index file ({type(err).__name__}: {first_line}); "
+            "expected .json, .npz or a torch.save'd dict scene -> indices"
+        ) from err
+    if not isinstance(raw, dict) or not raw:
+        raise SplitMismatch(
+            f"{path}: expected a non-empty mapping scene -> point indices, got {type(raw).__name__}"
+        )
+    out = {}
+    for key, value in raw.items():
+        indices = np.asarray(value.numpy() if hasattr(value, "numpy") else value).reshape(-1)
+        if indices.size and not np.issubdtype(indices.dtype, np.integer):
+            raise SplitMismatch(f"{path}: scene {key!r}: point indices must be integers, got {indices.dtype}")
+        out[_scene_id(str(key))] = np.unique(indices.astype(np.int64))
+    return out
+
+
+def load_published_split(
+    pool: Sequence[str],
+    read_labels: Callable[[str], np.ndarray],
+    *,
+    scene_list: str | Path | None,
+    point_indices: str | Path | None,
+    copy_to: str | Path,
+) -> LabelSplit:
+    """A split from published files, used unchanged; both files are copied into ``copy_to``.
+
+    ``scene_list`` (optional) names the training scenes (all of ``pool`` without it);
+    ``point_indices`` (optional) keeps, in every training scene, only the labels of its listed
+    points (a listed point without a label in the data stays unlabelled). Every listed scene must
+    be in ``pool`` and, with ``point_indices``, have indices inside the scene.
+    """
+    import shutil
+
+    if scene_list is None and point_indices is None:
+        raise ValueError("labels.kind published needs labels.scene_list and/or labels.point_indices")
+    pool_sorted = tuple(sorted(pool))
+    scenes = read_scene_list(scene_list) if scene_list is not None else list(pool_sorted)
+    outside = sorted(set(scenes) - set(pool_sorted))
+    if outside:
+        raise SplitMismatch(
+            f"{scene_list}: {len(outside)} scenes are not training scenes of the data: {outside[:5]}"
+        )
+    indices = read_point_indices(point_indices) if point_indices is not None else None
+    num_points: dict[str, int] = {}
+    kept: dict[str, np.ndarray] | None = {} if indices is not None else None
+    for sid in sorted(scenes):
+        labels = np.asarray(read_labels(sid))
+        num_points[sid] = int(len(labels))
+        if indices is None:
+            continue
+        if sid not in indices:
+            raise SplitMismatch(f"{point_indices}: no point indices for training scene {sid!r}")
+        listed = indices[sid]
+        if listed.size and (listed[0] < 0 or listed[-1] >= len(labels)):
+            wrong = int(listed[0] if listed[0] < 0 else listed[-1])
+            raise SplitMismatch(
+                f"{point_indices}: scene {sid!r} lists point {wrong} but has {len(labels)} points "
+                "(indices are into the scene's points, for ScanNet the _vh_clean_2.ply vertices)"
+            )
+        kept[sid] = listed[labels[listed] != IGNORE_LABEL]
+    copy_to = Path(copy_to)
+    copy_to.mkdir(parents=True, exist_ok=True)
+    names = []
+    for source in (scene_list, point_indices):
+        if source is not None:
+            shutil.copyfile(source, copy_to / Path(source).name)
+            names.append(Path(source).name)
+    return LabelSplit(
+        kind=PUBLISHED,
+        budget=0.0,
+        seed=0,
+        pool=pool_sorted,
+        scenes=tuple(sorted(scenes)),
+        num_points=num_points,
+        point_indices=kept,
+        source_files=tuple(names),
+    )
 
 
 def _scene_rng(seed: int, scene_id: str) -> np.random.Generator:

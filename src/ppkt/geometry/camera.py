@@ -13,11 +13,32 @@ be given as numpy arrays), and is differentiable in the point coordinates and de
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 _DEFAULT_DTYPE = torch.float32
+
+
+class PinholeCamera(Protocol):
+    """What geometry needs of a calibrated camera looking at a point cloud.
+
+    Attributes:
+        K: ``(3, 3)`` intrinsics (numpy array or tensor) of the camera's image.
+        camera_from_lidar: ``(4, 4)`` transform from the points' frame to the camera frame.
+        hw: ``(H, W)`` size of the camera's image.
+
+    A structural type, so that geometry never imports the readers: any object with these
+    attributes (``ppkt.data.CameraImage`` among them) is a camera here.
+    """
+
+    K: object
+    camera_from_lidar: object
+
+    @property
+    def hw(self) -> tuple[int, int]: ...
+
 
 MIN_PROJECTION_DEPTH = 1e-6
 """Metres: points closer than this to the camera plane count as on it (never projected), so that

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ppkt.data.types import CameraImage
 from ppkt.geometry.camera import (
+    PinholeCamera,
     _check_hw,
     _intrinsics,
     as_float_tensor,
@@ -233,7 +233,7 @@ def _registered_rgbd_pairs(
 
 def lidar_camera_pairs(
     points,
-    cameras: Sequence[CameraImage],
+    cameras: Sequence[PinholeCamera],
     *,
     min_depth: float = 1.0,
     occlusion: bool = True,
@@ -250,8 +250,8 @@ def lidar_camera_pairs(
 
     Args:
         points: ``(N, 3)`` lidar-frame points (tensor or numpy array).
-        cameras: the sample's :class:`~ppkt.data.types.CameraImage` list (numpy ``K``,
-            ``camera_from_lidar``, ``image``).
+        cameras: :class:`~ppkt.geometry.camera.PinholeCamera` objects (``K``, ``camera_from_lidar``,
+            ``hw``), e.g. a lidar sample's ``CameraImage`` list.
 
     Returns:
         :class:`Pairs` over all ``N`` points (points without a pair stay in ``points``), pairs

@@ -6,36 +6,29 @@ embeddings ``g_i``, the loss is
     L = -1/N * sum_i log( exp(f_i . g_i / tau) / sum_j exp(f_i . g_j / tau) )
 
 i.e. a cross-entropy over the ``N x N`` similarity matrix with each point's own pixel as the
-target (the point -> pixel direction, as in the paper and in SLidR). The other sampled pixels
-are the negatives; there is no memory bank.
+target (the point -> pixel direction, as in the paper and in SLidR). The other pixels given are
+the negatives; there is no memory bank.
+
+The loss is the formula only: it is a function of the two embeddings it is given (plus, for
+per-frame losses, the frame of each row). Which pairs it sees is chosen beforehand by
+``ppkt.train.pair_sampling.sample_pairs``, so only those pairs are ever embedded.
 
 Degenerate inputs: with fewer than 2 pairs there are no negatives, and the loss is defined as
 a zero that still carries a ``grad_fn`` (so ``loss.backward()`` works and gives zero
-gradients); in per-frame mode such frames are left out of the average.
+gradients); with ``group`` such frames are left out of the average.
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-Sampling = Literal["batch", "frame"]
-
 
 def _zero_loss(*tensors: torch.Tensor) -> torch.Tensor:
     # A zero that is connected to the inputs, so that backward() still runs on every rank (DDP needs it).
     return sum(t.sum() * 0.0 for t in tensors)
-
-
-def _sample_indices(count: int, num_pairs: int, generator: torch.Generator | None) -> torch.Tensor:
-    """``min(count, num_pairs)`` distinct CPU indices in ``[0, count)``, deterministic per generator."""
-    if count <= num_pairs:
-        return torch.arange(count)
-    return torch.randperm(count, generator=generator)[:num_pairs]
 
 
 def gather_pixels_across_ranks(local: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -65,55 +58,34 @@ def gather_pixels_across_ranks(local: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 class PointInfoNCE(nn.Module):
-    """Pixel-to-point InfoNCE loss over sampled pairs.
+    """Pixel-to-point InfoNCE over given pairs.
 
     Args:
-        num_pairs: pairs sampled (without replacement) per batch, or per frame when
-            ``sampling="frame"``; when fewer are available, all are used. Paper/PointContrast: 4096.
         tau: softmax temperature (paper 0.04; SLidR's PPKT re-implementation 0.07).
-        sampling: ``"batch"`` samples over the whole batch, so the negatives of a point come from
-            every frame (SLidR); ``"frame"`` samples per frame, negatives only from the same frame,
-            and the loss is the mean over frames with at least 2 pairs.
-        gather_distributed: with ``torch.distributed`` initialised, add the other ranks' sampled
-            pixels as extra negatives (they are constants here; only the local pixels get a
-            gradient). Only with ``sampling="batch"``.
+        gather_distributed: with ``torch.distributed`` initialised, add the other ranks' pixels as
+            extra negatives (they are constants here; only the local pixels get a gradient). Not
+            with ``group``.
         normalize: L2-normalise both embeddings (the paper's cosine similarity). Turn off only
             when the inputs are already normalised.
 
-    Call ``loss(point_feats (P,D), pixel_feats (P,D), group=None (P,) long, generator=None)``;
-    row ``k`` of both tensors is one pair; ``group`` is the frame of each pair (needed for
-    ``sampling="frame"``). Returns a scalar tensor.
+    Call ``loss(point_feats (P,D), pixel_feats (P,D), group=None)``; row ``k`` of both tensors is
+    one pair. Without ``group`` all ``P`` pairs form one softmax (negatives from the whole batch);
+    with ``group (P,)`` long (the frame of each row) the loss is the mean over groups of at least 2
+    rows of the loss within each group. Returns a scalar tensor.
     """
 
     def __init__(
-        self,
-        num_pairs: int = 4096,
-        tau: float = 0.04,
-        *,
-        sampling: Sampling = "batch",
-        gather_distributed: bool = False,
-        normalize: bool = True,
+        self, tau: float = 0.04, *, gather_distributed: bool = False, normalize: bool = True
     ) -> None:
         super().__init__()
-        if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 2:
-            raise ValueError(f"PointInfoNCE: num_pairs must be an integer >= 2, got {num_pairs!r}")
-        if not (isinstance(tau, (int, float)) and tau > 0 and tau == tau):
+        if isinstance(tau, bool) or not (isinstance(tau, (int, float)) and tau > 0 and tau == tau):
             raise ValueError(f"PointInfoNCE: tau must be a positive number, got {tau!r}")
-        if sampling not in ("batch", "frame"):
-            raise ValueError(f"PointInfoNCE: sampling must be 'batch' or 'frame', got {sampling!r}")
-        if gather_distributed and sampling != "batch":
-            raise ValueError("PointInfoNCE: gather_distributed needs sampling='batch'")
-        self.num_pairs = num_pairs
         self.tau = float(tau)
-        self.sampling: Sampling = sampling
         self.gather_distributed = gather_distributed
         self.normalize = normalize
 
     def extra_repr(self) -> str:
-        return (
-            f"num_pairs={self.num_pairs}, tau={self.tau}, sampling={self.sampling!r}, "
-            f"gather_distributed={self.gather_distributed}"
-        )
+        return f"tau={self.tau}, gather_distributed={self.gather_distributed}"
 
     def _nce(self, points: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
         if self.normalize:
@@ -127,11 +99,7 @@ class PointInfoNCE(nn.Module):
         return F.cross_entropy(logits, target)
 
     def forward(
-        self,
-        point_feats: torch.Tensor,
-        pixel_feats: torch.Tensor,
-        group: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        self, point_feats: torch.Tensor, pixel_feats: torch.Tensor, group: torch.Tensor | None = None
     ) -> torch.Tensor:
         if point_feats.ndim != 2 or pixel_feats.ndim != 2 or point_feats.shape != pixel_feats.shape:
             raise ValueError(
@@ -139,25 +107,21 @@ class PointInfoNCE(nn.Module):
                 f"{tuple(point_feats.shape)} and {tuple(pixel_feats.shape)}"
             )
         count = point_feats.shape[0]
-        if group is not None and (group.ndim != 1 or group.shape[0] != count):
-            raise ValueError(f"PointInfoNCE: group must be ({count},), got {tuple(group.shape)}")
-        device = point_feats.device
-
-        if self.sampling == "batch":
+        if group is None:
             if count < 2 and not self.gather_distributed:
                 return _zero_loss(point_feats, pixel_feats)
-            idx = _sample_indices(count, self.num_pairs, generator).to(device)
-            return self._nce(point_feats[idx], pixel_feats[idx])
-
-        if group is None:
-            raise ValueError("PointInfoNCE: sampling='frame' needs the frame id of each pair (group)")
+            return self._nce(point_feats, pixel_feats)
+        if group.ndim != 1 or group.shape[0] != count:
+            raise ValueError(f"PointInfoNCE: group must be ({count},), got {tuple(group.shape)}")
+        if self.gather_distributed:
+            raise ValueError("PointInfoNCE: gather_distributed pools the whole batch; call it without group")
         losses = []
         group_cpu = group.detach().to("cpu")
         for frame in torch.unique(group_cpu).tolist():
             members = torch.nonzero(group_cpu == frame).squeeze(1)
             if members.numel() < 2:
                 continue
-            idx = members[_sample_indices(members.numel(), self.num_pairs, generator)].to(device)
+            idx = members.to(point_feats.device)
             losses.append(self._nce(point_feats[idx], pixel_feats[idx]))
         if not losses:
             return _zero_loss(point_feats, pixel_feats)

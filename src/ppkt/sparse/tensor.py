@@ -17,7 +17,8 @@ class CoordinateCache:
     """Coordinates and kernel maps of one batch, shared by every tensor derived from it.
 
     Every layer at a resolution level reuses the same map: submanifold maps are keyed by
-    ``(stride, kernel_size)``, stride-2 coarsenings by the fine stride. Transposed convolutions
+    ``(stride, kernel_size)`` (a smaller kernel's map is cut out of a larger one's at the same
+    stride when that exists), stride-2 coarsenings by the fine stride. Transposed convolutions
     reuse the coarsening map of the matching down step, so their output sites are exactly the
     finer level's sites.
     """
@@ -37,7 +38,15 @@ class CoordinateCache:
     def submanifold(self, stride: int, kernel_size: int) -> KernelMap:
         key = (stride, kernel_size)
         if key not in self._submanifold:
-            self._submanifold[key] = submanifold_map(self.coords(stride), stride, kernel_size)
+            # A larger kernel's map at this stride already holds every pair of this one
+            # (the stem's kernel 5 before the blocks' kernel 3): cut it out instead of searching.
+            larger = [k for s, k in self._submanifold if s == stride and k > kernel_size]
+            if larger:
+                self._submanifold[key] = self._submanifold[(stride, min(larger))].restrict(
+                    min(larger), kernel_size
+                )
+            else:
+                self._submanifold[key] = submanifold_map(self.coords(stride), stride, kernel_size)
         return self._submanifold[key]
 
     def downsampling(self, stride: int) -> Downsampling:

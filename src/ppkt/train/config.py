@@ -20,11 +20,15 @@ from ppkt.config import option
 class DataConfig:
     """Where the RGB-D frames come from and how they are read."""
 
-    kind: Literal["scannet", "synthetic", "nuscenes", "kitti", "kitti-raw", "semantickitti"] = option(
+    kind: Literal[
+        "scannet", "scannet-sens", "7scenes", "tum", "rgbd-folder", "synthetic",
+        "nuscenes", "kitti", "kitti-raw", "semantickitti",
+    ] = option(
         "scannet",
-        "dataset: scannet (exported layout), synthetic (generated rooms); lidar + cameras: nuscenes, "
-        "kitti (object benchmark), kitti-raw (raw recordings), semantickitti (with image_2)",
-    )
+        "dataset format (ppkt.data.registry, docs/datasets.md): RGB-D: scannet (exported layout), "
+        "scannet-sens (raw .sens), 7scenes, tum, rgbd-folder (your own frames), synthetic (generated rooms); "
+        "lidar + cameras: nuscenes, kitti (object benchmark), kitti-raw (raw recordings), semantickitti",
+    )  # fmt: skip
     root: Path | None = option(
         None, "dataset root (ScanNet export, nuScenes, KITTI, SemanticKITTI); synthetic: cache folder"
     )
@@ -35,11 +39,28 @@ class DataConfig:
         "drives, else comma-separated drive folders; None = everything",
     )
     frame_skip: int = option(25, "use every k-th frame of each scan or lidar sequence (paper: 25)")
+    up_axis: Literal["auto", "z", "-z", "y", "-y", "x", "-x"] = option(
+        "auto",
+        "7scenes, tum, rgbd-folder (SLAM-style poses): the world axis that points up, rotated to +z; "
+        "auto = estimated from the camera poses (ppkt.data.gravity); other formats are z-up already",
+    )
+    color_from_depth: Path | None = option(
+        None,
+        "7scenes: text file with the 4x4 transform from the depth to the colour camera (7-Scenes' are not "
+        "registered, about 18 px apart); None = one camera. rgbd-folder: in rgbd.yaml instead",
+    )
     image_hw: tuple[int, int] = option(
         (240, 320), "colour image size fed to the teacher (H,W), before cropping"
     )
     min_depth: float = option(0.1, "depth pixels nearer than this (m) give no point")
     max_depth: float = option(6.0, "depth pixels farther than this (m) give no point")
+    max_depth_pixels: int | None = option(
+        None,
+        "RGB-D: depth images with more pixels are read with a stride s, every s-th row and column, the "
+        "smallest s giving at most this many pixels (None = every pixel, exact). Per-frame cost scales "
+        "with the pixels; a stride changes the points (docs/backbones.md: stride 2 drops 15-25 % of the "
+        "2.5 cm voxels of a 640x480 frame)",
+    )
     points_frame: Literal["world", "camera"] = option(
         "world",
         "RGB-D points enter the 3D network in the world frame of the frame's pose (z up, as the labelled "
@@ -184,6 +205,8 @@ def validate(cfg: PretrainConfig) -> None:
         problems.append("data.frame_skip must be >= 1")
     if min(cfg.data.image_hw) < 8:
         problems.append("data.image_hw must be at least 8x8")
+    if cfg.data.max_depth_pixels is not None and cfg.data.max_depth_pixels < 1:
+        problems.append("data.max_depth_pixels must be >= 1 or None")
     if not 0 <= cfg.data.min_depth < cfg.data.max_depth:
         problems.append("data.min_depth must be >= 0 and < data.max_depth")
     if not 0 < cfg.augment.scale_min <= cfg.augment.scale_max:

@@ -40,6 +40,7 @@ from ppkt.engine import (
 from ppkt.losses import PointInfoNCE
 from ppkt.train.config import PretrainConfig, validate
 from ppkt.train.model import PPKTModel, build_model
+from ppkt.train.pair_sampling import sample_pairs
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
 
 METRICS = "metrics.jsonl"
@@ -84,71 +85,34 @@ class PretrainResult:
 
 
 def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
-    """The frames of ``cfg.data``: a Sequence of RGBDFrame (scannet, synthetic) or of
-    LidarCameraSample (nuscenes, kitti, kitti-raw, semantickitti).
+    """The frames of ``cfg.data`` from the registry of formats (``ppkt.data.registry``): a Sequence
+    of RGBDFrame or of LidarCameraSample.
 
-    Synthetic data is generated once (cached by its parameters); under torchrun rank 0 generates
-    it while the other ranks wait. The lidar readers carry ``beam_spacing_deg``, which
-    :class:`PretrainDataset` uses for the occlusion test of the pairs.
+    Under torchrun rank 0 opens the data first (synthetic rooms are generated then) while the
+    other ranks wait. The lidar readers carry ``beam_spacing_deg``, which :class:`PretrainDataset`
+    uses for the occlusion test of the pairs.
     """
-    from ppkt.data.scannet import ScanNetFrames
+    from ppkt.data.registry import FrameRequest, SyntheticRooms, open_frames
 
-    data = cfg.data
-    info = info or DistInfo()
-    if data.kind == "synthetic":
-        from ppkt.data.synthetic import ensure_dataset
-
-        def ensure() -> Path:
-            return ensure_dataset(
-                scenes=data.synthetic_scenes,
-                frames_per_scene=data.synthetic_frames_per_scene,
-                seed=data.synthetic_seed,
-                image_hw=tuple(data.image_hw),
-                cache_dir=data.root,
-                progress=info.is_main and cfg.run.progress,
-            )
-
-        if info.world_size > 1:
-            if info.is_main:
-                ensure()
-            dist.barrier()
-        root = ensure()
-        return ScanNetFrames(root, split=data.split, frame_skip=data.frame_skip)
-    if data.root is None:
-        raise ValueError(f"data.root is required for data.kind={data.kind} (see docs/pretraining.md)")
-    if data.kind == "scannet":
-        return ScanNetFrames(data.root, split=data.split, frame_skip=data.frame_skip)
-    return _lidar_reader(data.kind, data.root, data.split, data.frame_skip)
-
-
-def _lidar_reader(kind: str, root: Path, split: str | None, frame_skip: int) -> Sequence:
-    """The lidar + camera reader of ``kind`` (every camera loaded), keeping every
-    ``frame_skip``-th sample."""
-    if kind == "nuscenes":
-        from ppkt.data.nuscenes import NuScenesSamples
-
-        reader = NuScenesSamples(root, version=None, split=split)
-    elif kind == "kitti":
-        from ppkt.data.kitti import KittiObjectSamples
-
-        reader = KittiObjectSamples(root, subset="training", image_set=split)
-    elif kind == "kitti-raw":
-        from ppkt.data.kitti import KittiRawSamples
-
-        # KITTI raw has no official split: "train" (the config's default) means every drive.
-        drives = None if split in (None, "train") else [d.strip() for d in split.split(",") if d.strip()]
-        reader = KittiRawSamples(root, drives=drives)
-    elif kind == "semantickitti":
-        from ppkt.data.semantickitti import SemanticKittiSamples
-
-        reader = SemanticKittiSamples(root, split=split, with_images=True, with_labels=False)
-    else:
-        raise ValueError(f"unknown data.kind {kind!r}")
-    # Every reader indexes its samples in `records`; thinning the index keeps its other attributes.
-    reader.records = reader.records[::frame_skip]
-    if not reader.records:
-        raise ValueError(f"{root}: no {kind} samples (split {split!r})")
-    return reader
+    data, info = cfg.data, info or DistInfo()
+    request = FrameRequest(
+        data.root,
+        split=data.split,
+        frame_skip=data.frame_skip,
+        up_axis=data.up_axis,
+        color_from_depth=data.color_from_depth,
+        synthetic=SyntheticRooms(
+            data.synthetic_scenes, data.synthetic_frames_per_scene, data.synthetic_seed, tuple(data.image_hw)
+        ),
+        progress=info.is_main and cfg.run.progress,
+    )
+    if info.world_size > 1 and not info.is_main:
+        dist.barrier()  # rank 0 opens (and generates) first
+        return open_frames(data.kind, request)
+    frames = open_frames(data.kind, request)
+    if info.world_size > 1:
+        dist.barrier()
+    return frames
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,9 +144,6 @@ def pair_generator(seed: int, step: int, rank: int) -> torch.Generator:
 # The run
 
 
-LIDAR_KINDS = ("nuscenes", "kitti", "kitti-raw", "semantickitti")
-
-
 def open_teacher_cache(cfg: PretrainConfig, teacher_identity: str):
     """The run's :class:`ppkt.teachers.TeacherFeatureCache` (``cfg.teacher.cache``), or None.
 
@@ -197,7 +158,9 @@ def open_teacher_cache(cfg: PretrainConfig, teacher_identity: str):
     from ppkt.teachers import TeacherFeatureCache
 
     root = Path(cfg.teacher.cache)
-    if cfg.data.kind in LIDAR_KINDS:
+    from ppkt.data.registry import get_spec
+
+    if get_spec(cfg.data.kind).modality != "rgbd":
         raise ValueError(f"teacher.cache={root}: the teacher cache holds RGB-D frames, not {cfg.data.kind}")
     if not (root / "manifest.json").is_file():
         options = [f"--teacher {cfg.teacher.name}"]
@@ -320,10 +283,7 @@ def _pretrain(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     loss_fn = PointInfoNCE(
-        cfg.loss.num_pairs,
-        cfg.loss.tau,
-        sampling=cfg.loss.sampling,
-        gather_distributed=cfg.loss.gather_distributed and info.world_size > 1,
+        cfg.loss.tau, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1
     )
     dataset = PretrainDataset(
         frames,
@@ -407,7 +367,7 @@ def _pretrain(
     try:
         while step < end_step:
             data_s = step_s = value = 0.0
-            pairs = voxels = frames_in_step = 0
+            pair_count = voxels = frames_in_step = 0
             for micro in range(accumulate):
                 batch = next(batches)
                 data_s += time.perf_counter() - t_data
@@ -417,13 +377,12 @@ def _pretrain(
                 # of the others run under no_sync).
                 with gradient_sync(net, micro == accumulate - 1):
                     with precision.autocast():
-                        emb = net(batch)
-                        loss = loss_fn(
-                            emb.points,
-                            emb.pixels,
-                            emb.frame,
-                            generator=pair_generator(cfg.run.seed, step * accumulate + micro, info.rank),
-                        )
+                        # The loss's pairs are chosen first, so only they are embedded (same loss
+                        # as embedding all).
+                        generator = pair_generator(cfg.run.seed, step * accumulate + micro, info.rank)
+                        pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
+                        emb = net(batch, pairs.index)
+                        loss = loss_fn(emb.points, emb.pixels, pairs.group)
                     if not rt.all_true(bool(torch.isfinite(loss).item())):
                         last = latest_checkpoint(run_dir)
                         raise NonFiniteError(
@@ -435,8 +394,8 @@ def _pretrain(
                         optimizer.zero_grad(set_to_none=True)
                     precision.backward(loss, accumulate)
                 value += float(loss.item()) / accumulate
-                pairs, voxels, frames_in_step = (
-                    pairs + batch.num_pairs,
+                pair_count, voxels, frames_in_step = (
+                    pair_count + batch.num_pairs,
                     voxels + int(batch.coords.shape[0]),
                     frames_in_step + batch.batch_size,
                 )
@@ -464,7 +423,7 @@ def _pretrain(
                         "steps_per_s": len(window) / max(sum(window), 1e-9),
                         "data_s": data_s,
                         "step_s": step_s,
-                        "pairs": pairs,
+                        "pairs": pair_count,
                         "voxels": voxels,
                         "frames": frames_in_step,
                         "skipped_frames": result.skipped_frames,

@@ -1,7 +1,9 @@
 """The two sides of PPKT pretraining in one module.
 
-    2D: images -> frozen teacher -> UPL (1x1 conv, bilinear) sampled at the pair pixels -> (P, D)
-    3D: sparse voxels -> backbone -> projection head -> voxel of each paired point       -> (P, D)
+    2D: images -> frozen teacher -> UPL (1x1 conv, bilinear) sampled at the pair pixels -> (S, D)
+    3D: sparse voxels -> backbone -> voxel of each paired point -> projection head      -> (S, D)
+
+for the ``S`` pairs the loss uses (``ppkt.train.pair_sampling``), not for every pair of the batch.
 
 Only the 3D backbone, the 3D projection head and the UPL's 1x1 conv learn; the teacher is frozen
 (its parameters do not require gradients and its forward runs under ``no_grad``).
@@ -23,17 +25,22 @@ TRAINABLE_PARTS = ("backbone", "head", "upl")
 
 @dataclass
 class PairEmbeddings:
-    """Embeddings of the batch's pairs, row ``k`` of each = pair ``k`` of the batch.
+    """Embeddings of the chosen pairs: row ``k`` of each = pair ``pair_index[k]`` of the batch
+    (pair ``k`` when all pairs are embedded).
 
     Attributes:
-        points: ``(P, D)`` 3D embeddings (unnormalised; the loss normalises).
-        pixels: ``(P, D)`` 2D embeddings, unit norm.
-        frame: ``(P,)`` long frame of each pair.
+        points: ``(S, D)`` 3D embeddings (unnormalised; the loss normalises).
+        pixels: ``(S, D)`` 2D embeddings, unit norm.
+        frame: ``(S,)`` long frame of each pair.
     """
 
     points: torch.Tensor
     pixels: torch.Tensor
     frame: torch.Tensor
+
+
+def _select(values: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    return values if index is None else values[index.to(values.device)]
 
 
 class PPKTModel(nn.Module):
@@ -64,34 +71,45 @@ class PPKTModel(nn.Module):
         return features
 
     def pixel_embeddings(
-        self, batch: PretrainBatch, teacher_features: torch.Tensor | None = None
+        self,
+        batch: PretrainBatch,
+        teacher_features: torch.Tensor | None = None,
+        pair_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(P, D)`` unit-norm pixel embeddings; ``teacher_features`` (I, C, h, w) skips the teacher.
+        """``(S, D)`` unit-norm pixel embeddings of the pairs ``pair_index`` (S,) (None: all P pairs);
+        ``teacher_features`` (I, C, h, w) skips the teacher.
 
         A batch built with a teacher cache samples the cached (un-augmented) maps at the pairs'
         un-augmented pixels ``pair_uv_teacher``; otherwise the teacher runs on the augmented images
         and is sampled at ``pair_uv``. Given ``teacher_features`` follow the batch's kind.
         """
         stride = getattr(self.teacher, "stride", None)
+        pair_image = _select(batch.pair_image, pair_index)
         if batch.uses_teacher_cache:
             if teacher_features is None:
                 teacher_features = self.cached_teacher_features(batch)
-            uv, hw = batch.pair_uv_teacher, batch.teacher_image_hw
-            return self.upl.sample(teacher_features, uv, batch.pair_image, hw, stride=stride)
+            uv, hw = _select(batch.pair_uv_teacher, pair_index), batch.teacher_image_hw
+            return self.upl.sample(teacher_features, uv, pair_image, hw, stride=stride)
         if teacher_features is None:
             teacher_features = self.teacher(batch.images)
-        return self.upl.sample(
-            teacher_features, batch.pair_uv, batch.pair_image, batch.image_hw, stride=stride
-        )
+        uv = _select(batch.pair_uv, pair_index)
+        return self.upl.sample(teacher_features, uv, pair_image, batch.image_hw, stride=stride)
 
-    def point_embeddings(self, batch: PretrainBatch) -> torch.Tensor:
-        """``(P, D)`` embeddings of the voxel holding each paired point."""
+    def point_embeddings(self, batch: PretrainBatch, pair_index: torch.Tensor | None = None) -> torch.Tensor:
+        """``(S, D)`` embeddings of the voxel holding the point of each pair ``pair_index`` (S,)
+        (None: all P pairs). The projection head runs on those voxels only (it is per voxel)."""
         voxel_feats = self.backbone(batch.sparse_tensor()).feats
-        voxel_emb = self.head(voxel_feats)
-        return voxel_emb[batch.point_to_voxel[batch.pair_point]]
+        voxels = batch.point_to_voxel[_select(batch.pair_point, pair_index)]
+        return self.head(voxel_feats[voxels])
 
-    def forward(self, batch: PretrainBatch) -> PairEmbeddings:
-        return PairEmbeddings(self.point_embeddings(batch), self.pixel_embeddings(batch), batch.pair_frame)
+    def forward(self, batch: PretrainBatch, pair_index: torch.Tensor | None = None) -> PairEmbeddings:
+        """Embeddings of the pairs ``pair_index`` (S,) long (from
+        :func:`ppkt.train.pair_sampling.sample_pairs`; None: every pair of the batch)."""
+        return PairEmbeddings(
+            self.point_embeddings(batch, pair_index),
+            self.pixel_embeddings(batch, pair_index=pair_index),
+            _select(batch.pair_frame, pair_index),
+        )
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights and buffers of the learnt parts, keys ``backbone.*``, ``head.*``, ``upl.*``."""

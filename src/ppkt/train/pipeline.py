@@ -318,7 +318,34 @@ def color_at(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     from ppkt.geometry import uv_to_ij
 
     ij = uv_to_ij(uv)
-    return image[:, ij[:, 0], ij[:, 1]].t()
+    H, W = int(image.shape[1]), int(image.shape[2])
+    # One gather per colour plane: advanced indexing image[:, i, j] and row gathers from an
+    # (H*W, 3) copy both measured 10-20x slower on a full-size frame's pairs (3-float rows).
+    return image.reshape(3, H * W).index_select(1, ij[:, 0] * W + ij[:, 1]).t()
+
+
+def depth_stride(depth_hw: Sequence[int], max_pixels: int | None) -> int:
+    """The smallest stride ``s`` with ``ceil(h / s) * ceil(w / s) <= max_pixels`` (1 for None)."""
+    if max_pixels is None:
+        return 1
+    h, w = int(depth_hw[0]), int(depth_hw[1])
+    s = 1
+    while math.ceil(h / s) * math.ceil(w / s) > max_pixels:
+        s += 1
+    return s
+
+
+def strided_depth(depth: np.ndarray, K_depth: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``stride``-th row and column of a depth image, and its intrinsics.
+
+    Pixel ``(i, j)`` of the result is pixel ``(s i, s j)`` of the input, so ``fx' = fx / s`` and
+    ``cx' = cx / s`` (not the resize convention: nothing is averaged); its point is the same.
+    """
+    if stride == 1:
+        return depth, K_depth
+    K = np.array(K_depth, dtype=np.float64, copy=True)
+    K[:2] /= stride
+    return depth[::stride, ::stride], K
 
 
 def _image_tensor(image: np.ndarray) -> torch.Tensor:
@@ -347,14 +374,19 @@ def augment_sample(
 
     generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     aug_points = augment_points(points, augment, rng, generator, up_axis=up_axis)
-    new_images, keep_all, new_uv = [], torch.zeros(pair_point.shape[0], dtype=torch.bool), pair_uv.clone()
-    for k, image in enumerate(images):
-        sel = torch.nonzero(pair_image == k).squeeze(1)
-        image_out, uv_out, keep = augment_image(image, pair_uv[sel], augment, out_hw, rng)
-        new_images.append(image_out)
-        kept = sel[keep]
-        keep_all[kept] = True
-        new_uv[kept] = uv_out
+    if len(images) == 1:  # RGB-D: every pair is in the one image, no per-image selection
+        image_out, kept_uv, keep_all = augment_image(images[0], pair_uv, augment, out_hw, rng)
+        new_images = [image_out]
+    else:
+        new_images, keep_all, new_uv = [], torch.zeros(pair_point.shape[0], dtype=torch.bool), pair_uv.clone()
+        for k, image in enumerate(images):
+            sel = torch.nonzero(pair_image == k).squeeze(1)
+            image_out, uv_out, keep = augment_image(image, pair_uv[sel], augment, out_hw, rng)
+            new_images.append(image_out)
+            kept = sel[keep]
+            keep_all[kept] = True
+            new_uv[kept] = uv_out
+        kept_uv = new_uv[keep_all]
     if int(keep_all.sum()) < MIN_PAIRS_PER_FRAME:
         raise FrameSkipped(f"{name}: fewer than {MIN_PAIRS_PER_FRAME} pairs left after augmentation")
     color_augment = ColorAugmentation.from_config(augment)
@@ -370,7 +402,7 @@ def augment_sample(
         features=features,
         pair_point=pair_point[keep_all],
         pair_image=pair_image[keep_all],
-        pair_uv=new_uv[keep_all],
+        pair_uv=kept_uv,
         pair_uv_teacher=pair_uv[keep_all].float(),
         name=name,
     )
@@ -387,6 +419,9 @@ def rgbd_sample(
 ) -> PretrainSample:
     """An augmented :class:`PretrainSample` from one RGB-D frame (colour resized to ``data.image_hw``).
 
+    Depth images of more than ``data.max_depth_pixels`` pixels are read with a stride
+    (:func:`depth_stride`); with the default None every valid depth pixel gives a point.
+
     ``keep_teacher_image`` keeps the un-augmented resized image in ``sample.teacher_image`` (for a
     frame missing from the teacher cache).
     """
@@ -397,10 +432,14 @@ def rgbd_sample(
     K_color = scale_intrinsics(
         torch.as_tensor(frame.K_color, dtype=torch.float64), frame.color_hw, data.image_hw
     )
-    depth = torch.from_numpy(np.nan_to_num(np.asarray(frame.depth, dtype=np.float32), nan=0.0, posinf=0.0))
+    depth = np.asarray(frame.depth)
+    depth, K_depth = strided_depth(
+        depth, np.asarray(frame.K_depth), depth_stride(depth.shape, data.max_depth_pixels)
+    )
+    depth = torch.from_numpy(np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0, posinf=0.0))
     pairs = rgbd_pairs(
         depth,
-        torch.as_tensor(frame.K_depth, dtype=torch.float64),
+        torch.as_tensor(K_depth, dtype=torch.float64),
         K_color,
         tuple(data.image_hw),
         color_from_depth=torch.as_tensor(frame.color_from_depth, dtype=torch.float64),
@@ -409,9 +448,9 @@ def rgbd_sample(
     )
     if len(pairs) < MIN_PAIRS_PER_FRAME:
         raise FrameSkipped(f"{name}: {len(pairs)} pixel-point pairs (no valid depth in the colour view)")
-    # rgbd_pairs gives one pair per point, in point order: the point's colour is its pixel's colour.
-    colors = torch.zeros_like(pairs.points)
-    colors[pairs.point_index] = color_at(image, pairs.uv)
+    # rgbd_pairs gives one pair per point, in point order (point_index = arange): the point's
+    # colour is its pixel's colour.
+    colors = color_at(image, pairs.uv)
     points, up_axis = pairs.points, (0.0, -1.0, 0.0)
     if data.points_frame == "world" and frame.world_from_camera is not None:
         # Fine-tuning sees gravity-aligned scenes (z up); a 3D network pretrained on camera-frame
