@@ -72,6 +72,7 @@ def _pretrain_runner(args, data_root: Path, backend: str, precision: str, batch:
     from ppkt.losses import PointInfoNCE
     from ppkt.train.loop import build_optimizer, pair_generator
     from ppkt.train.model import build_model
+    from ppkt.train.pair_sampling import sample_pairs
     from ppkt.train.pipeline import Collator, PretrainDataset
     from ppkt.train.presets import get_preset
 
@@ -97,15 +98,17 @@ def _pretrain_runner(args, data_root: Path, backend: str, precision: str, batch:
     model = build_model(cfg).to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg, trainable)
-    loss_fn = PointInfoNCE(cfg.loss.num_pairs, cfg.loss.tau, sampling=cfg.loss.sampling)
+    loss_fn = PointInfoNCE(cfg.loss.tau)
     amp = Precision(precision, device)
     count = {"n": 0}
 
     def step() -> None:
         batch_ = batches[count["n"] % len(batches)].to(device)
-        with amp.autocast():
-            emb = model(batch_)
-            loss = loss_fn(emb.points, emb.pixels, emb.frame, generator=pair_generator(0, count["n"], 0))
+        with amp.autocast():  # as the pretraining loop's step: the pairs first, then only they are embedded
+            generator = pair_generator(0, count["n"], 0)
+            pairs = sample_pairs(batch_.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
+            emb = model(batch_, pairs.index)
+            loss = loss_fn(emb.points, emb.pixels, pairs.group)
         optimizer.zero_grad(set_to_none=True)
         amp.backward(loss)
         amp.step(optimizer, trainable)

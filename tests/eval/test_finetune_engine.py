@@ -151,7 +151,7 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(tmp_path):
         if killed.poll() is None:
             killed.kill()
     _, state = load_checkpoint(latest_checkpoint(tmp_path / "killed"))
-    assert 5 <= state.step < steps
+    assert 4 <= state.step < steps  # step 5's folder may be complete before `latest` names it
     resumed = _start(tmp_path, "killed", steps, resume=True)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
     assert full.wait(timeout=300) == 0, full.stderr.read().decode()
