@@ -8,7 +8,8 @@ The package layout follows the data flow (read top-down):
     ppkt.sparse     sparse tensors and sparse convolutions (pure torch, optional spconv)
     ppkt.backbones  SR-UNet / MinkUNet family, projection and segmentation heads
     ppkt.losses     one loss per file (pixel-point InfoNCE, ...)
-    ppkt.train      the pretraining run: pipeline, loop, checkpoints, distributed
+    ppkt.engine     run machinery of every loop: device/DDP, schedule, log, checkpoints, guards, precision
+    ppkt.train      the pretraining run: pipeline, model, loop
     ppkt.eval       fine-tuning, linear probing, limited-label splits, metrics
     ppkt.viz        pictures of what the networks learned
     ppkt.cli        the ``ppkt`` command

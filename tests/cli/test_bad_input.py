@@ -149,7 +149,7 @@ def test_pretrain_config_value(capsys, field, value):
 
 
 FINETUNE_VALUES = [
-    ("optim.lr_head", "0"),
+    ("optim.lr_head", "-0.1"),
     ("optim.lr_head", "nan"),
     ("optim.lr_backbone", "-0.1"),
     ("optim.steps", "0"),

@@ -16,6 +16,7 @@ HERE = Path(__file__).parent
 SCRIPT = """
 import sys, torch
 sys.path.insert(0, {here!r})
+sys.path.insert(0, {tests!r})  # tiny_pretrain, which test_loop imports
 torch.set_num_threads(1)
 from train_fixtures import make_frame
 from test_loop import tiny_config
@@ -28,7 +29,7 @@ pretrain(cfg, frames=frames, resume={resume})
 
 
 def _start(out: Path, resume: bool) -> subprocess.Popen:
-    code = SCRIPT.format(here=str(HERE), out=str(out), resume=resume)
+    code = SCRIPT.format(here=str(HERE), tests=str(HERE.parent), out=str(out), resume=resume)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -19,12 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ppkt.engine import NonFiniteError
     from ppkt.train.export import card_path_for, export_backbone
     from ppkt.utils.weights import StateDictMismatch
 
     try:
         out, card = export_backbone(args.run_dir, args.out)
-    except (FileNotFoundError, ValueError, StateDictMismatch) as err:
+    except (FileNotFoundError, ValueError, StateDictMismatch, NonFiniteError) as err:
         print(f"ppkt export: {err}", file=sys.stderr)
         return 2
     print(

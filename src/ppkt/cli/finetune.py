@@ -1,8 +1,14 @@
-"""``ppkt finetune``: train a segmentation head on a (pretrained or random) backbone."""
+"""``ppkt finetune``: train a segmentation head on a (pretrained or random) backbone.
+
+ppkt finetune --preset finetune-scannet --data.root /data/scannet --init runs/pre/backbone.safetensors
+ppkt finetune --resume runs/ft                        # continue where it stopped
+torchrun --nproc_per_node=4 -m ppkt finetune --preset finetune-scannet ...
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -21,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init", type=Path, help="pretrained backbone (ppkt export output); same as --model.init"
     )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="continue the run in folder RUN from its latest checkpoint (its config.yaml; overrides apply)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     add_config_arguments(parser, FinetuneConfig)
 
@@ -31,19 +44,31 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
+    from ppkt.engine import NonFiniteError
     from ppkt.eval.config import FinetuneConfig, validate
-    from ppkt.eval.finetune import finetune
+    from ppkt.eval.finetune import config_with_resume, finetune
     from ppkt.eval.presets import get_preset
 
-    cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset)
-    cfg = apply_overrides(cfg, overrides_from_namespace(args))
+    overrides = overrides_from_namespace(args)
+    # Bad values, files and folders raise; ppkt.cli.main turns them into one line (exit 2).
+    if args.resume is not None and (args.config is not None or args.init is not None):
+        raise ValueError("--resume reads the run's own config.yaml; drop --config and --init")
+    if args.resume is not None:
+        cfg = config_with_resume(args.resume, overrides)
+    else:
+        cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset)
+        cfg = apply_overrides(cfg, overrides)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
-    validate(cfg)  # a bad value is one line naming the field (ppkt.cli.main)
+    validate(cfg)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
-    result = finetune(cfg)
+    try:
+        result = finetune(cfg, resume=args.resume is not None)
+    except NonFiniteError as err:
+        print(f"ppkt finetune: {err}", file=sys.stderr)
+        return 1
     print(f"run: {result.run_dir}  best step {result.best_step}")
     if result.skipped_batches:
         print(f"skipped {result.skipped_batches} training batches without any labelled voxel")

@@ -62,9 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None and args.config is not None:
         raise ValueError("--resume reads the run's own config.yaml; drop --config")
     if args.resume is not None:
-        cfg = config_with_resume(args.resume, overrides)
-        if Path(cfg.run.out).resolve() != args.resume.resolve():
-            raise ValueError(f"--resume {args.resume} but run.out is {cfg.run.out}; leave run.out unset")
+        cfg = config_with_resume(args.resume, overrides)  # run.out = the folder, wherever it moved
         _check_steps_left(cfg, args.resume)
     else:
         start = load_config(PretrainConfig, args.config) if args.config else get_preset(args.preset)

@@ -66,11 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str):
-    import torch
+    from ppkt.engine.runtime import resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return resolve_device(name)
 
 
 def _pretrain_frame(args: argparse.Namespace):

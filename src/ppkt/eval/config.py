@@ -139,6 +139,9 @@ class ModelConfig:
         "fine-tuning: the backbone's batch norms keep the pretrained statistics (eval mode) instead of "
         "normalising with each batch and updating them; their scale and shift still train",
     )
+    sync_batchnorm: bool = option(
+        False, "under torchrun: batch-norm statistics over every process's batch (ignored on one process)"
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,11 @@ class EvalOptimConfig:
         "finetune mode: the first steps train the head alone on the frozen backbone, as in linear mode, "
         "then everything (LP-FT: a random head's first gradients distort pretrained features)",
     )
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps from 0 to the learning rates")
+    accumulate: int = option(
+        1, "micro-batches of batch_size whose gradients add up to one step (effective batch x accumulate)"
+    )
+    grad_clip: float | None = option(None, "clip the gradient norm to this value (None = off)")
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,18 @@ class EvalRunConfig:
     eval_every: int = option(1000, "evaluate on the validation split every this many steps (and at the end)")
     log_every: int = option(20, "write a training log line every this many steps")
     device: str = option("auto", "torch device: auto (cuda if available), cpu, cuda, cuda:1, ...")
+    cpu_threads: int | None = option(None, "torch CPU threads of the main process (None = torch's default)")
+    deterministic: bool = option(
+        False, "deterministic kernels; with the same seed a resumed run repeats exactly"
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32", "fp32; bf16 or fp16 autocast (mixed precision; fp16 with a gradient scaler)"
+    )
+    checkpoint_every: int = option(
+        1000, "write a resumable checkpoint (checkpoints/step_*) every k steps (and at the end)"
+    )
+    keep_checkpoints: int = option(2, "how many step checkpoints to keep (the newest)")
+    tensorboard: bool = option(True, "also log to TensorBoard when it is installed")
     progress: bool = option(True, "show progress bars")
 
 
@@ -234,19 +254,23 @@ def validate(cfg: FinetuneConfig) -> None:
     )
     check.number("optim.steps", low=1)
     check.number("optim.batch_size", low=1)
-    check.number("optim.lr_head", low=0, low_open=True)
-    # lr_backbone 0 is meant: the linear presets, and a learning-rate search's "backbone frozen" point.
+    # A rate of 0 is meant: lr_backbone 0 in the linear presets and a learning-rate search's "backbone
+    # frozen" point; lr_head 0 keeps a loaded model fixed (the strict-loading tests train it for a step).
+    check.number("optim.lr_head", low=0)
     check.number("optim.lr_backbone", low=0)
     check.number("optim.momentum", low=0, high=1, high_open=True)
     check.number("optim.weight_decay", low=0)
     check.number("optim.poly_power", low=0, low_open=True)
     check.number("optim.head_warmup_steps", low=0)
-    check.require(
-        "optim.head_warmup_steps", opt.head_warmup_steps < opt.steps or opt.steps < 1, "< optim.steps"
-    )
+    check.number("optim.warmup_steps", low=0)
+    check.number("optim.accumulate", low=1)
+    check.number("optim.grad_clip", low=0, low_open=True, optional=True)
     check.number("run.seed", low=0, optional=True)
     check.number("run.eval_every", low=1)
     check.number("run.log_every", low=1)
+    check.number("run.checkpoint_every", low=1)
+    check.number("run.keep_checkpoints", low=1)
+    check.number("run.cpu_threads", low=1, optional=True)
     problem = device_problem(cfg.run.device)
     check.require("run.device", problem is None, problem or "")
     check.raise_problems("invalid fine-tuning config")

@@ -1,4 +1,4 @@
-"""Semantic segmentation on top of a (pretrained or random) 3D backbone: fine-tuning, linear probing.
+"""Semantic segmentation on top of a (pretrained or random) 3D backbone: the fine-tuning loop.
 
 A run (:func:`finetune`) writes into ``run.out``::
 
@@ -6,9 +6,13 @@ A run (:func:`finetune`) writes into ``run.out``::
     log.jsonl                    one JSON object a line: training steps and validation results
     checkpoints/best.safetensors model (``backbone.*``, ``head.*``) with the best validation mIoU
     checkpoints/last.safetensors model at the last step
+    checkpoints/step_*/, latest  resumable checkpoints (weights, optimiser, data position, best so far)
     metrics.json, metrics.md     validation metrics of the best checkpoint (and of the last)
 
-Every checkpoint carries its config in its metadata, so ``ppkt evaluate`` needs only the file.
+Every model file carries its config in its metadata, so ``ppkt evaluate`` needs only the file.
+The model and its files live in :mod:`ppkt.eval.model`, evaluation in :mod:`ppkt.eval.evaluation`;
+device, schedule, log, checkpoints, guards, precision and the run folder's lock come from
+:mod:`ppkt.engine`, shared with pretraining.
 
 Modes:
 
@@ -20,188 +24,66 @@ Modes:
   everything trains (LP-FT). SGD skips parameters without gradients, so the backbone's momentum and
   weight decay start only when it is released.
 
-Evaluation (:func:`evaluate_model`) runs whole scenes without augmentation, predicts a class per
-voxel, takes it back to every original point through ``point_to_voxel`` and accumulates a
-:class:`~ppkt.eval.metrics.ConfusionMatrix` over the split.
+Resume (``resume=True``, ``ppkt finetune --resume RUN``) continues from ``checkpoints/latest``:
+weights, optimiser, gradient scaler, RNG, the training data order (the shuffling generator's
+state at the start of the epoch and the batches already taken) and the best result so far; in
+deterministic mode it repeats the uninterrupted run exactly. Under torchrun every process takes
+its own ``batch_size`` scenes of each step's shuffled ``batch_size x world_size``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
-from torch import nn
 
-from ppkt.config import config_from_dict, config_to_dict, save_config
+from ppkt.config import save_config
 from ppkt.data.types import IGNORE_LABEL
-from ppkt.eval.config import EvalDataConfig, FinetuneConfig
+from ppkt.engine import (
+    MetricsLog,
+    NonFiniteError,
+    Precision,
+    RunFolder,
+    RunInterrupted,
+    Runtime,
+    TrainingState,
+    latest_checkpoint,
+    load_checkpoint as load_training_checkpoint,
+    lr_factor,
+    resolve_device,
+    save_checkpoint as save_training_checkpoint,
+    setup_runtime,
+    training_state_problem,
+)
+from ppkt.eval.config import EvalDataConfig, FinetuneConfig, validate
 from ppkt.eval.data import (
     InMemorySceneSource,
     SceneSource,
     SegmentationBatch,
     SegmentationDataset,
 )
+from ppkt.eval.evaluation import confusion_matrix, evaluate_model, predict_points
 from ppkt.eval.metrics import ConfusionMatrix, SegmentationMetrics
+from ppkt.eval.model import (
+    SegmentationModel,
+    build_model,
+    load_checkpoint,
+    load_pretrained_backbone,
+    save_model_file,
+)
 from ppkt.eval.splits import LabelSplit, load_or_create_split, load_published_split
 from ppkt.utils.io import atomic_write_json, atomic_write_text
-from ppkt.utils.seed import seed_everything
-from ppkt.utils.weights import load_state_strict, load_weights, save_weights
 
-CONFIG_METADATA_KEY = "ppkt_finetune_config"
-CLASS_NAMES_METADATA_KEY = "class_names"
-
-
-# ----------------------------------------------------------------------------------------------- model
-class SegmentationModel(nn.Module):
-    """``backbone`` (sparse U-Net) + ``head`` (per-voxel linear classifier).
-
-    Args:
-        backbone: module mapping a SparseTensor to per-voxel features (``out_channels``).
-        num_classes: number of classes.
-        freeze_backbone: linear probing: the backbone is frozen (see module docstring).
-        freeze_batchnorm: the backbone's batch norms normalise with their stored statistics and
-            never update them, also while the backbone trains (their scale and shift still learn).
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        num_classes: int,
-        *,
-        freeze_backbone: bool = False,
-        freeze_batchnorm: bool = False,
-    ):
-        super().__init__()
-        from ppkt.backbones import SegmentationHead
-
-        self.backbone = backbone
-        self.head = SegmentationHead(backbone.out_channels, num_classes)
-        self.freeze_batchnorm = freeze_batchnorm
-        self.freeze_backbone = False
-        self.set_backbone_frozen(freeze_backbone)
-
-    def set_backbone_frozen(self, frozen: bool) -> None:
-        """Freeze (no grad, eval-mode batch norm) or release the backbone."""
-        self.freeze_backbone = frozen
-        self.backbone.requires_grad_(not frozen)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> SegmentationModel:
-        super().train(mode)
-        if self.freeze_backbone:
-            self.backbone.eval()  # keep batch-norm statistics frozen
-        elif self.freeze_batchnorm:
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
-        return self
-
-    def forward(self, tensor) -> torch.Tensor:
-        """``(M, num_classes)`` logits on the sites of the input SparseTensor."""
-        if self.freeze_backbone:
-            with torch.no_grad():
-                feats = self.backbone(tensor).feats
-        else:
-            feats = self.backbone(tensor).feats
-        return self.head(feats)
-
-
-def build_model(cfg: FinetuneConfig) -> SegmentationModel:
-    from ppkt.backbones import INPUT_FEATURE_CHANNELS, build_backbone
-
-    backbone = build_backbone(
-        cfg.model.backbone,
-        INPUT_FEATURE_CHANNELS[cfg.data.input_features],
-        width=cfg.model.width,
-        backend=cfg.model.backend,
-    )
-    return SegmentationModel(
-        backbone,
-        cfg.data.num_classes,
-        freeze_backbone=cfg.model.mode == "linear",
-        freeze_batchnorm=cfg.model.freeze_batchnorm,
-    )
-
-
-def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: FinetuneConfig) -> None:
-    """Load an exported backbone (``ppkt export``: safetensors + card) strictly into ``model.backbone``.
-
-    Raises:
-        ValueError: the card's backbone, width, voxel size or input features differ from ``cfg``.
-        StateDictMismatch: a backbone key is missing, unexpected or mis-shaped (all are listed).
-    """
-    from ppkt.train.export import load_card, tensors_sha256
-
-    path = Path(path)
-    card = load_card(path)
-    expected = {
-        "backbone": cfg.model.backbone,
-        "width": float(cfg.model.width),
-        "voxel_size": float(cfg.data.voxel_size),
-        "input_features": cfg.data.input_features,
-    }
-    found = {
-        "backbone": card.backbone,
-        "width": float(card.width),
-        "voxel_size": float(card.voxel_size),
-        "input_features": card.input_features,
-    }
-    wrong = [
-        f"{key}: checkpoint {found[key]!r} vs config {expected[key]!r}"
-        for key in expected
-        if (
-            not math.isclose(found[key], expected[key], rel_tol=1e-6)
-            if isinstance(expected[key], float)
-            else found[key] != expected[key]
-        )
-    ]
-    if wrong:
-        raise ValueError(
-            f"{path}: the pretrained backbone does not match this run ({'; '.join(wrong)}); "
-            "set the run's options to the card's values"
-        )
-    state, _ = load_weights(path)
-    if tensors_sha256(state) != card.weights_sha256:
-        raise ValueError(f"{path}: the weights do not match the sha256 recorded in their card")
-    load_state_strict(model.backbone, state, what=f"{path} (pretrained backbone)")
-
-
-def save_checkpoint(model: SegmentationModel, path: Path, cfg: FinetuneConfig, class_names, **extra) -> None:
-    metadata = {
-        CONFIG_METADATA_KEY: yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
-        CLASS_NAMES_METADATA_KEY: json.dumps(list(class_names)),
-        **{k: str(v) for k, v in extra.items()},
-    }
-    save_weights(model.state_dict(), path, metadata=metadata)
-
-
-def load_checkpoint(path: str | Path) -> tuple[SegmentationModel, FinetuneConfig, tuple[str, ...]]:
-    """A segmentation checkpoint written by :func:`finetune`: (model in eval mode, config, class names)."""
-    path = Path(path)
-    state, metadata = load_weights(path)
-    if CONFIG_METADATA_KEY not in metadata:
-        raise ValueError(f"{path}: not a ppkt segmentation checkpoint (no {CONFIG_METADATA_KEY!r} metadata)")
-    cfg = config_from_dict(FinetuneConfig, yaml.safe_load(metadata[CONFIG_METADATA_KEY]), where=str(path))
-    model = build_model(cfg)
-    load_state_strict(model, state, what=str(path))
-    class_names = tuple(json.loads(metadata.get(CLASS_NAMES_METADATA_KEY, "[]")))
-    return model.eval(), cfg, class_names
+LOG = "log.jsonl"
+CONFIG = "config.yaml"
 
 
 # ------------------------------------------------------------------------------------------------ data
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_source(data: EvalDataConfig) -> SceneSource:
     """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
     from ppkt.data.registry import SceneRequest, SyntheticRooms, open_scenes
@@ -247,59 +129,78 @@ def make_label_split(cfg: FinetuneConfig, source: SceneSource) -> LabelSplit:
     )
 
 
-def _loader(dataset: SegmentationDataset, batch_size: int, *, shuffle: bool, seed: int, workers: int):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator if shuffle else None,
-        collate_fn=dataset.collate,
-        num_workers=workers,
-        drop_last=False,
+class _RankBatches(torch.utils.data.Sampler):
+    """This process's share of each shuffled global batch, skipping batches already trained on.
+
+    ``batches`` yields global batches of ``batch_size x world_size`` indices (a ``BatchSampler``
+    over the shuffling ``RandomSampler``); rank ``r`` takes the ``r``-th ``batch_size`` slice.
+    The first ``skip`` batches of the next pass are drawn (so the generator advances exactly as
+    in the uninterrupted run) but not loaded.
+    """
+
+    def __init__(self, batches: torch.utils.data.BatchSampler, batch_size: int, rank: int) -> None:
+        self.batches, self.batch_size, self.rank = batches, batch_size, rank
+        self.skip = 0
+
+    def __len__(self) -> int:
+        return len(self.batches) - self.skip
+
+    def __iter__(self) -> Iterator[list[int]]:
+        skip, self.skip = self.skip, 0
+        for i, batch in enumerate(self.batches):
+            if i >= skip:
+                yield batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+
+@dataclass
+class _DataPosition:
+    """Where the endless training batches are: the epoch, the shuffling generator's state at its
+    start, and the batches of it already taken."""
+
+    epoch: int = 0
+    epoch_rng: torch.Tensor | None = None
+    taken: int = 0
+
+
+def _train_batches(
+    dataset: SegmentationDataset, cfg: FinetuneConfig, rt: Runtime, position: _DataPosition
+) -> Iterator[SegmentationBatch]:
+    """Training batches epoch after epoch, continuing at ``position`` (updated as they are taken).
+
+    One process gets exactly the order of ``DataLoader(shuffle=True, generator=seeded)``.
+    """
+    world = rt.dist.world_size
+    generator = torch.Generator().manual_seed(cfg.train_seed)
+    batch_size = cfg.optim.batch_size
+    global_batches = torch.utils.data.BatchSampler(
+        torch.utils.data.RandomSampler(dataset, generator=generator),
+        batch_size * world,
+        drop_last=world > 1,  # every process must get a batch at every step
     )
-
-
-def _batches(dataset: SegmentationDataset, loader) -> Iterator[SegmentationBatch]:
-    epoch = 0
+    if world > 1 and len(global_batches) < 1:
+        raise ValueError(
+            f"{len(dataset)} training scenes are fewer than optim.batch_size {batch_size} x {world} processes"
+        )
+    sampler = _RankBatches(global_batches, batch_size, rt.dist.rank)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        generator=generator,
+        collate_fn=dataset.collate,
+        num_workers=cfg.data.num_workers,
+    )
+    if position.epoch_rng is not None:
+        generator.set_state(position.epoch_rng)
+        sampler.skip = position.taken
     while True:
-        dataset.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
-# ------------------------------------------------------------------------------------------ evaluation
-@torch.no_grad()
-def predict_points(model: nn.Module, batch: SegmentationBatch) -> torch.Tensor:
-    """``(N,)`` predicted class of every original point of the batch (voxel argmax, mapped back)."""
-    logits = model(batch.sparse.tensor)
-    return logits.argmax(dim=1)[batch.sparse.point_to_voxel]
-
-
-def evaluate_model(
-    model: nn.Module,
-    dataset: SegmentationDataset,
-    *,
-    class_names=(),
-    device: torch.device | str = "cpu",
-    batch_size: int = 1,
-    num_workers: int = 0,
-    progress: bool = False,
-) -> SegmentationMetrics:
-    """Metrics of ``model`` on every original point of ``dataset`` (no augmentation)."""
-    from tqdm import tqdm
-
-    was_training = model.training
-    model.eval()
-    cm = ConfusionMatrix(dataset.num_classes, IGNORE_LABEL, class_names=class_names)
-    loader = _loader(dataset, batch_size, shuffle=False, seed=0, workers=num_workers)
-    for batch in tqdm(
-        loader, desc="evaluate", unit="scene" if batch_size == 1 else "batch", disable=not progress
-    ):
-        batch = batch.to(device)
-        cm.update(predict_points(model, batch), batch.point_labels)
-    model.train(was_training)
-    return cm.compute()
+        dataset.set_epoch(position.epoch)
+        position.epoch_rng = generator.get_state()
+        for batch in loader:
+            position.taken += 1
+            yield batch
+        position.epoch += 1
+        position.taken = 0
+        sampler.skip = 0
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -313,6 +214,8 @@ class FinetuneResult:
         last: validation metrics at the last step.
         best_step: step of the best checkpoint.
         skipped_batches: training batches without any labelled voxel (no step taken).
+        losses: training loss of every step run in this session that trained, by step (1-based).
+        model: the trained model (not saved again; for notebooks and tests).
     """
 
     run_dir: Path
@@ -320,15 +223,8 @@ class FinetuneResult:
     last: SegmentationMetrics
     best_step: int
     skipped_batches: int
-
-
-def learning_rate_factor(cfg: FinetuneConfig, step: int) -> float:
-    progress = min(step / max(cfg.optim.steps, 1), 1.0)
-    if cfg.optim.schedule == "poly":
-        return (1.0 - progress) ** cfg.optim.poly_power
-    if cfg.optim.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+    losses: dict[int, float] = field(default_factory=dict)
+    model: SegmentationModel | None = None
 
 
 def _optimizer(model: SegmentationModel, cfg: FinetuneConfig) -> torch.optim.Optimizer:
@@ -342,11 +238,6 @@ def _optimizer(model: SegmentationModel, cfg: FinetuneConfig) -> torch.optim.Opt
     return torch.optim.SGD(
         groups, lr=cfg.optim.lr_head, momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay
     )
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
 
 
 def _summary(
@@ -363,39 +254,65 @@ def _summary(
         "last": last.to_dict(),
     }
 
-
-def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> FinetuneResult:
+def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None, resume: bool = False) -> FinetuneResult:
     """Run a fine-tuning or linear-probing job as ``cfg`` says; see the module docstring for outputs.
 
     Args:
         cfg: the run's configuration.
         source: labelled scenes to use instead of ``cfg.data`` (e.g. an :class:`InMemorySceneSource`).
+        resume: continue the run in ``cfg.run.out`` from its latest checkpoint.
+
+    Raises:
+        NonFiniteError: the loss, or a weight, statistic or optimiser state about to be saved,
+            became NaN/inf (the last good checkpoint is kept and named).
+        RunLockedError: another process is writing into the run folder.
+        RunInterrupted: Ctrl-C; the message says how to resume.
     """
+    validate(cfg)
+    rt = setup_runtime(
+        cfg.run.device, seed=cfg.train_seed, cpu_threads=cfg.run.cpu_threads, deterministic=cfg.run.deterministic
+    )
+    with RunFolder(cfg.run.out, enabled=rt.is_main) as folder:
+        return _finetune(cfg, rt, folder, source, resume)
+
+
+def _finetune(
+    cfg: FinetuneConfig, rt: Runtime, folder: RunFolder, source: SceneSource | None, resume: bool
+) -> FinetuneResult:
     from tqdm import tqdm
 
-    if cfg.optim.steps < 1 or cfg.optim.batch_size < 1:
-        raise ValueError(
-            f"optim.steps and optim.batch_size must be >= 1, got {cfg.optim.steps}, {cfg.optim.batch_size}"
-        )
-    run_dir = Path(cfg.run.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Results of an earlier run in this folder would otherwise sit next to this run's config until
-    # it finishes, and an interrupted run would look finished with someone else's numbers.
-    (run_dir / "metrics.json").unlink(missing_ok=True)
-    (run_dir / "metrics.md").unlink(missing_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    log_path = run_dir / "log.jsonl"
-    log_path.write_text("")
-    seed_everything(cfg.train_seed)
-    device = resolve_device(cfg.run.device)
+    run_dir, device, main = folder.path, rt.device, rt.is_main
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None:
+        raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
+    if ckpt is not None:
+        weights, state = load_training_checkpoint(ckpt)
+        if state.world_size != rt.dist.world_size:
+            raise ValueError(
+                f"{ckpt}: saved by {state.world_size} processes, resumed with {rt.dist.world_size}; "
+                "the data order would differ"
+            )
+        if state.step >= cfg.optim.steps:
+            raise ValueError(
+                f"{ckpt}: the run is at step {state.step} and optim.steps is {cfg.optim.steps}: nothing to "
+                "resume; raise optim.steps to train further"
+            )
+    if main and ckpt is None:
+        # Results of an earlier run in this folder would otherwise sit next to this run's config
+        # until it finishes, and an interrupted run would look finished with someone else's numbers.
+        (run_dir / "metrics.json").unlink(missing_ok=True)
+        (run_dir / "metrics.md").unlink(missing_ok=True)
+        _remove_step_checkpoints(run_dir)
+        save_config(cfg, run_dir / CONFIG)
 
-    source = source if source is not None else build_source(cfg.data)
-    class_names = tuple(source.class_names)
-    if len(class_names) != cfg.data.num_classes:
-        raise ValueError(
-            f"data.num_classes is {cfg.data.num_classes} but the dataset has {len(class_names)} classes"
-        )
-    split = make_label_split(cfg, source)
+    with rt.main_first():  # synthetic data and split files are written once
+        source = source if source is not None else build_source(cfg.data)
+        class_names = tuple(source.class_names)
+        if len(class_names) != cfg.data.num_classes:
+            raise ValueError(
+                f"data.num_classes is {cfg.data.num_classes} but the dataset has {len(class_names)} classes"
+            )
+        split = make_label_split(cfg, source)
     common = dict(
         voxel_size=cfg.data.voxel_size,
         input_features=cfg.data.input_features,
@@ -408,107 +325,214 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
     val_set = SegmentationDataset(
         source, source.scene_ids(cfg.data.val_split), cache_scenes=cfg.data.cache_scenes, **common
     )
-    _append_jsonl(
-        log_path,
-        {"event": "split", "name": split.name, "train_scenes": len(split.scenes), "val_scenes": len(val_set)},
-    )
 
     model = build_model(cfg)
-    if cfg.model.init is not None:
+    if cfg.model.init is not None and ckpt is None:  # a resumed run has its weights in the checkpoint
         load_pretrained_backbone(model, cfg.model.init, cfg)
     model.to(device).train()
-    warmup = cfg.optim.head_warmup_steps if cfg.model.mode == "finetune" else 0
-    if warmup > 0:
-        model.set_backbone_frozen(True)
+    if cfg.model.sync_batchnorm and rt.distributed:
+        from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
+
+        convert_sync_batchnorm(model.backbone)
+    o = cfg.optim
+    warmup = o.head_warmup_steps if cfg.model.mode == "finetune" else 0
     optimizer = _optimizer(model, cfg)
-    loader = _loader(
-        train_set, cfg.optim.batch_size, shuffle=True, seed=cfg.train_seed, workers=cfg.data.num_workers
+    precision = Precision(cfg.run.precision, device)
+    position = _DataPosition()
+    step = skipped = best_step = 0
+    best_matrix: torch.Tensor | None = None
+    if ckpt is not None:
+        from ppkt.utils.weights import load_state_strict
+
+        load_state_strict(model, weights, what=str(ckpt))
+        optimizer.load_state_dict(state.optimizer)
+        precision.load_state_dict(state.scaler)
+        torch.set_rng_state(state.rng_cpu)
+        if device.type == "cuda" and state.rng_cuda:
+            torch.cuda.set_rng_state_all(state.rng_cuda)
+        step = state.step
+        loop = state.loop
+        position = _DataPosition(loop["epoch"], loop["epoch_rng"], loop["taken"])
+        skipped, best_step, best_matrix = loop["skipped"], loop["best_step"], loop.get("best_matrix")
+        if main:  # the resume is accepted: record the config it continues with
+            save_config(cfg, run_dir / CONFIG)
+
+    net: torch.nn.Module = model
+    if rt.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=warmup > 0,  # the backbone gets no gradient during the head warm-up
+        )
+    if warmup > 0 and step < warmup:
+        model.set_backbone_frozen(True)
+    log = MetricsLog(
+        run_dir / LOG,
+        enabled=main,
+        resume_step=step if ckpt is not None else None,
+        tensorboard=run_dir / "tensorboard" if cfg.run.tensorboard else None,
+        tensorboard_prefix="finetune/",
     )
-    batches = _batches(train_set, loader)
+    if ckpt is None:
+        log.write(
+            {"event": "split", "name": split.name, "train_scenes": len(split.scenes), "val_scenes": len(val_set)}
+        )
+    batches = _train_batches(train_set, cfg, rt, position)
 
     ckpt_dir = run_dir / "checkpoints"
-    best: SegmentationMetrics | None = None
+    best = None if best_matrix is None else _metrics(best_matrix, cfg, class_names)
     last: SegmentationMetrics | None = None
-    best_step = 0
-    skipped = 0
+    losses: dict[int, float] = {}
     started = time.perf_counter()
-    bar = tqdm(
-        range(1, cfg.optim.steps + 1), desc=f"{cfg.model.mode} {split.name}", disable=not cfg.run.progress
-    )
-    for step in bar:
-        if warmup > 0 and step == warmup + 1:
-            model.set_backbone_frozen(False)
-            _append_jsonl(log_path, {"event": "backbone_released", "step": step})
-        factor = learning_rate_factor(cfg, step - 1)
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * factor
-        batch = next(batches).to(device)
-        if not bool((batch.voxel_labels != IGNORE_LABEL).any()):
-            skipped += 1
-            _append_jsonl(
-                log_path,
-                {"event": "skip", "step": step, "reason": "no labelled voxel", "scenes": batch.scene_ids},
+
+    def guard(what: str) -> None:
+        problem = training_state_problem(model, optimizer)
+        if not rt.all_true(problem is None):
+            raise NonFiniteError(
+                f"{run_dir}: step {step}: {problem or 'a tensor on another process'} is NaN/inf; {what} "
+                f"not written. Last good checkpoint: {latest_checkpoint(run_dir) or 'none'}. "
+                "Lower the learning rates or set optim.grad_clip."
             )
-        else:
-            logits = model(batch.sparse.tensor)
-            loss = F.cross_entropy(logits, batch.voxel_labels, ignore_index=IGNORE_LABEL)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{run_dir}: non-finite training loss {float(loss)} at step {step} "
-                    f"(scenes {batch.scene_ids})"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step % cfg.run.log_every == 0 or step == 1:
-                record = {
-                    "event": "train",
-                    "step": step,
-                    "loss": float(loss.detach()),
-                    "seconds": time.perf_counter() - started,
-                }
-                record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
-                _append_jsonl(log_path, record)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        if step % cfg.run.eval_every == 0 or step == cfg.optim.steps:
-            last = evaluate_model(
-                model,
-                val_set,
-                class_names=class_names,
-                device=device,
-                progress=False,
-                num_workers=cfg.data.num_workers,
-            )
-            _append_jsonl(
-                log_path,
-                {
-                    "event": "val",
-                    "step": step,
-                    "miou": last.miou,
-                    "macc": last.macc,
-                    "overall_accuracy": last.overall_accuracy,
+
+    def checkpoint() -> None:
+        guard("checkpoint")
+        if main:
+            state = TrainingState(
+                step=step,
+                optimizer=optimizer.state_dict(),
+                scheduler={},
+                rng_cpu=torch.get_rng_state(),
+                rng_cuda=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                data_position=step,
+                world_size=rt.dist.world_size,
+                scaler=precision.state_dict(),
+                loop={
+                    "epoch": position.epoch,
+                    "epoch_rng": position.epoch_rng,
+                    "taken": position.taken,
+                    "skipped": skipped,
+                    "best_step": best_step,
+                    **({} if best_matrix is None else {"best_matrix": best_matrix}),
                 },
             )
-            if best is None or (
-                not math.isnan(last.miou) and (math.isnan(best.miou) or last.miou > best.miou)
-            ):
-                best, best_step = last, step
-                save_checkpoint(
-                    model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, miou=last.miou
+            save_training_checkpoint(run_dir, model.state_dict(), state, keep=cfg.run.keep_checkpoints)
+        rt.barrier()
+
+    bar = tqdm(
+        range(step + 1, o.steps + 1),
+        desc=f"{cfg.model.mode} {split.name}",
+        disable=not (cfg.run.progress and main),
+    )
+    try:
+        for step in bar:
+            if warmup > 0 and step == warmup + 1:
+                model.set_backbone_frozen(False)
+                log.write({"event": "backbone_released", "step": step})
+            factor = lr_factor(step - 1, o.steps, warmup=o.warmup_steps, schedule=o.schedule, power=o.poly_power)
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            step_losses = []
+            for _ in range(o.accumulate):
+                batch = next(batches).to(device)
+                if not rt.all_true(bool((batch.voxel_labels != IGNORE_LABEL).any())):
+                    skipped += 1
+                    log.write({"event": "skip", "step": step, "reason": "no labelled voxel", "scenes": batch.scene_ids})
+                    continue
+                with precision.autocast():
+                    logits = net(batch.sparse.tensor)
+                    loss = F.cross_entropy(logits, batch.voxel_labels, ignore_index=IGNORE_LABEL)
+                if not rt.all_true(bool(torch.isfinite(loss))):
+                    raise NonFiniteError(
+                        f"{run_dir}: non-finite training loss {float(loss)} at step {step} "
+                        f"(scenes {batch.scene_ids}); last good checkpoint: {latest_checkpoint(run_dir) or 'none'}"
+                    )
+                if not step_losses:
+                    optimizer.zero_grad(set_to_none=True)
+                precision.backward(loss, o.accumulate)
+                step_losses.append(float(loss.detach()))
+            if step_losses:
+                precision.step(optimizer, model.parameters(), o.grad_clip)
+                value = sum(step_losses) / len(step_losses)
+                losses[step] = value
+                if step % cfg.run.log_every == 0 or step == 1:
+                    record = {"event": "train", "step": step, "loss": value, "seconds": time.perf_counter() - started}
+                    record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
+                    log.write(record)
+                    bar.set_postfix(loss=f"{value:.3f}")
+            folder.mark_started()
+            if step % cfg.run.eval_every == 0 or step == o.steps:
+                matrix = confusion_matrix(
+                    model, val_set, class_names=class_names, device=device, num_workers=cfg.data.num_workers,
+                    runtime=rt,
+                )  # fmt: skip
+                last = matrix.compute()
+                log.write(
+                    {
+                        "event": "val",
+                        "step": step,
+                        "miou": last.miou,
+                        "macc": last.macc,
+                        "overall_accuracy": last.overall_accuracy,
+                    }
                 )
-            bar.set_postfix(loss=bar.postfix, val_miou=f"{100 * last.miou:.1f}")
-    save_checkpoint(
-        model, ckpt_dir / "last.safetensors", cfg, class_names, step=cfg.optim.steps, miou=last.miou
-    )
+                if best is None or (not math.isnan(last.miou) and (math.isnan(best.miou) or last.miou > best.miou)):
+                    best, best_step, best_matrix = last, step, matrix.matrix.cpu()
+                    guard("best.safetensors")
+                    if main:
+                        save_model_file(
+                            model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, miou=last.miou
+                        )
+                bar.set_postfix(loss=bar.postfix, val_miou=f"{100 * last.miou:.1f}")
+            if step % cfg.run.checkpoint_every == 0 or step == o.steps:
+                checkpoint()
+    except KeyboardInterrupt as err:
+        if isinstance(err, RunInterrupted):
+            raise
+        last_good = latest_checkpoint(run_dir)
+        raise RunInterrupted(step, f"ppkt finetune --resume {run_dir}" if last_good else None) from None
+    finally:
+        bar.close()
+        log.close()
+    guard("last.safetensors")
     assert best is not None and last is not None  # the last step always evaluates
-    atomic_write_json(run_dir / "metrics.json", _summary(cfg, best, last, best_step))
-    atomic_write_text(
-        run_dir / "metrics.md",
-        f"# {run_dir.name}: {cfg.model.mode}, labels {split.name}, "
-        f"init {cfg.model.init or 'scratch'}\n\n"
-        f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n" + best.to_markdown(),
-    )
-    return FinetuneResult(run_dir, best, last, best_step, skipped)
+    if main:
+        save_model_file(model, ckpt_dir / "last.safetensors", cfg, class_names, step=o.steps, miou=last.miou)
+        atomic_write_json(run_dir / "metrics.json", _summary(cfg, best, last, best_step))
+        atomic_write_text(
+            run_dir / "metrics.md",
+            f"# {run_dir.name}: {cfg.model.mode}, labels {split.name}, "
+            f"init {cfg.model.init or 'scratch'}\n\n"
+            f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n" + best.to_markdown(),
+        )
+    return FinetuneResult(run_dir, best, last, best_step, skipped, losses=losses, model=model)
+
+
+def _metrics(matrix: torch.Tensor, cfg: FinetuneConfig, class_names) -> SegmentationMetrics:
+    cm = ConfusionMatrix(cfg.data.num_classes, IGNORE_LABEL, class_names=class_names)
+    cm.matrix = matrix
+    return cm.compute()
+
+
+def _remove_step_checkpoints(run_dir: Path) -> None:
+    """A fresh run in a folder of an earlier one starts over: its resumable checkpoints go."""
+    import shutil
+
+    root = run_dir / "checkpoints"
+    for old in (*root.glob("step_*"), *root.glob(".step_*.tmp")):
+        shutil.rmtree(old, ignore_errors=True)
+    (root / "latest").unlink(missing_ok=True)
+
+
+def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> FinetuneConfig:
+    """The saved config of fine-tuning run ``run_dir`` with command-line overrides; ``run.out``
+    becomes ``run_dir`` wherever the run was first written (a moved folder resumes in place)."""
+    from ppkt.config import apply_overrides, load_config
+    from ppkt.engine.rundir import resume_overrides
+
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a fine-tuning run folder (no {CONFIG})")
+    return apply_overrides(load_config(FinetuneConfig, path), resume_overrides(run_dir, overrides))
 
 
 def evaluate_checkpoint(
@@ -554,8 +578,10 @@ def evaluate_checkpoint(
 __all__ = [
     "FinetuneResult",
     "InMemorySceneSource",
+    "ScanNetSceneSource",
     "SegmentationModel",
     "build_model",
+    "config_with_resume",
     "evaluate_checkpoint",
     "evaluate_model",
     "finetune",

@@ -154,6 +154,12 @@ def sparse_conv(
         ``(kernel_map.num_out, C_out)`` output features.
     """
     _check(feats, weight, kernel_map)
+    if torch.is_autocast_enabled(feats.device.type):
+        # Mixed precision (run.precision): the convolution runs in the autocast dtype, with autocast
+        # off inside so that its products and scatter-adds agree on one dtype.
+        dtype = torch.get_autocast_dtype(feats.device.type)
+        with torch.autocast(feats.device.type, enabled=False):
+            return sparse_conv(feats.to(dtype), weight.to(dtype), kernel_map, backend)
     feats = feats.contiguous()
     if backend == "torch":
         return _TorchSparseConv.apply(feats, weight, kernel_map)

@@ -126,6 +126,9 @@ class StudentConfig:
     voxel_size: float = option(0.025, "voxel edge in metres (paper 2.5 cm)")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option("rgb", "per-point input features")
     sparse_backend: str = option("torch", "sparse convolution backend (torch, spconv)")
+    sync_batchnorm: bool = option(
+        False, "under torchrun: batch-norm statistics over every process's batch (ignored on one process)"
+    )
 
 
 @dataclass(frozen=True)
@@ -149,11 +152,15 @@ class OptimConfig:
     dampening: float = option(0.0, "SGD dampening")
     weight_decay: float = option(1e-4, "weight decay")
     schedule: Literal["cosine", "poly", "constant"] = option("cosine", "learning-rate schedule after warm-up")
+    poly_power: float = option(0.9, "exponent of the poly schedule: lr * (1 - progress)^power")
     warmup_steps: int = option(0, "linear warm-up steps from 0 to lr")
     batch_size: int = option(24, "frames per step (per process under torchrun)")
     steps: int = option(60000, "optimisation steps (ignored when epochs is set)")
     epochs: int | None = option(None, "train for this many passes over the data instead of `steps`")
     grad_clip: float | None = option(None, "clip the gradient norm to this value (None = off)")
+    accumulate: int = option(
+        1, "micro-batches of batch_size whose gradients add up to one step (effective batch x accumulate)"
+    )
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,9 @@ class RunConfig:
     )
     device: str = option("auto", "auto (cuda when available), cpu, cuda, cuda:1, ...")
     cpu_threads: int | None = option(None, "torch CPU threads of the main process (None = torch's default)")
+    precision: Literal["fp32", "bf16", "fp16"] = option(
+        "fp32", "fp32; bf16 or fp16 autocast (mixed precision; fp16 with a gradient scaler)"
+    )
     checkpoint_every: int = option(1000, "write a checkpoint every k steps (and at the end)")
     keep_checkpoints: int = option(2, "how many step checkpoints to keep (the newest)")
     log_every: int = option(10, "write a metrics line every k steps")
@@ -240,6 +250,8 @@ def validate(cfg: PretrainConfig) -> None:
     check.number("optim.steps", low=1)
     check.number("optim.epochs", low=1, optional=True)
     check.number("optim.grad_clip", low=0, low_open=True, optional=True)
+    check.number("optim.accumulate", low=1)
+    check.number("optim.poly_power", low=0, low_open=True)
     check.number("run.seed", low=0)
     check.number("run.cpu_threads", low=1, optional=True)
     check.number("run.checkpoint_every", low=1)

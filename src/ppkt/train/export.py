@@ -124,11 +124,13 @@ def export_backbone(run_dir: str | Path, out: str | Path | None = None) -> tuple
     ``<run>/backbone.safetensors``) and its card to ``out`` with ``.json``.
 
     The backbone is rebuilt from the saved config and loaded strictly, so a file that does not
-    match its card cannot be written.
+    match its card cannot be written; a checkpoint holding NaN/inf is refused (``NonFiniteError``
+    naming the file and the first bad tensor).
     """
     from ppkt import __version__
     from ppkt.backbones import INPUT_FEATURE_CHANNELS, build_backbone
-    from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
+    from ppkt.engine.checkpoint import latest_checkpoint, load_checkpoint
+    from ppkt.engine.guards import check_finite_file
     from ppkt.train.loop import load_run_config
     from ppkt.utils.weights import load_state_strict
 
@@ -138,6 +140,7 @@ def export_backbone(run_dir: str | Path, out: str | Path | None = None) -> tuple
     if ckpt is None:
         raise FileNotFoundError(f"{run_dir}: no checkpoint to export (checkpoints/latest missing)")
     weights, state = load_checkpoint(ckpt)
+    check_finite_file(ckpt / "model.safetensors", weights)
     _, meta = load_weights(ckpt / "model.safetensors")
     backbone_state = remap_keys(
         {k: v for k, v in weights.items() if k.startswith("backbone.")}, strip_prefixes=("backbone.",)
@@ -187,6 +190,9 @@ def load_pretrained_backbone(path: str | Path) -> tuple[torch.nn.Module, Backbon
     weights, _ = load_weights(path)
     if tensors_sha256(weights) != card.weights_sha256:
         raise ValueError(f"{path}: weights do not match the sha256 in their card")
+    from ppkt.engine.guards import check_finite_file
+
+    check_finite_file(path, weights)
     backbone = build_backbone(card.backbone, card.in_channels, width=card.width, backend=card.sparse_backend)
     load_state_strict(backbone, weights, what=str(path))
     return backbone, card

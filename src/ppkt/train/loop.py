@@ -10,9 +10,6 @@ in deterministic mode a resumed run repeats the loss sequence of an uninterrupte
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,8 +20,24 @@ import torch
 import torch.distributed as dist
 
 from ppkt.config import config_from_dict, config_to_dict, save_config
+from ppkt.engine import (
+    DistInfo,
+    MetricsLog,
+    NonFiniteError,
+    Precision,
+    RunFolder,
+    RunInterrupted,
+    Runtime,
+    TrainingState,
+    gradient_sync,
+    latest_checkpoint,
+    load_checkpoint,
+    lr_factor,
+    save_checkpoint,
+    setup_runtime,
+    training_state_problem,
+)
 from ppkt.losses import PointInfoNCE
-from ppkt.train.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from ppkt.train.config import PretrainConfig, validate
 from ppkt.train.model import PPKTModel, build_model
 from ppkt.train.pair_sampling import sample_pairs
@@ -34,8 +47,8 @@ METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped before updating the weights."""
+# The engine's one NaN/inf stop, under the name pretraining used before the engine existed.
+NonFiniteLossError = NonFiniteError
 
 
 @dataclass
@@ -65,50 +78,6 @@ class PretrainResult:
     seconds: float = 0.0
     model: PPKTModel | None = None
     teacher_uncached_frames: int = 0
-
-
-# --------------------------------------------------------------------------------------------
-# Distributed helpers
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_kind: str) -> DistInfo:
-    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and info.world_size > 1:
-        name = f"cuda:{info.local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return device
-
-
-def _all_true(flag: bool, device: torch.device, info: DistInfo) -> bool:
-    if info.world_size == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item() > 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,18 +128,6 @@ def build_optimizer(cfg: PretrainConfig, params: list[torch.nn.Parameter]) -> to
     return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Learning-rate multiplier before step ``step`` (0-based) of ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    if schedule == "poly":
-        return (1.0 - progress) ** 0.9
-    return 1.0
-
-
 def total_steps(cfg: PretrainConfig, num_frames: int, world_size: int) -> int:
     if cfg.optim.epochs is None:
         return cfg.optim.steps
@@ -181,55 +138,6 @@ def total_steps(cfg: PretrainConfig, num_frames: int, world_size: int) -> int:
 def pair_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """The generator of one step's pair sampling (a function of seed, step and rank only)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
-
-
-# --------------------------------------------------------------------------------------------
-# Logging
-
-
-class MetricsLog:
-    """``metrics.jsonl`` (and TensorBoard when installed) for rank 0; a no-op elsewhere."""
-
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool, resume_step: int | None) -> None:
-        self.enabled = enabled
-        self.path = run_dir / METRICS
-        self.writer = None
-        if not enabled:
-            return
-        if resume_step is not None and self.path.exists():
-            # Lines after the checkpoint belong to steps that will run again.
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            from ppkt.utils.io import atomic_write_text
-
-            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-        self.handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:
-                self.writer = None
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        self.handle.write(json.dumps(record) + "\n")
-        self.handle.flush()
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"pretrain/{key}", value, record["step"])
-
-    def close(self) -> None:
-        if self.enabled:
-            self.handle.close()
-            if self.writer is not None:
-                self.writer.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,25 +197,36 @@ def pretrain(
         cfg: the resolved config; ``cfg.run.out`` is the run folder.
         resume: continue from the run folder's ``latest`` checkpoint (error if there is none).
             Without it, a run folder that already holds checkpoints is an error (nothing is
-            overwritten).
+            overwritten). ``config.yaml`` is rewritten only once the checkpoint is accepted.
         frames: use these frames instead of reading ``cfg.data`` (tests, notebooks).
         abort_after_step: stop right after this step without writing a checkpoint, as a crash
             would (tests of resume).
 
     Raises:
-        NonFiniteLossError: the loss became NaN/inf; the weights of the last good checkpoint are kept.
+        NonFiniteError: the loss, or a weight, statistic or optimiser state about to be saved,
+            became NaN/inf; the last good checkpoint is kept and named.
+        RunLockedError: another process is writing into the run folder.
+        RunInterrupted: Ctrl-C; the message says how to resume.
     """
     validate(cfg)
     run_dir = Path(cfg.run.out)
-    device_name = cfg.run.device
-    kind = (
-        "cuda"
-        if (device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available()))
-        else "cpu"
+    rt = setup_runtime(
+        cfg.run.device, seed=cfg.run.seed, cpu_threads=cfg.run.cpu_threads, deterministic=cfg.run.deterministic
     )
-    info = init_distributed(kind)
-    device = resolve_device(device_name, info)
+    with RunFolder(run_dir, enabled=rt.is_main) as folder:
+        return _pretrain(cfg, rt, folder, resume=resume, frames=frames, abort_after_step=abort_after_step)
 
+
+def _pretrain(
+    cfg: PretrainConfig,
+    rt: Runtime,
+    folder: RunFolder,
+    *,
+    resume: bool,
+    frames: Sequence | None,
+    abort_after_step: int | None,
+) -> PretrainResult:
+    run_dir, device, info = folder.path, rt.device, rt.dist
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
@@ -315,30 +234,25 @@ def pretrain(
         raise FileExistsError(
             f"{run_dir}: already holds checkpoints; pass --resume {run_dir} or another --run.out"
         )
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main and ckpt is None:
         save_config(cfg, run_dir / CONFIG)
 
-    from ppkt.utils.seed import seed_everything
-
-    seed_everything(cfg.run.seed)
-    if cfg.run.cpu_threads is not None:
-        torch.set_num_threads(cfg.run.cpu_threads)
-    if cfg.run.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.backends.cudnn.benchmark = False
-
     model = build_model(cfg).to(device)
+    if cfg.student.sync_batchnorm and rt.distributed:
+        from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
+
+        convert_sync_batchnorm(model.backbone)
     teacher_cache = open_teacher_cache(cfg, _teacher_identity(model))
     frames = build_frames(cfg, info) if frames is None else frames
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg, trainable)
     steps_total = total_steps(cfg, len(frames), info.world_size)
+    o = cfg.optim
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, steps_total, cfg.optim.warmup_steps, cfg.optim.schedule)
+        optimizer,
+        lambda s: lr_factor(s, steps_total, warmup=o.warmup_steps, schedule=o.schedule, power=o.poly_power),
     )
+    precision = Precision(cfg.run.precision, device)
     step = 0
     if ckpt is not None:
         weights, state = load_checkpoint(ckpt)
@@ -347,13 +261,21 @@ def pretrain(
                 f"{ckpt}: saved by {state.world_size} processes, resumed with {info.world_size}; "
                 "the data shards would differ"
             )
+        if state.step > steps_total:
+            raise ValueError(
+                f"{ckpt}: the run is at step {state.step}, beyond optim.steps {steps_total}; "
+                "raise optim.steps to continue it"
+            )
         model.load_trainable_state_dict(weights, what=str(ckpt / "model.safetensors"))
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
+        precision.load_state_dict(state.scaler)
         torch.set_rng_state(state.rng_cpu)
         if device.type == "cuda" and state.rng_cuda:
             torch.cuda.set_rng_state_all(state.rng_cuda)
         step = state.step
+        if info.is_main:  # the resume is accepted: record the config it continues with
+            save_config(cfg, run_dir / CONFIG)
 
     net: torch.nn.Module = model
     if info.world_size > 1:
@@ -371,12 +293,13 @@ def pretrain(
         seed=cfg.run.seed,
         teacher_cache=teacher_cache,
     )
-    sampler = StepBatchSampler(
+    accumulate = o.accumulate
+    sampler = StepBatchSampler(  # one batch per micro-batch: the data order is a function of the micro step
         len(frames),
-        cfg.optim.batch_size,
+        o.batch_size,
         seed=cfg.run.seed,
-        total_steps=steps_total,
-        start_step=step,
+        total_steps=steps_total * accumulate,
+        start_step=step * accumulate,
         rank=info.rank,
         world_size=info.world_size,
     )
@@ -388,7 +311,13 @@ def pretrain(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    log = MetricsLog(run_dir, info.is_main, cfg.run.tensorboard, step if ckpt is not None else None)
+    log = MetricsLog(
+        run_dir / METRICS,
+        enabled=info.is_main,
+        resume_step=step if ckpt is not None else None,
+        tensorboard=run_dir / "tensorboard" if cfg.run.tensorboard else None,
+        tensorboard_prefix="pretrain/",
+    )
     result = PretrainResult(
         run_dir=run_dir, step=step, checkpoint=ckpt, model=model, index_skipped=index_skips(frames)
     )
@@ -397,6 +326,13 @@ def pretrain(
     end_step = steps_total if cfg.run.stop_after is None else min(steps_total, step + cfg.run.stop_after)
 
     def checkpoint() -> None:
+        problem = training_state_problem(model, optimizer)
+        if not rt.all_true(problem is None):
+            raise NonFiniteError(
+                f"step {step}: {problem or 'a tensor on another process'} is NaN/inf; not saved. "
+                f"Last good checkpoint: {latest_checkpoint(run_dir) or 'none'}. Lower optim.lr, "
+                "check the data (check-data) or set optim.grad_clip."
+            )
         if info.is_main:
             state = TrainingState(
                 step=step,
@@ -406,6 +342,7 @@ def pretrain(
                 rng_cuda=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                 data_position=step,
                 world_size=info.world_size,
+                scaler=precision.state_dict(),
             )
             result.checkpoint = save_checkpoint(
                 run_dir,
@@ -414,8 +351,7 @@ def pretrain(
                 metadata={"preset": cfg.origin, "teacher": _teacher_identity(model)},
                 keep=cfg.run.keep_checkpoints,
             )
-        if info.world_size > 1:
-            dist.barrier()
+        rt.barrier()
 
     progress = None
     if info.is_main and cfg.run.progress:
@@ -427,37 +363,53 @@ def pretrain(
     start = time.perf_counter()
     t_data = time.perf_counter()
     window: list[float] = []
+    batches = iter(loader)
     try:
-        for batch in loader:
-            if step >= end_step:
-                break
-            data_s = time.perf_counter() - t_data
-            t_step = time.perf_counter()
-            batch = batch.to(device)
-            # The loss's pairs are chosen first, so only they are embedded (same loss as embedding all).
-            generator = pair_generator(cfg.run.seed, step, info.rank)
-            pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
-            emb = net(batch, pairs.index)
-            loss = loss_fn(emb.points, emb.pixels, pairs.group)
-            if not _all_true(bool(torch.isfinite(loss).item()), device, info):
-                last = latest_checkpoint(run_dir)
-                raise NonFiniteLossError(
-                    f"step {step + 1}: the loss is {loss.item()} (NaN/inf) on at least one process; stopped "
-                    f"before updating the weights. Last good checkpoint: {last or 'none'}. Lower optim.lr, "
-                    "check the data (check-data) or set optim.grad_clip."
+        while step < end_step:
+            data_s = step_s = value = 0.0
+            pair_count = voxels = frames_in_step = 0
+            for micro in range(accumulate):
+                batch = next(batches)
+                data_s += time.perf_counter() - t_data
+                t_step = time.perf_counter()
+                batch = batch.to(device)
+                # DDP all-reduces the gradients of the last micro-batch only (forward and backward
+                # of the others run under no_sync).
+                with gradient_sync(net, micro == accumulate - 1):
+                    with precision.autocast():
+                        # The loss's pairs are chosen first, so only they are embedded (same loss
+                        # as embedding all).
+                        generator = pair_generator(cfg.run.seed, step * accumulate + micro, info.rank)
+                        pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
+                        emb = net(batch, pairs.index)
+                        loss = loss_fn(emb.points, emb.pixels, pairs.group)
+                    if not rt.all_true(bool(torch.isfinite(loss).item())):
+                        last = latest_checkpoint(run_dir)
+                        raise NonFiniteError(
+                            f"step {step + 1}: the loss is {loss.item()} (NaN/inf) on at least one process; "
+                            f"stopped before updating the weights. Last good checkpoint: {last or 'none'}. "
+                            "Lower optim.lr, check the data (check-data) or set optim.grad_clip."
+                        )
+                    if micro == 0:
+                        optimizer.zero_grad(set_to_none=True)
+                    precision.backward(loss, accumulate)
+                value += float(loss.item()) / accumulate
+                pair_count, voxels, frames_in_step = (
+                    pair_count + batch.num_pairs,
+                    voxels + int(batch.coords.shape[0]),
+                    frames_in_step + batch.batch_size,
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
-            optimizer.step()
+                result.skipped_frames += len(batch.skipped)
+                result.teacher_uncached_frames += batch.num_teacher_uncached
+                step_s += time.perf_counter() - t_step
+                t_data = time.perf_counter()
+            t_step = time.perf_counter()
+            precision.step(optimizer, trainable, o.grad_clip)
             scheduler.step()
             step += 1
-            value = float(loss.item())
+            folder.mark_started()
             result.losses[step] = value
-            result.skipped_frames += len(batch.skipped)
-            result.teacher_uncached_frames += batch.num_teacher_uncached
-            step_s = time.perf_counter() - t_step
+            step_s += time.perf_counter() - t_step
             window.append(step_s + data_s)
             if progress is not None:
                 progress.update(1)
@@ -471,9 +423,9 @@ def pretrain(
                         "steps_per_s": len(window) / max(sum(window), 1e-9),
                         "data_s": data_s,
                         "step_s": step_s,
-                        "pairs": batch.num_pairs,
-                        "voxels": int(batch.coords.shape[0]),
-                        "frames": batch.batch_size,
+                        "pairs": pair_count,
+                        "voxels": voxels,
+                        "frames": frames_in_step,
                         "skipped_frames": result.skipped_frames,
                         **(
                             {"teacher_uncached_frames": result.teacher_uncached_frames}
@@ -489,6 +441,11 @@ def pretrain(
             if step % cfg.run.checkpoint_every == 0 or step == end_step:
                 checkpoint()
             t_data = time.perf_counter()
+    except KeyboardInterrupt as err:
+        if isinstance(err, RunInterrupted):
+            raise
+        last = latest_checkpoint(run_dir)
+        raise RunInterrupted(step, f"ppkt pretrain --resume {run_dir}" if last else None) from None
     finally:
         if progress is not None:
             progress.close()
@@ -520,9 +477,15 @@ def _teacher_identity(model: PPKTModel) -> str:
 
 
 def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> PretrainConfig:
-    """The saved config of ``run_dir`` with command-line overrides (e.g. ``run.stop_after``)."""
+    """The saved config of ``run_dir`` with command-line overrides (e.g. ``run.stop_after``).
+
+    ``run.out`` becomes ``run_dir``, wherever the run was first written, so a moved or copied run
+    folder resumes in place.
+    """
     from ppkt.config import apply_overrides
 
+    from ppkt.engine.rundir import resume_overrides
+
     cfg = load_run_config(run_dir)
-    cfg = apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, resume_overrides(run_dir, overrides))
     return config_from_dict(PretrainConfig, config_to_dict(cfg))

@@ -1,0 +1,118 @@
+"""Fine-tuning under torchrun-style DDP (two gloo processes on CPU) and the sparse SyncBatchNorm."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+HERE = Path(__file__).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join(rank: int, world: int, port: int) -> None:
+    sys.path.insert(0, str(HERE))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+
+
+def _sites(rank: int) -> torch.Tensor:
+    return torch.randn(5 + 3 * rank, 4, generator=torch.Generator().manual_seed(rank)) * (rank + 1) + rank
+
+
+def _batchnorm_worker(rank: int, world: int, port: int, out: str) -> None:
+    _join(rank, world, port)
+    import torch.distributed as dist
+
+    from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
+    from ppkt.sparse import BatchNorm, SparseTensor
+
+    dist.init_process_group("gloo")
+    try:
+        torch.manual_seed(0)
+        net = convert_sync_batchnorm(torch.nn.Sequential(BatchNorm(4)))
+        feats = _sites(rank).requires_grad_(True)
+        coords = torch.zeros(len(feats), 4, dtype=torch.long)
+        coords[:, 1] = torch.arange(len(feats))
+        y = net(SparseTensor(coords, feats)).feats
+        (y * torch.arange(1.0, 5.0)).sum().backward()
+        torch.save(
+            {"y": y.detach(), "grad": feats.grad, "state": net[0].state_dict(), "wgrad": net[0].weight.grad},
+            Path(out) / f"bn{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_sparse_sync_batchnorm_equals_batchnorm_on_the_concatenated_batch(tmp_path):
+    mp.spawn(_batchnorm_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"bn{r}.pt", weights_only=True) for r in range(2)]
+    reference = torch.nn.BatchNorm1d(4)
+    feats = torch.cat([_sites(0), _sites(1)]).requires_grad_(True)
+    y = reference(feats)
+    (y * torch.arange(1.0, 5.0)).sum().backward()
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([r["grad"] for r in ranks]), feats.grad, rtol=1e-4, atol=1e-5)
+    for r in ranks:  # identical statistics on every rank, those of the whole batch
+        torch.testing.assert_close(r["state"]["running_mean"], reference.running_mean)
+        torch.testing.assert_close(r["state"]["running_var"], reference.running_var)
+    # DDP averages the ranks' weight gradients; their sum is the single-process gradient.
+    torch.testing.assert_close(ranks[0]["wgrad"] + ranks[1]["wgrad"], reference.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+def _finetune_worker(rank: int, world: int, port: int, out: str) -> None:
+    _join(rank, world, port)
+    import torch.distributed as dist
+    from eval_rooms import rooms_source_fixture
+    from test_eval_finetune import tiny_config
+
+    from ppkt.eval.finetune import finetune
+
+    cfg = tiny_config(Path(out), kind="scenes", budget=1.0, seed=1)
+    cfg = replace(
+        cfg,
+        model=replace(cfg.model, sync_batchnorm=True),
+        optim=replace(cfg.optim, steps=3, head_warmup_steps=1),
+        run=replace(cfg.run, eval_every=3, tensorboard=False),
+    )
+    try:
+        result = finetune(cfg, source=rooms_source_fixture())
+        state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+        torch.save(
+            {"state": state, "losses": result.losses, "val_points": result.last.num_points, "miou": result.last.miou},
+            Path(out) / f"rank{rank}.pt",
+        )
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_two_processes_end_with_identical_weights_and_evaluate_every_scene(tmp_path, rooms_source):
+    mp.spawn(_finetune_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert r0["state"].keys() == r1["state"].keys()
+    for key in r0["state"]:  # parameters and (synchronised) batch-norm statistics
+        assert torch.equal(r0["state"][key], r1["state"][key]), key
+    assert sorted(r0["losses"]) == [1, 2, 3] and r0["losses"] != r1["losses"]  # each rank its own scenes
+    total = sum(len(rooms_source.read(s).labels) for s in rooms_source.scene_ids("val"))
+    labelled = sum(int((rooms_source.read(s).labels >= 0).sum()) for s in rooms_source.scene_ids("val"))
+    assert r0["val_points"] == r1["val_points"] == labelled and labelled < total
+    assert r0["miou"] == r1["miou"]
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000003"
+    assert (run / "checkpoints" / "last.safetensors").is_file()
