@@ -439,6 +439,7 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
     bar = tqdm(
         range(1, cfg.optim.steps + 1), desc=f"{cfg.model.mode} {split.name}", disable=not cfg.run.progress
     )
+    shown_loss = "?"
     for step in bar:
         if warmup > 0 and step == warmup + 1:
             model.set_backbone_frozen(False)
@@ -473,7 +474,8 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
                 }
                 record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
                 _append_jsonl(log_path, record)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                shown_loss = f"{float(loss.detach()):.3f}"
+                bar.set_postfix(loss=shown_loss)
         if step % cfg.run.eval_every == 0 or step == cfg.optim.steps:
             last = evaluate_model(
                 model,
@@ -500,7 +502,7 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None) -> Finet
                 save_checkpoint(
                     model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, miou=last.miou
                 )
-            bar.set_postfix(loss=bar.postfix, val_miou=f"{100 * last.miou:.1f}")
+            bar.set_postfix(loss=shown_loss, val_miou=f"{100 * last.miou:.1f}")
     save_checkpoint(
         model, ckpt_dir / "last.safetensors", cfg, class_names, step=cfg.optim.steps, miou=last.miou
     )
