@@ -27,18 +27,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import sys
 
     import yaml
 
     from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
     from ppkt.eval.config import FinetuneConfig
     from ppkt.eval.finetune import finetune
-    from ppkt.eval.presets import get_preset
+    from ppkt.eval.presets import get_preset, pretrained_recipe
 
     cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset)
     cfg = apply_overrides(cfg, overrides_from_namespace(args))
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    if args.config is None:  # a saved config is taken as it is
+        cfg, recipe = pretrained_recipe(cfg, overrides_from_namespace(args))
+        if recipe:
+            print(recipe, file=sys.stderr if args.print_config else sys.stdout)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0

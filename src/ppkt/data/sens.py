@@ -39,6 +39,7 @@ from ppkt.data.report import (
     UNDECODABLE,
     DataReport,
     FrameError,
+    every_kth_frame,
 )
 from ppkt.data.scannet import PAPER_FRAME_SKIP
 from ppkt.data.types import RGBDFrame
@@ -149,7 +150,7 @@ class SensFrames(Sequence):
             depth_scale if depth_scale is not None else self.header.depth_shift or 1000.0
         )
         self.report = DataReport(root=str(self.path), format="scannet-sens")
-        self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
+        self.report.notes.append(f"{every_kth_frame(frame_skip)} (frame_skip={frame_skip})")
         self.K_color = self.header.intrinsic_color[:3, :3].copy()
         self.K_depth = self.header.intrinsic_depth[:3, :3].copy()
         if self.header.depth_compression not in ("zlib_ushort", "raw_ushort"):
@@ -313,7 +314,7 @@ class SensScenes(Sequence):
         if scenes is None and split is not None:
             scenes = scannet_split(self.root, split)
         self.report = DataReport(root=str(self.root), format="scannet-sens")
-        self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
+        self.report.notes.append(f"{every_kth_frame(frame_skip)} (frame_skip={frame_skip})")
         self.files: list[SensFrames] = []
         for path in find_sens_files(self.root, scenes):
             try:

@@ -49,7 +49,8 @@ class DemoSize:
 SIZES: dict[str, DemoSize] = {
     "tiny": DemoSize(
         rooms=6, frames_per_room=4, pretrain_steps=8, finetune_steps=10, lr_grid=(0.001,), smoke=True,
-        measured="not re-measured",
+        measured="34 CPU-seconds (user+sys), 2 min 46 s wall on a shared, loaded 2-core CPU, rooms "
+        "generated (/usr/bin/time -v ppkt demo --size tiny)",
     ),
     "small": DemoSize(
         rooms=12, frames_per_room=8, pretrain_steps=150, finetune_steps=200, lr_grid=(0.01, 0.001),
