@@ -148,3 +148,14 @@ def test_written_files_lists_every_file_and_says_which_are_from_an_earlier_run(t
     assert f"{tmp_path / 'results.json'}: every run's metrics" in text
     assert f"{tmp_path / 'pictures' / 'features.png'}" in text
     assert f"{Path(tmp_path / 'runs')}/  (2 files, 1 written now, the rest reused)" in text
+
+
+def test_the_docs_quote_the_sizes_and_times_of_the_code():
+    docs = (Path(__file__).parents[2] / "docs" / "demo.md").read_text()
+    for name, size in SIZES.items():
+        lr = ", ".join(f"{x:g}" for x in size.lr_grid)
+        row = (
+            f"| `{name}` | {size.rooms} | {size.frames_per_room} | {size.pretrain_steps} | "
+            f"{size.finetune_steps} | {lr} | {size.measured} |"
+        )
+        assert row in docs, row

@@ -122,3 +122,14 @@ def test_effectiveness_report_from_a_finished_run_folder(tmp_path):
 def test_markdown_tables_become_html_and_text_is_escaped():
     html = markdown_table_html("| a<b | c |\n|---|---|\n| 1 | 2 |\nnote & more")
     assert "<th>a&lt;b</th>" in html and "<td>2</td>" in html and "<p>note &amp; more</p>" in html
+
+
+def test_report_command_names_a_folder_without_results(tmp_path, capsys):
+    from ppkt.experiments.report import main
+
+    with pytest.raises(SystemExit, match="no results"):
+        main([str(tmp_path)])
+    (tmp_path / "results.json").write_text(json.dumps({"rows": [], "runs": []}))
+    (tmp_path / "results.md").write_text("| a |\n|---|\n| 1 |\n")
+    assert main([str(tmp_path)]) == 0
+    assert f"wrote {tmp_path / 'report.html'}" in capsys.readouterr().out

@@ -96,6 +96,9 @@ def demo_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
+    except FileExistsError as err:  # an earlier run in --out with other settings: never overwritten
+        print(f"ppkt demo: {err}")
+        return 2
     except KeyboardInterrupt:
         print(
             f"\nppkt demo: stopped (Ctrl-C). Finished runs are kept in {args.out}; the same command "
