@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         written_files,
     )
     from ppkt.experiments.effectiveness import run_effectiveness
+    from ppkt.experiments.report import write_html_report
 
     started, started_at = time.perf_counter(), time.time()
     cfg = demo_config(args)
@@ -135,30 +136,31 @@ def _run(args: argparse.Namespace) -> int:
     if size.smoke:
         headline += ": a SMOKE RUN (checks that every stage runs; its numbers mean nothing)"
     print(headline)
-    print(f"measured time of this size: {size.measured}")
+    steps_changed = (
+        " (for its own step counts, not those you set)" if args.pretrain_steps or args.finetune_steps else ""
+    )
+    print(f"measured time of this size{steps_changed}: {size.measured}")
     progress = DemoProgress(size, pictures=not args.no_pictures)
     results = run_effectiveness(cfg, report=progress)
+    table = demo_table(results["rows"], smoke=size.smoke)
+    explanation = demo_explanation(results["rows"], size, validation_rooms=_validation_rooms(results))
+    progress.pictures_starting()
+    pictures = []
     if not args.no_pictures:
         from ppkt.experiments.pictures import demo_pictures
-        from ppkt.experiments.report import write_html_report
 
-        progress.pictures_starting()
-        pictures = demo_pictures(cfg, results)
-        write_html_report(
-            cfg.out / "report.html",
-            results,
-            title=f"ppkt demo --size {args.size}",
-            table=demo_table(results["rows"], smoke=size.smoke),
-            explanation=demo_explanation(results["rows"], size, validation_rooms=_validation_rooms(results)),
-            pictures=pictures,
-        )
-        progress.pictures_done()
+        # the side-by-side segmentation holds the two single ones
+        singles = ("segmentation_scratch.png", "segmentation_ppkt.png")
+        pictures = [p for p in demo_pictures(cfg, results) if p.name not in singles]
+    title = f"ppkt demo --size {args.size}" + (" (SMOKE RUN: the numbers mean nothing)" if size.smoke else "")
+    write_html_report(cfg.out / "report.html", results, title=title, table=table, explanation=explanation,
+                      pictures=pictures)  # fmt: skip
+    progress.pictures_done()
     print()
     if size.smoke:
         print("SMOKE RUN: the numbers below mean nothing.")
-    print(demo_table(results["rows"], smoke=size.smoke), end="")
-    print()
-    print(demo_explanation(results["rows"], size, validation_rooms=_validation_rooms(results)))
+    print(table)
+    print(explanation)
     print()
     print(f"files in {cfg.out}:")
     for line in written_files(cfg.out, since=started_at):

@@ -195,7 +195,8 @@ class DemoProgress(ProtocolLog):
                  f"(all stages: about {format_duration(self.eta())} left)")  # fmt: skip
 
     def pictures_starting(self) -> None:
-        self._start_stage(4, "pictures of what pretraining learned, predictions, report.html")
+        what = "pictures of what pretraining learned, predictions, " if self.pictures else ""
+        self._start_stage(4, f"{what}report.html")
 
     def pictures_done(self) -> None:
         self._finish_work(self.stage_reference[3], reused=False)
@@ -315,7 +316,10 @@ def written_files(out: Path, since: float) -> list[str]:
         elif entry.is_dir():
             files = [p for p in entry.rglob("*") if p.is_file()]
             new = sum(p.stat().st_mtime >= since for p in files)
-            state = "all written now" if new == len(files) else f"{new} written now, the rest reused"
+            if new == len(files):
+                state = "all written now"
+            else:
+                state = "all from an earlier run" if new == 0 else f"{new} written now, the rest reused"
             count = f"{len(files)} file{'s' if len(files) != 1 else ''}"
             lines.append(f"  {entry}/  ({count}, {state}){': ' + note if note else ''}")
     return lines
