@@ -83,7 +83,9 @@ def sizes_help() -> str:
 
 # ------------------------------------------------------------------------------------ progress and ETA
 # Reference costs (seconds of wall time on a quiet 2-core CPU) from which the first ETA is estimated;
-# the ETA then rescales them by the speed measured on this machine as stages finish.
+# the ETA then rescales them by the speed measured on this machine as stages finish. Only their sum
+# for --size default is measured (10 min 50 s with the rooms cached, see SIZES: 400 x 0.9 + 4 runs x
+# (6 + 400 x 0.15) + 15 = 639 s); the split between the stages is an estimate.
 REF_FRAME_S = 0.15  # rendering one synthetic frame
 REF_PRETRAIN_STEP_S = 0.9  # one pretraining step of the demo preset
 REF_FINETUNE_STEP_S = 0.15  # one fine-tuning step of demo-finetune
