@@ -61,6 +61,10 @@ def test_demo_table_has_one_gain_column_and_no_spread_from_one_seed():
     assert "±" not in table
     three = demo_table([_row(seeds=3, std=1.25)], smoke=False)
     assert "| 13.0 ± 1.2 | 15.6 ± 1.2 | +2.6 | 3 seeds |" in three
+    probe = {**_row(scratch=3.8, ppkt=20.2), "mode": "linear"}
+    assert "| 20 pts/scene, linear probe | 3.8 | 20.2 | +16.4 | 1 seed |" in demo_table(
+        [_row(), probe], smoke=False
+    )
 
 
 def test_results_markdown_prints_no_spread_for_one_seed():
