@@ -3,7 +3,8 @@
 Pretrains once (demo preset on the synthetic rooms unless told otherwise), then for every label
 budget and seed fine-tunes from scratch and from the PPKT backbone with identical settings, plus
 linear probes of a random and of the pretrained backbone. Writes results.json, results.md and
-results.png (mIoU against label budget, error bars = std over seeds) to --out.
+results.png (mIoU against label budget, error bars = std over seeds) and report.html (all of it
+in one self-contained file; ``python -m ppkt.experiments.report RUN`` rewrites it) to --out.
 
     python benchmarks/effectiveness.py --out runs/effectiveness            # preset defaults, no search
     python benchmarks/effectiveness.py --seeds 0 --budgets scenes:0.0625   # one cell, quick look
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from ppkt.config import apply_overrides, config_to_dict
 from ppkt.experiments.effectiveness import ExperimentConfig, run_effectiveness
+from ppkt.experiments.report import effectiveness_report
 
 
 def main() -> None:
@@ -48,7 +50,9 @@ def main() -> None:
     started = time.perf_counter()
     run_effectiveness(cfg)
     print((cfg.out / "results.md").read_text())
+    report = effectiveness_report(cfg.out)
     print(f"total wall time {time.perf_counter() - started:.0f} s; plot: {cfg.out / 'results.png'}")
+    print(f"report (table, plot and pictures in one file): {report}")
 
 
 if __name__ == "__main__":

@@ -29,13 +29,22 @@ import yaml
 T = TypeVar("T")
 
 _DOC = "doc"
+_INTERNAL = "internal"
 
 
-def option(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with a doc string that becomes ``--help`` text."""
+def option(
+    default: Any = dataclasses.MISSING,
+    doc: str = "",
+    *,
+    factory: Any = dataclasses.MISSING,
+    internal: bool = False,
+) -> Any:
+    """A dataclass field with a doc string that becomes ``--help`` text. ``internal``: set by the
+    program (e.g. the preset a config started from); accepted as an override but not listed."""
+    metadata = {_DOC: doc, _INTERNAL: internal}
     if factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=factory, metadata={_DOC: doc})
-    return dataclasses.field(default=default, metadata={_DOC: doc})
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -282,7 +291,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str 
             metavar=type_name.upper() if get_origin(inner) is not Literal else "{" + type_name + "}",
             default=argparse.SUPPRESS,
             # argparse %-formats help text; a field doc is prose ("15 % of the voxels"), not a template.
-            help=doc.replace("%", "%%"),
+            help=argparse.SUPPRESS if f.metadata.get(_INTERNAL) else doc.replace("%", "%%"),
         )
 
 

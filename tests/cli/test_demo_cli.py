@@ -1,5 +1,8 @@
+import dataclasses
 import json
 from pathlib import Path
+
+import numpy as np
 
 from ppkt.cli import main
 from ppkt.experiments.pictures import compared_runs
@@ -17,13 +20,19 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch, capsys):
         str(out),
         "--device",
         "cpu",
+        "--pretrain-steps",
+        "3",
+        "--finetune-steps",
+        "4",
         "--scratch-lr-grid",
         "0.01",
         "0.0",
     ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| fine-tune | 20 pts/scene |" in printed and "PPKT at scratch's lr" in printed
+    assert "| 20 pts/scene |" in printed and "(smoke run) | 1 seed |" in printed and "SMOKE RUN" in printed
+    assert "PPKT at scratch's lr" in (out / "results.md").read_text()
+    assert f"{out / 'report.html'}" in printed and (out / "report.html").stat().st_size > 10_000
     results = json.loads((out / "results.json").read_text())
     (row,) = [r for r in results["rows"] if r["mode"] == "finetune"]
     chosen = {}
@@ -71,12 +80,83 @@ def test_pictures_compare_the_reported_scratch_run():
 def test_demo_config_freezes_the_pretrained_batchnorm_unless_told_and_can_search_ppkt():
     import argparse
 
-    from ppkt.cli.demo import add_arguments, demo_config
+    from ppkt.cli.demo import SIZES, add_arguments, demo_config
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     default = demo_config(parser.parse_args([]))
     assert default.ppkt_overrides == ("model.freeze_batchnorm=true",) and default.ppkt_lr_search
-    assert default.scratch_lr_grid == (0.01, 0.001)
+    assert default.scratch_lr_grid == (0.01, 0.001) and default.cpu_threads == 1 and default.deterministic
+    tiny = demo_config(parser.parse_args(["--size", "tiny"]))
+    assert tiny.scratch_lr_grid == SIZES["tiny"].lr_grid
     other = demo_config(parser.parse_args(["--ppkt-batchnorm", "train", "--no-ppkt-lr-search"]))
     assert other.ppkt_overrides == () and not other.ppkt_lr_search
+
+
+def _fake_protocol(monkeypatch, tmp_path, *, pretrain_reused=False, interrupt=False):
+    """Replace the expensive stages: the protocol reports through the demo's progress and writes a
+    results folder; pictures are one PNG."""
+    from ppkt.experiments import effectiveness, pictures
+    from ppkt.experiments.effectiveness import PretrainedBackbone, RunRecord, summarize
+    from ppkt.viz.panels import save_png
+
+    def protocol(cfg, log=print, *, report):
+        report.planned(cfg, 2)
+        report.data_ready(tmp_path / "data", reused=True)
+        if interrupt:
+            raise KeyboardInterrupt
+        report.pretraining(10)
+        report.pretrained(PretrainedBackbone(cfg.out / "pretrain" / "b.safetensors", 321.0, pretrain_reused))
+        records = []
+        for k, (init, miou) in enumerate((("scratch", 0.130), ("ppkt", 0.156))):
+            run = cfg.out / "runs" / init
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "metrics.json").write_text("{}")
+            records.append(
+                RunRecord(
+                    init, "finetune", "points:20", 0, miou, 0.2, 0.5, 60.0, str(run), 0.01, reused=k == 0
+                )
+            )
+            report.run_done(records[-1], k + 1)
+        (tmp_path / "data").mkdir(exist_ok=True)
+        results = {
+            "data_root": str(tmp_path / "data"),
+            "pretrain_reused": pretrain_reused,
+            "metric": "m",
+            "rows": summarize(records),
+            "runs": [dataclasses.asdict(r) for r in records],
+        }
+        (cfg.out / "results.json").write_text(json.dumps(results))
+        return results
+
+    def fake_pictures(cfg, results):
+        return [save_png(cfg.out / "pictures" / "features.png", np.zeros((4, 4, 3), np.uint8))]
+
+    monkeypatch.setattr(effectiveness, "run_effectiveness", protocol)
+    monkeypatch.setattr(pictures, "demo_pictures", fake_pictures)
+
+
+def test_demo_prints_stages_one_table_what_it_means_reuse_and_every_file(tmp_path, monkeypatch, capsys):
+    _fake_protocol(monkeypatch, tmp_path, pretrain_reused=True)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    for k in (1, 2, 3, 4):
+        assert f"[stage {k}/4]" in printed
+    assert printed.count("left)") >= 5  # an overall ETA at every stage and run
+    assert "| 20 pts/scene | 13.0 | 15.6 | +2.6 | 1 seed |" in printed
+    assert printed.count("| labels |") == 1 and "± 0.0" not in printed
+    assert "reused:" in printed and "which took 5 min 21 s" in printed  # the old time, said to be old
+    assert "2 of 3 runs reused from an earlier run" in printed
+    assert "How good is good" in printed and "SMOKE" not in printed
+    for name in ("results.json", "report.html", "pictures/features.png"):
+        assert str(out / name) in printed
+    assert "runs/  (2 files" in printed
+
+
+def test_ctrl_c_stops_the_demo_with_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    _fake_protocol(monkeypatch, tmp_path, interrupt=True)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--size", "tiny"]) == 130
+    captured = capsys.readouterr()
+    last = [line for line in captured.out.splitlines() if line.strip()][-1]
+    assert last.startswith("ppkt demo: stopped (Ctrl-C)") and "Traceback" not in captured.out + captured.err

@@ -18,7 +18,7 @@ def test_viz_curves(tmp_path):
     lines = [json.dumps({"step": s, "loss": 8 / (1 + s), "steps_per_s": 2.0 + s % 3}) for s in range(30)]
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
     assert main(["viz", "curves", str(tmp_path)]) == 0
-    _rich(tmp_path / "curves.png", min_colors=5)
+    _rich(tmp_path / "pictures" / "curves.png", min_colors=5)  # every figure of a run in RUN/pictures/
 
 
 def test_viz_overlay_on_synthetic_rgbd(tmp_path, capsys):

@@ -182,6 +182,13 @@ def test_segmentation_figures_predict_every_point(finetune_run, tmp_path):
     np.testing.assert_array_equal(out.predicted, expected)
     labelled = scene.labels >= 0
     assert out.accuracy == pytest.approx((expected[labelled] == scene.labels[labelled]).mean())
+    present = np.unique(scene.labels[labelled])
+    inter_union = [  # per-class IoU over labelled points, by hand
+        np.sum((expected[labelled] == c) & (scene.labels[labelled] == c))
+        / np.sum((expected[labelled] == c) | (scene.labels[labelled] == c))
+        for c in present
+    ]
+    assert out.miou == pytest.approx(np.mean(inter_union))
     image = _png(out.png, min_colors=8)
     assert image.shape == out.figure.shape
     ply = read_ply_vertices(out.ply)

@@ -129,3 +129,65 @@ def test_training_curves(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"step": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2"):
         read_metrics(tmp_path / "bad.jsonl")
+
+
+def _lab(rgb):
+    """CIELAB of sRGB colours, written out from the CIE formulas (D65 white), independent of ppkt."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    lin = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    x = (0.4124564 * lin[:, 0] + 0.3575761 * lin[:, 1] + 0.1804375 * lin[:, 2]) / 0.95047
+    y = 0.2126729 * lin[:, 0] + 0.7151522 * lin[:, 1] + 0.0721750 * lin[:, 2]
+    z = (0.0193339 * lin[:, 0] + 0.1191920 * lin[:, 1] + 0.9503041 * lin[:, 2]) / 1.08883
+
+    def f(t):
+        return np.where(t > 216 / 24389, np.cbrt(t), (24389 / 27 * t + 16) / 116)
+
+    return np.stack([116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))], 1)
+
+
+def test_every_pair_of_class_colours_is_easy_to_tell_apart():
+    for n, threshold in ((20, 35.0), (40, 25.0)):
+        lab = _lab(class_palette(n))
+        distance = np.linalg.norm(lab[:, None] - lab[None], axis=-1)
+        np.fill_diagonal(distance, np.inf)
+        # a just-noticeable difference is about 2.3 Lab units; the old golden-ratio hues had pairs
+        # (chair/desk, window/curtain) under 15
+        assert distance.min() > threshold, (n, distance.min())
+        background = _lab(np.array([[255, 255, 255], [0, 0, 0]]))  # the canvas and unlabelled points
+        assert np.linalg.norm(lab[:, None] - background[None], axis=-1).min() > 20
+    assert np.array_equal(class_palette(40)[:20], class_palette(20))  # a class keeps its colour
+
+
+def test_similarity_has_a_colour_scale_and_the_teacher_is_shown_at_pixel_resolution():
+    rng = np.random.default_rng(3)
+    points, labels = _room()
+    image = (rng.random((60, 80, 3)) * 255).astype(np.uint8)
+    coarse = rng.normal(size=(4, 4, 5))  # a stride-16 teacher map: 4x5 cells for a 60x80 image
+    sim = similarity_figure(5, points, np.eye(3)[labels], image, coarse, (40.0, 30.0))
+    top, bottom = (253, 231, 37), (68, 1, 84)  # the colormap's ends, drawn in the colour bars
+    flat = {tuple(c) for c in sim.reshape(-1, 3)}
+    assert top in flat and bottom in flat
+    figure, _ = feature_pca_figure(
+        points, rng.normal(size=(len(points), 5)), image, rng.normal(size=(5, 4, 5))
+    )
+    # the teacher panel (second, 360 px high after the caption and title bars) has far more colours
+    # than its 20 cells: upsampled features, not a mosaic of blocks
+    h = figure.shape[0]
+    teacher = figure[h - 360 :, 480 + 6 : 480 + 6 + 480]
+    assert len(np.unique(teacher.reshape(-1, 3), axis=0)) > 200
+
+
+def test_camera_overlays_are_shown_at_screen_size_with_visible_dots():
+    from ppkt.viz.figures import camera_overlays
+
+    rng = np.random.default_rng(4)
+    cameras = []
+    for k in range(6):
+        image = np.full((900, 1600, 3), 128, dtype=np.uint8)
+        uv = rng.uniform(0, 1599, size=(300, 2)) * [1, 899 / 1599]
+        cameras.append((f"CAM_{k}", image, uv, rng.uniform(1, 50, 300)))
+    picture = camera_overlays(cameras)
+    assert picture.shape[1] <= 3 * 640 + 2 * 6  # three 640-px cameras a row, not a 4800-px strip
+    assert picture.shape[0] < 2 * 400 + 120
+    grey = np.all(picture == (191, 191, 191), axis=-1)  # the faded background of each camera
+    assert grey.mean() < 0.98  # the dots cover a visible part of the image

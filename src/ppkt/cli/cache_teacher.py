@@ -6,10 +6,22 @@ import argparse
 from pathlib import Path
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """``(default: X)`` after each option's help, unless the help already says it or there is none
+    (argparse's ArgumentDefaultsHelpFormatter printed "(default: ...) (default: None)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or not action.option_strings or unset:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ppkt.cli import non_negative_int, positive_int
 
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = _DefaultsHelp
     parser.add_argument("data_root", type=Path, help="dataset root of an RGB-D format (docs/datasets.md)")
     parser.add_argument(
         "--format",
@@ -20,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--teacher", default="efficientnet_lite0", help="teacher name (ppkt.teachers.TEACHERS)"
     )
-    parser.add_argument("--weights", default=None, help="teacher weight file (.pth/.safetensors) or 'random'")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="teacher weight file (.pth/.safetensors) or 'random' (default: the teacher's own)",
+    )
     parser.add_argument("--stage", default=None, help="teacher stage (default: its last stage)")
     parser.add_argument(
         "--image-size",
@@ -28,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         default=(240, 320),
         metavar=("H", "W"),
-        help="teacher input size",
+        help="teacher input size (default: 240 320)",
     )
     parser.add_argument(
         "--frame-skip",
@@ -37,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="every k-th frame (the paper: 25); use the run's data.frame_skip",
     )
     parser.add_argument(
-        "--split", default=None, choices=["train", "val"], help="ScanNet: scenes of scannetv2_<split>.txt"
+        "--split", default=None, choices=["train", "val"], help="ScanNet: scenes of scannetv2_<split>.txt (default: every scene)"
     )
     parser.add_argument(
         "--out",

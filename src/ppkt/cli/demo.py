@@ -12,13 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# size -> (rooms, frames per room, pretraining steps, fine-tuning steps)
-SIZES: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (6, 4, 20, 30),  # a smoke test: checks that everything runs, the numbers mean nothing
-    "small": (12, 8, 150, 200),
-    "default": (20, 12, 400, 400),
-    "long": (32, 16, 1500, 1000),
-}
+from ppkt.experiments.demo import SIZES, sizes_help
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--size",
         choices=sorted(SIZES, key=list(SIZES).index),
         default="default",
-        help="how much data and how many steps: tiny (1 min, smoke test), small, default (~15 min on "
-        "2 CPU cores), long (default: %(default)s)",
+        help=f"how much data and how many steps (default: %(default)s): {sizes_help()}",
     )
     parser.add_argument(
         "--budget", default="points:20", help="label budget, 'scenes:F' or 'points:N' (default: %(default)s)"
@@ -50,10 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scratch-lr-grid",
         type=float,
         nargs="*",
-        default=[0.01, 0.001],
+        default=None,
         help="backbone learning rates tried for the scratch run, and for PPKT too unless "
-        "--no-ppkt-lr-search, where PPKT takes scratch's best (default: %(default)s; none = the "
-        "preset's 0.1 for both)",
+        "--no-ppkt-lr-search, where PPKT takes scratch's best (default: the size's, 0.01 0.001; "
+        "none = the preset's 0.1 for both)",
     )
     parser.add_argument(
         "--ppkt-lr-search",
@@ -82,19 +75,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def demo_config(args: argparse.Namespace):
     from ppkt.experiments.effectiveness import ExperimentConfig
 
-    scenes, frames, pre_steps, ft_steps = SIZES[args.size]
-    pre_steps = args.pretrain_steps or pre_steps
-    ft_steps = args.finetune_steps or ft_steps
+    size = SIZES[args.size]
+    pre_steps = args.pretrain_steps or size.pretrain_steps
+    ft_steps = args.finetune_steps or size.finetune_steps
+    grid = size.lr_grid if args.scratch_lr_grid is None else args.scratch_lr_grid
     return ExperimentConfig(
         out=args.out,
-        synthetic_scenes=scenes,
-        synthetic_frames_per_scene=frames,
+        synthetic_scenes=size.rooms,
+        synthetic_frames_per_scene=size.frames_per_room,
         pretrain_overrides=(f"optim.steps={pre_steps}", f"run.checkpoint_every={max(pre_steps // 4, 1)}"),
         finetune_overrides=(f"optim.steps={ft_steps}", f"run.eval_every={ft_steps}"),
         linear_overrides=(f"optim.steps={ft_steps}", f"run.eval_every={ft_steps}"),
         budgets=(args.budget,),
         seeds=tuple(args.seeds),
-        scratch_lr_grid=tuple(args.scratch_lr_grid),
+        scratch_lr_grid=tuple(grid),
         ppkt_lr_search=args.ppkt_lr_search,
         ppkt_overrides=("model.freeze_batchnorm=true",) if args.ppkt_batchnorm == "frozen" else (),
         linear_probes=args.linear_probe,
@@ -130,24 +124,87 @@ def check_runs(cfg) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except FileExistsError as err:  # an earlier run in --out with other settings: never overwritten
+        print(f"ppkt demo: {err}")
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\nppkt demo: stopped (Ctrl-C). Finished runs are kept in {args.out}; the same command "
+            "continues from them.",
+            flush=True,
+        )
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
 
+    from ppkt.experiments.demo import (
+        DemoProgress,
+        demo_explanation,
+        demo_table,
+        format_duration,
+        written_files,
+    )
     from ppkt.experiments.effectiveness import run_effectiveness
+    from ppkt.experiments.report import write_html_report
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     cfg = demo_config(args)
     check_runs(cfg)
-    print(f"ppkt demo ({args.size}): writing to {cfg.out}")
-    results = run_effectiveness(cfg)
-    print()
-    print((cfg.out / "results.md").read_text(), end="")
+    size = SIZES[args.size]
+    if args.pretrain_steps or args.finetune_steps:
+        size = dataclasses.replace(
+            size,
+            pretrain_steps=args.pretrain_steps or size.pretrain_steps,
+            finetune_steps=args.finetune_steps or size.finetune_steps,
+        )
+    size = dataclasses.replace(size, lr_grid=cfg.scratch_lr_grid)
+    headline = f"ppkt demo --size {args.size}, writing to {cfg.out}"
+    if size.smoke:
+        headline += ": a SMOKE RUN (checks that every stage runs; its numbers mean nothing)"
+    print(headline)
+    steps_changed = (
+        " (for its own step counts, not those you set)" if args.pretrain_steps or args.finetune_steps else ""
+    )
+    print(f"measured time of this size{steps_changed}: {size.measured}")
+    progress = DemoProgress(size, pictures=not args.no_pictures)
+    results = run_effectiveness(cfg, report=progress)
+    table = demo_table(results["rows"], smoke=size.smoke)
+    explanation = demo_explanation(results["rows"], size, validation_rooms=_validation_rooms(results))
+    progress.pictures_starting()
+    pictures = []
     if not args.no_pictures:
         from ppkt.experiments.pictures import demo_pictures
 
-        for path in demo_pictures(cfg, results):
-            print(f"picture: {path}")
-    print(f"done in {time.perf_counter() - started:.0f} s; results in {cfg.out}/results.md")
+        # the side-by-side segmentation holds the two single ones
+        singles = ("segmentation_scratch.png", "segmentation_ppkt.png")
+        pictures = [p for p in demo_pictures(cfg, results) if p.name not in singles]
+    title = f"ppkt demo --size {args.size}" + (" (SMOKE RUN: the numbers mean nothing)" if size.smoke else "")
+    write_html_report(cfg.out / "report.html", results, title=title, table=table, explanation=explanation,
+                      pictures=pictures)  # fmt: skip
+    progress.pictures_done()
+    print()
+    if size.smoke:
+        print("SMOKE RUN: the numbers below mean nothing.")
+    print(table)
+    print(explanation)
+    print()
+    print(f"files in {cfg.out}:")
+    for line in written_files(cfg.out, since=started_at):
+        print(line)
+    reused = sum(r["reused"] for r in results["runs"]) + bool(results["pretrain_reused"])
+    note = f" ({reused} of {len(results['runs']) + 1} runs reused from an earlier run)" if reused else ""
+    print(f"done in {format_duration(time.perf_counter() - started)}{note}")
     return 0
+
+
+def _validation_rooms(results: dict) -> int:
+    split = Path(results["data_root"]) / "scannetv2_val.txt"
+    return len(split.read_text().split()) if split.is_file() else 0
 
 
 __all__ = ["SIZES", "add_arguments", "demo_config", "run"]

@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import sys
 
     import yaml
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ppkt.engine import NonFiniteError
     from ppkt.eval.config import FinetuneConfig, validate
     from ppkt.eval.finetune import config_with_resume, finetune
-    from ppkt.eval.presets import get_preset
+    from ppkt.eval.presets import get_preset, pretrained_recipe
 
     overrides = overrides_from_namespace(args)
     # Bad values, files and folders raise; ppkt.cli.main turns them into one line (exit 2).
@@ -60,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, overrides)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    if args.config is None and args.resume is None:  # a saved config is taken as it is
+        cfg, recipe = pretrained_recipe(cfg, overrides)
+        if recipe:
+            print(recipe, file=sys.stderr if args.print_config else sys.stdout)
     validate(cfg)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")

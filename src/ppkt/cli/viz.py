@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     curves = sub.add_parser("curves", help="training curves of a run (metrics.jsonl) as PNG")
     curves.add_argument("run", type=Path, help="run folder holding metrics.jsonl (or the file itself)")
-    curves.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN/curves.png)")
+    curves.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN/pictures/curves.png)")
     curves.add_argument("--keys", nargs="*", default=None, help="metrics to plot (default: all numeric)")
 
     overlay = sub.add_parser("overlay", help="projected points on the image, coloured by depth")
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         fig = sub.add_parser(name, help=text)
         fig.add_argument("run", type=Path, help="pretraining run folder (config.yaml + checkpoints/)")
         fig.add_argument("--frame-index", type=int, default=0, help="frame of the run's dataset")
-        fig.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/viz)")
+        fig.add_argument("--out", type=Path, default=None, help="output folder (default: RUN/pictures)")
         fig.add_argument("--checkpoint", type=Path, default=None, help="checkpoint folder (default: latest)")
         fig.add_argument("--data-root", type=Path, default=None, help="override the run's data.root")
         fig.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="PNG path; the PLY goes beside it (default: RUN/viz/segmentation.png)",
+        help="PNG path; the PLY goes beside it (default: RUN/pictures/segmentation.png)",
     )
     seg.add_argument("--data-root", type=Path, default=None, help="override the checkpoint's data.root")
     seg.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
@@ -95,7 +95,7 @@ def _features(args: argparse.Namespace) -> int:
     from ppkt.viz.model_figures import pretrain_feature_figures
 
     model, cfg, frame = _pretrain_frame(args)
-    out = pretrain_feature_figures(model, frame, cfg, args.out or args.run / "viz")
+    out = pretrain_feature_figures(model, frame, cfg, args.out or args.run / "pictures")
     for path in (out.features_png, out.features_ply, out.backbone_png, out.backbone_ply):
         print(f"wrote {path}")
     return 0
@@ -106,7 +106,8 @@ def _similarity(args: argparse.Namespace) -> int:
 
     model, cfg, frame = _pretrain_frame(args)
     uv = tuple(args.uv) if args.uv is not None else None
-    out = similarity_figures(model, frame, cfg, args.out or args.run / "viz", point=args.point, uv=uv)
+    out_dir = args.out or args.run / "pictures"
+    out = similarity_figures(model, frame, cfg, out_dir, point=args.point, uv=uv)
     print(f"query point {out.query_point} at pixel ({out.query_uv[0]:.0f}, {out.query_uv[1]:.0f})")
     print(f"wrote {out.png}")
     return 0
@@ -135,7 +136,8 @@ def _segmentation(args: argparse.Namespace) -> int:
             raise ValueError(f"--split {split}: the split has no scenes")
         scene_id = ids[0]
     scene = source.read(scene_id)
-    default_dir = args.checkpoint / "viz" if args.checkpoint.is_dir() else path.parent
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    default_dir = run_dir / "pictures"
     png = args.out or default_dir / "segmentation.png"
     out = segmentation_figures(
         model.to(_device(args.device)),
@@ -145,7 +147,10 @@ def _segmentation(args: argparse.Namespace) -> int:
         png.parent,
         stem=png.stem,
     )
-    print(f"{scene_id}: {len(out.predicted)} points, accuracy {out.accuracy:.3f} on labelled points")
+    print(
+        f"{scene_id}: {len(out.predicted)} points, mIoU {100 * out.miou:.1f} %, "
+        f"{100 * out.accuracy:.1f} % of labelled points right"
+    )
     print(f"wrote {out.png}\nwrote {out.ply}")
     return 0
 
@@ -171,8 +176,8 @@ def _overlay(args: argparse.Namespace) -> int:
 
     from ppkt.data.types import RGBDFrame
     from ppkt.geometry import lidar_camera_pairs, rgbd_pairs, transform_points
-    from ppkt.viz.figures import correspondence_overlay
-    from ppkt.viz.panels import hstack, save_png, vstack
+    from ppkt.viz.figures import camera_overlays, correspondence_overlay
+    from ppkt.viz.panels import hstack, save_png
 
     dataset = _open_dataset(args.data, args.format)
     if len(dataset) == 0:
@@ -196,17 +201,13 @@ def _overlay(args: argparse.Namespace) -> int:
         if not item.images:
             raise ValueError(f"{args.data}: sample {item.sample_id} has no camera images")
         pairs = lidar_camera_pairs(item.points, item.images)
-        panels = []
+        cameras = []
         for k, camera in enumerate(item.images):
             mine = pairs.image_index == k
             pts = pairs.points[pairs.point_index[mine]]
             depth = transform_points(torch.as_tensor(camera.camera_from_lidar, dtype=pts.dtype), pts)[:, 2]
-            panels.append(correspondence_overlay(camera.image, pairs.uv[mine].numpy(), depth.numpy()))
-        rows = [
-            hstack(panels[k : k + 3], [c.name for c in item.images[k : k + 3]])
-            for k in range(0, len(panels), 3)
-        ]
-        picture = vstack(rows)
+            cameras.append((camera.name, camera.image, pairs.uv[mine].numpy(), depth.numpy()))
+        picture = camera_overlays(cameras)
     save_png(args.out, picture)
     print(f"wrote {args.out} ({picture.shape[1]}x{picture.shape[0]}, {len(pairs)} pairs)")
     return 0
@@ -219,7 +220,7 @@ def _curves(args: argparse.Namespace) -> int:
     path = args.run / "metrics.jsonl" if args.run.is_dir() else args.run
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no metrics file")
-    out = args.out or (path.parent / "curves.png")
+    out = args.out or (path.parent / "pictures" / "curves.png")
     save_png(out, training_curves_figure(read_metrics(path), args.keys))
     print(f"wrote {out}")
     return 0

@@ -30,6 +30,14 @@ MAX_EXAMPLES = 5
 """Example paths kept per skip reason."""
 
 
+def every_kth_frame(k: int) -> str:
+    """``"every frame"``, ``"every 2nd frame"``, ``"every 25th frame"``: a reader's frame skip in words."""
+    if k == 1:
+        return "every frame"
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"every {k}{suffix} frame"
+
+
 class FrameError(ValueError):
     """A frame (or a whole file) that cannot be used; the message names the file and the reason."""
 

@@ -27,7 +27,14 @@ import numpy as np
 
 from ppkt.data.images import FileRGBDFrames, FrameRecord, read_intrinsics_txt, read_pose_txt
 from ppkt.data.ply import read_ply_vertices
-from ppkt.data.report import BAD_INTRINSICS, MISSING_FILE, UNREADABLE, DataReport, FrameError
+from ppkt.data.report import (
+    BAD_INTRINSICS,
+    MISSING_FILE,
+    UNREADABLE,
+    DataReport,
+    FrameError,
+    every_kth_frame,
+)
 from ppkt.data.scannet_classes import NYU40_LABEL_SETS, read_label_tsv
 from ppkt.data.scannet_classes import label_set as scannet_label_set
 from ppkt.data.types import LabeledScene
@@ -163,7 +170,7 @@ class ScanNetFrames(FileRGBDFrames):
         if selected is not None:
             self.report.notes.append(f"frames selected by {frame_list}")
         else:
-            self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
+            self.report.notes.append(f"{every_kth_frame(frame_skip)} (frame_skip={frame_skip})")
         self.records = []
         from tqdm.auto import tqdm
 

@@ -40,6 +40,7 @@ from ppkt.data.report import (
     UNDECODABLE,
     DataReport,
     FrameError,
+    every_kth_frame,
 )
 from ppkt.data.scannet import PAPER_FRAME_SKIP
 from ppkt.data.types import RGBDFrame
@@ -160,7 +161,7 @@ class SensFrames(Sequence):
             raise ValueError(f"depth_scale must be a finite number > 0, got {depth_scale}")
         self.depth_scale = float(depth_scale)
         self.report = DataReport(root=str(self.path), format="scannet-sens")
-        self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
+        self.report.notes.append(f"{every_kth_frame(frame_skip)} (frame_skip={frame_skip})")
         self.K_color = self.header.intrinsic_color[:3, :3].copy()
         self.K_depth = self.header.intrinsic_depth[:3, :3].copy()
         if self.header.depth_compression not in ("zlib_ushort", "raw_ushort"):
@@ -341,7 +342,7 @@ class SensScenes(Sequence):
         if scenes is None and split is not None:
             scenes = scannet_split(self.root, split)
         self.report = DataReport(root=str(self.root), format="scannet-sens")
-        self.report.notes.append(f"every {frame_skip}th frame (frame_skip={frame_skip})")
+        self.report.notes.append(f"{every_kth_frame(frame_skip)} (frame_skip={frame_skip})")
         self.files: list[SensFrames] = []
         for path in find_sens_files(self.root, scenes):
             try:

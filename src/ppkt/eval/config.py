@@ -196,7 +196,7 @@ class EvalRunConfig:
 class FinetuneConfig:
     """A complete fine-tuning or linear-probing run."""
 
-    origin: str = option("custom", "the preset this config started from (set by --preset)")
+    origin: str = option("custom", "the preset this config started from (set by --preset)", internal=True)
     data: EvalDataConfig = field(default_factory=EvalDataConfig)
     augment: EvalAugmentConfig = field(default_factory=EvalAugmentConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)

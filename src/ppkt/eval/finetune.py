@@ -424,6 +424,7 @@ def _finetune(
         disable=not (cfg.run.progress and main),
     )
     try:
+        shown_loss = "?"  # the postfix is a formatted string; reusing it printed loss=loss=...
         for step in bar:
             if warmup > 0 and step == warmup + 1:
                 model.set_backbone_frozen(False)
@@ -458,7 +459,8 @@ def _finetune(
                     record = {"event": "train", "step": step, "loss": value, "seconds": time.perf_counter() - started}
                     record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
                     log.write(record)
-                    bar.set_postfix(loss=f"{value:.3f}")
+                    shown_loss = f"{value:.3f}"
+                    bar.set_postfix(loss=shown_loss)
             folder.mark_started()
             if step % cfg.run.eval_every == 0 or step == o.steps:
                 matrix = confusion_matrix(
@@ -482,7 +484,7 @@ def _finetune(
                         save_model_file(
                             model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, miou=last.miou
                         )
-                bar.set_postfix(loss=bar.postfix, val_miou=f"{100 * last.miou:.1f}")
+                bar.set_postfix(loss=shown_loss, val_miou=f"{100 * last.miou:.1f}")
             if step % cfg.run.checkpoint_every == 0 or step == o.steps:
                 checkpoint()
     except KeyboardInterrupt as err:

@@ -27,6 +27,7 @@ it would run with, so an interrupted benchmark continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -90,6 +91,16 @@ class ExperimentConfig:
     linear_probes: bool = option(True, "also run linear probes of random and PPKT backbones")
     linear_budgets: tuple[str, ...] = option(("scenes:1.0",), "label budgets of the linear probes")
     device: str = option("auto", "torch device for every run")
+    cpu_threads: int | None = option(
+        1,
+        "torch CPU threads of every run. A fixed count is part of being deterministic: sums split over "
+        "threads round differently, and with 2 threads and a data-loader worker two runs of the same "
+        "command differed (measured). The sparse convolutions run on one thread anyway; None = "
+        "torch's default",
+    )
+    deterministic: bool = option(
+        True, "deterministic kernels in pretraining and fine-tuning (torch.use_deterministic_algorithms)"
+    )
     progress: bool = option(True, "progress bars")
 
 
@@ -109,6 +120,22 @@ class RunRecord:
     lr_backbone: float | None = None  # the backbone learning rate of a fine-tuning run
     diverged: bool = False  # a searched rate's run stopped on a non-finite loss; its metrics are NaN
     selection_miou: float | None = None  # rate_selection heldout: last-step mIoU on the held-out scenes
+    reused: bool = False  # read from a finished run of an earlier invocation; ``seconds`` are that run's
+
+
+@dataclass(frozen=True)
+class PretrainedBackbone:
+    """The exported PPKT backbone the fine-tunes start from.
+
+    Attributes:
+        path: the ``.safetensors`` file.
+        seconds: wall time of pretraining and export, when they ran.
+        reused: a finished identical run of an earlier invocation was reused (``seconds`` are its).
+    """
+
+    path: Path
+    seconds: float
+    reused: bool
 
 
 def _overrides(items: Sequence[str]) -> dict[str, str]:
@@ -193,6 +220,8 @@ def pretrain_config(cfg: ExperimentConfig, root: Path):
             "run.out": str(cfg.out / "pretrain"),
             "run.device": cfg.device,
             "run.progress": str(cfg.progress),
+            "run.deterministic": str(cfg.deterministic),
+            "run.cpu_threads": "none" if cfg.cpu_threads is None else str(cfg.cpu_threads),
             **_overrides(cfg.pretrain_overrides),
         },
     )
@@ -204,8 +233,8 @@ def _same_config(run_dir: Path, cfg) -> bool:
     return saved.is_file() and yaml.safe_load(saved.read_text()) == config_to_dict(cfg)
 
 
-def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> tuple[Path, float]:
-    """Pretrain (or reuse a finished identical run) and export the backbone; returns (path, seconds)."""
+def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> PretrainedBackbone:
+    """Pretrain (or reuse a finished identical run) and export the backbone."""
     from ppkt.train.export import export_backbone
     from ppkt.train.loop import pretrain
 
@@ -214,7 +243,7 @@ def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> tuple[Path, float]:
     exported = run_dir / "backbone.safetensors"
     timing = run_dir / "timing.json"
     if exported.is_file() and _same_config(run_dir, pre) and timing.is_file():
-        return exported, float(json.loads(timing.read_text())["seconds"])
+        return PretrainedBackbone(exported, float(json.loads(timing.read_text())["seconds"]), reused=True)
     if run_dir.exists() and not _same_config(run_dir, pre):
         raise FileExistsError(
             f"{run_dir} holds a pretraining run with another config; remove it or choose another --out"
@@ -225,7 +254,7 @@ def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> tuple[Path, float]:
     path, _ = export_backbone(run_dir, exported)
     seconds = time.perf_counter() - started
     atomic_write_json(timing, {"seconds": seconds})
-    return path, seconds
+    return PretrainedBackbone(Path(path), seconds, reused=False)
 
 
 def finetune_config(
@@ -319,7 +348,8 @@ def finetune_one(
     diverged = run_dir / "diverged.json"
     val_path = run_dir / "val_metrics.json"
     finished = diverged.is_file() or (metrics_path.is_file() and timing.is_file())
-    if not (finished and _same_config(run_dir, ft)):
+    reused = finished and _same_config(run_dir, ft)
+    if not reused:
         diverged.unlink(missing_ok=True)
         val_path.unlink(missing_ok=True)
         started = time.perf_counter()
@@ -338,6 +368,7 @@ def finetune_one(
         seed=seed,
         run_dir=str(run_dir),
         lr_backbone=ft.optim.lr_backbone if mode == "finetune" else None,
+        reused=reused,
     )
     if diverged.is_file():
         nan = float("nan")
@@ -461,8 +492,10 @@ def summarize(records: Sequence[RunRecord]) -> list[dict]:
 
 
 def results_markdown(rows: Sequence[dict]) -> str:
-    def cell(mean: float, std: float) -> str:
-        return "n/a" if math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
+    def cell(mean: float, std: float, seeds: int = 2) -> str:
+        if math.isnan(mean):
+            return "n/a"
+        return f"{mean:.1f}" if seeds < 2 else f"{mean:.1f} ± {std:.1f}"  # no spread from one seed
 
     ppkt_searched = any("ppkt_at_scratch_lr_miou" in r for r in rows)
 
@@ -490,23 +523,24 @@ def results_markdown(rows: Sequence[dict]) -> str:
         )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
+        n = min(r["scratch_seeds"], r["ppkt_seeds"])
         cells = [
             "linear probe" if r["mode"] == "linear" else "fine-tune",
             r["label"],
-            cell(r["scratch_miou"], r["scratch_miou_std"]),
-            cell(r["ppkt_miou"], r["ppkt_miou_std"]),
+            cell(r["scratch_miou"], r["scratch_miou_std"], n),
+            cell(r["ppkt_miou"], r["ppkt_miou_std"], n),
             f"{r['gain_miou']:+.1f}",
         ]
         if ppkt_searched:
             if "ppkt_at_scratch_lr_miou" in r:
                 at = r["ppkt_at_scratch_lr_miou"], r["ppkt_at_scratch_lr_miou_std"]
-                cells += [cell(*at), f"{r['gain_at_scratch_lr_miou']:+.1f}"]
+                cells += [cell(*at, n), f"{r['gain_at_scratch_lr_miou']:+.1f}"]
             else:
                 cells += ["–", "–"]
         cells += [
-            cell(r["scratch_macc"], r["scratch_macc_std"]),
-            cell(r["ppkt_macc"], r["ppkt_macc_std"]),
-            str(min(r["scratch_seeds"], r["ppkt_seeds"])),
+            cell(r["scratch_macc"], r["scratch_macc_std"], n),
+            cell(r["ppkt_macc"], r["ppkt_macc_std"], n),
+            str(n),
             rates(r, "scratch"),
         ]
         if ppkt_searched:
@@ -543,15 +577,18 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
             key=lambda r: parse_budget(r["budget"])[1],
         )
         xs = [parse_budget(r["budget"])[1] for r in mine]
+        probes = sorted(
+            (r for r in rows if r["mode"] == "linear" and parse_budget(r["budget"])[0] == kind),
+            key=lambda r: parse_budget(r["budget"])[1],
+        )
+        if len({*xs, *(parse_budget(r["budget"])[1] for r in probes)}) == 1:
+            _bars(ax, [*mine, *probes], kind)
+            continue
         for init, color in (("scratch", "tab:gray"), ("ppkt", "tab:blue")):
             ax.errorbar(
                 xs, [r[f"{init}_miou"] for r in mine], yerr=[r[f"{init}_miou_std"] for r in mine],
                 marker="o", capsize=3, color=color, label=LINE_LABELS[init],
             )  # fmt: skip
-        probes = sorted(
-            (r for r in rows if r["mode"] == "linear" and parse_budget(r["budget"])[0] == kind),
-            key=lambda r: parse_budget(r["budget"])[1],
-        )
         for init, color, name in (("scratch", "tab:gray", "random"), ("ppkt", "tab:blue", "PPKT")):
             if probes:
                 ax.errorbar(
@@ -564,9 +601,13 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(sorted({parse_budget(r["budget"])[1] for r in [*mine, *probes]}))
         ax.set_xlabel(title)
-        ax.set_ylabel("val mIoU (%)")
+        ax.set_ylabel("validation mIoU (%)")
+        ax.set_title(f"mIoU against {title}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    seeds = max((max(r["scratch_seeds"], r["ppkt_seeds"]) for r in rows), default=0)
+    spread = "one seed: no error bars" if seeds == 1 else f"mean ± std over {seeds} seeds"
+    fig.suptitle(f"Fine-tuning from scratch vs from PPKT pretraining\n({spread})", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -577,42 +618,148 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
 LINE_LABELS = {"scratch": "from scratch", "ppkt": "PPKT pretrained"}
 
 
-def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
-    """The whole protocol; returns (and writes) the results."""
+def _bars(ax, rows: Sequence[dict], kind: str) -> None:
+    """One budget: a bar per initialisation (and per linear probe), error bars, values on top."""
+    names, means, stds, colors = [], [], [], []
+    for r in rows:
+        probe = r["mode"] == "linear"
+        for init, color in (("scratch", "tab:gray"), ("ppkt", "tab:blue")):
+            names.append(("linear probe,\n" if probe else "") + LINE_LABELS[init].replace(" ", "\n", 1))
+            means.append(r[f"{init}_miou"])
+            stds.append(0.0 if r[f"{init}_seeds"] < 2 else r[f"{init}_miou_std"])
+            colors.append(color)
+    positions = list(range(len(names)))
+    errors = stds if any(stds) else None
+    ax.bar(positions, means, yerr=errors, capsize=4, color=colors, alpha=0.85)
+    for x, m in zip(positions, means, strict=True):
+        if not math.isnan(m):
+            ax.text(x, m, f"{m:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(positions, names, fontsize=8)
+    ax.set_ylabel("validation mIoU (%)")
+    ax.set_title(f"{budget_label(rows[0]['budget'])}")
+    ax.grid(alpha=0.3, axis="y")
+
+
+def run_label(record: RunRecord) -> str:
+    """``"finetune   20 pts/scene seed 0 scratch lr 0.01"``: which run a record is."""
+    rate = "" if record.lr_backbone is None else f" lr {record.lr_backbone:g}"
+    return f"{record.mode:8s} {budget_label(record.budget):>14s} seed {record.seed} {record.init:7s}{rate}"
+
+
+def run_outcome(record: RunRecord) -> str:
+    """``"mIoU  13.0  mAcc  20.1"`` (or that the run diverged), and where it came from."""
+    if record.diverged:
+        outcome = "DIVERGED (non-finite loss; see diverged.json)"
+    else:
+        outcome = f"mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}"
+    if record.selection_miou is not None and not record.diverged:
+        outcome += f"  held-out mIoU {100 * record.selection_miou:5.1f}"
+    if record.reused:
+        return f"{outcome}  (reused: finished by an earlier run, which took {record.seconds:.0f} s)"
+    return f"{outcome}  ({record.seconds:.0f} s)"
+
+
+class ProtocolLog:
+    """What :func:`run_effectiveness` reports as it goes: plain lines through ``log`` (the
+    benchmark's output). ``ppkt demo`` subclasses it to show stages and an overall ETA."""
+
+    def __init__(self, log=print) -> None:
+        self.log = log
+        self.total_runs = 0
+
+    def planned(self, cfg: ExperimentConfig, total_runs: int) -> None:
+        self.total_runs = total_runs
+
+    def data_ready(self, root: Path, reused: bool) -> None:
+        self.log(f"data: {root}" + (" (reused from the cache)" if reused else ""))
+
+    def note(self, text: str) -> None:
+        self.log(text)
+
+    def pretraining(self, steps: int) -> None:
+        pass
+
+    def pretrained(self, backbone: PretrainedBackbone) -> None:
+        if backbone.reused:
+            self.log(
+                f"pretrained backbone: {backbone.path} (reused: finished by an earlier run, which took "
+                f"{backbone.seconds:.0f} s)"
+            )
+        else:
+            self.log(f"pretrained backbone: {backbone.path} ({backbone.seconds:.0f} s)")
+
+    def run_done(self, record: RunRecord, done: int) -> None:
+        self.log(f"[{done}/{self.total_runs}] {run_label(record)} {run_outcome(record)}")
+
+
+def planned_runs(cfg: ExperimentConfig) -> int:
+    """How many fine-tuning and probing runs :func:`run_effectiveness` makes."""
+    grid = tuple(cfg.scratch_lr_grid) or (None,)
+    linear_budgets = cfg.linear_budgets if cfg.linear_probes else ()
+    ppkt_runs_per_budget = len(grid) if cfg.ppkt_lr_search else 1
+    return len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + ppkt_runs_per_budget) + 2 * len(linear_budgets))
+
+
+def run_effectiveness(cfg: ExperimentConfig, log=print, *, report: ProtocolLog | None = None) -> dict:
+    """The whole protocol; returns (and writes) the results. Progress goes to ``report`` (default:
+    plain lines through ``log``)."""
+    report = report if report is not None else ProtocolLog(log)
+    with deterministic_torch(cfg):
+        return _run_effectiveness(cfg, report)
+
+
+@contextlib.contextmanager
+def deterministic_torch(cfg: ExperimentConfig):
+    """The protocol's thread count and deterministic kernels for the whole process, restored after.
+
+    Fine-tuning runs in this process and has no thread setting of its own, so the count is set here.
+    """
+    import os
+
+    import torch
+
+    threads = torch.get_num_threads()
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if cfg.cpu_threads is not None:
+        torch.set_num_threads(cfg.cpu_threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS refuses otherwise
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(was_deterministic)
+
+
+def _run_effectiveness(cfg: ExperimentConfig, report: ProtocolLog) -> dict:
     started = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg.out / "experiment.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    report.planned(cfg, planned_runs(cfg))
+    data_started = time.time()
     root = prepare_data(cfg)
-    log(f"data: {root}")
+    stamp = root / "synthetic.json"
+    report.data_ready(root, reused=cfg.data_root is not None or (
+        stamp.is_file() and stamp.stat().st_mtime < data_started
+    ))  # fmt: skip
     metric = "validation mIoU / mAcc at the last fine-tuning step, mean ± std over seeds"
     if cfg.rate_selection == "heldout":
         lists = write_scene_lists(cfg, root)
         held = (lists / "scannetv2_select.txt").read_text().split()
-        log(f"learning rates are chosen on {len(held)} held-out training scenes: {' '.join(held)}")
+        report.note(f"learning rates are chosen on {len(held)} held-out training scenes: {' '.join(held)}")
         metric += f"; learning rates chosen on {len(held)} training scenes held out of the labelled pool"
-    backbone, pretrain_seconds = pretrain_backbone(cfg, root)
-    log(f"pretrained backbone: {backbone} ({pretrain_seconds:.0f} s)")
+    report.pretraining(pretrain_config(cfg, root).optim.steps)
+    backbone = pretrain_backbone(cfg, root)
+    report.pretrained(backbone)
     records: list[RunRecord] = []
     grid = tuple(cfg.scratch_lr_grid) or (None,)
     linear_budgets = cfg.linear_budgets if cfg.linear_probes else ()
-    ppkt_runs_per_budget = len(grid) if cfg.ppkt_lr_search else 1
-    total = len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + ppkt_runs_per_budget) + 2 * len(linear_budgets))
 
     def run(mode: str, budget: str, seed: int, init: Path | None, lr: float | None = None) -> None:
         record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr)
         records.append(record)
-        rate = "" if lr is None else f" lr {lr:g}"
-        outcome = (
-            "DIVERGED (non-finite loss; see diverged.json)"
-            if record.diverged
-            else f"mIoU {100 * record.miou:5.1f}  mAcc {100 * record.macc:5.1f}"
-        )
-        if record.selection_miou is not None and not record.diverged:
-            outcome += f"  held-out mIoU {100 * record.selection_miou:5.1f}"
-        log(
-            f"[{len(records)}/{total}] {mode:8s} {budget_label(budget):>14s} seed {seed} {record.init:7s}"
-            f"{rate} {outcome}  ({record.seconds:.0f} s)"
-        )
+        report.run_done(record, len(records))
 
     for budget in cfg.budgets:
         for lr in grid:
@@ -623,20 +770,23 @@ def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
         else:
             chosen = best_lr(records, budget) if cfg.scratch_lr_grid else None
             if chosen is not None and len(grid) > 1:
-                log(f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it")
+                report.note(
+                    f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it"
+                )
             ppkt_rates = (chosen,)
         for lr in ppkt_rates:
             for seed in cfg.seeds:
-                run("finetune", budget, seed, backbone, lr)
+                run("finetune", budget, seed, backbone.path, lr)
     for budget in linear_budgets:
         for seed in cfg.seeds:
-            for init in (None, backbone):
+            for init in (None, backbone.path):
                 run("linear", budget, seed, init)
     rows = summarize(records)
     results = {
         "config": config_to_dict(cfg),
         "data_root": str(root),
-        "pretrain_seconds": pretrain_seconds,
+        "pretrain_seconds": backbone.seconds,
+        "pretrain_reused": backbone.reused,
         "total_seconds": time.perf_counter() - started,
         "metric": metric,
         "rows": rows,

@@ -54,8 +54,15 @@ def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
                 seg_model, scene, ft_cfg, class_names, out, stem=f"segmentation_{init}"
             )
             written += [seg.png, seg.ply]
-            name = "from scratch" if init == "scratch" else "PPKT pretrained"
-            panels.append(titled(seg.figure, f"{name}: point accuracy {100 * seg.accuracy:.1f} %"))
+            name = "FROM SCRATCH" if init == "scratch" else "PPKT PRETRAINED"
+            on_all = _run_miou(results, pair[init])
+            panels.append(
+                titled(
+                    seg.figure,
+                    f"{name} (backbone lr {ft_cfg.optim.lr_backbone:g}): mIoU {100 * seg.miou:.1f} % on this "
+                    f"room, {on_all} on all validation rooms",
+                )
+            )
         if panels:
             written.append(save_png(out / "segmentation_scratch_vs_ppkt.png", _stack_rows(panels)))
     return [Path(p) for p in written]
@@ -75,6 +82,14 @@ def compared_runs(results: dict) -> dict[str, Path]:
         for r in runs
         if r["budget"] == budget and r["seed"] == seed and r.get("lr_backbone") == chosen[r["init"]]
     }
+
+
+def _run_miou(results: dict, run_dir: Path) -> str:
+    """``"13.0 %"``: the validation mIoU the results record for the run in ``run_dir``."""
+    for r in results["runs"]:
+        if Path(r["run_dir"]) == Path(run_dir) and not r.get("diverged"):
+            return f"{100 * r['miou']:.1f} %"
+    return "n/a"
 
 
 def _stack_rows(panels: list[np.ndarray]) -> np.ndarray:

@@ -189,7 +189,9 @@ class RunConfig:
 class PretrainConfig:
     """Everything a pretraining run depends on."""
 
-    origin: str = option("custom", "name of the preset this config started from (set by --preset)")
+    origin: str = option(
+        "custom", "name of the preset this config started from (set by --preset)", internal=True
+    )
     data: DataConfig = option(factory=DataConfig, doc="data")
     augment: AugmentConfig = option(factory=AugmentConfig, doc="augmentation")
     teacher: TeacherConfig = option(factory=TeacherConfig, doc="2D teacher")

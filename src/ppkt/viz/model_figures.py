@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from ppkt.data.types import IGNORE_LABEL, LabeledScene, RGBDFrame
+from ppkt.eval.metrics import ConfusionMatrix
 from ppkt.viz.colors import label_colors
 from ppkt.viz.figures import feature_pca_figure, segmentation_figure, similarity_figure
-from ppkt.viz.panels import save_colored_ply, save_png
+from ppkt.viz.panels import caption, save_colored_ply, save_png
 from ppkt.viz.render import View, orbit_view
 
 PIXEL_MAP_MAX_SIDE = 320
@@ -112,6 +113,8 @@ class SegmentationFigures:
         figure: ``(H, W, 3)`` uint8 prediction vs ground truth with a class legend.
         predicted: ``(N,)`` int64 predicted class of every original point.
         accuracy: fraction of labelled points predicted right (NaN without labels).
+        miou: mean IoU (fraction) over the classes present in this scene's labels,
+            as ``ppkt evaluate`` computes it on one scene (NaN without labels).
         png: ``segmentation.png``.
         ply: ``segmentation.ply`` (points coloured by predicted class).
     """
@@ -119,6 +122,7 @@ class SegmentationFigures:
     figure: np.ndarray
     predicted: np.ndarray
     accuracy: float
+    miou: float
     png: Path
     ply: Path
 
@@ -406,15 +410,25 @@ def segmentation_figures(
     labels = np.asarray(scene.labels, dtype=np.int64)
     labelled = labels != IGNORE_LABEL
     accuracy = float((predicted[labelled] == labels[labelled]).mean()) if labelled.any() else float("nan")
+    confusion = ConfusionMatrix(len(class_names), ignore_label=IGNORE_LABEL, class_names=class_names)
+    confusion.update(torch.from_numpy(predicted), torch.from_numpy(labels))
+    miou = confusion.compute().miou if labelled.any() else float("nan")
     points = np.asarray(scene.points)
     shown = scene_cutaway(points, cut_top)
     view = orbit_view(points[shown], (420, 560), elevation_deg=60.0)
     figure = segmentation_figure(points[shown], predicted[shown], labels[shown], class_names, view=view)
+    figure = caption(
+        figure,
+        f"{scene.scene_id}: predicted class of every point vs the ground truth (black: unlabelled; the "
+        f"top fifth of the room is cut away). This room: mIoU {100 * miou:.1f} %, "
+        f"{100 * accuracy:.1f} % of points right.",
+    )
     colors = label_colors(predicted, len(class_names))
     return SegmentationFigures(
         figure=figure,
         predicted=predicted,
         accuracy=accuracy,
+        miou=miou,
         png=save_png(out_dir / f"{stem}.png", figure),
         ply=save_colored_ply(
             out_dir / f"{stem}.ply", scene.points, colors, comment=f"ppkt {scene.scene_id} predictions"

@@ -68,6 +68,56 @@ def legend(names: Sequence[str], colors: np.ndarray, width: int = 170) -> np.nda
     return np.asarray(canvas)
 
 
+def caption(image: np.ndarray, text: str, *, size: int = 13) -> np.ndarray:
+    """Add a white bar above ``image (H,W,3)`` holding ``text``, wrapped to the image's width."""
+    font = _font(size)
+    width = image.shape[1]
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        words, line = paragraph.split(), ""
+        for word in words:
+            trial = f"{line} {word}".strip()
+            if line and font.getlength(trial) > width - 8:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    step = size + 5
+    canvas = Image.new("RGB", (width, image.shape[0] + step * len(lines) + 6), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):
+        draw.text((4, 3 + k * step), line, fill=(0, 0, 0), font=font)
+    canvas.paste(Image.fromarray(np.ascontiguousarray(image[..., :3])), (0, step * len(lines) + 6))
+    return np.asarray(canvas)
+
+
+def colorbar(
+    colors: np.ndarray, vmin: float, vmax: float, label: str, *, height: int = 360, ticks: int = 5
+) -> np.ndarray:
+    """A vertical colour scale: ``colors (K, 3)`` uint8 from ``vmin`` (bottom) to ``vmax`` (top),
+    with ``ticks`` labelled values and ``label`` above it."""
+    bar_w, left, width, top = 18, 6, 92, 26
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    inner = height - top - 10
+    colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    for y in range(inner):
+        t = 1.0 - y / max(inner - 1, 1)
+        c = colors[min(int(round(t * (len(colors) - 1))), len(colors) - 1)]
+        draw.line([(left, top + y), (left + bar_w, top + y)], fill=tuple(int(v) for v in c))
+    draw.rectangle([left, top, left + bar_w, top + inner - 1], outline=(0, 0, 0))
+    for k in range(ticks):
+        t = k / max(ticks - 1, 1)
+        y = top + round((1 - t) * (inner - 1))
+        draw.line([(left + bar_w, y), (left + bar_w + 4, y)], fill=(0, 0, 0))
+        draw.text(
+            (left + bar_w + 7, y - 7), f"{vmin + t * (vmax - vmin):.2f}", fill=(0, 0, 0), font=_font(12)
+        )
+    draw.text((2, 4), label, fill=(0, 0, 0), font=_font(12))
+    return np.asarray(canvas)
+
+
 def save_png(path: str | Path, image: np.ndarray) -> Path:
     """Write an ``(H,W,3)`` uint8 image as PNG, atomically."""
     buffer = io.BytesIO()
