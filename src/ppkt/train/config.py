@@ -49,6 +49,13 @@ class DataConfig:
     synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames rendered per room")
     synthetic_seed: int = option(0, "synthetic data: generator seed")
     num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process)")
+    pairs: Literal["frame", "scene"] = option(
+        "frame",
+        "frame: each frame's depth points paired with its own image (PPKT); scene: the scene's reconstructed "
+        "cloud (<scene>_vh_clean_2.ply) paired with scene_views posed frames through a depth test "
+        "(OpenScene-style scene-level pairs; ScanNet-layout RGB-D data, docs/objectives.md)",
+    )
+    scene_views: int = option(4, "pairs=scene: frames of the scene whose pixels are paired with its cloud per sample")
 
 
 @dataclass(frozen=True)
@@ -108,13 +115,31 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Pixel-to-point InfoNCE (ppkt.losses.PointInfoNCE)."""
+    """The pretraining objective (docs/objectives.md): PPKT's pixel-to-point InfoNCE
+    (ppkt.losses.PointInfoNCE), cosine distillation (CosineDistillation) or SLidR's superpixel
+    InfoNCE (SuperpixelInfoNCE)."""
 
+    name: Literal["infonce", "cosine", "superpixel-infonce"] = option(
+        "infonce",
+        "infonce: PPKT's pixel-to-point InfoNCE; cosine: 1 - cos to the frozen teacher feature (ScaLR, "
+        "OpenScene; embedding_dim is then the teacher's width); superpixel-infonce: InfoNCE between "
+        "superpixel-pooled embeddings (SLidR)",
+    )
+    head: Literal["linear", "mlp"] = option("linear", "3D projection head: linear (PPKT) or a 2-layer MLP")
     embedding_dim: int = option(128, "width of the 2D (UPL) and 3D (projection head) embeddings")
     num_pairs: int = option(4096, "pairs sampled per step (per frame with sampling=frame)")
     tau: float = option(0.04, "softmax temperature")
     sampling: Literal["batch", "frame"] = option("batch", "sample pairs over the batch or per frame")
-    gather_distributed: bool = option(False, "add the other ranks' pixels as negatives")
+    gather_distributed: bool = option(False, "add the other ranks' pixels as negatives (infonce only)")
+    superpixels: int = option(150, "superpixel-infonce: SLIC segments per image (SLidR: 150)")
+    superpixel_pairs: int = option(
+        16, "superpixel-infonce: pairs sampled per superpixel and step, pooled into its embedding"
+    )
+    superpixel_cache: Path | None = option(
+        None,
+        "superpixel-infonce: folder of cached superpixels (written on first use); None = "
+        "<teacher.cache>/superpixels with a teacher cache, else computed on the fly",
+    )
 
 
 @dataclass(frozen=True)
@@ -189,6 +214,12 @@ def validate(cfg: PretrainConfig) -> None:
         problems.append("student.width must be > 0")
     if cfg.loss.num_pairs < 2 or cfg.loss.tau <= 0 or cfg.loss.embedding_dim < 1:
         problems.append("loss.num_pairs >= 2, loss.tau > 0 and loss.embedding_dim >= 1 are required")
+    if cfg.loss.superpixels < 2 or cfg.loss.superpixel_pairs < 2:
+        problems.append("loss.superpixels >= 2 and loss.superpixel_pairs >= 2 are required")
+    if cfg.data.scene_views < 1:
+        problems.append("data.scene_views must be >= 1")
+    if cfg.loss.gather_distributed and cfg.loss.name != "infonce":
+        problems.append("loss.gather_distributed applies to loss.name=infonce only")
     if cfg.optim.lr <= 0 or cfg.optim.batch_size < 1 or cfg.optim.steps < 1:
         problems.append("optim.lr > 0, optim.batch_size >= 1 and optim.steps >= 1 are required")
     if cfg.optim.epochs is not None and cfg.optim.epochs < 1:

@@ -23,11 +23,10 @@ import torch
 import torch.distributed as dist
 
 from ppkt.config import config_from_dict, config_to_dict, save_config
-from ppkt.losses import PointInfoNCE
 from ppkt.train.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from ppkt.train.config import PretrainConfig, validate
 from ppkt.train.model import PPKTModel, build_model
-from ppkt.train.pair_sampling import sample_pairs
+from ppkt.train.objectives import Objective, superpixel_source
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
 
 METRICS = "metrics.jsonl"
@@ -398,7 +397,7 @@ def pretrain(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loss_fn = PointInfoNCE(cfg.loss.tau, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1)
+    objective = Objective(cfg.loss, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1)
     dataset = PretrainDataset(
         frames,
         cfg.data,
@@ -406,6 +405,7 @@ def pretrain(
         cfg.student.input_features,
         seed=cfg.run.seed,
         teacher_cache=teacher_cache,
+        superpixels=superpixel_source(cfg),
     )
     sampler = StepBatchSampler(
         len(frames),
@@ -471,11 +471,9 @@ def pretrain(
             t_step = time.perf_counter()
             batch = batch.to(device)
             # The loss's pairs are chosen first, so only they are embedded (same loss as embedding all).
-            pairs = sample_pairs(
-                batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, pair_generator(cfg.run.seed, step, info.rank)
-            )
+            pairs = objective.select(batch, pair_generator(cfg.run.seed, step, info.rank))
             emb = net(batch, pairs.index)
-            loss = loss_fn(emb.points, emb.pixels, pairs.group)
+            loss = objective(emb, pairs, batch)
             if not _all_true(bool(torch.isfinite(loss).item()), device, info):
                 last = latest_checkpoint(run_dir)
                 raise NonFiniteLossError(
