@@ -406,6 +406,7 @@ def pretrain(
         seed=cfg.run.seed,
         teacher_cache=teacher_cache,
         superpixels=superpixel_source(cfg),
+        scenes=scene_index(cfg, frames),
     )
     sampler = StepBatchSampler(
         len(frames),
@@ -537,6 +538,17 @@ def pretrain(
         result.step = step
         result.seconds = time.perf_counter() - start
     return result
+
+
+def scene_index(cfg: PretrainConfig, frames: Sequence):
+    """With ``data.pairs=scene``, the :class:`ppkt.train.scene_samples.SceneIndex` of ``frames``
+    (a ScanNet-layout reader, or frames given with a ``scene_index`` attribute); else None."""
+    if cfg.data.pairs != "scene":
+        return None
+    from ppkt.train.scene_samples import SceneIndex
+
+    given = getattr(frames, "scene_index", None)
+    return given if given is not None else SceneIndex.from_reader(frames)
 
 
 def index_skips(frames: Sequence) -> dict[str, int]:

@@ -51,6 +51,7 @@ from ppkt.data.superpixels import Superpixels, superpixels_at
 
 if TYPE_CHECKING:
     from ppkt.teachers import TeacherFeatureCache
+    from ppkt.train.scene_samples import SceneIndex
 
 MIN_PAIRS_PER_FRAME = 2
 """Fewer usable pairs than this and the frame is skipped: with fewer than 2 there are no negatives."""
@@ -557,7 +558,9 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     With ``teacher_cache`` (a :class:`ppkt.teachers.TeacherFeatureCache` at ``data.image_hw``,
     RGB-D frames only) each sample carries its frame's cached features read here, in the worker,
-    or, for a frame not in the cache, its un-augmented image for the teacher.
+    or, for a frame not in the cache, its un-augmented image for the teacher. With ``superpixels``
+    each pair carries its superpixel; with ``scenes`` (``data.pairs=scene``) a sample is the frame's
+    scene cloud paired with several of its views (:mod:`ppkt.train.scene_samples`).
     """
 
     def __init__(
@@ -572,7 +575,10 @@ class PretrainDataset(torch.utils.data.Dataset):
         beam_spacing_deg: float | None = None,
         teacher_cache: TeacherFeatureCache | None = None,
         superpixels: Superpixels | None = None,
+        scenes: SceneIndex | None = None,
     ) -> None:
+        if teacher_cache is not None and scenes is not None:
+            raise ValueError("data.pairs=scene does not read teacher.cache (a sample has several views); unset one")
         if teacher_cache is not None and tuple(teacher_cache.manifest.image_hw) != tuple(data.image_hw):
             raise ValueError(
                 f"{teacher_cache.root}: cached at {teacher_cache.manifest.image_hw}, data.image_hw is "
@@ -580,6 +586,7 @@ class PretrainDataset(torch.utils.data.Dataset):
             )
         self.teacher_cache = teacher_cache
         self.superpixels = superpixels
+        self.scenes = scenes
         self.frames = frames
         self.beam_spacing_deg = (
             getattr(frames, "beam_spacing_deg", None) if beam_spacing_deg is None else beam_spacing_deg
@@ -595,6 +602,13 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def _one(self, index: int, epoch: int) -> PretrainSample:
         rng = np.random.default_rng([self.seed, epoch, index])
+        if self.scenes is not None:
+            from ppkt.train.scene_samples import scene_sample
+
+            return scene_sample(
+                self.frames, index, self.scenes, self.data, self.augment, self.input_features, rng,
+                superpixels=self.superpixels,
+            )  # fmt: skip
         frame = self.frames[index]
         if isinstance(frame, LidarCameraSample):
             if self.teacher_cache is not None:
