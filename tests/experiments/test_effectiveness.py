@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ppkt.experiments.effectiveness import (
     ExperimentConfig,
@@ -318,3 +319,31 @@ def test_tiny_heldout_protocol_reports_validation_and_resumes(tmp_path):
     again = run_effectiveness(cfg, log=lambda *_: None)
     assert stamps == {p: p.stat().st_mtime_ns for p in (cfg.out / "runs").rglob("val_metrics.json")}
     assert again["rows"] == results["rows"]
+
+
+def test_objective_axis_end_to_end(tmp_path):
+    from ppkt.experiments.objectives import OBJECTIVES, objectives_markdown
+
+    cfg = _tiny_experiment(
+        tmp_path, objectives=tuple(OBJECTIVES), linear_budgets=("points:20",), seeds=(0,)
+    )
+    cfg = dataclasses.replace(cfg, pretrain_overrides=(*cfg.pretrain_overrides, "loss.superpixels=20", "data.scene_views=2"))
+    results = run_effectiveness(cfg, log=lambda *_: None)
+    rows = {(r["objective"], r["budget"]): r for r in results["rows"]}
+    assert set(rows) == {(o, "points:20") for o in (*OBJECTIVES, "random")}
+    assert all(r["seeds"] == 1 and 0.0 <= r["miou"] <= 100.0 for r in rows.values())
+    assert rows[("infonce", "points:20")]["vs_infonce"] == 0.0
+    for objective, overrides in OBJECTIVES.items():
+        saved = yaml.safe_load((cfg.out / objective / "pretrain" / "config.yaml").read_text())
+        for item in overrides:
+            key, value = item.split("=")
+            section, field = key.split(".")
+            assert str(saved[section][field]) == value
+    # the same labelled points for every objective: one shared split folder
+    assert not list(cfg.out.glob("*/splits")) and list((cfg.out / "splits").glob("*.json"))
+    assert list((cfg.out / "superpixels").rglob("*.safetensors"))
+    md = (cfg.out / "results.md").read_text()
+    assert md == objectives_markdown(results["rows"]) and "superpixel InfoNCE (SLidR)" in md
+    assert (cfg.out / "results.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown"):
+        run_effectiveness(dataclasses.replace(cfg, objectives=("mse",)), log=lambda *_: None)

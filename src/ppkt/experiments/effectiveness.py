@@ -89,6 +89,11 @@ class ExperimentConfig:
     )
     linear_probes: bool = option(True, "also run linear probes of random and PPKT backbones")
     linear_budgets: tuple[str, ...] = option(("scenes:1.0",), "label budgets of the linear probes")
+    objectives: tuple[str, ...] = option(
+        (),
+        "the objective axis instead of the scratch/PPKT protocol: pretrain with each of these "
+        "(ppkt.experiments.objectives.OBJECTIVES) and linearly probe each at linear_budgets x seeds",
+    )
     device: str = option("auto", "torch device for every run")
     progress: bool = option(True, "progress bars")
 
@@ -578,7 +583,12 @@ LINE_LABELS = {"scratch": "from scratch", "ppkt": "PPKT pretrained"}
 
 
 def run_effectiveness(cfg: ExperimentConfig, log=print) -> dict:
-    """The whole protocol; returns (and writes) the results."""
+    """The whole protocol; returns (and writes) the results. With ``cfg.objectives``, the objective
+    axis (:func:`ppkt.experiments.objectives.run_objectives`) instead."""
+    if cfg.objectives:
+        from ppkt.experiments.objectives import run_objectives
+
+        return run_objectives(cfg, log)
     started = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg.out / "experiment.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
