@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from ppkt.data.superpixels import SuperpixelCache, Superpixels, method_identity, slic_superpixels, superpixels_at
+from ppkt.data.superpixels import (
+    SuperpixelCache,
+    Superpixels,
+    method_identity,
+    slic_superpixels,
+    superpixels_at,
+)
 
 
 def two_colour_image(h=24, w=32):

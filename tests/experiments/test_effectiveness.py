@@ -324,10 +324,10 @@ def test_tiny_heldout_protocol_reports_validation_and_resumes(tmp_path):
 def test_objective_axis_end_to_end(tmp_path):
     from ppkt.experiments.objectives import OBJECTIVES, objectives_markdown
 
-    cfg = _tiny_experiment(
-        tmp_path, objectives=tuple(OBJECTIVES), linear_budgets=("points:20",), seeds=(0,)
+    cfg = _tiny_experiment(tmp_path, objectives=tuple(OBJECTIVES), linear_budgets=("points:20",), seeds=(0,))
+    cfg = dataclasses.replace(
+        cfg, pretrain_overrides=(*cfg.pretrain_overrides, "loss.superpixels=20", "data.scene_views=2")
     )
-    cfg = dataclasses.replace(cfg, pretrain_overrides=(*cfg.pretrain_overrides, "loss.superpixels=20", "data.scene_views=2"))
     results = run_effectiveness(cfg, log=lambda *_: None)
     rows = {(r["objective"], r["budget"]): r for r in results["rows"]}
     assert set(rows) == {(o, "points:20") for o in (*OBJECTIVES, "random")}
@@ -343,7 +343,11 @@ def test_objective_axis_end_to_end(tmp_path):
     assert not list(cfg.out.glob("*/splits")) and list((cfg.out / "splits").glob("*.json"))
     assert list((cfg.out / "superpixels").rglob("*.safetensors"))
     md = (cfg.out / "results.md").read_text()
-    assert md == objectives_markdown(results["rows"]) and "superpixel InfoNCE (SLidR)" in md
+    assert (
+        results["complete"]
+        and md == objectives_markdown(results["rows"])
+        and "superpixel InfoNCE (SLidR)" in md
+    )
     assert (cfg.out / "results.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown"):
         run_effectiveness(dataclasses.replace(cfg, objectives=("mse",)), log=lambda *_: None)

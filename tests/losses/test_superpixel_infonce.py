@@ -60,7 +60,9 @@ def test_pooling_differs_from_pairwise_infonce():
     segment = torch.tensor([0, 0, 1, 1, 2, 2])
     swapped = pixels[[1, 0, 2, 3, 4, 5]]
     loss = SuperpixelInfoNCE(0.07)
-    assert loss(points, pixels, segment).item() == pytest.approx(loss(points, swapped, segment).item(), abs=1e-6)
+    assert loss(points, pixels, segment).item() == pytest.approx(
+        loss(points, swapped, segment).item(), abs=1e-6
+    )
 
 
 def test_gradients_flow_to_both_sides():

@@ -6,16 +6,18 @@ import math
 
 import pytest
 import torch
-from tiny_pretrain import tiny_config
 
 from ppkt.train.loop import pretrain
 from ppkt.train.model import build_model
 from ppkt.train.objectives import Objective
 from ppkt.train.pipeline import Collator, PretrainDataset
+from tiny_pretrain import tiny_config
 
 
 def _run(tmp_path, frames, **extra):
-    cfg = tiny_config(tmp_path / "run", **{"optim.steps": "6", "optim.lr": "0.05", "optim.batch_size": "3", **extra})
+    cfg = tiny_config(
+        tmp_path / "run", **{"optim.steps": "6", "optim.lr": "0.05", "optim.batch_size": "3", **extra}
+    )
     return cfg, pretrain(cfg, frames=frames)
 
 
@@ -54,7 +56,10 @@ def test_cosine_keeps_the_target_frozen(tmp_path, frames):
 
 
 def test_superpixel_selection_groups_by_superpixel(tmp_path, frames):
-    cfg = tiny_config(tmp_path / "run", **{"loss.name": "superpixel-infonce", "loss.superpixels": "6", "loss.superpixel_pairs": "4"})
+    cfg = tiny_config(
+        tmp_path / "run",
+        **{"loss.name": "superpixel-infonce", "loss.superpixels": "6", "loss.superpixel_pairs": "4"},
+    )
     from ppkt.train.objectives import batch_segments, superpixel_source
 
     dataset = PretrainDataset(

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_pretrain import tiny_config
 from train_fixtures import make_frame
 
 from ppkt.data.ply import write_ply_vertices
@@ -15,6 +14,7 @@ from ppkt.geometry import unproject_depth
 from ppkt.train.loop import pretrain
 from ppkt.train.pipeline import Collator, PretrainDataset
 from ppkt.train.scene_samples import SceneCloud, SceneIndex, read_scene_cloud
+from tiny_pretrain import tiny_config
 
 
 class SceneFrames(list):
@@ -39,7 +39,9 @@ def scene_frames(count=6):
 
 def test_sample_holds_the_whole_cloud_and_several_views(tmp_path):
     frames, cloud = scene_frames()
-    cfg = tiny_config(tmp_path / "run", **{"data.pairs": "scene", "data.scene_views": "3", "augment.crop_scale_min": "1"})
+    cfg = tiny_config(
+        tmp_path / "run", **{"data.pairs": "scene", "data.scene_views": "3", "augment.crop_scale_min": "1"}
+    )
     dataset = PretrainDataset(
         frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0, scenes=frames.scene_index
     )
@@ -52,7 +54,10 @@ def test_sample_holds_the_whole_cloud_and_several_views(tmp_path):
     # the frame's own points pair with its own image (view 0)
     own = set(sample.pair_point[sample.pair_image == 0].tolist())
     offset = sum(int((f.depth > 0).sum()) for f in frames[:2])
-    assert len(own & set(range(offset, offset + int((frames[2].depth > 0).sum())))) > 0.9 * (frames[2].depth > 0).sum()
+    assert (
+        len(own & set(range(offset, offset + int((frames[2].depth > 0).sum()))))
+        > 0.9 * (frames[2].depth > 0).sum()
+    )
     batch = Collator(cfg.student.voxel_size)([sample, dataset[(0, 0)]])
     assert batch.images.shape[0] == 6 and batch.pair_frame.max() == 1
     # the same key draws the same views
@@ -82,7 +87,9 @@ def test_pretraining_smoke_with_scene_pairs(tmp_path, name):
 
 def test_scene_pairs_need_a_scene_layout_and_no_teacher_cache(tmp_path):
     frames = [make_frame(seed=0)]
-    cfg = tiny_config(tmp_path / "run", **{"data.pairs": "scene", "optim.steps": "1", "optim.batch_size": "1"})
+    cfg = tiny_config(
+        tmp_path / "run", **{"data.pairs": "scene", "optim.steps": "1", "optim.batch_size": "1"}
+    )
     with pytest.raises(ValueError, match="ScanNet-layout"):
         pretrain(cfg, frames=frames)
     with pytest.raises(ValueError, match="teacher.cache"):
@@ -92,7 +99,15 @@ def test_scene_pairs_need_a_scene_layout_and_no_teacher_cache(tmp_path):
 def test_read_scene_cloud(tmp_path):
     path = tmp_path / "scene0000_00_vh_clean_2.ply"
     cols = {"x": np.array([0.0, 1.0], np.float32), "y": np.zeros(2, np.float32), "z": np.ones(2, np.float32)}
-    write_ply_vertices(path, {**cols, "red": np.array([1, 2], np.uint8), "green": np.zeros(2, np.uint8), "blue": np.zeros(2, np.uint8)})
+    write_ply_vertices(
+        path,
+        {
+            **cols,
+            "red": np.array([1, 2], np.uint8),
+            "green": np.zeros(2, np.uint8),
+            "blue": np.zeros(2, np.uint8),
+        },
+    )
     cloud = read_scene_cloud(path)
     assert cloud.points.shape == (2, 3) and cloud.colors[:, 0].tolist() == [1, 2]
     write_ply_vertices(path, cols)

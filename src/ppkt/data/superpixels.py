@@ -83,7 +83,13 @@ def slic_superpixels(
         counts = np.bincount(labels, minlength=ny * nx).astype(np.float64)
         occupied = counts > 0
         for centres, values in ((centre_xy, xy), (centre_color, color)):
-            sums = np.stack([np.bincount(labels, weights=values[:, c], minlength=ny * nx) for c in range(values.shape[1])], 1)
+            sums = np.stack(
+                [
+                    np.bincount(labels, weights=values[:, c], minlength=ny * nx)
+                    for c in range(values.shape[1])
+                ],
+                1,
+            )
             centres[occupied] = sums[occupied] / counts[occupied, None]
     _, compact = np.unique(labels, return_inverse=True)
     return torch.from_numpy(compact.reshape(H, W).astype(np.int64))
@@ -114,7 +120,9 @@ class Superpixels:
     num_segments: int
     cache_root: Path | None = None
 
-    def labels(self, image: torch.Tensor, scene_id: str, frame_id: str, image_hw: tuple[int, int]) -> torch.Tensor:
+    def labels(
+        self, image: torch.Tensor, scene_id: str, frame_id: str, image_hw: tuple[int, int]
+    ) -> torch.Tensor:
         """``(H, W)`` labels of ``image (3, H, W)`` (the un-augmented frame at ``image_hw``)."""
         if self.cache_root is None:
             return slic_superpixels(image, self.num_segments)
@@ -137,17 +145,26 @@ class SuperpixelCache:
 
         self._safe_name = _SAFE_NAME
         self.root = Path(root)
-        self.manifest = {"format": CACHE_FORMAT, "method": method, "image_hw": [int(image_hw[0]), int(image_hw[1])]}
+        self.manifest = {
+            "format": CACHE_FORMAT,
+            "method": method,
+            "image_hw": [int(image_hw[0]), int(image_hw[1])],
+        }
         path = self.root / "manifest.json"
         if path.is_file():
             try:
                 found = json.loads(path.read_text())
             except (OSError, ValueError) as err:
                 raise ValueError(f"{path}: unreadable superpixel cache manifest ({err})") from err
-            diffs = [f"{k}: cache has {found.get(k)!r}, requested {v!r}" for k, v in self.manifest.items() if found.get(k) != v]
+            diffs = [
+                f"{k}: cache has {found.get(k)!r}, requested {v!r}"
+                for k, v in self.manifest.items()
+                if found.get(k) != v
+            ]
             if diffs:
                 raise ValueError(
-                    f"{path}: superpixel cache made with other settings ({'; '.join(diffs)}); use another folder"
+                    f"{path}: superpixel cache made with other settings ({'; '.join(diffs)}); "
+                    "use another folder"
                 )
         else:
             atomic_write_json(path, self.manifest)
@@ -169,14 +186,22 @@ class SuperpixelCache:
         except Exception as err:  # safetensors raises its own error types
             raise ValueError(f"{path}: unreadable cached superpixels ({err})") from err
         if list(labels.shape) != self.manifest["image_hw"]:
-            raise ValueError(f"{path}: superpixels of size {tuple(labels.shape)}, expected {self.manifest['image_hw']}")
+            raise ValueError(
+                f"{path}: superpixels of size {tuple(labels.shape)}, expected {self.manifest['image_hw']}"
+            )
         return labels
 
     def put(self, scene_id: str, frame_id: str, labels: torch.Tensor) -> Path:
         """Store ``(H, W)`` labels (int32), atomically."""
         if list(labels.shape) != self.manifest["image_hw"]:
-            raise ValueError(f"{scene_id}/{frame_id}: labels {tuple(labels.shape)}, cache is {self.manifest['image_hw']}")
-        return save_weights({"labels": labels.to(torch.int32).contiguous()}, self.path(scene_id, frame_id), {"method": self.manifest["method"]})
+            raise ValueError(
+                f"{scene_id}/{frame_id}: labels {tuple(labels.shape)}, cache is {self.manifest['image_hw']}"
+            )
+        return save_weights(
+            {"labels": labels.to(torch.int32).contiguous()},
+            self.path(scene_id, frame_id),
+            {"method": self.manifest["method"]},
+        )
 
 
 __all__ = ["SuperpixelCache", "Superpixels", "method_identity", "slic_superpixels", "superpixels_at"]

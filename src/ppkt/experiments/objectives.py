@@ -176,28 +176,40 @@ def run_objectives(cfg, log: Callable[..., None] = print) -> dict:
                     f"mIoU {100 * run.miou:5.1f}  mAcc {100 * run.macc:5.1f}  ({run.seconds:.0f} s)"
                 )
 
+    def write(complete: bool) -> dict:
+        # Written after every objective, so a comparison stopped early leaves labelled partial results.
+        rows = summarize_objectives(records)
+        results = {
+            "config": config_to_dict(cfg),
+            "data_root": str(root),
+            "complete": complete,
+            "pretrain_seconds": pretrain_seconds,
+            "pretrain_losses": {o: _pretrain_losses(out / o / "pretrain") for o in pretrain_seconds},
+            "total_seconds": time.perf_counter() - started,
+            "metric": "validation mIoU / mAcc of linear probes at the last step, mean ± std over seeds",
+            "rows": rows,
+            "runs": [dataclasses.asdict(r) for r in records],
+        }
+        atomic_write_json(out / "results.json", results)
+        partial = (
+            "" if complete else "**PARTIAL: the comparison was stopped before every objective ran.**\n\n"
+        )
+        atomic_write_text(out / "results.md", partial + objectives_markdown(rows))
+        plot_objectives(rows, out / "results.png")
+        return results
+
     for objective in cfg.objectives:
         sub = objective_config(cfg, objective)
         backbone, seconds = pretrain_backbone(sub, root)
         pretrain_seconds[objective] = seconds
-        losses = _pretrain_losses(out / objective / "pretrain")
-        log(f"{objective}: pretrained in {seconds:.0f} s; loss {losses}")
+        log(
+            f"{objective}: pretrained in {seconds:.0f} s; "
+            f"loss {_pretrain_losses(out / objective / 'pretrain')}"
+        )
         probe(objective, sub, backbone)
+        write(complete=False)
     probe("random", objective_config(cfg, "random"), None)
-    rows = summarize_objectives(records)
-    results = {
-        "config": config_to_dict(cfg),
-        "data_root": str(root),
-        "pretrain_seconds": pretrain_seconds,
-        "total_seconds": time.perf_counter() - started,
-        "metric": "validation mIoU / mAcc of linear probes at the last step, mean ± std over seeds",
-        "rows": rows,
-        "runs": [dataclasses.asdict(r) for r in records],
-    }
-    atomic_write_json(out / "results.json", results)
-    atomic_write_text(out / "results.md", objectives_markdown(rows))
-    plot_objectives(rows, out / "results.png")
-    return results
+    return write(complete=True)
 
 
 def _pretrain_losses(run_dir: Path) -> str:

@@ -79,8 +79,12 @@ def scene_view_pairs(
             in_depth_cam, torch.as_tensor(view.K_depth, dtype=torch.float64), torch.as_tensor(view.depth),
             abs_tol=abs_tol, rel_tol=rel_tol,
         )  # fmt: skip
-        in_color_cam = transform_points(torch.as_tensor(view.color_from_depth, dtype=torch.float64), in_depth_cam)
-        uv, _, in_image = project_points(in_color_cam, torch.as_tensor(view.K_color, dtype=torch.float64), (H, W))
+        in_color_cam = transform_points(
+            torch.as_tensor(view.color_from_depth, dtype=torch.float64), in_depth_cam
+        )
+        uv, _, in_image = project_points(
+            in_color_cam, torch.as_tensor(view.K_color, dtype=torch.float64), (H, W)
+        )
         index = torch.nonzero(seen & in_image).squeeze(1)
         point_index.append(index)
         image_index.append(torch.full_like(index, k))

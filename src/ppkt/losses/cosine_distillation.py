@@ -57,7 +57,9 @@ class CosineDistillation(nn.Module):
         if group is None:
             return distance.mean()
         if group.ndim != 1 or group.shape[0] != point_feats.shape[0]:
-            raise ValueError(f"CosineDistillation: group must be ({point_feats.shape[0]},), got {tuple(group.shape)}")
+            raise ValueError(
+                f"CosineDistillation: group must be ({point_feats.shape[0]},), got {tuple(group.shape)}"
+            )
         _, inverse, counts = torch.unique(group.to(distance.device), return_inverse=True, return_counts=True)
         per_group = torch.zeros(counts.shape[0], dtype=distance.dtype, device=distance.device)
         per_group.index_add_(0, inverse, distance)

@@ -59,14 +59,18 @@ class SuperpixelInfoNCE(nn.Module):
     def extra_repr(self) -> str:
         return f"tau={self.tau}"
 
-    def forward(self, point_feats: torch.Tensor, pixel_feats: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, point_feats: torch.Tensor, pixel_feats: torch.Tensor, segment: torch.Tensor
+    ) -> torch.Tensor:
         if point_feats.ndim != 2 or pixel_feats.ndim != 2 or point_feats.shape != pixel_feats.shape:
             raise ValueError(
                 "SuperpixelInfoNCE: point_feats and pixel_feats must both be (P, D) with the same shape, got "
                 f"{tuple(point_feats.shape)} and {tuple(pixel_feats.shape)}"
             )
         if segment.ndim != 1 or segment.shape[0] != point_feats.shape[0]:
-            raise ValueError(f"SuperpixelInfoNCE: segment must be ({point_feats.shape[0]},), got {tuple(segment.shape)}")
+            raise ValueError(
+                f"SuperpixelInfoNCE: segment must be ({point_feats.shape[0]},), got {tuple(segment.shape)}"
+            )
         if point_feats.shape[0] == 0:
             return _zero_loss(point_feats, pixel_feats)
         points, _ = segment_mean(F.normalize(point_feats, dim=1), segment)

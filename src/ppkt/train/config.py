@@ -55,7 +55,9 @@ class DataConfig:
         "cloud (<scene>_vh_clean_2.ply) paired with scene_views posed frames through a depth test "
         "(OpenScene-style scene-level pairs; ScanNet-layout RGB-D data, docs/objectives.md)",
     )
-    scene_views: int = option(4, "pairs=scene: frames of the scene whose pixels are paired with its cloud per sample")
+    scene_views: int = option(
+        4, "pairs=scene: frames of the scene whose pixels are paired with its cloud per sample"
+    )
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,9 @@ def superpixel_source(cfg: PretrainConfig) -> Superpixels | None:
 def batch_segments(batch: PretrainBatch) -> torch.Tensor:
     """``(P,)`` long label of each pair's superpixel, unique over the batch's images."""
     if batch.pair_superpixel is None:
-        raise ValueError("loss.name=superpixel-infonce: the batch carries no superpixels (dataset built without them)")
+        raise ValueError(
+            "loss.name=superpixel-infonce: the batch carries no superpixels (dataset built without them)"
+        )
     per_image = int(batch.pair_superpixel.max().item()) + 1 if batch.num_pairs else 1
     return batch.pair_image * per_image + batch.pair_superpixel
 

@@ -44,10 +44,9 @@ import torch.nn.functional as F
 
 from ppkt.data.color_augment import ColorAugmentation
 from ppkt.data.report import FrameError
+from ppkt.data.superpixels import Superpixels, superpixels_at
 from ppkt.data.types import LidarCameraSample, RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
-
-from ppkt.data.superpixels import Superpixels, superpixels_at
 
 if TYPE_CHECKING:
     from ppkt.teachers import TeacherFeatureCache
@@ -516,7 +515,11 @@ def lidar_sample(
         rng=rng,
         up_axis=(0.0, 0.0, 1.0),
         pair_superpixel=pair_superpixels(
-            superpixels, images, [(sample.sample_id, cam.name) for cam in sample.images], pairs.image_index, pairs.uv
+            superpixels,
+            images,
+            [(sample.sample_id, cam.name) for cam in sample.images],
+            pairs.image_index,
+            pairs.uv,
         ),
     )
 
@@ -578,7 +581,9 @@ class PretrainDataset(torch.utils.data.Dataset):
         scenes: SceneIndex | None = None,
     ) -> None:
         if teacher_cache is not None and scenes is not None:
-            raise ValueError("data.pairs=scene does not read teacher.cache (a sample has several views); unset one")
+            raise ValueError(
+                "data.pairs=scene does not read teacher.cache (a sample has several views); unset one"
+            )
         if teacher_cache is not None and tuple(teacher_cache.manifest.image_hw) != tuple(data.image_hw):
             raise ValueError(
                 f"{teacher_cache.root}: cached at {teacher_cache.manifest.image_hw}, data.image_hw is "
@@ -626,7 +631,9 @@ class PretrainDataset(torch.utils.data.Dataset):
                 superpixels=self.superpixels,
             )
         if self.teacher_cache is None:
-            return rgbd_sample(frame, self.data, self.augment, self.input_features, rng, superpixels=self.superpixels)
+            return rgbd_sample(
+                frame, self.data, self.augment, self.input_features, rng, superpixels=self.superpixels
+            )
         cached = self.teacher_cache.get(frame.scene_id, frame.frame_id)
         sample = rgbd_sample(
             frame,

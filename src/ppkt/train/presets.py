@@ -120,8 +120,11 @@ def scalr_cosine() -> PretrainConfig:
     in this code base; the data, student and optimiser are ``slidr-ppkt``'s (docs/objectives.md)."""
     cfg = slidr_ppkt()
     return replace(
-        cfg, origin="scalr-cosine", loss=replace(cfg.loss, name="cosine"), run=replace(cfg.run, out=Path("runs/scalr-cosine"))
-    )  # fmt: skip
+        cfg,
+        origin="scalr-cosine",
+        loss=replace(cfg.loss, name="cosine"),
+        run=replace(cfg.run, out=Path("runs/scalr-cosine")),
+    )
 
 
 def openscene_distill() -> PretrainConfig:
@@ -137,7 +140,9 @@ def openscene_distill() -> PretrainConfig:
         augment=replace(cfg.augment, elastic=False),
         student=replace(cfg.student, voxel_size=0.02),
         loss=replace(cfg.loss, name="cosine"),
-        optim=replace(cfg.optim, optimizer="adamw", lr=1e-4, weight_decay=1e-4, schedule="poly", batch_size=8),
+        optim=replace(
+            cfg.optim, optimizer="adamw", lr=1e-4, weight_decay=1e-4, schedule="poly", batch_size=8
+        ),
         run=replace(cfg.run, out=Path("runs/openscene-distill")),
     )
 

@@ -47,7 +47,9 @@ def read_scene_cloud(path: Path) -> SceneCloud:
     from ppkt.data.ply import read_ply_vertices
 
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: scene cloud not found (data.pairs=scene needs <scene>_vh_clean_2.ply)")
+        raise FileNotFoundError(
+            f"{path}: scene cloud not found (data.pairs=scene needs <scene>_vh_clean_2.ply)"
+        )
     vertices = read_ply_vertices(path)
     missing = [k for k in ("x", "y", "z", "red", "green", "blue") if k not in vertices]
     if missing:
@@ -95,11 +97,13 @@ class SceneIndex:
         records, root = getattr(frames, "records", None), getattr(frames, "root", None)
         if records is None or root is None:
             raise ValueError(
-                f"data.pairs=scene needs a ScanNet-layout dataset (scene clouds <scene>/<scene>_vh_clean_2.ply); "
-                f"got {type(frames).__name__}"
+                "data.pairs=scene needs a ScanNet-layout dataset (scene clouds "
+                f"<scene>/<scene>_vh_clean_2.ply); got {type(frames).__name__}"
             )
         root = Path(root)
-        return cls([r.scene_id for r in records], lambda s: read_scene_cloud(root / s / f"{s}_vh_clean_2.ply"))
+        return cls(
+            [r.scene_id for r in records], lambda s: read_scene_cloud(root / s / f"{s}_vh_clean_2.ply")
+        )
 
 
 def scene_sample(
@@ -127,14 +131,18 @@ def scene_sample(
     for i in chosen:
         frame = frames[i]
         if frame.world_from_camera is None:
-            raise FrameSkipped(f"{frame.scene_id}/{frame.frame_id}: no pose (data.pairs=scene needs posed frames)")
+            raise FrameSkipped(
+                f"{frame.scene_id}/{frame.frame_id}: no pose (data.pairs=scene needs posed frames)"
+            )
         images.append(resize_image(_image_tensor(frame.color), hw))
         depth = np.nan_to_num(np.asarray(frame.depth, dtype=np.float32), nan=0.0, posinf=0.0)
         views.append(
             PosedView(
                 depth=torch.from_numpy(depth),
                 K_depth=torch.as_tensor(frame.K_depth, dtype=torch.float64),
-                K_color=scale_intrinsics(torch.as_tensor(frame.K_color, dtype=torch.float64), frame.color_hw, hw),
+                K_color=scale_intrinsics(
+                    torch.as_tensor(frame.K_color, dtype=torch.float64), frame.color_hw, hw
+                ),
                 world_from_camera=torch.as_tensor(frame.world_from_camera, dtype=torch.float64),
                 color_from_depth=torch.as_tensor(frame.color_from_depth, dtype=torch.float64),
             )
