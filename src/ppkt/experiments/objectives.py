@@ -4,7 +4,9 @@ Same data, teacher, student, steps and label splits for every objective; only th
 changes (:data:`OBJECTIVES`: PPKT's InfoNCE, cosine distillation, SLidR's superpixel InfoNCE,
 and PPKT's InfoNCE on scene-level pairs). Each pretrained backbone is then linearly probed
 (frozen backbone, a linear head trained on the labelled points) at every ``linear_budgets`` label
-budget and seed, as is a random backbone once for reference. The effectiveness protocol
+budget and seed, as is a random backbone for reference. All backbones are pretrained first, then
+probed one seed at a time, and the results are written after every seed (labelled partial until
+the last), so a comparison stopped early is still a comparison. The effectiveness protocol
 (:mod:`ppkt.experiments.effectiveness`) provides data, pretraining, export and probing; this module
 only loops over objectives and tabulates them.
 
@@ -164,17 +166,14 @@ def run_objectives(cfg, log: Callable[..., None] = print) -> dict:
     pretrain_seconds: dict[str, float] = {}
     total = len(cfg.seeds) * len(cfg.linear_budgets) * (len(cfg.objectives) + 1)
 
-    def probe(objective: str, sub, backbone: Path | None) -> None:
-        for budget in cfg.linear_budgets:
-            for seed in cfg.seeds:
-                run = finetune_one(sub, root, init=backbone, mode="linear", budget=budget, seed=seed)
-                records.append(
-                    ObjectiveRecord(objective, budget, seed, run.miou, run.macc, run.seconds, run.run_dir)
-                )
-                log(
-                    f"[{len(records)}/{total}] {objective:18s} {budget_label(budget):>14s} seed {seed} "
-                    f"mIoU {100 * run.miou:5.1f}  mAcc {100 * run.macc:5.1f}  ({run.seconds:.0f} s)"
-                )
+    def probe(objective: str, budget: str, seed: int) -> None:
+        sub, backbone = subs[objective], backbones[objective]
+        run = finetune_one(sub, root, init=backbone, mode="linear", budget=budget, seed=seed)
+        records.append(ObjectiveRecord(objective, budget, seed, run.miou, run.macc, run.seconds, run.run_dir))
+        log(
+            f"[{len(records)}/{total}] {objective:18s} {budget_label(budget):>14s} seed {seed} "
+            f"mIoU {100 * run.miou:5.1f}  mAcc {100 * run.macc:5.1f}  ({run.seconds:.0f} s)"
+        )
 
     def write(complete: bool) -> dict:
         # Written after every objective, so a comparison stopped early leaves labelled partial results.
@@ -191,24 +190,27 @@ def run_objectives(cfg, log: Callable[..., None] = print) -> dict:
             "runs": [dataclasses.asdict(r) for r in records],
         }
         atomic_write_json(out / "results.json", results)
-        partial = (
-            "" if complete else "**PARTIAL: the comparison was stopped before every objective ran.**\n\n"
-        )
+        partial = "" if complete else "**PARTIAL: the comparison was stopped before every run finished.**\n\n"
         atomic_write_text(out / "results.md", partial + objectives_markdown(rows))
         plot_objectives(rows, out / "results.png")
         return results
 
+    # Every backbone first, then the probes one seed at a time over every objective: a comparison
+    # stopped early still has every objective at the seeds it finished.
+    subs = {o: objective_config(cfg, o) for o in (*cfg.objectives, "random")}
+    backbones: dict[str, Path | None] = {"random": None}
     for objective in cfg.objectives:
-        sub = objective_config(cfg, objective)
-        backbone, seconds = pretrain_backbone(sub, root)
+        backbones[objective], seconds = pretrain_backbone(subs[objective], root)
         pretrain_seconds[objective] = seconds
         log(
             f"{objective}: pretrained in {seconds:.0f} s; "
             f"loss {_pretrain_losses(out / objective / 'pretrain')}"
         )
-        probe(objective, sub, backbone)
+    for seed in cfg.seeds:
+        for budget in cfg.linear_budgets:
+            for objective in (*cfg.objectives, "random"):
+                probe(objective, budget, seed)
         write(complete=False)
-    probe("random", objective_config(cfg, "random"), None)
     return write(complete=True)
 
 
