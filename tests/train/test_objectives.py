@@ -86,3 +86,21 @@ def test_unknown_or_mismatched_objective_settings():
         validate(cfg)
     with pytest.raises(ValueError):
         apply_overrides(cfg, {"loss.name": "mse"})
+
+
+def test_published_recipe_presets():
+    from ppkt.train.presets import get_preset
+
+    slidr = get_preset("slidr")
+    assert (slidr.loss.name, slidr.loss.superpixels, slidr.loss.tau) == ("superpixel-infonce", 150, 0.07)
+    assert slidr.data.kind == "nuscenes" and slidr.student == get_preset("slidr-ppkt").student
+    scalr = get_preset("scalr-cosine")
+    assert scalr.loss.name == "cosine" and scalr.data == get_preset("slidr-ppkt").data
+    openscene = get_preset("openscene-distill")
+    assert (openscene.loss.name, openscene.data.pairs, openscene.student.voxel_size) == (
+        "cosine",
+        "scene",
+        0.02,
+    )
+    assert (openscene.optim.optimizer, openscene.optim.lr) == ("adamw", 1e-4)
+    assert {p.origin for p in (slidr, scalr, openscene)} == {"slidr", "scalr-cosine", "openscene-distill"}

@@ -115,3 +115,11 @@ def test_read_scene_cloud(tmp_path):
         read_scene_cloud(path)
     with pytest.raises(FileNotFoundError, match="vh_clean_2"):
         read_scene_cloud(tmp_path / "missing.ply")
+
+
+def test_scene_pairs_refuse_lidar_data(tmp_path):
+    from ppkt.train.loop import scene_index
+
+    cfg = tiny_config(tmp_path / "run", **{"data.pairs": "scene", "data.kind": "nuscenes"})
+    with pytest.raises(ValueError, match="nuscenes"):
+        scene_index(cfg, [])

@@ -545,6 +545,10 @@ def scene_index(cfg: PretrainConfig, frames: Sequence):
     (a ScanNet-layout reader, or frames given with a ``scene_index`` attribute); else None."""
     if cfg.data.pairs != "scene":
         return None
+    if cfg.data.kind in LIDAR_KINDS:
+        raise ValueError(
+            f"data.pairs=scene pairs RGB-D scene clouds with posed frames, not {cfg.data.kind} data"
+        )
     from ppkt.train.scene_samples import SceneIndex
 
     given = getattr(frames, "scene_index", None)
