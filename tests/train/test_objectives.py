@@ -104,3 +104,24 @@ def test_published_recipe_presets():
     )
     assert (openscene.optim.optimizer, openscene.optim.lr) == ("adamw", 1e-4)
     assert {p.origin for p in (slidr, scalr, openscene)} == {"slidr", "scalr-cosine", "openscene-distill"}
+
+
+def test_sample_per_segment_against_a_loop():
+    from ppkt.train.objectives import sample_per_segment
+
+    g = torch.Generator().manual_seed(0)
+    segment = torch.randint(0, 40, (500,), generator=g) * 3
+    segment[0] = 1000  # a segment of one pair: no negatives, left out
+    chosen = sample_per_segment(segment, 5, torch.Generator().manual_seed(1))
+    assert torch.equal(segment[chosen.index], chosen.group)
+    assert chosen.index.unique().numel() == chosen.index.numel()  # without replacement
+    assert chosen.group.tolist() == sorted(chosen.group.tolist())
+    for label in segment.unique().tolist():
+        size = int((segment == label).sum())
+        expected = 0 if size < 2 else min(size, 5)
+        assert int((chosen.group == label).sum()) == expected
+    again = sample_per_segment(segment, 5, torch.Generator().manual_seed(1))
+    assert torch.equal(again.index, chosen.index)
+    other = sample_per_segment(segment, 5, torch.Generator().manual_seed(2))
+    assert not torch.equal(other.index, chosen.index)
+    assert len(sample_per_segment(torch.zeros(0, dtype=torch.long), 5, None)) == 0

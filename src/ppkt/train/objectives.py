@@ -55,6 +55,30 @@ def batch_segments(batch: PretrainBatch) -> torch.Tensor:
     return batch.pair_image * per_image + batch.pair_superpixel
 
 
+def sample_per_segment(
+    segment: torch.Tensor, per_segment: int, generator: torch.Generator | None
+) -> PairSelection:
+    """Up to ``per_segment`` random pairs of every segment with at least 2 pairs (no negatives
+    otherwise), grouped by segment in increasing label order; ``group`` = the segment label.
+
+    :func:`ppkt.train.pair_sampling.sample_pairs` with ``sampling="frame"`` gives the same kind of
+    draw, but loops over groups; a batch has thousands of superpixels, so this one sorts instead.
+    """
+    if per_segment < 1:
+        raise ValueError(f"sample_per_segment: per_segment must be >= 1, got {per_segment}")
+    segment = segment.detach().to("cpu").long()
+    count = segment.numel()
+    shuffled = torch.randperm(count, generator=generator)
+    # A stable sort by segment of a random permutation: segments in order, members in random order.
+    index = shuffled[torch.sort(segment[shuffled], stable=True).indices]
+    grouped = segment[index]
+    _, sizes = torch.unique_consecutive(grouped, return_counts=True)
+    starts = torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes)
+    rank = torch.arange(count) - starts
+    keep = (rank < per_segment) & (torch.repeat_interleave(sizes, sizes) >= 2)
+    return PairSelection(index[keep], grouped[keep])
+
+
 class Objective:
     """``select`` the pairs of a step, embed them (``model(batch, selection.index)``), then call.
 
@@ -81,9 +105,7 @@ class Objective:
     def select(self, batch: PretrainBatch, generator: torch.Generator | None) -> PairSelection:
         """The pairs this step embeds (indices into the batch's pairs, on the CPU)."""
         if self.cfg.name == "superpixel-infonce":
-            # Per-superpixel sampling: each superpixel is a "frame" of sample_pairs; its group is the
-            # superpixel, which the loss pools over.
-            return sample_pairs(batch_segments(batch).cpu(), self.cfg.superpixel_pairs, "frame", generator)
+            return sample_per_segment(batch_segments(batch), self.cfg.superpixel_pairs, generator)
         return sample_pairs(batch.pair_frame, self.cfg.num_pairs, self.cfg.sampling, generator)
 
     def __call__(self, emb: PairEmbeddings, selection: PairSelection, batch: PretrainBatch) -> torch.Tensor:
