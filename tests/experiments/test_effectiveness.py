@@ -351,3 +351,17 @@ def test_objective_axis_end_to_end(tmp_path):
     assert (cfg.out / "results.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="unknown"):
         run_effectiveness(dataclasses.replace(cfg, objectives=("mse",)), log=lambda *_: None)
+
+
+def test_objective_overrides_apply_to_one_objective(tmp_path):
+    from ppkt.experiments.objectives import objective_config
+
+    cfg = ExperimentConfig(out=tmp_path, objective_overrides=("scene-pairs:optim.steps=50",))
+    scene = objective_config(cfg, "scene-pairs")
+    assert scene.pretrain_overrides[-1] == "optim.steps=50" and scene.out == tmp_path / "scene-pairs"
+    assert "optim.steps=50" not in objective_config(cfg, "infonce").pretrain_overrides
+    assert objective_config(cfg, "infonce").linear_overrides[-1] == f"labels.splits_dir={tmp_path / 'splits'}"
+    with pytest.raises(ValueError, match="OBJECTIVE:key=value"):
+        objective_config(
+            ExperimentConfig(out=tmp_path, objective_overrides=("mse:optim.steps=5",)), "infonce"
+        )

@@ -94,6 +94,11 @@ class ExperimentConfig:
         "the objective axis instead of the scratch/PPKT protocol: pretrain with each of these "
         "(ppkt.experiments.objectives.OBJECTIVES) and linearly probe each at linear_budgets x seeds",
     )
+    objective_overrides: tuple[str, ...] = option(
+        (),
+        "pretraining overrides of one objective only, 'OBJECTIVE:key=value' "
+        "(e.g. scene-pairs:optim.steps=50); saved with the results",
+    )
     device: str = option("auto", "torch device for every run")
     progress: bool = option(True, "progress bars")
 

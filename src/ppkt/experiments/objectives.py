@@ -68,6 +68,14 @@ def objective_config(cfg, objective: str):
         raise ValueError(f"unknown objective {objective!r}; choose from {sorted(OBJECTIVES)}")
     out = Path(cfg.out)
     extra = OBJECTIVES.get(objective, ())
+    for item in cfg.objective_overrides:
+        name, sep, override = item.partition(":")
+        if not sep or "=" not in override or (name not in OBJECTIVES):
+            raise ValueError(
+                f"objective_overrides: {item!r} is not 'OBJECTIVE:key=value' with a known objective"
+            )
+        if name == objective:
+            extra = (*extra, override)
     if objective == "superpixel-infonce":
         extra = (*extra, f"loss.superpixel_cache={out / 'superpixels'}")
     return dataclasses.replace(
