@@ -132,7 +132,7 @@ def plot_objectives(rows: Sequence[dict], path: Path) -> Path | None:
         return None
     budgets = list(dict.fromkeys(r["budget"] for r in rows))
     objectives = list(dict.fromkeys(r["objective"] for r in rows))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(budgets) * len(objectives) / 2, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(budgets) * len(objectives) / 2, 4.6), dpi=100)
     width = 0.8 / max(1, len(objectives))
     for k, objective in enumerate(objectives):
         xs, ys, es = [], [], []
@@ -148,7 +148,8 @@ def plot_objectives(rows: Sequence[dict], path: Path) -> Path | None:
     ax.set_xticks(range(len(budgets)), [f"linear probe, {budget_label(b)}" for b in budgets])
     ax.set_ylabel("val mIoU (%)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    # Below the axes: every bar starts at 0, so a legend inside would cover one.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
