@@ -16,7 +16,7 @@ Sources: ScaLR (Puy et al., "Three Pillars improving Vision Foundation Model Dis
 Lidar", CVPR 2024) distils DINOv2 features into a lidar network by regressing the unit-normalised
 teacher feature (the squared distance of unit vectors is ``2 - 2 cos``: this loss up to a factor 2);
 OpenScene (Peng et al., CVPR 2023) distils fused CLIP pixel features into 3D points with a
-``1 - cos`` loss. As in both, the point side may go through an MLP head (``loss.head=mlp``).
+``1 - cos`` loss. The point side may go through an MLP head instead of a linear one (``loss.head=mlp``).
 
 Degenerate inputs: no pairs gives a zero that still carries a ``grad_fn``; an all-zero vector
 has no direction and counts as orthogonal (cosine 0, loss 1), via the ``eps`` of the norms.
