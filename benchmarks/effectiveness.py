@@ -16,6 +16,11 @@ linear probes at two budgets) produced the published results in benchmarks/resul
 The same command with ``rate_selection=heldout`` chooses the rates on 4 training rooms held out of
 the labelled pool instead of on the validation rooms: benchmarks/results/effectiveness-heldout-rates/.
 
+The objective axis (docs/objectives.md): ``--set objectives=infonce,superpixel-infonce,cosine,scene-pairs
+linear_budgets=points:20,scenes:0.0625`` pretrains one backbone per objective and linearly probes
+each (and a random backbone) instead of the scratch/PPKT protocol; its reduced-size run is in
+benchmarks/results/objectives/.
+
 Reported metric: validation mIoU / mAcc at the LAST fine-tuning step (no checkpoint selection on
 the validation rooms). Interrupted runs resume: finished runs with the same config are reused.
 """

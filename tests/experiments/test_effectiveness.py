@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ppkt.experiments.effectiveness import (
     ExperimentConfig,
@@ -345,3 +346,49 @@ def test_two_runs_of_the_same_protocol_and_seed_give_identical_numbers(tmp_path)
     assert weights[0].keys() == weights[1].keys()
     for key in weights[0]:
         assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_objective_axis_end_to_end(tmp_path):
+    from ppkt.experiments.objectives import OBJECTIVES, objectives_markdown
+
+    cfg = _tiny_experiment(tmp_path, objectives=tuple(OBJECTIVES), linear_budgets=("points:20",), seeds=(0,))
+    cfg = dataclasses.replace(
+        cfg, pretrain_overrides=(*cfg.pretrain_overrides, "loss.superpixels=20", "data.scene_views=2")
+    )
+    results = run_effectiveness(cfg, log=lambda *_: None)
+    rows = {(r["objective"], r["budget"]): r for r in results["rows"]}
+    assert set(rows) == {(o, "points:20") for o in (*OBJECTIVES, "random")}
+    assert all(r["seeds"] == 1 and 0.0 <= r["miou"] <= 100.0 for r in rows.values())
+    assert rows[("infonce", "points:20")]["vs_infonce"] == 0.0
+    for objective, overrides in OBJECTIVES.items():
+        saved = yaml.safe_load((cfg.out / objective / "pretrain" / "config.yaml").read_text())
+        for item in overrides:
+            key, value = item.split("=")
+            section, field = key.split(".")
+            assert str(saved[section][field]) == value
+    # the same labelled points for every objective: one shared split folder
+    assert not list(cfg.out.glob("*/splits")) and list((cfg.out / "splits").glob("*.json"))
+    assert list((cfg.out / "superpixels").rglob("*.safetensors"))
+    md = (cfg.out / "results.md").read_text()
+    assert (
+        results["complete"]
+        and md == objectives_markdown(results["rows"])
+        and "superpixel InfoNCE (SLidR)" in md
+    )
+    assert (cfg.out / "results.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown"):
+        run_effectiveness(dataclasses.replace(cfg, objectives=("mse",)), log=lambda *_: None)
+
+
+def test_objective_overrides_apply_to_one_objective(tmp_path):
+    from ppkt.experiments.objectives import objective_config
+
+    cfg = ExperimentConfig(out=tmp_path, objective_overrides=("scene-pairs:optim.steps=50",))
+    scene = objective_config(cfg, "scene-pairs")
+    assert scene.pretrain_overrides[-1] == "optim.steps=50" and scene.out == tmp_path / "scene-pairs"
+    assert "optim.steps=50" not in objective_config(cfg, "infonce").pretrain_overrides
+    assert objective_config(cfg, "infonce").linear_overrides[-1] == f"labels.splits_dir={tmp_path / 'splits'}"
+    with pytest.raises(ValueError, match="OBJECTIVE:key=value"):
+        objective_config(
+            ExperimentConfig(out=tmp_path, objective_overrides=("mse:optim.steps=5",)), "infonce"
+        )

@@ -13,7 +13,7 @@ from functools import partial
 from torch import nn
 
 from ppkt.backbones.features import INPUT_FEATURE_CHANNELS, input_features
-from ppkt.backbones.heads import ProjectionHead, SegmentationHead
+from ppkt.backbones.heads import MLPProjectionHead, ProjectionHead, SegmentationHead
 from ppkt.backbones.res16unet import LAYERS, Res16UNet
 
 
@@ -48,6 +48,7 @@ def build_backbone(
 __all__ = [
     "BACKBONES",
     "INPUT_FEATURE_CHANNELS",
+    "MLPProjectionHead",
     "ProjectionHead",
     "Res16UNet",
     "SegmentationHead",

@@ -22,6 +22,24 @@ class ProjectionHead(nn.Module):
         return self.linear(feats)
 
 
+class MLPProjectionHead(nn.Module):
+    """A two-layer projection head, ``Linear -> ReLU -> Linear``, ``(M, C) -> (M, D)``, hidden width
+    ``max(C, D)``: the optional point-side head of feature distillation (``loss.head=mlp``; ScaLR,
+    OpenScene regress teacher features through a small head). Unnormalised output."""
+
+    def __init__(self, in_channels: int, out_channels: int = 128):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        hidden = max(in_channels, out_channels)
+        self.layers = nn.Sequential(
+            nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_channels)
+        )
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.layers(feats)
+
+
 class SegmentationHead(nn.Module):
     """Per-voxel class logits: one linear (1x1x1) layer with bias, ``(M, C) -> (M, num_classes)``."""
 

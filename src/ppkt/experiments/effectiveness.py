@@ -90,6 +90,16 @@ class ExperimentConfig:
     )
     linear_probes: bool = option(True, "also run linear probes of random and PPKT backbones")
     linear_budgets: tuple[str, ...] = option(("scenes:1.0",), "label budgets of the linear probes")
+    objectives: tuple[str, ...] = option(
+        (),
+        "the objective axis instead of the scratch/PPKT protocol: pretrain with each of these "
+        "(ppkt.experiments.objectives.OBJECTIVES) and linearly probe each at linear_budgets x seeds",
+    )
+    objective_overrides: tuple[str, ...] = option(
+        (),
+        "pretraining overrides of one objective only, 'OBJECTIVE:key=value' "
+        "(e.g. scene-pairs:optim.steps=50); saved with the results",
+    )
     device: str = option("auto", "torch device for every run")
     cpu_threads: int | None = option(
         1,
@@ -702,7 +712,13 @@ def planned_runs(cfg: ExperimentConfig) -> int:
 
 def run_effectiveness(cfg: ExperimentConfig, log=print, *, report: ProtocolLog | None = None) -> dict:
     """The whole protocol; returns (and writes) the results. Progress goes to ``report`` (default:
-    plain lines through ``log``)."""
+    plain lines through ``log``). With ``cfg.objectives``, the objective axis
+    (:func:`ppkt.experiments.objectives.run_objectives`) instead."""
+    if cfg.objectives:
+        from ppkt.experiments.objectives import run_objectives
+
+        with deterministic_torch(cfg):
+            return run_objectives(cfg, log)
     report = report if report is not None else ProtocolLog(log)
     with deterministic_torch(cfg):
         return _run_effectiveness(cfg, report)

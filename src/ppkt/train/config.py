@@ -71,6 +71,15 @@ class DataConfig:
     synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames rendered per room")
     synthetic_seed: int = option(0, "synthetic data: generator seed")
     num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process)")
+    pairs: Literal["frame", "scene"] = option(
+        "frame",
+        "frame: each frame's depth points paired with its own image (PPKT); scene: the scene's reconstructed "
+        "cloud (<scene>_vh_clean_2.ply) paired with scene_views posed frames through a depth test "
+        "(OpenScene-style scene-level pairs; ScanNet-layout RGB-D data, docs/objectives.md)",
+    )
+    scene_views: int = option(
+        4, "pairs=scene: frames of the scene whose pixels are paired with its cloud per sample"
+    )
 
 
 @dataclass(frozen=True)
@@ -133,13 +142,31 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Pixel-to-point InfoNCE (ppkt.losses.PointInfoNCE)."""
+    """The pretraining objective (docs/objectives.md): PPKT's pixel-to-point InfoNCE
+    (ppkt.losses.PointInfoNCE), cosine distillation (CosineDistillation) or SLidR's superpixel
+    InfoNCE (SuperpixelInfoNCE)."""
 
+    name: Literal["infonce", "cosine", "superpixel-infonce"] = option(
+        "infonce",
+        "infonce: PPKT's pixel-to-point InfoNCE; cosine: 1 - cos to the frozen teacher feature (ScaLR, "
+        "OpenScene; embedding_dim is then the teacher's width); superpixel-infonce: InfoNCE between "
+        "superpixel-pooled embeddings (SLidR)",
+    )
+    head: Literal["linear", "mlp"] = option("linear", "3D projection head: linear (PPKT) or a 2-layer MLP")
     embedding_dim: int = option(128, "width of the 2D (UPL) and 3D (projection head) embeddings")
     num_pairs: int = option(4096, "pairs sampled per step (per frame with sampling=frame)")
     tau: float = option(0.04, "softmax temperature")
     sampling: Literal["batch", "frame"] = option("batch", "sample pairs over the batch or per frame")
-    gather_distributed: bool = option(False, "add the other ranks' pixels as negatives")
+    gather_distributed: bool = option(False, "add the other ranks' pixels as negatives (infonce only)")
+    superpixels: int = option(150, "superpixel-infonce: SLIC segments per image (SLidR: 150)")
+    superpixel_pairs: int = option(
+        16, "superpixel-infonce: pairs sampled per superpixel and step, pooled into its embedding"
+    )
+    superpixel_cache: Path | None = option(
+        None,
+        "superpixel-infonce: folder of cached superpixels (written on first use); None = "
+        "<teacher.cache>/superpixels with a teacher cache, else computed on the fly",
+    )
 
 
 @dataclass(frozen=True)
@@ -243,6 +270,14 @@ def validate(cfg: PretrainConfig) -> None:
     check.number("loss.embedding_dim", low=1)
     check.number("loss.num_pairs", low=2)
     check.number("loss.tau", low=0, low_open=True)
+    check.number("loss.superpixels", low=2)
+    check.number("loss.superpixel_pairs", low=2)
+    check.require(
+        "loss.gather_distributed",
+        not (cfg.loss.gather_distributed and cfg.loss.name != "infonce"),
+        "false unless loss.name=infonce",
+    )
+    check.number("data.scene_views", low=1)
     check.number("optim.lr", low=0, low_open=True)
     check.number("optim.momentum", low=0, high=1, high_open=True)
     check.number("optim.dampening", low=0, high=1)

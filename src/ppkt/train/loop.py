@@ -37,10 +37,9 @@ from ppkt.engine import (
     setup_runtime,
     training_state_problem,
 )
-from ppkt.losses import PointInfoNCE
 from ppkt.train.config import PretrainConfig, validate
 from ppkt.train.model import PPKTModel, build_model
-from ppkt.train.pair_sampling import sample_pairs
+from ppkt.train.objectives import Objective, superpixel_source
 from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
 
 METRICS = "metrics.jsonl"
@@ -282,9 +281,7 @@ def _pretrain(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    loss_fn = PointInfoNCE(
-        cfg.loss.tau, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1
-    )
+    objective = Objective(cfg.loss, gather_distributed=cfg.loss.gather_distributed and info.world_size > 1)
     dataset = PretrainDataset(
         frames,
         cfg.data,
@@ -292,6 +289,8 @@ def _pretrain(
         cfg.student.input_features,
         seed=cfg.run.seed,
         teacher_cache=teacher_cache,
+        superpixels=superpixel_source(cfg),
+        scenes=scene_index(cfg, frames),
     )
     accumulate = o.accumulate
     sampler = StepBatchSampler(  # one batch per micro-batch: the data order is a function of the micro step
@@ -380,9 +379,9 @@ def _pretrain(
                         # The loss's pairs are chosen first, so only they are embedded (same loss
                         # as embedding all).
                         generator = pair_generator(cfg.run.seed, step * accumulate + micro, info.rank)
-                        pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
+                        pairs = objective.select(batch, generator)
                         emb = net(batch, pairs.index)
-                        loss = loss_fn(emb.points, emb.pixels, pairs.group)
+                        loss = objective(emb, pairs, batch)
                     if not rt.all_true(bool(torch.isfinite(loss).item())):
                         last = latest_checkpoint(run_dir)
                         raise NonFiniteError(
@@ -459,6 +458,23 @@ def _pretrain(
         result.step = step
         result.seconds = time.perf_counter() - start
     return result
+
+
+def scene_index(cfg: PretrainConfig, frames: Sequence):
+    """With ``data.pairs=scene``, the :class:`ppkt.train.scene_samples.SceneIndex` of ``frames``
+    (a ScanNet-layout reader, or frames given with a ``scene_index`` attribute); else None."""
+    if cfg.data.pairs != "scene":
+        return None
+    from ppkt.data.registry import get_spec
+
+    if get_spec(cfg.data.kind).modality != "rgbd":
+        raise ValueError(
+            f"data.pairs=scene pairs RGB-D scene clouds with posed frames, not {cfg.data.kind} data"
+        )
+    from ppkt.train.scene_samples import SceneIndex
+
+    given = getattr(frames, "scene_index", None)
+    return given if given is not None else SceneIndex.from_reader(frames)
 
 
 def index_skips(frames: Sequence) -> dict[str, int]:

@@ -44,17 +44,48 @@ def _select(values: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
 
 
 class PPKTModel(nn.Module):
-    """Frozen teacher + trainable UPL, trainable 3D backbone + projection head."""
+    """Frozen teacher + trainable UPL, trainable 3D backbone + projection head.
 
-    def __init__(self, teacher: nn.Module, backbone: nn.Module, embedding_dim: int) -> None:
-        from ppkt.backbones import ProjectionHead
+    Args:
+        embedding_dim: width of both embeddings (ignored with ``pixel_target="teacher"``).
+        pixel_target: ``"upl"``: the pixel side is the teacher's map through the trainable UPL (PPKT,
+            SLidR: contrastive losses); ``"teacher"``: the pixel side is the frozen teacher feature
+            itself (the UPL is a frozen identity, so it is only unit-normalised and upsampled) and
+            the 3D head maps to the teacher's width; cosine distillation regresses it (ScaLR,
+            OpenScene), and a trainable target would let both sides collapse.
+        head: ``"linear"`` (PPKT) or ``"mlp"`` (:class:`ppkt.backbones.MLPProjectionHead`).
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        backbone: nn.Module,
+        embedding_dim: int,
+        *,
+        pixel_target: str = "upl",
+        head: str = "linear",
+    ) -> None:
+        from ppkt.backbones import MLPProjectionHead, ProjectionHead
         from ppkt.teachers import UpsamplingProjection
 
         super().__init__()
+        if pixel_target not in ("upl", "teacher"):
+            raise ValueError(f"pixel_target must be 'upl' or 'teacher', got {pixel_target!r}")
+        if head not in ("linear", "mlp"):
+            raise ValueError(f"head must be 'linear' or 'mlp', got {head!r}")
         self.teacher = teacher
+        self.pixel_target = pixel_target
+        if pixel_target == "teacher":
+            embedding_dim = teacher.out_channels
         self.upl = UpsamplingProjection(teacher.out_channels, embedding_dim)
+        if pixel_target == "teacher":
+            with torch.no_grad():
+                self.upl.proj.weight.copy_(torch.eye(embedding_dim)[:, :, None, None])
+                self.upl.proj.bias.zero_()
+            self.upl.requires_grad_(False)
         self.backbone = backbone
-        self.head = ProjectionHead(backbone.out_channels, embedding_dim)
+        head_type = ProjectionHead if head == "linear" else MLPProjectionHead
+        self.head = head_type(backbone.out_channels, embedding_dim)
 
     def cached_teacher_features(self, batch: PretrainBatch) -> torch.Tensor:
         """``(I, C, h, w)`` teacher features of a batch read from a teacher cache: the cached maps,
@@ -146,4 +177,8 @@ def build_model(cfg: PretrainConfig) -> PPKTModel:
         width=cfg.student.width,
         backend=cfg.student.sparse_backend,
     )
-    return PPKTModel(teacher, backbone, cfg.loss.embedding_dim)
+    from ppkt.train.objectives import pixel_target
+
+    return PPKTModel(
+        teacher, backbone, cfg.loss.embedding_dim, pixel_target=pixel_target(cfg.loss), head=cfg.loss.head
+    )

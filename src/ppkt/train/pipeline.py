@@ -46,11 +46,13 @@ import torch.nn.functional as F
 
 from ppkt.data.color_augment import ColorAugmentation
 from ppkt.data.report import FrameError
+from ppkt.data.superpixels import Superpixels, superpixels_at
 from ppkt.data.types import LidarCameraSample, RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
 
 if TYPE_CHECKING:
     from ppkt.teachers import TeacherFeatureCache
+    from ppkt.train.scene_samples import SceneIndex
 
 MIN_PAIRS_PER_FRAME = 2
 """Fewer usable pairs than this and the frame is skipped: with fewer than 2 there are no negatives."""
@@ -80,6 +82,8 @@ class PretrainSample:
         teacher_image: with a cache and the frame not cached, its un-augmented ``(3, *data.image_hw)``
             image for the teacher; else None.
         teacher_image_hw: with a cache, ``data.image_hw`` (the frame of ``pair_uv_teacher``); else None.
+        pair_superpixel: ``(P,)`` long superpixel of each pair's un-augmented pixel within its image
+            (superpixel-infonce), else None.
     """
 
     images: torch.Tensor
@@ -94,6 +98,7 @@ class PretrainSample:
     teacher_features: torch.Tensor | None = None
     teacher_image: torch.Tensor | None = None
     teacher_image_hw: tuple[int, int] | None = None
+    pair_superpixel: torch.Tensor | None = None
 
 
 @dataclass
@@ -122,6 +127,8 @@ class PretrainBatch:
         teacher_images: with a cache, ``(I_missing, 3, *teacher_image_hw)`` un-augmented images of
             the uncached images, in image order, or None when there are none.
         teacher_image_hw: ``data.image_hw``, the size the cached maps were computed at.
+        pair_superpixel: ``(P,)`` long superpixel of each pair within its image ``pair_image``
+            (superpixel-infonce), else None.
     """
 
     images: torch.Tensor
@@ -141,6 +148,7 @@ class PretrainBatch:
     teacher_features: torch.Tensor | None = None
     teacher_images: torch.Tensor | None = None
     teacher_image_hw: tuple[int, int] | None = None
+    pair_superpixel: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -169,6 +177,7 @@ class PretrainBatch:
         "teacher_cached",
         "teacher_features",
         "teacher_images",
+        "pair_superpixel",
     )
 
     def _map(self, fn) -> PretrainBatch:
@@ -378,8 +387,10 @@ def augment_sample(
     out_hw: tuple[int, int],
     rng: np.random.Generator,
     up_axis: Sequence[float] = (0.0, -1.0, 0.0),
+    pair_superpixel: torch.Tensor | None = None,
 ) -> PretrainSample:
-    """Augment one frame (any number of images) and compute its per-point input features."""
+    """Augment one frame (any number of images) and compute its per-point input features
+    (``pair_superpixel (P,)``, when given, follows the kept pairs)."""
     from ppkt.backbones import input_features as make_features
 
     generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
@@ -415,6 +426,7 @@ def augment_sample(
         pair_uv=kept_uv,
         pair_uv_teacher=pair_uv[keep_all].float(),
         name=name,
+        pair_superpixel=None if pair_superpixel is None else pair_superpixel[keep_all],
     )
 
 
@@ -426,6 +438,7 @@ def rgbd_sample(
     rng: np.random.Generator,
     *,
     keep_teacher_image: bool = False,
+    superpixels: Superpixels | None = None,
 ) -> PretrainSample:
     """An augmented :class:`PretrainSample` from one RGB-D frame (colour resized to ``data.image_hw``).
 
@@ -433,7 +446,8 @@ def rgbd_sample(
     (:func:`depth_stride`); with the default None every valid depth pixel gives a point.
 
     ``keep_teacher_image`` keeps the un-augmented resized image in ``sample.teacher_image`` (for a
-    frame missing from the teacher cache).
+    frame missing from the teacher cache). With ``superpixels`` each pair carries the superpixel of
+    its pixel in the un-augmented image (so crops and flips keep superpixels whole).
     """
     from ppkt.geometry import rgbd_pairs, scale_intrinsics
 
@@ -483,6 +497,9 @@ def rgbd_sample(
         out_hw=_out_hw(data, augment),
         rng=rng,
         up_axis=up_axis,
+        pair_superpixel=pair_superpixels(
+            superpixels, [image], [(frame.scene_id, frame.frame_id)], pairs.image_index, pairs.uv
+        ),
     )
     if keep_teacher_image:
         sample.teacher_image = image
@@ -497,6 +514,7 @@ def lidar_sample(
     rng: np.random.Generator,
     *,
     beam_spacing_deg: float | None = None,
+    superpixels: Superpixels | None = None,
 ) -> PretrainSample:
     """An augmented :class:`PretrainSample` from a lidar sweep and its cameras (SLidR-style pairs).
 
@@ -545,7 +563,34 @@ def lidar_sample(
         out_hw=_out_hw(data, augment),
         rng=rng,
         up_axis=(0.0, 0.0, 1.0),
+        pair_superpixel=pair_superpixels(
+            superpixels,
+            images,
+            [(sample.sample_id, cam.name) for cam in sample.images],
+            pairs.image_index,
+            pairs.uv,
+        ),
     )
+
+
+def pair_superpixels(
+    superpixels: Superpixels | None,
+    images: Sequence[torch.Tensor],
+    keys: Sequence[tuple[str, str]],
+    pair_image: torch.Tensor,
+    pair_uv: torch.Tensor,
+) -> torch.Tensor | None:
+    """``(P,)`` long superpixel of each pair's pixel in its (un-augmented) image, or None without
+    ``superpixels``; ``keys`` name each image in the superpixel cache ``(scene_id, frame_id)``."""
+    if superpixels is None:
+        return None
+    out = torch.zeros(pair_image.shape[0], dtype=torch.long)
+    for k, (image, (scene_id, frame_id)) in enumerate(zip(images, keys, strict=True)):
+        sel = pair_image == k
+        if bool(sel.any()):
+            hw = (int(image.shape[1]), int(image.shape[2]))
+            out[sel] = superpixels_at(superpixels.labels(image, scene_id, frame_id, hw), pair_uv[sel])
+    return out
 
 
 def _out_hw(data: DataConfig, augment: AugmentConfig) -> tuple[int, int]:
@@ -565,7 +610,9 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     With ``teacher_cache`` (a :class:`ppkt.teachers.TeacherFeatureCache` at ``data.image_hw``,
     RGB-D frames only) each sample carries its frame's cached features read here, in the worker,
-    or, for a frame not in the cache, its un-augmented image for the teacher.
+    or, for a frame not in the cache, its un-augmented image for the teacher. With ``superpixels``
+    each pair carries its superpixel; with ``scenes`` (``data.pairs=scene``) a sample is the frame's
+    scene cloud paired with several of its views (:mod:`ppkt.train.scene_samples`).
     """
 
     def __init__(
@@ -579,13 +626,21 @@ class PretrainDataset(torch.utils.data.Dataset):
         max_consecutive_skips: int = 16,
         beam_spacing_deg: float | None = None,
         teacher_cache: TeacherFeatureCache | None = None,
+        superpixels: Superpixels | None = None,
+        scenes: SceneIndex | None = None,
     ) -> None:
+        if teacher_cache is not None and scenes is not None:
+            raise ValueError(
+                "data.pairs=scene does not read teacher.cache (a sample has several views); unset one"
+            )
         if teacher_cache is not None and tuple(teacher_cache.manifest.image_hw) != tuple(data.image_hw):
             raise ValueError(
                 f"{teacher_cache.root}: cached at {teacher_cache.manifest.image_hw}, data.image_hw is "
                 f"{tuple(data.image_hw)}"
             )
         self.teacher_cache = teacher_cache
+        self.superpixels = superpixels
+        self.scenes = scenes
         self.frames = frames
         self.beam_spacing_deg = (
             getattr(frames, "beam_spacing_deg", None) if beam_spacing_deg is None else beam_spacing_deg
@@ -601,6 +656,13 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def _one(self, index: int, epoch: int) -> PretrainSample:
         rng = np.random.default_rng([self.seed, epoch, index])
+        if self.scenes is not None:
+            from ppkt.train.scene_samples import scene_sample
+
+            return scene_sample(
+                self.frames, index, self.scenes, self.data, self.augment, self.input_features, rng,
+                superpixels=self.superpixels,
+            )  # fmt: skip
         frame = self.frames[index]
         if isinstance(frame, LidarCameraSample):
             if self.teacher_cache is not None:
@@ -615,12 +677,21 @@ class PretrainDataset(torch.utils.data.Dataset):
                 self.input_features,
                 rng,
                 beam_spacing_deg=self.beam_spacing_deg,
+                superpixels=self.superpixels,
             )
         if self.teacher_cache is None:
-            return rgbd_sample(frame, self.data, self.augment, self.input_features, rng)
+            return rgbd_sample(
+                frame, self.data, self.augment, self.input_features, rng, superpixels=self.superpixels
+            )
         cached = self.teacher_cache.get(frame.scene_id, frame.frame_id)
         sample = rgbd_sample(
-            frame, self.data, self.augment, self.input_features, rng, keep_teacher_image=cached is None
+            frame,
+            self.data,
+            self.augment,
+            self.input_features,
+            rng,
+            keep_teacher_image=cached is None,
+            superpixels=self.superpixels,
         )
         sample.teacher_features = cached
         sample.teacher_image_hw = tuple(self.data.image_hw)
@@ -690,7 +761,16 @@ def _collate(samples, voxel_size, sparse_batch_from_points) -> PretrainBatch:
         ),
         names=[s.name for s in samples],
         skipped=[reason for s in samples for reason in s.skipped],
+        pair_superpixel=_cat_optional([s.pair_superpixel for s in samples], "pair_superpixel"),
     )
+
+
+def _cat_optional(parts: Sequence[torch.Tensor | None], what: str) -> torch.Tensor | None:
+    if all(p is None for p in parts):
+        return None
+    if any(p is None for p in parts):
+        raise ValueError(f"a batch mixes samples with and without {what}")
+    return torch.cat(list(parts))
 
 
 def _collate_teacher_cache(samples: Sequence[PretrainSample]) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ppkt.train.config import (
@@ -103,9 +104,55 @@ def demo() -> PretrainConfig:
     )
 
 
+def slidr() -> PretrainConfig:
+    """SLidR (Sautier et al., CVPR 2022): superpixel-pooled InfoNCE, 150 SLIC superpixels per image,
+    tau 0.07, on nuScenes; every other value as in SLidR's own code, i.e. as ``slidr-ppkt``."""
+    cfg = slidr_ppkt()
+    return replace(
+        cfg, origin="slidr", loss=replace(cfg.loss, name="superpixel-infonce", superpixels=150, tau=0.07),
+        run=replace(cfg.run, out=Path("runs/slidr")),
+    )  # fmt: skip
+
+
+def scalr_cosine() -> PretrainConfig:
+    """ScaLR-style cosine distillation (Puy et al., CVPR 2024) on nuScenes: 1 - cos to the frozen
+    teacher feature of each point's pixel. ScaLR's WaffleIron student and DINOv2 teacher are not
+    in this code base; the data, student and optimiser are ``slidr-ppkt``'s (docs/objectives.md)."""
+    cfg = slidr_ppkt()
+    return replace(
+        cfg,
+        origin="scalr-cosine",
+        loss=replace(cfg.loss, name="cosine"),
+        run=replace(cfg.run, out=Path("runs/scalr-cosine")),
+    )
+
+
+def openscene_distill() -> PretrainConfig:
+    """OpenScene's 3D distillation (Peng et al., CVPR 2023) on ScanNet: the whole reconstructed scene
+    paired with posed views (scene-level pairs), cosine loss to the frozen 2D features, 2 cm voxels,
+    Adam(W) at 1e-4. OpenScene fuses the views' features per point before the loss; here each
+    visible point-view pair is a term of the loss (docs/objectives.md)."""
+    cfg = paper()
+    return replace(
+        cfg,
+        origin="openscene-distill",
+        data=replace(cfg.data, pairs="scene", scene_views=8),
+        augment=replace(cfg.augment, elastic=False),
+        student=replace(cfg.student, voxel_size=0.02),
+        loss=replace(cfg.loss, name="cosine"),
+        optim=replace(
+            cfg.optim, optimizer="adamw", lr=1e-4, weight_decay=1e-4, schedule="poly", batch_size=8
+        ),
+        run=replace(cfg.run, out=Path("runs/openscene-distill")),
+    )
+
+
 PRESETS: dict[str, Callable[[], PretrainConfig]] = {
     "paper": paper,
     "slidr-ppkt": slidr_ppkt,
+    "slidr": slidr,
+    "scalr-cosine": scalr_cosine,
+    "openscene-distill": openscene_distill,
     "demo": demo,
 }
 
