@@ -114,7 +114,12 @@ def _pretrain_runner(args, data_root: Path, backend: str, precision: str, batch:
         amp.step(optimizer, trainable)
         count["n"] += 1
 
-    teacher = cfg.teacher.name if args.teacher_weights is not None else "efficientnet_lite0 (offline)"
+    if args.teacher_weights is None:
+        teacher = "efficientnet_lite0 (offline)"
+    elif str(args.teacher_weights) == "random":  # same network and cost, untrained: a timing run only
+        teacher = f"{cfg.teacher.name} (random weights)"
+    else:
+        teacher = cfg.teacher.name
     return step, teacher
 
 
@@ -197,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=1.0, help="backbone width (paper: 1.0)")
     parser.add_argument("--image-hw", type=int, nargs=2, default=(480, 640), help="pretraining image size")
     parser.add_argument("--voxel-size", type=float, default=None, help="override the presets' 2.5 cm voxels")
-    parser.add_argument("--teacher-weights", type=Path, default=None, help="ResNet-50 weight file")
+    parser.add_argument(
+        "--teacher-weights",
+        type=Path,
+        default=None,
+        help="ResNet-50 weight file, or 'random' (the same network untrained: the cost of the paper's step)",
+    )
     parser.add_argument("--backends", default="torch,spconv")
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--tasks", default="pretrain,finetune")
