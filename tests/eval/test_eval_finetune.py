@@ -189,7 +189,7 @@ def test_presets_build(name):
 
 def write_exported_backbone(path: Path, cfg: FinetuneConfig, state: dict, **card_overrides) -> Path:
     """A backbone file + card in the format of ``ppkt export`` (ppkt.train.export)."""
-    from ppkt.train.export import CARD_METADATA_KEY, BackboneCard, card_path_for, tensors_sha256
+    from ppkt.backbones.card import CARD_METADATA_KEY, BackboneCard, card_path_for, tensors_sha256
     from ppkt.utils.io import atomic_write_json
     from ppkt.utils.weights import save_weights
 

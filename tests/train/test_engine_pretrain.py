@@ -17,7 +17,8 @@ from ppkt.engine import NonFiniteError, RunFolder, RunInterrupted, RunLockedErro
 from ppkt.losses import PointInfoNCE
 from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
 from ppkt.train.config import PretrainConfig
-from ppkt.train.export import export_backbone, load_card, tensors_sha256
+from ppkt.backbones.card import load_card, tensors_sha256
+from ppkt.train.export import export_backbone
 from ppkt.train.loop import pretrain
 from ppkt.utils.weights import load_weights, save_weights
 

@@ -7,9 +7,10 @@ from test_loop import tiny_config
 from train_fixtures import make_frame
 
 from ppkt.backbones import build_backbone
+from ppkt.backbones.card import BackboneCard, load_backbone_file, load_card
 from ppkt.cli import main
 from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
-from ppkt.train.export import BackboneCard, export_backbone, load_card, load_pretrained_backbone
+from ppkt.train.export import export_backbone
 from ppkt.train.loop import pretrain
 from ppkt.train.presets import get_preset
 from ppkt.utils.weights import load_weights
@@ -45,17 +46,17 @@ def test_export_writes_backbone_keys_and_card(run_dir, tmp_path):
     assert load_card(out) == card
     (tmp_path / "bb.json").unlink()  # the card embedded in the weights' metadata still reads
     assert load_card(out) == card
-    backbone, card2 = load_pretrained_backbone(out)
+    backbone, card2 = load_backbone_file(out)
     assert card2 == card and isinstance(backbone, torch.nn.Module)
 
 
-def test_load_pretrained_backbone_checks_card(run_dir, tmp_path):
+def test_load_backbone_file_checks_card(run_dir, tmp_path):
     out, card = export_backbone(run_dir, tmp_path / "bb.safetensors")
     data = card.to_json()
     data["weights_sha256"] = "0" * 64
     (tmp_path / "bb.json").write_text(json.dumps(data))
     with pytest.raises(ValueError, match="sha256"):
-        load_pretrained_backbone(out)
+        load_backbone_file(out)
     (tmp_path / "bad.json").write_text(json.dumps({"backbone": "x"}))
     with pytest.raises(ValueError, match="not a ppkt backbone card"):
         load_card(tmp_path / "bad.json")
@@ -94,8 +95,8 @@ def test_cli_export_and_print_config(run_dir, tmp_path, capsys):
 
 
 def test_finetune_reads_the_export(run_dir, tmp_path):
-    from ppkt.eval import finetune
     from ppkt.config import apply_overrides
+    from ppkt.eval import finetune
     from ppkt.eval.presets import get_preset as get_finetune_preset
 
     out, card = export_backbone(run_dir, tmp_path / "bb.safetensors")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from ppkt.utils.io import atomic_write_json
+from ppkt.utils.io import atomic_write_json, cache_file
 from ppkt.utils.weights import save_weights
 
 SLIC_ITERATIONS = 10
@@ -141,9 +141,6 @@ class SuperpixelCache:
     """
 
     def __init__(self, root: str | Path, method: str, image_hw: tuple[int, int]) -> None:
-        from ppkt.teachers.cache import _SAFE_NAME
-
-        self._safe_name = _SAFE_NAME
         self.root = Path(root)
         self.manifest = {
             "format": CACHE_FORMAT,
@@ -170,10 +167,7 @@ class SuperpixelCache:
             atomic_write_json(path, self.manifest)
 
     def path(self, scene_id: str, frame_id: str) -> Path:
-        for part in (scene_id, frame_id):
-            if not self._safe_name.match(part) or part in (".", ".."):
-                raise ValueError(f"cannot use {part!r} as a cache file name (letters, digits, _.- only)")
-        return self.root / scene_id / f"{frame_id}.safetensors"
+        return cache_file(self.root, scene_id, frame_id)
 
     def get(self, scene_id: str, frame_id: str) -> torch.Tensor | None:
         """The cached ``(H, W)`` long labels, or None when the frame is not cached."""

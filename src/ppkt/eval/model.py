@@ -22,8 +22,8 @@ import torch
 import yaml
 from torch import nn
 
+from ppkt.backbones.card import load_card, read_backbone_file
 from ppkt.config import config_from_dict, config_to_dict
-from ppkt.engine.guards import check_finite_file
 from ppkt.eval.config import FinetuneConfig
 from ppkt.utils.weights import load_state_strict, load_weights, save_weights
 
@@ -110,8 +110,6 @@ def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: Fi
         NonFiniteError: a tensor of the file holds NaN/inf (named in the message).
         StateDictMismatch: a backbone key is missing, unexpected or mis-shaped (all are listed).
     """
-    from ppkt.train.export import load_card, tensors_sha256
-
     path = Path(path)
     card = load_card(path)
     expected = {
@@ -140,10 +138,7 @@ def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: Fi
             f"{path}: the pretrained backbone does not match this run ({'; '.join(wrong)}); "
             "set the run's options to the card's values"
         )
-    state, _ = load_weights(path)
-    if tensors_sha256(state) != card.weights_sha256:
-        raise ValueError(f"{path}: the weights do not match the sha256 recorded in their card")
-    check_finite_file(path, state)
+    state, _ = read_backbone_file(path)
     load_state_strict(model.backbone, state, what=f"{path} (pretrained backbone)")
 
 

@@ -18,7 +18,6 @@ each pair's un-augmented pixel, so its 2D augmentation does not reach the teache
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,10 @@ from tqdm import tqdm
 
 from ppkt.data.types import RGBDFrame
 from ppkt.teachers.base import Teacher
-from ppkt.utils.io import atomic_write_json
+from ppkt.utils.io import atomic_write_json, cache_file
 from ppkt.utils.weights import save_weights
 
 CACHE_FORMAT = 1
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 class StaleCacheError(RuntimeError, ValueError):
@@ -115,10 +113,7 @@ class TeacherFeatureCache:
             )
 
     def path(self, scene_id: str, frame_id: str) -> Path:
-        for part in (scene_id, frame_id):
-            if not _SAFE_NAME.match(part) or part in (".", ".."):
-                raise ValueError(f"cannot use {part!r} as a cache file name (letters, digits, _.- only)")
-        return self.root / scene_id / f"{frame_id}.safetensors"
+        return cache_file(self.root, scene_id, frame_id)
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return self.path(*key).is_file()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -55,3 +56,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def cache_file(root: Path, scene_id: str, frame_id: str, suffix: str = ".safetensors") -> Path:
+    """``root/scene_id/frame_id<suffix>`` for a per-frame cache; ids that could leave ``root`` or
+    are not plain file names (letters, digits, ``_.-``) are a ValueError naming them."""
+    for part in (scene_id, frame_id):
+        if not _SAFE_PART.match(part) or part in (".", ".."):
+            raise ValueError(f"cannot use {part!r} as a cache file name (letters, digits, _.- only)")
+    return Path(root) / scene_id / f"{frame_id}{suffix}"
