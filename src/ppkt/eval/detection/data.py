@@ -61,9 +61,8 @@ class SyntheticDetectionSource:
 class InMemoryDetectionSource:
     """Detection scenes already in memory, by split (tests, notebooks)."""
 
-    def __init__(self, splits: dict[str, Sequence[DetectionScene]], class_names: Sequence[str], root: Path | None = None):
+    def __init__(self, splits: dict[str, Sequence[DetectionScene]], class_names: Sequence[str]):
         self.class_names = tuple(class_names)
-        self.root = root
         self._splits = {name: [s.scene_id for s in scenes] for name, scenes in splits.items()}
         self._scenes = {s.scene_id: s for scenes in splits.values() for s in scenes}
 
