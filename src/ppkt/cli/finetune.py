@@ -9,13 +9,14 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ppkt.config import add_config_arguments
     from ppkt.eval.config import FinetuneConfig
+    from ppkt.eval.detection.presets import DETECTION_PRESETS
     from ppkt.eval.presets import PRESETS
 
     parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
-        default="finetune-scannet",
-        help="starting config (default: %(default)s)",
+        choices=sorted(PRESETS) + sorted(DETECTION_PRESETS),
+        default=None,
+        help="starting config (default: finetune-scannet; with --task detection: votenet-scannet)",
     )
     parser.add_argument("--config", type=Path, help="start from a saved config.yaml instead of a preset")
     parser.add_argument(
@@ -23,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     add_config_arguments(parser, FinetuneConfig)
+    # Detection (VoteNet): --task detection and its config fields.
+    from ppkt.cli.detection import add_finetune_arguments
+
+    add_finetune_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from ppkt.eval.finetune import finetune
     from ppkt.eval.presets import get_preset
 
-    cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset)
+    if args.task == "detection":
+        from ppkt.cli.detection import run_finetune
+
+        return run_finetune(args)
+    cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset or "finetune-scannet")
     cfg = apply_overrides(cfg, overrides_from_namespace(args))
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
