@@ -144,6 +144,8 @@ def test_presets_are_complete(name):
     cfg = get_detection_preset(name)
     assert cfg.origin == name and cfg.optim.optimizer == "adam"
     if name == "votenet-scannet":
-        assert cfg.head.num_heading_bins == 1 and cfg.augment.axis_aligned
+        assert cfg.head.num_heading_bins == 1 and cfg.augment.axis_aligned and cfg.data.kind == "scannet"
+    if name == "votenet-sunrgbd":
+        assert cfg.head.num_heading_bins == 12 and cfg.data.kind == "sunrgbd"
     with pytest.raises(ValueError, match="unknown detection preset"):
         get_detection_preset("nope")

@@ -21,12 +21,14 @@ from ppkt.eval.detection.data import DetectionAugmentation
 class DetectionDataConfig:
     """Which scenes with boxes, and how they are voxelised."""
 
-    kind: Literal["synthetic", "scannet"] = option(
-        "synthetic", "synthetic: generated rooms with furniture boxes; scannet: ScanNet v2 scans with instance annotations"
+    kind: Literal["synthetic", "scannet", "sunrgbd"] = option(
+        "synthetic",
+        "synthetic: generated rooms with furniture boxes; scannet: ScanNet v2 scans with instance annotations; "
+        "sunrgbd: VoteNet's sunrgbd_trainval export",
     )
     root: Path | None = option(None, "dataset root; synthetic: cache folder (None = default)")
-    train_split: str = option("train", "training scenes: <scene lists>/scannetv2_<train_split>.txt")
-    val_split: str = option("val", "evaluation scenes: <scene lists>/scannetv2_<val_split>.txt")
+    train_split: str = option("train", "training scenes: <scene lists>/scannetv2_<split>.txt (sunrgbd: <split>_data_idx.txt)")
+    val_split: str = option("val", "evaluation scenes, as train_split")
     scene_lists: Path | None = option(None, "folder of the scannetv2_<split>.txt scene lists (None = the dataset root)")
     voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(

@@ -70,6 +70,14 @@ def build_detection_source(data: DetectionDataConfig) -> DetectionSource:
         if data.root is None:
             raise ValueError("data.root is required for data.kind scannet (the ScanNet scans folder)")
         return ScanNetDetectionSource(data.root, scene_lists=data.scene_lists)
+    if data.kind == "sunrgbd":
+        from ppkt.data.sunrgbd import SunRGBDDetectionSource
+
+        if data.root is None:
+            raise ValueError("data.root is required for data.kind sunrgbd (the sunrgbd_trainval folder)")
+        if data.scene_lists is not None:
+            raise ValueError("data.scene_lists is for data.kind scannet or synthetic; sunrgbd lists <split>_data_idx.txt")
+        return SunRGBDDetectionSource(data.root)
     raise ValueError(f"unknown data.kind {data.kind!r} for detection")
 
 

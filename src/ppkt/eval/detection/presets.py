@@ -14,8 +14,7 @@ Sources:
 * ``votenet-sunrgbd``: VoteNet's SUN RGB-D recipe (``sunrgbd/sunrgbd_detection_dataset.py``):
   5285 training scenes, batch 8, 180 epochs (= 119k steps), 12 heading bins, x flip only
   (ppkt flips x and y with the same probability: **ours**), rotation within +-30 degrees,
-  scale 0.85-1.15. SUN RGB-D has no ppkt reader yet (docs/detection.md), so the preset's data
-  section names ScanNet-layout data; it is kept to record the recipe.
+  scale 0.85-1.15; data: the ``sunrgbd_trainval`` export (``ppkt.data.sunrgbd``).
 * ``demo-detection``: ours, sized to run on a laptop CPU in minutes on the synthetic rooms;
   backbone, width, voxel size, input features and the synthetic dataset's parameters are those of
   the pretraining ``demo`` preset (as ``demo-finetune``), so a demo backbone loads and the same
@@ -61,6 +60,7 @@ def votenet_sunrgbd() -> DetectionConfig:
     return replace(
         cfg,
         origin="votenet-sunrgbd",
+        data=replace(cfg.data, kind="sunrgbd"),
         augment=DetectionAugmentConfig(flip=0.5, rotate_up=math.radians(30), scale_min=0.85, scale_max=1.15),
         head=replace(cfg.head, num_heading_bins=12),
         optim=replace(cfg.optim, steps=119000),
