@@ -64,11 +64,11 @@ def assign_instances(boxes: Boxes3D, box_nyu40: np.ndarray, points: np.ndarray, 
     """``(P,)`` index of the box each point belongs to (same NYU40 class, inside the box grown by
     :data:`INSTANCE_MARGIN`; the first such box), -1 for none."""
     out = np.full(len(points), -1, dtype=np.int64)
-    if not len(boxes):
-        return out
-    member = boxes.contains(points, margin=INSTANCE_MARGIN) & (box_nyu40[:, None] == np.asarray(nyu40)[None, :])
-    has = member.any(axis=0)
-    out[has] = member[:, has].argmax(axis=0)
+    nyu40 = np.asarray(nyu40)
+    for k in range(len(boxes)):  # only points of the box's class can belong to it (walls and floor never)
+        candidates = np.flatnonzero((nyu40 == box_nyu40[k]) & (out < 0))
+        inside = boxes.select(np.array([k])).contains(points[candidates], margin=INSTANCE_MARGIN)[0]
+        out[candidates[inside]] = k
     return out
 
 
