@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig, ModelConfig
-from ppkt.eval.data import SegmentationDataset, ScanNetSceneSource
+from ppkt.eval.data import ScanNetSceneSource, SegmentationDataset
 from ppkt.eval.detection.criterion import votenet_loss
-from ppkt.eval.detection.data import DetectionDataset, SyntheticDetectionSource
+from ppkt.eval.detection.data import DetectionDataset
 from ppkt.eval.detection.loop import build_optimizer
 from ppkt.eval.detection.model import build_detection_model, mean_box_sizes
 from ppkt.eval.detection.presets import demo_detection
@@ -44,7 +44,9 @@ def _timed(fn, device) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -69,7 +71,9 @@ def main() -> None:
         model=ModelConfig(backbone=det_cfg.model.backbone, width=det_cfg.model.width),
     )
     seg_source = ScanNetSceneSource(det_source.root)
-    seg_set = SegmentationDataset(seg_source, ids, voxel_size=seg_cfg.data.voxel_size, input_features="rgb", num_classes=20)
+    seg_set = SegmentationDataset(
+        seg_source, ids, voxel_size=seg_cfg.data.voxel_size, input_features="rgb", num_classes=20
+    )
     seg_batch = seg_set.collate([seg_set[0], seg_set[1]]).to(device)
     seg_model = build_model(seg_cfg).to(device).train()
     seg_opt = _optimizer(seg_model, seg_cfg)
@@ -97,7 +101,10 @@ def main() -> None:
     )
     print(f"detection step  median {statistics.median(det_t):.3f} s")
     print(f"segmentation step median {statistics.median(seg_t):.3f} s")
-    print(f"RATIO detection/segmentation step: {statistics.median(det_t) / statistics.median(seg_t):.2f}x (target <= 1.5x)")
+    print(
+        f"RATIO detection/segmentation step: {statistics.median(det_t) / statistics.median(seg_t):.2f}x "
+        "(target <= 1.5x)"
+    )
 
     g = torch.Generator().manual_seed(0)
     points = (torch.rand(50_000, 3, generator=g) * torch.tensor([7.0, 6.0, 3.0])).to(device)
@@ -107,8 +114,13 @@ def main() -> None:
     for _ in range(args.repeats):
         fps_t.append(_timed(lambda: farthest_point_sample(points, 1024), device))
         dense_t.append(_timed(lambda: torch.cdist(points, queries), device))
-    print(f"FPS 50k -> 1024 median {statistics.median(fps_t) * 1000:.1f} ms; cdist 50k x 1024 median {statistics.median(dense_t) * 1000:.1f} ms")
-    print(f"RATIO FPS/dense pass: {statistics.median(fps_t) / statistics.median(dense_t):.2f}x (target <= 5x)")
+    print(
+        f"FPS 50k -> 1024 median {statistics.median(fps_t) * 1000:.1f} ms; "
+        f"cdist 50k x 1024 median {statistics.median(dense_t) * 1000:.1f} ms"
+    )
+    print(
+        f"RATIO FPS/dense pass: {statistics.median(fps_t) / statistics.median(dense_t):.2f}x (target <= 5x)"
+    )
 
 
 if __name__ == "__main__":

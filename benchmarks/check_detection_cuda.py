@@ -30,8 +30,18 @@ def check_point_ops(device: torch.device) -> None:
     print(f"FPS: {(fps_cpu == fps_gpu).float().mean().item() * 100:.1f} % of 2x256 indices equal")
     idx_c, cnt_c = ball_query(pts, pts[:, :100], 0.3, 16)
     idx_g, cnt_g = ball_query(pts.to(device), pts[:, :100].to(device), 0.3, 16)
-    print(f"ball query: indices equal {torch.equal(idx_c, idx_g.cpu())}, counts equal {torch.equal(cnt_c, cnt_g.cpu())}")
-    boxes = torch.cat([torch.rand(300, 3, generator=g) * 4, 0.2 + torch.rand(300, 3, generator=g), torch.rand(300, 1, generator=g) * 6 - 3], 1)
+    print(
+        f"ball query: indices equal {torch.equal(idx_c, idx_g.cpu())}, "
+        f"counts equal {torch.equal(cnt_c, cnt_g.cpu())}"
+    )
+    boxes = torch.cat(
+        [
+            torch.rand(300, 3, generator=g) * 4,
+            0.2 + torch.rand(300, 3, generator=g),
+            torch.rand(300, 1, generator=g) * 6 - 3,
+        ],
+        1,
+    )
     iou_c, iou_g = box_iou_3d(boxes, boxes), box_iou_3d(boxes.to(device), boxes.to(device)).cpu()
     print(f"rotated IoU: max |cpu - cuda| {(iou_c - iou_g).abs().max().item():.2e}")
     scores = torch.rand(300, generator=g)
@@ -41,7 +51,9 @@ def check_point_ops(device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("runs/detection-cuda"))
     args = parser.parse_args()
@@ -60,7 +72,10 @@ def main() -> None:
     train = [json.loads(x) for x in (args.out / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in train if r["event"] == "train"]
     vals = [(r["step"], r["mAP@0.25"], r["mAP@0.5"]) for r in train if r["event"] == "val"]
-    print(f"demo-detection {args.steps} steps on cuda: {seconds:.0f} s in all ({seconds / args.steps:.2f} s/step incl. evaluation)")
+    print(
+        f"demo-detection {args.steps} steps on cuda: {seconds:.0f} s in all "
+        f"({seconds / args.steps:.2f} s/step incl. evaluation)"
+    )
     print(f"loss first {losses[0]:.2f} last {losses[-1]:.2f}; validation (step, mAP@0.25, mAP@0.5): {vals}")
     print(result.best.to_markdown())
 

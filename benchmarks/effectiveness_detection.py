@@ -16,7 +16,9 @@ from ppkt.experiments.effectiveness_detection import DetectionExperimentConfig, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_arguments(parser, DetectionExperimentConfig)
     cfg = apply_overrides(DetectionExperimentConfig(), overrides_from_namespace(parser.parse_args()))
     result = run_detection_effectiveness(cfg)

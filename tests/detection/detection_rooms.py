@@ -25,11 +25,15 @@ def make_detection_room(scene_id: str, seed: int, per_box: int = 300, floor: int
         c, s = np.cos(h), np.sin(h)
         world = local @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + [cx, cy, size[2] / 2]
         pts.append(world)
-        cols.append(np.clip(COLORS[label].astype(int) + rng.integers(-10, 11, (per_box, 3)), 0, 255).astype(np.uint8))
+        cols.append(
+            np.clip(COLORS[label].astype(int) + rng.integers(-10, 11, (per_box, 3)), 0, 255).astype(np.uint8)
+        )
         inst.append(np.full(per_box, k))
         centers.append([cx, cy, size[2] / 2])
         sizes.append(size)
         headings.append(h)
         labels.append(label)
     boxes = Boxes3D(np.array(centers), np.array(sizes), np.array(headings), np.array(labels), CLASS_NAMES)
-    return DetectionScene(np.concatenate(pts).astype(np.float32), np.concatenate(cols), boxes, np.concatenate(inst), scene_id)
+    return DetectionScene(
+        np.concatenate(pts).astype(np.float32), np.concatenate(cols), boxes, np.concatenate(inst), scene_id
+    )

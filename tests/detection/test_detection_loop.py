@@ -32,7 +32,9 @@ def tiny_config(tmp_path: Path, steps: int = 3, **data) -> DetectionConfig:
         augment=DetectionAugmentConfig(rotate_up=math.pi),
         labels=LabelsConfig(splits_dir=tmp_path / "splits"),
         model=ModelConfig(backbone="res16unet14", width=0.25),
-        head=VoteNetConfig(num_seeds=128, num_proposals=32, hidden=32, proposal_hidden=32, num_heading_bins=4),
+        head=VoteNetConfig(
+            num_seeds=128, num_proposals=32, hidden=32, proposal_hidden=32, num_heading_bins=4
+        ),
         optim=DetectionOptimConfig(steps=steps, batch_size=2),
         run=EvalRunConfig(out=tmp_path / "run", eval_every=steps, log_every=1, device="cpu", progress=False),
     )
@@ -45,7 +47,14 @@ def test_tiny_finetune_on_synthetic_rooms_writes_an_map_table(tmp_path):
     )  # fmt: skip
     result = finetune_detection(cfg)
     run = result.run_dir
-    for name in ("config.yaml", "log.jsonl", "metrics.json", "metrics.md", "checkpoints/best.safetensors", "checkpoints/last.safetensors"):
+    for name in (
+        "config.yaml",
+        "log.jsonl",
+        "metrics.json",
+        "metrics.md",
+        "checkpoints/best.safetensors",
+        "checkpoints/last.safetensors",
+    ):
         assert (run / name).is_file(), name
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["task"] == "detection" and "mAP@0.25" in summary["best"]
@@ -56,7 +65,9 @@ def test_tiny_finetune_on_synthetic_rooms_writes_an_map_table(tmp_path):
     assert all(math.isfinite(e["loss"]) for e in events if e["event"] == "train")
     # The checkpoint reloads strictly with its size templates and evaluates to the same numbers.
     assert is_detection_checkpoint(run)
-    metrics, loaded_cfg, kept = evaluate_detection_checkpoint(run / "checkpoints" / "last.safetensors", device="cpu", progress=False, keep_predictions=True)
+    metrics, loaded_cfg, kept = evaluate_detection_checkpoint(
+        run / "checkpoints" / "last.safetensors", device="cpu", progress=False, keep_predictions=True
+    )
     assert loaded_cfg == cfg
     np.testing.assert_allclose(
         np.nan_to_num(metrics.ap[0.25]), np.nan_to_num(result.last.ap[0.25]), atol=1e-9
@@ -70,7 +81,8 @@ def _write_backbone(path, cfg, state, **overrides):
     from ppkt.utils.weights import save_weights
 
     fields = dict(
-        backbone=cfg.model.backbone, width=cfg.model.width, in_channels=3, input_features=cfg.data.input_features,
+        backbone=cfg.model.backbone, width=cfg.model.width, in_channels=3,
+        input_features=cfg.data.input_features,
         out_channels=1, voxel_size=cfg.data.voxel_size, sparse_backend="torch", teacher="t", embedding_dim=8,
         loss="PointInfoNCE", data="test", preset="test", steps=1, seed=0, ppkt_version="0", source="test",
         weights_sha256=tensors_sha256(state),
@@ -94,7 +106,9 @@ def test_pretrained_backbone_loads_through_the_segmentation_loader(tmp_path):
     torch.manual_seed(5)
     state = build_backbone("res16unet14", 3, width=0.25).state_dict()
     good = _write_backbone(tmp_path / "good.safetensors", cfg, state)
-    frozen = replace(cfg, model=replace(cfg.model, init=good), optim=replace(cfg.optim, lr_head=0.0, lr_backbone=0.0))
+    frozen = replace(
+        cfg, model=replace(cfg.model, init=good), optim=replace(cfg.optim, lr_head=0.0, lr_backbone=0.0)
+    )
     result = finetune_detection(frozen, source=in_memory_source())
     model, _, _ = load_detection_checkpoint(result.run_dir / "checkpoints" / "last.safetensors")
     for key, value in state.items():
@@ -108,7 +122,10 @@ def test_pretrained_backbone_loads_through_the_segmentation_loader(tmp_path):
 def test_limited_labels_use_a_fraction_of_scenes(tmp_path):
     rooms = [make_detection_room(f"s{i}", i) for i in range(5)]
     source = InMemoryDetectionSource({"train": rooms[:4], "val": rooms[4:]}, CLASS_NAMES)
-    cfg = replace(tiny_config(tmp_path, steps=1), labels=LabelsConfig(kind="scenes", budget=0.5, seed=1, splits_dir=tmp_path / "splits"))
+    cfg = replace(
+        tiny_config(tmp_path, steps=1),
+        labels=LabelsConfig(kind="scenes", budget=0.5, seed=1, splits_dir=tmp_path / "splits"),
+    )
     finetune_detection(cfg, source=source)
     summary = json.loads((cfg.run.out / "metrics.json").read_text())
     assert summary["labels"]["train_scenes"] == 2

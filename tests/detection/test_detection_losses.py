@@ -20,11 +20,16 @@ def test_vote_loss_analytic_naive_and_empty():
     loss = vote_loss(votes, targets, mask)
     assert loss.item() == pytest.approx(1.5, rel=1e-5)  # |1-1.5| + |2-1| + 0 over one seed
     loss.backward()
-    assert votes.grad[0, 0].tolist() == pytest.approx([-1.0, 1.0, 0.0], abs=1e-4) and torch.isfinite(votes.grad).all()
+    assert (
+        votes.grad[0, 0].tolist() == pytest.approx([-1.0, 1.0, 0.0], abs=1e-4)
+        and torch.isfinite(votes.grad).all()
+    )
     rng = np.random.default_rng(0)
     v, t, m = rng.normal(size=(2, 7, 3)), rng.normal(size=(2, 7, 3)), rng.random((2, 7)) < 0.5
     naive = sum(np.abs(v[b, s] - t[b, s]).sum() for b in range(2) for s in range(7) if m[b, s]) / m.sum()
-    assert vote_loss(torch.tensor(v), torch.tensor(t), torch.tensor(m)).item() == pytest.approx(naive, rel=1e-6)
+    assert vote_loss(torch.tensor(v), torch.tensor(t), torch.tensor(m)).item() == pytest.approx(
+        naive, rel=1e-6
+    )
     empty = vote_loss(votes, targets, torch.zeros(1, 2, dtype=torch.bool))
     assert empty.item() == 0.0 and empty.requires_grad
 
@@ -45,9 +50,13 @@ def test_masked_cross_entropy_matches_naive_with_weights():
                 count += 1
     assert masked_cross_entropy(logits, target, mask, w).item() == pytest.approx(naive / count, rel=1e-6)
     # Uniform logits over K classes: CE = log K exactly.
-    assert masked_cross_entropy(torch.zeros(4, 3), torch.tensor([0, 1, 2, 1]), torch.ones(4, dtype=torch.bool)).item() == pytest.approx(math.log(3), rel=1e-5)
+    assert masked_cross_entropy(
+        torch.zeros(4, 3), torch.tensor([0, 1, 2, 1]), torch.ones(4, dtype=torch.bool)
+    ).item() == pytest.approx(math.log(3), rel=1e-5)
     # A masked-out target outside [0, K) is never looked at.
-    assert masked_cross_entropy(torch.zeros(2, 3), torch.tensor([0, 99]), torch.tensor([True, False])).item() == pytest.approx(math.log(3), rel=1e-5)
+    assert masked_cross_entropy(
+        torch.zeros(2, 3), torch.tensor([0, 99]), torch.tensor([True, False])
+    ).item() == pytest.approx(math.log(3), rel=1e-5)
 
 
 def test_box_center_loss_hand_and_naive():
@@ -63,12 +72,30 @@ def test_box_center_loss_hand_and_naive():
     rng = np.random.default_rng(2)
     p, g = rng.normal(size=(2, 6, 3)), rng.normal(size=(2, 4, 3))
     pos, gm = rng.random((2, 6)) < 0.5, np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)
-    t1 = sum(min(((p[b, i] - g[b, j]) ** 2).sum() for j in range(4) if gm[b, j]) for b in range(2) for i in range(6) if pos[b, i])
-    t2 = sum(min(((p[b, i] - g[b, j]) ** 2).sum() for i in range(6)) for b in range(2) for j in range(4) if gm[b, j])
+    t1 = sum(
+        min(((p[b, i] - g[b, j]) ** 2).sum() for j in range(4) if gm[b, j])
+        for b in range(2)
+        for i in range(6)
+        if pos[b, i]
+    )
+    t2 = sum(
+        min(((p[b, i] - g[b, j]) ** 2).sum() for i in range(6))
+        for b in range(2)
+        for j in range(4)
+        if gm[b, j]
+    )
     want = t1 / (pos.sum() + 1e-6) + t2 / (gm.sum() + 1e-6)
     got = box_center_loss(torch.tensor(p), torch.tensor(g), torch.tensor(pos), torch.tensor(gm)).item()
     assert got == pytest.approx(want, rel=1e-6)
-    assert box_center_loss(torch.zeros(1, 2, 3), torch.zeros(1, 0, 3), torch.ones(1, 2, dtype=torch.bool), torch.zeros(1, 0, dtype=torch.bool)).item() == 0
+    assert (
+        box_center_loss(
+            torch.zeros(1, 2, 3),
+            torch.zeros(1, 0, 3),
+            torch.ones(1, 2, dtype=torch.bool),
+            torch.zeros(1, 0, dtype=torch.bool),
+        ).item()
+        == 0
+    )
 
 
 def test_bin_residual_loss_naive_and_analytic():
@@ -84,8 +111,17 @@ def test_bin_residual_loss_naive_and_analytic():
         return 0.5 * x * x if abs(x) <= 1 else abs(x) - 0.5
 
     n = int(mask.sum())
-    want_cls = sum(F.cross_entropy(logits[b, p][None], k[b, p][None]).item() for b in range(2) for p in range(4) if mask[b, p]) / n
-    want_reg = sum(np.mean([huber(float(residuals.detach()[b, p, k[b, p], d] - target[b, p, d])) for d in range(3)])
+    want_cls = (
+        sum(
+            F.cross_entropy(logits[b, p][None], k[b, p][None]).item()
+            for b in range(2)
+            for p in range(4)
+            if mask[b, p]
+        )
+        / n
+    )
+    r = residuals.detach()
+    want_reg = sum(np.mean([huber(float(r[b, p, k[b, p], d] - target[b, p, d])) for d in range(3)])
                    for b in range(2) for p in range(4) if mask[b, p]) / n  # fmt: skip
     assert cls.item() == pytest.approx(want_cls, rel=1e-6) and reg.item() == pytest.approx(want_reg, rel=1e-6)
     (cls + reg).backward()

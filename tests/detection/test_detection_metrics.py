@@ -16,7 +16,7 @@ def cube(x, y=0.0, label=0, size=1.0):
 def boxes(items):
     if not items:
         return Boxes3D.empty()
-    c, s, h, lab = zip(*items)
+    c, s, h, lab = zip(*items, strict=True)
     return Boxes3D(np.array(c), np.array(s), np.array(h), np.array(lab))
 
 
@@ -30,7 +30,10 @@ def test_hand_computed_ap():
     # 0.9 hits A's first cube (TP), 0.8 hits nothing (FP), 0.7 duplicates A's first cube (FP),
     # 0.6 hits B's cube (TP). npos 3: precision 1, 1/2, 1/3, 1/2 at recall 1/3, 1/3, 1/3, 2/3.
     # Envelope: 1 up to recall 1/3, then 1/2 up to 2/3: AP = 1/3 + 1/6 = 0.5.
-    ev.update(scored([cube(0), cube(10, label=0), cube(5), cube(0.05)], [0.9, 0.0, 0.8, 0.7]), boxes([cube(0), cube(20)]))
+    ev.update(
+        scored([cube(0), cube(10, label=0), cube(5), cube(0.05)], [0.9, 0.0, 0.8, 0.7]),
+        boxes([cube(0), cube(20)]),
+    )
     ev.update(scored([cube(3.1)], [0.6]), boxes([cube(3)]))
     m = ev.compute()
     assert m.ap[0.25][0] == pytest.approx(0.5)
@@ -95,7 +98,10 @@ def test_matches_naive_implementation_on_random_scenes():
     scenes = []
     ev = DetectionEvaluator(("a", "b", "c"), rotated=False)
     for _ in range(6):
-        gt = [cube(*rng.uniform(0, 6, 2), label=int(rng.integers(3)), size=float(rng.uniform(0.5, 1.5))) for _ in range(5)]
+        gt = [
+            cube(*rng.uniform(0, 6, 2), label=int(rng.integers(3)), size=float(rng.uniform(0.5, 1.5)))
+            for _ in range(5)
+        ]
         pred = []
         for g in gt:  # noisy detections of most boxes, plus clutter
             for _ in range(int(rng.integers(0, 3))):
@@ -105,7 +111,7 @@ def test_matches_naive_implementation_on_random_scenes():
         pred += [cube(*rng.uniform(0, 6, 2), label=int(rng.integers(3))) for _ in range(3)]
         scores = rng.uniform(size=len(pred))
         ev.update(scored(pred, scores), boxes(gt))
-        scenes.append((list(zip(pred, scores)), gt))
+        scenes.append((list(zip(pred, scores, strict=True)), gt))
     m = ev.compute()
     for t in (0.25, 0.5):
         want = naive_map(scenes, 3, t)

@@ -33,10 +33,14 @@ def naive_fps(points, s, start=0):
 
 
 def naive_ball_query(points, center, radius, k):
-    found = [i for i in range(len(points)) if sum((points[i][a] - center[a]) ** 2 for a in range(3)) < radius**2]
+    found = [
+        i for i in range(len(points)) if sum((points[i][a] - center[a]) ** 2 for a in range(3)) < radius**2
+    ]
     found = found[:k]
     if not found:
-        nearest = min(range(len(points)), key=lambda i: sum((points[i][a] - center[a]) ** 2 for a in range(3)))
+        nearest = min(
+            range(len(points)), key=lambda i: sum((points[i][a] - center[a]) ** 2 for a in range(3))
+        )
         return [nearest] * k, 0
     return found + [found[0]] * (k - len(found)), len(found)
 
@@ -57,10 +61,10 @@ def clip(subject, clipper):
     for i in range(len(clipper)):
         a, b = clipper[i], clipper[(i + 1) % len(clipper)]
 
-        def inside(p):
+        def inside(p, a=a, b=b):
             return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]) >= 0
 
-        def cross_point(p, q):
+        def cross_point(p, q, a=a, b=b):
             x1, y1, x2, y2 = p[0], p[1], q[0], q[1]
             x3, y3, x4, y4 = a[0], a[1], b[0], b[1]
             den = (x1 - x2) * (y3 - y4) - (y1 - y2) * (x3 - x4)
@@ -99,7 +103,8 @@ def naive_nms(boxes, scores, thr, labels=None):
     keep = []
     for i in order:
         if all(
-            naive_iou(boxes[i], boxes[j]) <= thr or (labels is not None and labels[i] != labels[j]) for j in keep
+            naive_iou(boxes[i], boxes[j]) <= thr or (labels is not None and labels[i] != labels[j])
+            for j in keep
         ):
             keep.append(i)
     return keep
@@ -120,7 +125,9 @@ def test_fps_matches_naive_and_is_batched():
     assert got.shape == (3, 12)
     for b in range(3):
         assert got[b].tolist() == naive_fps(pts[b].tolist(), 12)
-    assert farthest_point_sample(torch.tensor(pts[0]), 5, start=7).tolist() == naive_fps(pts[0].tolist(), 5, 7)
+    assert farthest_point_sample(torch.tensor(pts[0]), 5, start=7).tolist() == naive_fps(
+        pts[0].tolist(), 5, 7
+    )
 
 
 def test_fps_hand_case_and_degenerate_inputs():
@@ -164,7 +171,9 @@ def test_rotated_iou_hand_cases():
     unit = [0.0, 0, 0, 1, 1, 1, 0]
     turned = [0.0, 0, 0, 1, 1, 1, math.pi / 4]
     shifted = [0.5, 0, 0, 1, 1, 1, 0]
-    iou = box_iou_3d(torch.tensor([unit], dtype=torch.float64), torch.tensor([unit, turned, shifted], dtype=torch.float64))
+    iou = box_iou_3d(
+        torch.tensor([unit], dtype=torch.float64), torch.tensor([unit, turned, shifted], dtype=torch.float64)
+    )
     octagon = 2 * (math.sqrt(2) - 1)  # unit square meets itself turned by 45 degrees
     assert iou[0, 0] == pytest.approx(1.0)
     assert iou[0, 1] == pytest.approx(octagon / (2 - octagon), rel=1e-6)
@@ -203,7 +212,13 @@ def test_iou_degenerate_boxes():
     flat = torch.tensor([[0.0, 0, 0, 1, 1, 0, 0]])
     far = torch.tensor([[10.0, 0, 0, 1, 1, 1, 0]])
     touching = torch.tensor([[1.0, 0, 0, 1, 1, 1, 0]])
-    for x, y in ((zero, zero), (zero, unit), (flat, unit), (unit, far), (torch.tensor([[0.0, 0, 0, 1, 1, 1, 0]]), touching)):
+    for x, y in (
+        (zero, zero),
+        (zero, unit),
+        (flat, unit),
+        (unit, far),
+        (torch.tensor([[0.0, 0, 0, 1, 1, 1, 0]]), touching),
+    ):
         v = box_iou_3d(x, y)
         assert torch.isfinite(v).all() and v.item() == pytest.approx(0.0, abs=1e-6)
         assert box_iou_3d_axis_aligned(x, y).item() == pytest.approx(0.0, abs=1e-6)
@@ -221,7 +236,9 @@ def test_nms_matches_naive(per_class):
     scores = rng.uniform(size=40)
     scores[5] = scores[6]  # a tie: the lower index goes first
     labels = rng.integers(0, 3, 40)
-    keep = nms_3d(torch.tensor(boxes), torch.tensor(scores), 0.25, torch.tensor(labels) if per_class else None)
+    keep = nms_3d(
+        torch.tensor(boxes), torch.tensor(scores), 0.25, torch.tensor(labels) if per_class else None
+    )
     want = naive_nms(boxes.tolist(), scores.tolist(), 0.25, labels.tolist() if per_class else None)
     assert keep.tolist() == want
     assert 0 < len(want) < 40

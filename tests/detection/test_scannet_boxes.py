@@ -28,10 +28,15 @@ def write_scan(root, scene="scene0000_00", alignment=None, extra_groups=(), segs
         points = (points.astype(np.float64) @ inv[:3, :3].T + inv[:3, 3]).astype(np.float32)
     colors = np.full((len(points), 3), 100, np.uint8)
     xyz = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2]}
-    write_ply_vertices(folder / f"{scene}_vh_clean_2.ply", {**xyz, "red": colors[:, 0], "green": colors[:, 1], "blue": colors[:, 2]})
+    write_ply_vertices(
+        folder / f"{scene}_vh_clean_2.ply",
+        {**xyz, "red": colors[:, 0], "green": colors[:, 1], "blue": colors[:, 2]},
+    )
     write_ply_vertices(folder / f"{scene}_vh_clean_2.labels.ply", {**xyz, "label": labels})
     (folder / f"{scene}_vh_clean_2.0.010000.segs.json").write_text(
-        json.dumps({"sceneId": scene, "segIndices": (segs if segs_override is None else segs_override).tolist()})
+        json.dumps(
+            {"sceneId": scene, "segIndices": (segs if segs_override is None else segs_override).tolist()}
+        )
     )
     groups = [
         {"id": 0, "objectId": 0, "label": "chair", "segments": [1, 2]},
@@ -50,7 +55,14 @@ def write_scan(root, scene="scene0000_00", alignment=None, extra_groups=(), segs
 
 def test_boxes_are_the_aligned_bounding_boxes_of_each_object(tmp_path):
     a = math.radians(30)
-    alignment = np.array([[math.cos(a), -math.sin(a), 0, 0.5], [math.sin(a), math.cos(a), 0, -1.0], [0, 0, 1, 0.1], [0, 0, 0, 1]])
+    alignment = np.array(
+        [
+            [math.cos(a), -math.sin(a), 0, 0.5],
+            [math.sin(a), math.cos(a), 0, -1.0],
+            [0, 0, 1, 0.1],
+            [0, 0, 0, 1],
+        ]
+    )
     chair, table = write_scan(tmp_path, alignment=alignment)
     scene, skips = read_scannet_detection_scene(tmp_path / "scene0000_00")
     assert skips == []

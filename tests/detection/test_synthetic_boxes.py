@@ -27,7 +27,9 @@ def test_boxes_from_parts_by_object_and_class():
         _part([4, 4, 0.3], [0.1, 0.1, 0.3], 0.0, OTHERFURNITURE, 2, kind="cylinder"),
         _part([1, 4, 0.5], [0.3, 0.2, 0.05], 0.0, PILLOW, 3),  # not a detection class
     ]
-    scene = Scene(Room(np.array([5.0, 5, 3]), None, (None,) * 4, None), parts, np.zeros((1, 3)), np.ones(3), 0.4)
+    scene = Scene(
+        Room(np.array([5.0, 5, 3]), None, (None,) * 4, None), parts, np.zeros((1, 3)), np.ones(3), 0.4
+    )
     boxes, nyu = scene_boxes(scene)
     assert nyu.tolist() == [CHAIR, OTHERFURNITURE]
     assert [SCANNET_DETECTION_CLASS_NAMES[k] for k in boxes.labels] == ["chair", "garbagebin"]
@@ -64,14 +66,18 @@ def test_synthetic_rooms_as_detection_scenes(tmp_path):
             assert box.contains(pts, margin=0.011).all()
             if len(pts) > 50:
                 h = float(box.headings[0])
-                local = (pts[:, :2] - box.centers[0, :2]) @ np.array([[math.cos(h), -math.sin(h)], [math.sin(h), math.cos(h)]])
+                local = (pts[:, :2] - box.centers[0, :2]) @ np.array(
+                    [[math.cos(h), -math.sin(h)], [math.sin(h), math.cos(h)]]
+                )
                 extent = local.max(0) - local.min(0)
                 assert np.all(extent > box.sizes[0, :2] - 0.2)
     assert _tree_digest(root) == before  # boxes are computed, nothing is written
 
 
 def test_synthetic_boxes_need_the_manifest_version(tmp_path):
-    root = ensure_dataset(scenes=1, frames_per_scene=1, image_hw=(24, 32), max_points=3000, cache_dir=tmp_path, progress=False)
+    root = ensure_dataset(
+        scenes=1, frames_per_scene=1, image_hw=(24, 32), max_points=3000, cache_dir=tmp_path, progress=False
+    )
     manifest = root / "synthetic.json"
     manifest.write_text(manifest.read_text().replace('"version": "3"', '"version": "2"'))
     with pytest.raises(ValueError, match="generator version"):

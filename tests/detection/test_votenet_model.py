@@ -61,7 +61,9 @@ def test_augmentation_moves_boxes_with_points():
         inside = out.boxes.contains(out.points, margin=1e-4)
         for k in range(len(out.boxes)):
             assert inside[k, out.instance_ids == k].all()
-    aligned = DetectionAugmentation(flip=0.0, rotate_up=math.pi, axis_aligned=True)(scene, np.random.default_rng(0))
+    aligned = DetectionAugmentation(flip=0.0, rotate_up=math.pi, axis_aligned=True)(
+        scene, np.random.default_rng(0)
+    )
     assert (aligned.boxes.headings == 0).all()
     inside = aligned.boxes.contains(aligned.points, margin=1e-4)
     assert all(inside[k, aligned.instance_ids == k].all() for k in range(3))

@@ -28,7 +28,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("detection config", "fields only --task detection has")
     for name, _, f in leaf_fields(DetectionConfig):
         if name not in shared:
-            group.add_argument(f"--{name}", dest=f"cfg:{name}", default=argparse.SUPPRESS, help=f.metadata.get(_DOC, ""))
+            group.add_argument(
+                f"--{name}", dest=f"cfg:{name}", default=argparse.SUPPRESS, help=f.metadata.get(_DOC, "")
+            )
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -43,7 +45,10 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     preset = args.preset or "votenet-scannet"
     if not args.config and preset not in DETECTION_PRESETS:
-        raise SystemExit(f"ppkt finetune: --preset {preset} is a segmentation preset; detection presets: {sorted(DETECTION_PRESETS)}")
+        raise SystemExit(
+            f"ppkt finetune: --preset {preset} is a segmentation preset; "
+            f"detection presets: {sorted(DETECTION_PRESETS)}"
+        )
     cfg = load_config(DetectionConfig, args.config) if args.config else get_detection_preset(preset)
     try:
         cfg = apply_overrides(cfg, overrides_from_namespace(args))
@@ -66,14 +71,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ppkt.utils.io import atomic_write_json, atomic_write_text
 
     metrics, cfg, _ = evaluate_detection_checkpoint(
-        args.checkpoint, data_root=args.data_root, split=args.split, device=args.device, progress=not args.no_progress
+        args.checkpoint,
+        data_root=args.data_root,
+        split=args.split,
+        device=args.device,
+        progress=not args.no_progress,
     )
     split = args.split or cfg.data.val_split
     record = {"checkpoint": str(args.checkpoint), "task": "detection", "split": split, **metrics.to_dict()}
     if getattr(args, "json", False):
         print(json.dumps(record, indent=2))
     else:
-        print(f"{args.checkpoint}: split {split}, {metrics.num_scenes} scenes, {int(metrics.num_ground_truth.sum())} boxes")
+        print(
+            f"{args.checkpoint}: split {split}, {metrics.num_scenes} scenes, "
+            f"{int(metrics.num_ground_truth.sum())} boxes"
+        )
         print(metrics.to_markdown(), end="")
     if args.out is not None:
         atomic_write_json(args.out / "metrics.json", record)
@@ -82,8 +94,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_viz_arguments(sub) -> None:
-    det = sub.add_parser("detections", help="predicted and true 3D boxes over a scene's points, top-down (PNG)")
-    det.add_argument("checkpoint", type=Path, help="detection run folder (its best checkpoint) or .safetensors")
+    det = sub.add_parser(
+        "detections", help="predicted and true 3D boxes over a scene's points, top-down (PNG)"
+    )
+    det.add_argument(
+        "checkpoint", type=Path, help="detection run folder (its best checkpoint) or .safetensors"
+    )
     det.add_argument("--scene", default=None, help="scene id (default: the first of the split)")
     det.add_argument("--split", default=None, help="split to pick the scene from (default: data.val_split)")
     det.add_argument("--score", type=float, default=0.3, help="draw predictions scoring at least this")
@@ -96,10 +112,16 @@ def run_viz(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ppkt.eval.detection.data import InMemoryDetectionSource
-    from ppkt.eval.detection.loop import build_detection_source, evaluate_detection_checkpoint, load_detection_checkpoint
+    from ppkt.eval.detection.loop import (
+        build_detection_source,
+        evaluate_detection_checkpoint,
+        load_detection_checkpoint,
+    )
     from ppkt.viz.detection import detection_figure
 
-    path = args.checkpoint / "checkpoints" / "best.safetensors" if args.checkpoint.is_dir() else args.checkpoint
+    path = (
+        args.checkpoint / "checkpoints" / "best.safetensors" if args.checkpoint.is_dir() else args.checkpoint
+    )
     if not path.is_file():
         raise SystemExit(f"{path}: no detection checkpoint")
     _, cfg, class_names = load_detection_checkpoint(path)
@@ -121,9 +143,12 @@ def run_viz(args: argparse.Namespace) -> int:
     _, predicted, truth, points = kept[0]
     picture = detection_figure(
         points, truth, predicted.boxes, predicted.scores, class_names, score_threshold=args.score,
-        title=f"{scene_id}: mAP@0.25 {100 * metrics.map(0.25):.1f} (green truth, red predictions >= {args.score})",
+        title=f"{scene_id}: mAP@0.25 {100 * metrics.map(0.25):.1f} "
+        f"(green truth, red predictions >= {args.score})",
     )  # fmt: skip
-    png = args.out or (args.checkpoint / "viz" if args.checkpoint.is_dir() else path.parent) / "detections.png"
+    png = (
+        args.out or (args.checkpoint / "viz" if args.checkpoint.is_dir() else path.parent) / "detections.png"
+    )
     png.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(picture).save(png)
     shown = int((predicted.scores >= args.score).sum())

@@ -44,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
         from ppkt.cli.detection import run_finetune
 
         return run_finetune(args)
-    cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset or "finetune-scannet")
+    cfg = (
+        load_config(FinetuneConfig, args.config)
+        if args.config
+        else get_preset(args.preset or "finetune-scannet")
+    )
     cfg = apply_overrides(cfg, overrides_from_namespace(args))
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))

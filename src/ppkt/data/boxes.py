@@ -79,7 +79,12 @@ class Boxes3D:
                 f"Boxes3D: centers {len(centers)}, sizes {len(sizes)}, headings {len(headings)} and "
                 f"labels {len(labels)} must have the same length"
             )
-        for name, value in (("centers", centers), ("sizes", sizes), ("headings", headings), ("labels", labels)):
+        for name, value in (
+            ("centers", centers),
+            ("sizes", sizes),
+            ("headings", headings),
+            ("labels", labels),
+        ):
             value.setflags(write=False)
             object.__setattr__(self, name, value)
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -101,7 +106,16 @@ class Boxes3D:
         """``(N, 8, 3)`` corners: bottom face first (z = centre - h/2), each face counter-clockwise
         from above starting at the box's (-x, -y) corner."""
         sign = np.array(
-            [[-1, -1, -1], [1, -1, -1], [1, 1, -1], [-1, 1, -1], [-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]],
+            [
+                [-1, -1, -1],
+                [1, -1, -1],
+                [1, 1, -1],
+                [-1, 1, -1],
+                [-1, -1, 1],
+                [1, -1, 1],
+                [1, 1, 1],
+                [-1, 1, 1],
+            ],
             dtype=np.float64,
         )
         local = sign[None] * (self.sizes.astype(np.float64)[:, None, :] / 2)
@@ -115,7 +129,10 @@ class Boxes3D:
         """``(N, P)`` bool: point ``p`` lies inside box ``n`` grown by ``margin`` metres on every side."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         d = points[None, :, :] - self.centers.astype(np.float64)[:, None, :]
-        c, s = np.cos(self.headings.astype(np.float64))[:, None], np.sin(self.headings.astype(np.float64))[:, None]
+        c, s = (
+            np.cos(self.headings.astype(np.float64))[:, None],
+            np.sin(self.headings.astype(np.float64))[:, None],
+        )
         local = np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1], d[..., 2]], axis=-1)
         half = self.sizes.astype(np.float64)[:, None, :] / 2 + margin
         return np.all(np.abs(local) <= half, axis=-1)
@@ -147,9 +164,7 @@ def validate_boxes(
     lie inside it. The first reason in that order is reported.
     """
     issues: list[BoxIssue] = []
-    finite = (
-        np.isfinite(boxes.centers).all(1) & np.isfinite(boxes.sizes).all(1) & np.isfinite(boxes.headings)
-    )
+    finite = np.isfinite(boxes.centers).all(1) & np.isfinite(boxes.sizes).all(1) & np.isfinite(boxes.headings)
     positive = np.where(finite, (np.nan_to_num(boxes.sizes) > 0).all(1), False)
     known = (boxes.labels >= 0) & (boxes.labels < num_classes)
     counts = np.full(len(boxes), min_points)

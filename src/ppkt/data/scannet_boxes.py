@@ -89,7 +89,9 @@ def read_scannet_detection_scene(scene_dir: str | Path) -> tuple[DetectionScene,
         seg_indices = np.asarray(json.loads(segs_path.read_text())["segIndices"], dtype=np.int64)
         groups = json.loads(agg_path.read_text())["segGroups"]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{segs_path.name} / {agg_path.name} in {scene_dir}: not ScanNet annotations ({err})") from err
+        raise ValueError(
+            f"{segs_path.name} / {agg_path.name} in {scene_dir}: not ScanNet annotations ({err})"
+        ) from err
     if len(seg_indices) != len(cloud.points):
         raise ValueError(f"{segs_path}: {len(seg_indices)} segment ids for {len(cloud.points)} vertices")
     alignment = read_axis_alignment(meta_path)
@@ -125,7 +127,13 @@ def read_scannet_detection_scene(scene_dir: str | Path) -> tuple[DetectionScene,
     instance_ids = np.full(len(points), -1, dtype=np.int64)
     for new, k in enumerate(keep):
         instance_ids[members[k]] = new
-    scene = DetectionScene(points.astype(np.float32), cloud.colors, boxes.select(np.array(keep, dtype=np.int64)), instance_ids, scene_id)
+    scene = DetectionScene(
+        points.astype(np.float32),
+        cloud.colors,
+        boxes.select(np.array(keep, dtype=np.int64)),
+        instance_ids,
+        scene_id,
+    )
     return scene, skips
 
 
@@ -153,7 +161,9 @@ class ScanNetDetectionSource:
         return scene
 
 
-def check_scannet_boxes(root: str | Path, scene_ids: list[str]) -> tuple[dict[str, int], list[AnnotationSkip], dict[str, str]]:
+def check_scannet_boxes(
+    root: str | Path, scene_ids: list[str]
+) -> tuple[dict[str, int], list[AnnotationSkip], dict[str, str]]:
     """Check-data for ScanNet boxes: ``(counts by reason, every skip, scenes that failed -> error)``.
 
     Reasons: "no points", "non-finite", "non-positive size" (per object); a scene whose files are

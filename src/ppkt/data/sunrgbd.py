@@ -61,10 +61,23 @@ def read_sunrgbd_labels(path: str | Path) -> tuple[Boxes3D, list[SunRGBDSkip]]:
             skips.append(SunRGBDSkip(str(path), number, "malformed"))
             continue
         cx, cy, cz, w, l, h, ox, oy = values[4:12]
-        rows.append((cx, cy, cz, 2 * l, 2 * w, 2 * h, np.arctan2(oy, ox), SUNRGBD_DETECTION_CLASS_NAMES.index(fields[0])))
+        rows.append(
+            (
+                cx,
+                cy,
+                cz,
+                2 * l,
+                2 * w,
+                2 * h,
+                np.arctan2(oy, ox),
+                SUNRGBD_DETECTION_CLASS_NAMES.index(fields[0]),
+            )
+        )
         line_numbers.append(number)
     table = np.array(rows, dtype=np.float64).reshape(-1, 8)
-    boxes = Boxes3D(table[:, :3], table[:, 3:6], table[:, 6], table[:, 7].astype(np.int64), SUNRGBD_DETECTION_CLASS_NAMES)
+    boxes = Boxes3D(
+        table[:, :3], table[:, 3:6], table[:, 6], table[:, 7].astype(np.int64), SUNRGBD_DETECTION_CLASS_NAMES
+    )
     kept, issues = validate_boxes(boxes, len(SUNRGBD_DETECTION_CLASS_NAMES))
     skips += [SunRGBDSkip(str(path), line_numbers[i.index], i.reason) for i in issues]
     return kept, skips
@@ -82,7 +95,9 @@ def read_sunrgbd_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         instance = np.asarray(loadmat(str(path))["instance"], dtype=np.float64)
     except (KeyError, ValueError, OSError) as err:
-        raise ValueError(f"{path}: not a sunrgbd_trainval depth file (variable 'instance': N x 6) ({err})") from err
+        raise ValueError(
+            f"{path}: not a sunrgbd_trainval depth file (variable 'instance': N x 6) ({err})"
+        ) from err
     if instance.ndim != 2 or instance.shape[1] < 6:
         raise ValueError(f"{path}: 'instance' has shape {instance.shape}, expected (N, 6)")
     finite = np.isfinite(instance[:, :6]).all(1)
@@ -108,7 +123,9 @@ class SunRGBDDetectionSource:
     def scene_ids(self, split: str) -> list[str]:
         path = self.root / f"{split}_data_idx.txt"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: split file not found (VoteNet's export writes train/val_data_idx.txt)")
+            raise FileNotFoundError(
+                f"{path}: split file not found (VoteNet's export writes train/val_data_idx.txt)"
+            )
         try:
             return [f"{int(x):06d}" for x in path.read_text().split()]
         except ValueError as err:

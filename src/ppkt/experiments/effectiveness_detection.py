@@ -37,12 +37,16 @@ class DetectionExperimentConfig:
     """The detection effectiveness protocol: data, pretraining, scene budgets, seeds."""
 
     out: Path = option(Path("runs/effectiveness-detection"), "output folder (runs, results.json, results.md)")
-    data_root: Path | None = option(None, "existing ScanNet scans with instance annotations; None = synthetic rooms")
+    data_root: Path | None = option(
+        None, "existing ScanNet scans with instance annotations; None = synthetic rooms"
+    )
     synthetic_scenes: int = option(20, "synthetic rooms (80 % train, 20 % val)")
     synthetic_frames_per_scene: int = option(12, "RGB-D frames rendered per room (pretraining frames)")
     synthetic_seed: int = option(0, "seed of the synthetic rooms")
     image_hw: tuple[int, int] = option((120, 160), "render size of the synthetic frames (H, W)")
-    backbone: Path | None = option(None, "an exported PPKT backbone; None = pretrain one with pretrain_preset")
+    backbone: Path | None = option(
+        None, "an exported PPKT backbone; None = pretrain one with pretrain_preset"
+    )
     pretrain_preset: str = option("demo", "pretraining preset (ppkt.train.presets)")
     pretrain_overrides: tuple[str, ...] = option((), "pretraining overrides as 'key=value' strings")
     detection_preset: str = option("demo-detection", "detection preset (ppkt.eval.detection.presets)")
@@ -75,14 +79,17 @@ class DetectionRunRecord:
     run_dir: str
 
 
-def detection_config(cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path):
+def detection_config(
+    cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path
+):
     from ppkt.eval.detection.presets import get_detection_preset
 
     data = (
         {"data.kind": "scannet", "data.root": str(root)}
         if cfg.data_root is not None
         else {
-            "data.kind": "synthetic", "data.root": str(root.parent),
+            "data.kind": "synthetic",
+            "data.root": str(root.parent),
             "data.synthetic_scenes": str(cfg.synthetic_scenes),
             "data.synthetic_frames_per_scene": str(cfg.synthetic_frames_per_scene),
             "data.synthetic_seed": str(cfg.synthetic_seed),
@@ -94,9 +101,12 @@ def detection_config(cfg: DetectionExperimentConfig, root: Path, init: str, budg
         get_detection_preset(cfg.detection_preset),
         {
             **data,
-            "labels.budget": str(budget), "labels.seed": str(seed),
+            "labels.budget": str(budget),
+            "labels.seed": str(seed),
             "labels.splits_dir": str(cfg.out / "splits"),
-            "run.out": str(run), "run.device": cfg.device, "run.progress": str(cfg.progress),
+            "run.out": str(run),
+            "run.device": cfg.device,
+            "run.progress": str(cfg.progress),
             **_overrides(cfg.detection_overrides),
         },  # fmt: skip
     )
@@ -105,7 +115,9 @@ def detection_config(cfg: DetectionExperimentConfig, root: Path, init: str, budg
     return det
 
 
-def detection_one(cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path) -> DetectionRunRecord:
+def detection_one(
+    cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path
+) -> DetectionRunRecord:
     """One fine-tune (or the finished identical one in its folder)."""
     import json
 
@@ -151,13 +163,15 @@ def results_markdown(rows: list[dict]) -> str:
         return f"{100 * row[f'{init}_{key}']:.1f} ± {100 * row[f'{init}_{key}_std']:.1f}"
 
     lines = [
-        "| scenes with boxes | scratch mAP@0.25 | PPKT mAP@0.25 | PPKT - scratch | scratch mAP@0.5 | PPKT mAP@0.5 | seeds |",
+        "| scenes with boxes | scratch mAP@0.25 | PPKT mAP@0.25 | PPKT - scratch "
+        "| scratch mAP@0.5 | PPKT mAP@0.5 | seeds |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {100 * row['budget']:g} % | {cell(row, 'scratch', 'map25')} | {cell(row, 'ppkt', 'map25')} | "
-            f"{100 * row['delta_map25']:+.1f} | {cell(row, 'scratch', 'map50')} | {cell(row, 'ppkt', 'map50')} | "
+            f"{100 * row['delta_map25']:+.1f} | {cell(row, 'scratch', 'map50')} | "
+            f"{cell(row, 'ppkt', 'map50')} | "
             f"{row['scratch_runs']} |"
         )
     return "\n".join(lines) + "\n"
@@ -177,7 +191,10 @@ def run_detection_effectiveness(cfg: DetectionExperimentConfig, log=print) -> di
         for seed in cfg.seeds:
             for init in ("scratch", "ppkt"):
                 record = detection_one(cfg, root, init, budget, seed, backbone)
-                log(f"{init:7s} scenes {budget:g} seed {seed}: mAP@0.25 {100 * record.map25:.1f} ({record.seconds:.0f} s)")
+                log(
+                    f"{init:7s} scenes {budget:g} seed {seed}: mAP@0.25 {100 * record.map25:.1f} "
+                    f"({record.seconds:.0f} s)"
+                )
                 records.append(record)
     rows = summarize_detection(records)
     result = {

@@ -40,7 +40,9 @@ def farthest_point_sample(points: torch.Tensor, num_samples: int, start: int = 0
         points = points[None]
     b, n, _ = points.shape
     if n < 1 or num_samples < 1:
-        raise ValueError(f"farthest_point_sample: needs N >= 1 points and S >= 1 samples, got {n}, {num_samples}")
+        raise ValueError(
+            f"farthest_point_sample: needs N >= 1 points and S >= 1 samples, got {n}, {num_samples}"
+        )
     if not 0 <= start < n:
         raise ValueError(f"farthest_point_sample: start {start} outside [0, {n})")
     steps = min(num_samples, n)
@@ -147,8 +149,12 @@ def box_iou_3d_axis_aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     _check_boxes(b, "b")
     overlap = []
     for axis in range(2):
-        hi = torch.minimum(a[:, None, axis] + a[:, None, 3 + axis] / 2, b[None, :, axis] + b[None, :, 3 + axis] / 2)
-        lo = torch.maximum(a[:, None, axis] - a[:, None, 3 + axis] / 2, b[None, :, axis] - b[None, :, 3 + axis] / 2)
+        hi = torch.minimum(
+            a[:, None, axis] + a[:, None, 3 + axis] / 2, b[None, :, axis] + b[None, :, 3 + axis] / 2
+        )
+        lo = torch.maximum(
+            a[:, None, axis] - a[:, None, 3 + axis] / 2, b[None, :, axis] - b[None, :, 3 + axis] / 2
+        )
         overlap.append((hi - lo).clamp(min=0))
     return _iou_from_intersection(a, b, overlap[0] * overlap[1])
 

@@ -33,7 +33,10 @@ def bin_residual_loss(
 
     Returns: ``(classification loss, residual loss)``.
     """
-    if residuals.shape[:3] != bin_logits.shape or target_residual.shape != (*target_bin.shape, residuals.shape[-1]):
+    if residuals.shape[:3] != bin_logits.shape or target_residual.shape != (
+        *target_bin.shape,
+        residuals.shape[-1],
+    ):
         raise ValueError(
             f"bin_residual_loss: logits {tuple(bin_logits.shape)}, residuals {tuple(residuals.shape)}, "
             f"targets {tuple(target_bin.shape)} / {tuple(target_residual.shape)} disagree"

@@ -28,7 +28,9 @@ def masked_cross_entropy(
     k = logits.shape[-1]
     weight = mask.to(logits.dtype)
     safe_target = torch.where(weight > 0, target, torch.zeros_like(target))
-    ce = F.cross_entropy(logits.reshape(-1, k), safe_target.reshape(-1), reduction="none").reshape(target.shape)
+    ce = F.cross_entropy(logits.reshape(-1, k), safe_target.reshape(-1), reduction="none").reshape(
+        target.shape
+    )
     if class_weights is not None:
         ce = ce * class_weights.to(logits)[safe_target]
     return (ce * weight).sum() / (weight.sum() + 1e-6)

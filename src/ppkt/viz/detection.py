@@ -35,7 +35,16 @@ def detection_figure(
         points = points[np.random.default_rng(0).choice(len(points), max_points, replace=False)]
     fig, ax = plt.subplots(figsize=(7, 7), dpi=90)
     order = np.argsort(points[:, 2])
-    ax.scatter(points[order, 0], points[order, 1], c=points[order, 2], cmap="Greys", s=0.5, vmin=-0.5, vmax=3.0, linewidths=0)
+    ax.scatter(
+        points[order, 0],
+        points[order, 1],
+        c=points[order, 2],
+        cmap="Greys",
+        s=0.5,
+        vmin=-0.5,
+        vmax=3.0,
+        linewidths=0,
+    )
     for boxes, keep, colour, style in (
         (truth, np.ones(len(truth), dtype=bool), "tab:green", "-"),
         (predicted, np.asarray(scores) >= score_threshold, "tab:red", "--"),

@@ -57,10 +57,14 @@ def scene_boxes(scene: Scene) -> tuple[Boxes3D, np.ndarray]:
         return Boxes3D.empty(SCANNET_DETECTION_CLASS_NAMES), np.zeros(0, dtype=np.int64)
     headings = np.angle(np.exp(1j * np.asarray(headings)))  # wrapped into (-pi, pi]
     labels = nyu40_to_scannet_detection(np.asarray(nyu40))
-    return Boxes3D(np.array(centers), np.array(sizes), headings, labels, SCANNET_DETECTION_CLASS_NAMES), np.asarray(nyu40)
+    return Boxes3D(
+        np.array(centers), np.array(sizes), headings, labels, SCANNET_DETECTION_CLASS_NAMES
+    ), np.asarray(nyu40)
 
 
-def assign_instances(boxes: Boxes3D, box_nyu40: np.ndarray, points: np.ndarray, nyu40: np.ndarray) -> np.ndarray:
+def assign_instances(
+    boxes: Boxes3D, box_nyu40: np.ndarray, points: np.ndarray, nyu40: np.ndarray
+) -> np.ndarray:
     """``(P,)`` index of the box each point belongs to (same NYU40 class, inside the box grown by
     :data:`INSTANCE_MARGIN`; the first such box), -1 for none."""
     out = np.full(len(points), -1, dtype=np.int64)
@@ -77,7 +81,9 @@ def _layout_of(root: Path, scene_id: str) -> Scene:
 
     manifest_path = root / "synthetic.json"
     if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path}: not a synthetic dataset (its boxes come from this manifest)")
+        raise FileNotFoundError(
+            f"{manifest_path}: not a synthetic dataset (its boxes come from this manifest)"
+        )
     manifest = json.loads(manifest_path.read_text())
     if str(manifest.get("version")) != GENERATOR_VERSION:
         raise ValueError(

@@ -23,13 +23,18 @@ class DetectionDataConfig:
 
     kind: Literal["synthetic", "scannet", "sunrgbd"] = option(
         "synthetic",
-        "synthetic: generated rooms with furniture boxes; scannet: ScanNet v2 scans with instance annotations; "
+        "synthetic: generated rooms with furniture boxes; "
+        "scannet: ScanNet v2 scans with instance annotations; "
         "sunrgbd: VoteNet's sunrgbd_trainval export",
     )
     root: Path | None = option(None, "dataset root; synthetic: cache folder (None = default)")
-    train_split: str = option("train", "training scenes: <scene lists>/scannetv2_<split>.txt (sunrgbd: <split>_data_idx.txt)")
+    train_split: str = option(
+        "train", "training scenes: <scene lists>/scannetv2_<split>.txt (sunrgbd: <split>_data_idx.txt)"
+    )
     val_split: str = option("val", "evaluation scenes, as train_split")
-    scene_lists: Path | None = option(None, "folder of the scannetv2_<split>.txt scene lists (None = the dataset root)")
+    scene_lists: Path | None = option(
+        None, "folder of the scannetv2_<split>.txt scene lists (None = the dataset root)"
+    )
     voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
     input_features: Literal["rgb", "xyzrgb", "constant"] = option(
         "rgb", "per-point input features; must equal the pretrained card's"
@@ -52,13 +57,16 @@ class DetectionAugmentConfig:
     scale_min: float = option(1.0, "random isotropic scale, lower bound")
     scale_max: float = option(1.0, "random isotropic scale, upper bound")
     axis_aligned: bool = option(
-        False, "boxes stay axis-aligned after rotation (ScanNet's heading-free boxes, head.num_heading_bins 1)"
+        False,
+        "boxes stay axis-aligned after rotation (ScanNet's heading-free boxes, head.num_heading_bins 1)",
     )
 
     def build(self) -> DetectionAugmentation | None:
         if not self.enabled:
             return None
-        return DetectionAugmentation(self.flip, self.rotate_up, self.scale_min, self.scale_max, self.axis_aligned)
+        return DetectionAugmentation(
+            self.flip, self.rotate_up, self.scale_min, self.scale_max, self.axis_aligned
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ class VoteNetConfig:
     nms_iou: float = option(0.25, "IoU above which NMS suppresses a proposal")
     confidence_threshold: float = option(0.05, "proposals with a lower objectness probability are dropped")
     per_class_proposal: bool = option(
-        True, "evaluation: each kept proposal gives a box for every class, scored objectness x class probability"
+        True,
+        "evaluation: each kept proposal gives a box for every class, scored objectness x class probability",
     )
 
 
@@ -91,7 +100,9 @@ class DetectionOptimConfig(EvalOptimConfig):
     lr_head: float = option(0.001, "learning rate of the VoteNet head")
     lr_backbone: float = option(0.001, "learning rate of the backbone")
     weight_decay: float = option(0.0, "weight decay (head and backbone)")
-    schedule: Literal["poly", "cosine", "constant"] = option("cosine", "learning-rate schedule over the steps")
+    schedule: Literal["poly", "cosine", "constant"] = option(
+        "cosine", "learning-rate schedule over the steps"
+    )
 
 
 @dataclass(frozen=True)

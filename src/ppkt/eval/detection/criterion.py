@@ -65,7 +65,9 @@ def pad_boxes(batch: DetectionBatch, device) -> PaddedBoxes:
         headings[i, :k] = torch.tensor(boxes.headings)
         labels[i, :k] = torch.tensor(boxes.labels)
         mask[i, :k] = True
-    return PaddedBoxes(centers.to(device), sizes.to(device), headings.to(device), labels.to(device), mask.to(device))
+    return PaddedBoxes(
+        centers.to(device), sizes.to(device), headings.to(device), labels.to(device), mask.to(device)
+    )
 
 
 @dataclass
@@ -85,13 +87,25 @@ class VoteNetLosses:
     positives: int
 
     def to_log(self) -> dict[str, float]:
-        names = ("total", "vote", "objectness", "center", "heading_cls", "heading_reg", "size_cls", "size_reg", "semantic")
+        names = (
+            "total",
+            "vote",
+            "objectness",
+            "center",
+            "heading_cls",
+            "heading_reg",
+            "size_cls",
+            "size_reg",
+            "semantic",
+        )
         return {f"loss_{n}" if n != "total" else "loss": float(getattr(self, n).detach()) for n in names} | {
             "positives": self.positives
         }
 
 
-def votenet_loss(out: VoteNetOutput, batch: DetectionBatch, mean_sizes: torch.Tensor, cfg: VoteNetConfig) -> VoteNetLosses:
+def votenet_loss(
+    out: VoteNetOutput, batch: DetectionBatch, mean_sizes: torch.Tensor, cfg: VoteNetConfig
+) -> VoteNetLosses:
     """VoteNet's loss for a batch (see the module docstring)."""
     device = out.votes.device
     truth = pad_boxes(batch, device)
@@ -109,17 +123,27 @@ def votenet_loss(out: VoteNetOutput, batch: DetectionBatch, mean_sizes: torch.Te
     positive = nearest < cfg.near_threshold
     objectness_mask = positive | (nearest > cfg.far_threshold)
     l_obj = masked_cross_entropy(
-        out.objectness, positive.long(), objectness_mask, torch.tensor(OBJECTNESS_CLASS_WEIGHTS, device=device)
+        out.objectness,
+        positive.long(),
+        objectness_mask,
+        torch.tensor(OBJECTNESS_CLASS_WEIGHTS, device=device),
     )
     l_center = box_center_loss(out.centers, truth.centers, positive, truth.mask)
 
     def assigned_(values):
-        return values.gather(1, assigned.reshape(*assigned.shape, *([1] * (values.dim() - 2))).expand(-1, -1, *values.shape[2:]))
+        return values.gather(
+            1,
+            assigned.reshape(*assigned.shape, *([1] * (values.dim() - 2))).expand(-1, -1, *values.shape[2:]),
+        )
 
     nh = cfg.num_heading_bins
     k_heading, residual = heading_to_bin(assigned_(truth.headings), nh)
     l_hcls, l_hreg = bin_residual_loss(
-        out.heading_logits, out.heading_residuals[..., None], k_heading, (residual / (math.pi / nh))[..., None], positive
+        out.heading_logits,
+        out.heading_residuals[..., None],
+        k_heading,
+        (residual / (math.pi / nh))[..., None],
+        positive,
     )
     labels = assigned_(truth.labels)
     template = mean_sizes[labels]
@@ -128,4 +152,6 @@ def votenet_loss(out: VoteNetOutput, batch: DetectionBatch, mean_sizes: torch.Te
     l_sem = masked_cross_entropy(out.class_logits, labels, positive)
     box = l_center + 0.1 * l_hcls + l_hreg + 0.1 * l_scls + l_sreg
     total = 10.0 * (l_vote + 0.5 * l_obj + box + 0.1 * l_sem)
-    return VoteNetLosses(total, l_vote, l_obj, l_center, l_hcls, l_hreg, l_scls, l_sreg, l_sem, int(positive.sum()))
+    return VoteNetLosses(
+        total, l_vote, l_obj, l_center, l_hcls, l_hreg, l_scls, l_sreg, l_sem, int(positive.sum())
+    )

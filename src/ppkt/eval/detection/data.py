@@ -123,11 +123,15 @@ class DetectionAugmentation:
         if self.axis_aligned:
             # Footprint of the rotated box (cos/sin of its heading) -> its axis-aligned extent.
             ch, sh = np.abs(np.cos(headings)), np.abs(np.sin(headings))
-            sizes = np.stack([ch * sizes[:, 0] + sh * sizes[:, 1], sh * sizes[:, 0] + ch * sizes[:, 1], sizes[:, 2]], 1)
+            sizes = np.stack(
+                [ch * sizes[:, 0] + sh * sizes[:, 1], sh * sizes[:, 0] + ch * sizes[:, 1], sizes[:, 2]], 1
+            )
             headings = np.zeros_like(headings)
         headings = np.angle(np.exp(1j * headings))
         boxes = Boxes3D(centers, sizes, headings, scene.boxes.labels, scene.boxes.class_names)
-        return DetectionScene(points.astype(np.float32), scene.colors, boxes, scene.instance_ids, scene.scene_id)
+        return DetectionScene(
+            points.astype(np.float32), scene.colors, boxes, scene.instance_ids, scene.scene_id
+        )
 
 
 # ---------------------------------------------------------------------------------------------- samples
@@ -161,7 +165,9 @@ def detection_sample(scene: DetectionScene, input_features: str) -> DetectionSam
     boxes = scene.boxes
     boxes = Boxes3D(boxes.centers - origin, boxes.sizes, boxes.headings, boxes.labels, boxes.class_names)
     feats = make_features(input_features, points, torch.as_tensor(np.asarray(scene.colors))).float()
-    return DetectionSample(scene.scene_id, points, feats, torch.as_tensor(scene.instance_ids, dtype=torch.long), boxes)
+    return DetectionSample(
+        scene.scene_id, points, feats, torch.as_tensor(scene.instance_ids, dtype=torch.long), boxes
+    )
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -250,9 +256,15 @@ class DetectionBatch:
         s = self.sparse
         tensor = SparseTensor(s.tensor.coords.to(device), s.tensor.feats.to(device), stride=s.tensor.stride)
         sparse = SparseBatch(
-            tensor, s.point_to_voxel.to(device), s.point_offsets.to(device), s.voxel_offsets.to(device), s.voxel_size
+            tensor,
+            s.point_to_voxel.to(device),
+            s.point_offsets.to(device),
+            s.voxel_offsets.to(device),
+            s.voxel_size,
         )
-        return DetectionBatch(sparse, self.points.to(device), self.instance_ids.to(device), self.boxes, self.scene_ids)
+        return DetectionBatch(
+            sparse, self.points.to(device), self.instance_ids.to(device), self.boxes, self.scene_ids
+        )
 
 
 def collate_detection(samples: Sequence[DetectionSample], voxel_size: float) -> DetectionBatch:

@@ -3,8 +3,8 @@
 A run (:func:`finetune_detection`) writes into ``run.out``, as segmentation runs do::
 
     config.yaml                  the resolved DetectionConfig
-    log.jsonl                    one JSON object a line: training steps (each VoteNet loss part) and validation
-    checkpoints/best.safetensors model (``backbone.*``, ``head.*`` with the size templates) with the best mAP@0.25
+    log.jsonl                    one JSON object a line: training steps (VoteNet's loss parts), validation
+    checkpoints/best.safetensors model (``backbone.*``, ``head.*`` with its size templates), best mAP@0.25
     checkpoints/last.safetensors model at the last step
     metrics.json, metrics.md     per-class AP and mAP@0.25/0.5 of the best checkpoint (and of the last)
 
@@ -76,18 +76,27 @@ def build_detection_source(data: DetectionDataConfig) -> DetectionSource:
         if data.root is None:
             raise ValueError("data.root is required for data.kind sunrgbd (the sunrgbd_trainval folder)")
         if data.scene_lists is not None:
-            raise ValueError("data.scene_lists is for data.kind scannet or synthetic; sunrgbd lists <split>_data_idx.txt")
+            raise ValueError(
+                "data.scene_lists is for data.kind scannet or synthetic; sunrgbd lists <split>_data_idx.txt"
+            )
         return SunRGBDDetectionSource(data.root)
     raise ValueError(f"unknown data.kind {data.kind!r} for detection")
 
 
 def make_detection_split(cfg: DetectionConfig, source: DetectionSource) -> LabelSplit:
     if cfg.labels.kind != "scenes":
-        raise ValueError(f"labels.kind {cfg.labels.kind!r}: detection limits labels by fraction of scenes only")
+        raise ValueError(
+            f"labels.kind {cfg.labels.kind!r}: detection limits labels by fraction of scenes only"
+        )
     splits_dir = cfg.labels.splits_dir or data_root(cfg.data, source) / "splits"
     pool = source.scene_ids(cfg.data.train_split)
     return load_or_create_split(
-        splits_dir, "scenes", cfg.labels.budget, cfg.labels.seed, pool, lambda sid: source.read(sid).instance_ids
+        splits_dir,
+        "scenes",
+        cfg.labels.budget,
+        cfg.labels.seed,
+        pool,
+        lambda sid: source.read(sid).instance_ids,
     )
 
 
@@ -97,14 +106,19 @@ def build_optimizer(model: DetectionModel, cfg: DetectionConfig) -> torch.optim.
     if cfg.optim.optimizer == "sgd":
         return sgd
     return torch.optim.Adam(
-        [{k: v for k, v in g.items() if k in ("params", "lr", "name", "initial_lr")} for g in sgd.param_groups],
+        [
+            {k: v for k, v in g.items() if k in ("params", "lr", "name", "initial_lr")}
+            for g in sgd.param_groups
+        ],
         lr=cfg.optim.lr_head,
         weight_decay=cfg.optim.weight_decay,
     )
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
-def save_detection_checkpoint(model: DetectionModel, path: Path, cfg: DetectionConfig, class_names, **extra) -> None:
+def save_detection_checkpoint(
+    model: DetectionModel, path: Path, cfg: DetectionConfig, class_names, **extra
+) -> None:
     metadata = {
         CONFIG_METADATA_KEY: yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
         CLASS_NAMES_METADATA_KEY: json.dumps(list(class_names)),
@@ -182,12 +196,19 @@ class DetectionResult:
     last_loss: float
 
 
-def _summary(cfg: DetectionConfig, split: LabelSplit, best: DetectionMetrics, last: DetectionMetrics, best_step: int) -> dict:
+def _summary(
+    cfg: DetectionConfig, split: LabelSplit, best: DetectionMetrics, last: DetectionMetrics, best_step: int
+) -> dict:
     return {
         "origin": cfg.origin,
         "task": "detection",
         "init": str(cfg.model.init) if cfg.model.init else None,
-        "labels": {"kind": "scenes", "budget": cfg.labels.budget, "seed": cfg.labels.seed, "train_scenes": len(split.scenes)},
+        "labels": {
+            "kind": "scenes",
+            "budget": cfg.labels.budget,
+            "seed": cfg.labels.seed,
+            "train_scenes": len(split.scenes),
+        },
         "split": cfg.data.val_split,
         "best_step": best_step,
         "best": best.to_dict(),
@@ -200,7 +221,9 @@ def finetune_detection(cfg: DetectionConfig, *, source: DetectionSource | None =
     from tqdm import tqdm
 
     if cfg.optim.steps < 1 or cfg.optim.batch_size < 1:
-        raise ValueError(f"optim.steps and optim.batch_size must be >= 1, got {cfg.optim.steps}, {cfg.optim.batch_size}")
+        raise ValueError(
+            f"optim.steps and optim.batch_size must be >= 1, got {cfg.optim.steps}, {cfg.optim.batch_size}"
+        )
     run_dir = Path(cfg.run.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)
@@ -214,8 +237,14 @@ def finetune_detection(cfg: DetectionConfig, *, source: DetectionSource | None =
     source = source if source is not None else build_detection_source(cfg.data)
     class_names = tuple(source.class_names)
     split = make_detection_split(cfg, source)
-    common = dict(voxel_size=cfg.data.voxel_size, input_features=cfg.data.input_features, cache_scenes=cfg.data.cache_scenes)
-    train_set = DetectionDataset(source, split.scenes, augmentation=cfg.augment.build(), seed=cfg.train_seed, **common)
+    common = dict(
+        voxel_size=cfg.data.voxel_size,
+        input_features=cfg.data.input_features,
+        cache_scenes=cfg.data.cache_scenes,
+    )
+    train_set = DetectionDataset(
+        source, split.scenes, augmentation=cfg.augment.build(), seed=cfg.train_seed, **common
+    )
     val_set = DetectionDataset(source, source.scene_ids(cfg.data.val_split), **common)
     mean_sizes = mean_box_sizes([train_set.scene(i).boxes for i in range(len(train_set))], len(class_names))
     _append_jsonl(
@@ -229,7 +258,9 @@ def finetune_detection(cfg: DetectionConfig, *, source: DetectionSource | None =
         load_pretrained_backbone(model, cfg.model.init, cfg)
     model.to(device).train()
     optimizer = build_optimizer(model, cfg)
-    loader = _loader(train_set, cfg.optim.batch_size, shuffle=True, seed=cfg.train_seed, workers=cfg.data.num_workers)
+    loader = _loader(
+        train_set, cfg.optim.batch_size, shuffle=True, seed=cfg.train_seed, workers=cfg.data.num_workers
+    )
     batches = _batches(train_set, loader)
 
     ckpt_dir = run_dir / "checkpoints"
@@ -246,7 +277,8 @@ def finetune_detection(cfg: DetectionConfig, *, source: DetectionSource | None =
         losses = votenet_loss(model(batch), batch, model.head.mean_sizes, cfg.head)
         if not torch.isfinite(losses.total):
             raise FloatingPointError(
-                f"{run_dir}: non-finite training loss {float(losses.total.detach())} at step {step} (scenes {batch.scene_ids})"
+                f"{run_dir}: non-finite training loss {float(losses.total.detach())} at step {step} "
+                f"(scenes {batch.scene_ids})"
             )
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
@@ -254,17 +286,28 @@ def finetune_detection(cfg: DetectionConfig, *, source: DetectionSource | None =
         last_loss = float(losses.total.detach())
         first_loss = last_loss if step == 1 else first_loss
         if step % cfg.run.log_every == 0 or step == 1:
-            record = {"event": "train", "step": step, **losses.to_log(), "seconds": time.perf_counter() - started}
+            record = {
+                "event": "train",
+                "step": step,
+                **losses.to_log(),
+                "seconds": time.perf_counter() - started,
+            }
             record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
             _append_jsonl(log_path, record)
             bar.set_postfix(loss=f"{last_loss:.3f}")
         if step % cfg.run.eval_every == 0 or step == cfg.optim.steps:
             last, _ = evaluate_detection(model, val_set, cfg, class_names, device=device)
             map25 = last.map(0.25)
-            _append_jsonl(log_path, {"event": "val", "step": step, "mAP@0.25": map25, "mAP@0.5": last.map(0.5)})
-            if best is None or (not math.isnan(map25) and (math.isnan(best.map(0.25)) or map25 > best.map(0.25))):
+            _append_jsonl(
+                log_path, {"event": "val", "step": step, "mAP@0.25": map25, "mAP@0.5": last.map(0.5)}
+            )
+            if best is None or (
+                not math.isnan(map25) and (math.isnan(best.map(0.25)) or map25 > best.map(0.25))
+            ):
                 best, best_step = last, step
-                save_detection_checkpoint(model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, map25=map25)
+                save_detection_checkpoint(
+                    model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, map25=map25
+                )
     save_detection_checkpoint(model, ckpt_dir / "last.safetensors", cfg, class_names, step=cfg.optim.steps)
     assert best is not None and last is not None  # the last step always evaluates
     atomic_write_json(run_dir / "metrics.json", _summary(cfg, split, best, last, best_step))
@@ -304,5 +347,7 @@ def evaluate_detection_checkpoint(
         input_features=cfg.data.input_features, cache_scenes=False,
     )  # fmt: skip
     model.to(dev)
-    metrics, kept = evaluate_detection(model, dataset, cfg, class_names, device=dev, progress=progress, keep_predictions=keep_predictions)
+    metrics, kept = evaluate_detection(
+        model, dataset, cfg, class_names, device=dev, progress=progress, keep_predictions=keep_predictions
+    )
     return metrics, cfg, kept

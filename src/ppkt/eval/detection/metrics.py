@@ -118,7 +118,9 @@ class DetectionMetrics:
         for c, name in enumerate(self.class_names):
             cells = ["-" if math.isnan(self.ap[t][c]) else f"{100 * self.ap[t][c]:.1f}" for t in thresholds]
             rows.append(f"| {name} | {int(self.num_ground_truth[c])} | " + " | ".join(cells) + " |")
-        total = " | ".join("-" if math.isnan(self.map(t)) else f"**{100 * self.map(t):.1f}**" for t in thresholds)
+        total = " | ".join(
+            "-" if math.isnan(self.map(t)) else f"**{100 * self.map(t):.1f}**" for t in thresholds
+        )
         return head + "\n".join(rows) + f"\n| **mAP** | {int(self.num_ground_truth.sum())} | {total} |\n"
 
 

@@ -127,11 +127,15 @@ class VoteNetHead(nn.Module):
         cfg: the head's settings.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, mean_sizes: np.ndarray | torch.Tensor, cfg: VoteNetConfig):
+    def __init__(
+        self, in_channels: int, num_classes: int, mean_sizes: np.ndarray | torch.Tensor, cfg: VoteNetConfig
+    ):
         super().__init__()
         self.cfg = cfg
         self.num_classes = int(num_classes)
-        self.register_buffer("mean_sizes", torch.as_tensor(np.asarray(mean_sizes, dtype=np.float32)).reshape(num_classes, 3))
+        self.register_buffer(
+            "mean_sizes", torch.as_tensor(np.asarray(mean_sizes, dtype=np.float32)).reshape(num_classes, 3)
+        )
         h, ph, nh = cfg.hidden, cfg.proposal_hidden, cfg.num_heading_bins
         self.seed_projection = _mlp([in_channels, h], last_plain=False)
         self.vote = _mlp([h, h, h, 3 + h])
@@ -150,7 +154,9 @@ class VoteNetHead(nn.Module):
         vote_feats = F.normalize(feats + out[..., 3:], dim=-1)
         with torch.no_grad():
             centres_idx = farthest_point_sample(votes.detach(), cfg.num_proposals)
-            group_idx, _ = ball_query(votes.detach(), gather_points(votes.detach(), centres_idx), cfg.radius, cfg.group_samples)
+            group_idx, _ = ball_query(
+                votes.detach(), gather_points(votes.detach(), centres_idx), cfg.radius, cfg.group_samples
+            )
         proposal_xyz = gather_points(votes, centres_idx)
         grouped_xyz = (group_points(votes, group_idx) - proposal_xyz[:, :, None, :]) / cfg.radius
         grouped = torch.cat([grouped_xyz, group_points(vote_feats, group_idx)], dim=-1)
@@ -173,7 +179,8 @@ class VoteNetHead(nn.Module):
         if seed_voxels is None:
             seed_voxels = torch.full(seed_xyz.shape[:2], -1, dtype=torch.long, device=seed_xyz.device)
         return VoteNetOutput(
-            seed_voxels=seed_voxels, seed_xyz=seed_xyz, votes=votes, proposal_xyz=proposal_xyz, objectness=objectness, centers=centers,
+            seed_voxels=seed_voxels, seed_xyz=seed_xyz, votes=votes, proposal_xyz=proposal_xyz,
+            objectness=objectness, centers=centers,
             heading_logits=heading_logits, heading_residuals=heading_residuals,
             size_logits=size_logits, size_residuals=size_residuals, class_logits=class_logits,
         )  # fmt: skip
@@ -206,11 +213,15 @@ class DetectionModel(nn.Module):
         m = feats.shape[0]
         with torch.no_grad():
             counts = torch.bincount(sparse.point_to_voxel, minlength=m).clamp(min=1).to(batch.points.dtype)
-            voxel_xyz = batch.points.new_zeros(m, 3).index_add_(0, sparse.point_to_voxel, batch.points) / counts[:, None]
+            voxel_xyz = (
+                batch.points.new_zeros(m, 3).index_add_(0, sparse.point_to_voxel, batch.points)
+                / counts[:, None]
+            )
             offsets = sparse.voxel_offsets.tolist()
             seeds = torch.stack(
                 [
-                    offsets[b] + farthest_point_sample(voxel_xyz[offsets[b] : offsets[b + 1]], self.head.cfg.num_seeds)
+                    offsets[b]
+                    + farthest_point_sample(voxel_xyz[offsets[b] : offsets[b + 1]], self.head.cfg.num_seeds)
                     for b in range(len(offsets) - 1)
                 ]
             )  # (B, S)
@@ -223,7 +234,10 @@ def build_detection_model(cfg: DetectionConfig, num_classes: int, mean_sizes: np
     if cfg.model.mode != "finetune":
         raise ValueError(f"model.mode {cfg.model.mode!r}: detection fine-tunes the backbone (mode finetune)")
     backbone = build_backbone(
-        cfg.model.backbone, INPUT_FEATURE_CHANNELS[cfg.data.input_features], width=cfg.model.width, backend=cfg.model.backend
+        cfg.model.backbone,
+        INPUT_FEATURE_CHANNELS[cfg.data.input_features],
+        width=cfg.model.width,
+        backend=cfg.model.backend,
     )
     head = VoteNetHead(backbone.out_channels, num_classes, mean_sizes, cfg.head)
     return DetectionModel(backbone, head, freeze_batchnorm=cfg.model.freeze_batchnorm)
@@ -259,7 +273,11 @@ def predict_boxes(
     for b in range(boxes.shape[0]):
         keep = torch.nonzero(objectness[b] > cfg.confidence_threshold)[:, 0]
         cls = class_prob[b, keep].argmax(-1)
-        kept = keep[nms_3d(boxes[b, keep], objectness[b, keep], cfg.nms_iou, labels=cls, rotated=cfg.num_heading_bins > 1)]
+        kept = keep[
+            nms_3d(
+                boxes[b, keep], objectness[b, keep], cfg.nms_iou, labels=cls, rotated=cfg.num_heading_bins > 1
+            )
+        ]
         rows = boxes[b, kept].numpy()
         if cfg.per_class_proposal:
             c = len(class_names)
@@ -269,5 +287,7 @@ def predict_boxes(
         else:
             scores = objectness[b, kept].numpy()
             labels = class_prob[b, kept].argmax(-1).numpy()
-        results.append(ScoredBoxes(Boxes3D(rows[:, :3], rows[:, 3:6], rows[:, 6], labels, class_names), scores))
+        results.append(
+            ScoredBoxes(Boxes3D(rows[:, :3], rows[:, 3:6], rows[:, 6], labels, class_names), scores)
+        )
     return results

@@ -48,7 +48,12 @@ def votenet_scannet() -> DetectionConfig:
         model=ModelConfig(backbone="res16unet34", width=1.0, mode="finetune"),
         head=VoteNetConfig(num_heading_bins=1),
         optim=DetectionOptimConfig(
-            optimizer="adam", steps=27000, batch_size=8, lr_head=0.001, lr_backbone=0.001, weight_decay=0.0,
+            optimizer="adam",
+            steps=27000,
+            batch_size=8,
+            lr_head=0.001,
+            lr_backbone=0.001,
+            weight_decay=0.0,
             schedule="cosine",
         ),  # fmt: skip
         run=EvalRunConfig(out=Path("runs/votenet-scannet"), eval_every=1500),
@@ -72,14 +77,22 @@ def demo_detection() -> DetectionConfig:
     return DetectionConfig(
         origin="demo-detection",
         data=DetectionDataConfig(
-            kind="synthetic", voxel_size=0.05, input_features="rgb", synthetic_scenes=6,
-            synthetic_frames_per_scene=8, synthetic_image_hw=(120, 160),
+            kind="synthetic",
+            voxel_size=0.05,
+            input_features="rgb",
+            synthetic_scenes=6,
+            synthetic_frames_per_scene=8,
+            synthetic_image_hw=(120, 160),
         ),  # fmt: skip
         augment=DetectionAugmentConfig(flip=0.5, rotate_up=math.pi, scale_min=0.9, scale_max=1.1),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
         model=ModelConfig(backbone="res16unet14", width=0.5, mode="finetune"),
-        head=VoteNetConfig(num_seeds=1024, num_proposals=128, hidden=128, proposal_hidden=128, num_heading_bins=12),
-        optim=DetectionOptimConfig(optimizer="adam", steps=300, batch_size=2, lr_head=0.001, lr_backbone=0.001),
+        head=VoteNetConfig(
+            num_seeds=1024, num_proposals=128, hidden=128, proposal_hidden=128, num_heading_bins=12
+        ),
+        optim=DetectionOptimConfig(
+            optimizer="adam", steps=300, batch_size=2, lr_head=0.001, lr_backbone=0.001
+        ),
         run=EvalRunConfig(out=Path("runs/demo-detection"), eval_every=50, log_every=10),
     )
 
