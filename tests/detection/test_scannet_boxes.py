@@ -107,3 +107,38 @@ def test_missing_or_malformed_annotation_files(tmp_path):
 
     with pytest.raises(ValueError, match="16"):
         read_axis_alignment(folder / "scene0000_00.txt")
+
+
+def test_detection_fine_tune_reads_scannet_scans(tmp_path):
+    """The loop on ScanNet-layout scans: data.kind scannet builds the source from data.root."""
+    import json as _json
+    from dataclasses import replace
+
+    from ppkt.eval.config import EvalRunConfig, LabelsConfig, ModelConfig
+    from ppkt.eval.detection.config import (
+        DetectionConfig,
+        DetectionDataConfig,
+        DetectionOptimConfig,
+        VoteNetConfig,
+    )
+    from ppkt.eval.detection.loop import finetune_detection
+
+    root = tmp_path / "scans"
+    write_scan(root, "scene0000_00")
+    write_scan(root, "scene0001_00")
+    (root / "scannetv2_train.txt").write_text("scene0000_00\n")
+    (root / "scannetv2_val.txt").write_text("scene0001_00\n")
+    cfg = DetectionConfig(
+        data=DetectionDataConfig(kind="scannet", root=root, voxel_size=0.1),
+        labels=LabelsConfig(splits_dir=tmp_path / "splits"),
+        model=ModelConfig(backbone="res16unet14", width=0.25),
+        head=VoteNetConfig(num_seeds=32, num_proposals=8, hidden=16, proposal_hidden=16, num_heading_bins=1),
+        optim=DetectionOptimConfig(steps=1, batch_size=1),
+        run=EvalRunConfig(out=tmp_path / "run", eval_every=1, device="cpu", progress=False),
+    )
+    result = finetune_detection(cfg)
+    summary = _json.loads((result.run_dir / "metrics.json").read_text())
+    assert summary["best"]["classes"]["chair"]["ground_truth"] == 1
+    assert summary["best"]["classes"]["table"]["ground_truth"] == 1
+    with pytest.raises(ValueError, match="data.root"):
+        finetune_detection(replace(cfg, data=replace(cfg.data, root=None)))

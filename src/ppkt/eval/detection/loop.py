@@ -144,10 +144,18 @@ def load_detection_checkpoint(path: str | Path) -> tuple[DetectionModel, Detecti
 
 def is_detection_checkpoint(path: str | Path) -> bool:
     """Whether a checkpoint file (or run folder) holds a detection model."""
+    from safetensors import safe_open
+
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "best.safetensors"
-    return path.is_file() and CONFIG_METADATA_KEY in load_weights(path)[1]
+    if not path.is_file():
+        return False
+    try:  # the metadata alone, not the tensors
+        with safe_open(str(path), framework="pt") as handle:
+            return CONFIG_METADATA_KEY in (handle.metadata() or {})
+    except Exception:  # not a safetensors file: the segmentation path reports it in its words
+        return False
 
 
 # ------------------------------------------------------------------------------------------- evaluation
