@@ -64,3 +64,9 @@ def test_detection_scene_checks_instances():
     DetectionScene(pts, np.zeros((2, 3), np.uint8), boxes, np.array([0, -1]), "s")
     with pytest.raises(ValueError, match="instance ids"):
         DetectionScene(pts, np.zeros((2, 3), np.uint8), boxes, np.array([1, -1]), "s")
+
+
+def test_boxes_copy_their_inputs():
+    centers = np.zeros((1, 3), np.float32)
+    Boxes3D(centers, np.ones((1, 3)), [0.0], [0])
+    centers[0, 0] = 1.0  # the caller's array stays writable

@@ -69,10 +69,11 @@ class Boxes3D:
     class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        centers = np.asarray(self.centers, dtype=np.float32).reshape(-1, 3)
-        sizes = np.asarray(self.sizes, dtype=np.float32).reshape(-1, 3)
-        headings = np.asarray(self.headings, dtype=np.float32).reshape(-1)
-        labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        # Copies: freezing them must not freeze the caller's arrays.
+        centers = np.array(self.centers, dtype=np.float32).reshape(-1, 3)
+        sizes = np.array(self.sizes, dtype=np.float32).reshape(-1, 3)
+        headings = np.array(self.headings, dtype=np.float32).reshape(-1)
+        labels = np.array(self.labels, dtype=np.int64).reshape(-1)
         n = len(centers)
         if not (len(sizes) == len(headings) == len(labels) == n):
             raise ValueError(
@@ -128,14 +129,17 @@ class Boxes3D:
     def contains(self, points: np.ndarray, margin: float = 0.0) -> np.ndarray:
         """``(N, P)`` bool: point ``p`` lies inside box ``n`` grown by ``margin`` metres on every side."""
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-        d = points[None, :, :] - self.centers.astype(np.float64)[:, None, :]
-        c, s = (
-            np.cos(self.headings.astype(np.float64))[:, None],
-            np.sin(self.headings.astype(np.float64))[:, None],
-        )
-        local = np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1], d[..., 2]], axis=-1)
-        half = self.sizes.astype(np.float64)[:, None, :] / 2 + margin
-        return np.all(np.abs(local) <= half, axis=-1)
+        out = np.zeros((len(self), len(points)), dtype=bool)
+        for n in range(len(self)):  # one box at a time: (P, 3) temporaries, not (N, P, 3)
+            d = points - self.centers[n].astype(np.float64)
+            c, s = np.cos(float(self.headings[n])), np.sin(float(self.headings[n]))
+            half = self.sizes[n].astype(np.float64) / 2 + margin
+            out[n] = (
+                (np.abs(c * d[:, 0] + s * d[:, 1]) <= half[0])
+                & (np.abs(-s * d[:, 0] + c * d[:, 1]) <= half[1])
+                & (np.abs(d[:, 2]) <= half[2])
+            )
+        return out
 
 
 @dataclass(frozen=True)
