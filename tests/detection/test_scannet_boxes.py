@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ppkt.data.ply import write_ply_vertices
-from ppkt.data.scannet_boxes import ScanNetDetectionSource, check_scannet_boxes, read_scannet_detection_scene
+from ppkt.data.scannet_boxes import ScanNetDetectionSource, read_scannet_detection_scene
+from ppkt.eval.detection.data import check_detection_scenes
 
 CHAIR, TABLE, WALL = 5, 7, 1  # NYU40
 
@@ -88,9 +89,10 @@ def test_bad_annotations_are_counted_and_named(tmp_path):
     scene, skips = read_scannet_detection_scene(tmp_path / "scene0000_00")
     assert sorted((s.object_id, s.reason) for s in skips) == [(3, "no points"), (4, "non-positive size")]
     assert len(scene.boxes) == 2
-    counts, found, failed = check_scannet_boxes(tmp_path, ["scene0000_00", "scene0099_00"])
-    assert counts == {"no points": 1, "non-positive size": 1} and len(found) == 2
-    assert "scene0099_00" in failed and "not found" in failed["scene0099_00"]
+    check = check_detection_scenes(ScanNetDetectionSource(tmp_path), ["scene0000_00", "scene0099_00"])
+    assert check.skips == {"no points": 1, "non-positive size": 1} and check.scenes == 1 and check.boxes == 2
+    assert "scene0000_00: object 3 'chair' (no points)" in check.named
+    assert "scene0099_00" in check.failed and "not found" in check.failed["scene0099_00"]
 
 
 def test_missing_or_malformed_annotation_files(tmp_path):

@@ -101,3 +101,20 @@ def test_linear_mode_is_refused():
     cfg = tiny_config()
     with pytest.raises(ValueError, match="finetune"):
         build_detection_model(replace(cfg, model=replace(cfg.model, mode="linear")), 2, np.ones((2, 3)))
+
+
+def test_check_detection_scenes_names_boxes_without_points():
+    from ppkt.data.boxes import Boxes3D, DetectionScene
+    from ppkt.eval.detection.data import check_detection_scenes
+
+    room = make_detection_room("s0", 0)
+    b = room.boxes
+    ghost = Boxes3D(
+        np.r_[b.centers, [[9.0, 9.0, 9.0]]], np.r_[b.sizes, [[1.0, 1.0, 1.0]]], np.r_[b.headings, [0.0]],
+        np.r_[b.labels, [1]], CLASS_NAMES,
+    )  # fmt: skip
+    bad = DetectionScene(room.points, room.colors, ghost, room.instance_ids, "s1")
+    source = InMemoryDetectionSource({"train": [room, bad]}, CLASS_NAMES)
+    check = check_detection_scenes(source, ["s0", "s1", "missing"])
+    assert check.scenes == 2 and check.boxes == 6 and check.skips == {"no points": 1}
+    assert check.named == ["s1: box 3 (no points)"] and list(check.failed) == ["missing"]

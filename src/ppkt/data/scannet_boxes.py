@@ -54,6 +54,10 @@ class AnnotationSkip:
     label: str
     reason: str
 
+    @property
+    def what(self) -> str:
+        return f"object {self.object_id} {self.label!r}"
+
 
 def read_axis_alignment(meta_path: Path) -> np.ndarray | None:
     """The 4x4 ``axisAlignment`` of a scan's ``<scene>.txt``, or None when the line is absent."""
@@ -159,25 +163,3 @@ class ScanNetDetectionSource:
         scene, skips = read_scannet_detection_scene(self.root / scene_id)
         self.skips[scene_id] = skips
         return scene
-
-
-def check_scannet_boxes(
-    root: str | Path, scene_ids: list[str]
-) -> tuple[dict[str, int], list[AnnotationSkip], dict[str, str]]:
-    """Check-data for ScanNet boxes: ``(counts by reason, every skip, scenes that failed -> error)``.
-
-    Reasons: "no points", "non-finite", "non-positive size" (per object); a scene whose files are
-    missing or malformed is reported with its one-line error instead of stopping the check."""
-    counts: dict[str, int] = {}
-    skips: list[AnnotationSkip] = []
-    failed: dict[str, str] = {}
-    for sid in scene_ids:
-        try:
-            _, found = read_scannet_detection_scene(Path(root) / sid)
-        except (FileNotFoundError, ValueError) as err:
-            failed[sid] = str(err)
-            continue
-        skips += found
-        for skip in found:
-            counts[skip.reason] = counts.get(skip.reason, 0) + 1
-    return counts, skips, failed

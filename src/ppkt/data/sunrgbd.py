@@ -40,6 +40,10 @@ class SunRGBDSkip:
     line: int
     reason: str
 
+    @property
+    def what(self) -> str:
+        return f"line {self.line}"
+
 
 def read_sunrgbd_labels(path: str | Path) -> tuple[Boxes3D, list[SunRGBDSkip]]:
     """The benchmark-class boxes of one ``label/<id>.txt`` (ppkt conventions), and the skipped lines."""
