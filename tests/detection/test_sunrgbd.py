@@ -48,6 +48,10 @@ def test_sunrgbd_boxes_follow_ppkt_conventions(tmp_path):
     scene = source.read("000001")
     assert (scene.instance_ids == 0).sum() == 200 and scene.colors.dtype == np.uint8
     assert [s.reason for s in source.skips["000001"]] == ["malformed", "non-positive size"]
+    from ppkt.eval.detection.data import check_detection_scenes
+
+    check = check_detection_scenes(SunRGBDDetectionSource(tmp_path), ["000001"])
+    assert check.named == ["000001: line 3 (malformed)", "000001: line 4 (non-positive size)"]
 
 
 def test_sunrgbd_bad_files(tmp_path):
