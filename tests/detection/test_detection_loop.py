@@ -166,3 +166,69 @@ def test_presets_are_complete(name):
         assert cfg.head.num_heading_bins == 12 and cfg.data.kind == "sunrgbd"
     with pytest.raises(ValueError, match="unknown detection preset"):
         get_detection_preset("nope")
+
+
+def test_interrupted_and_resumed_detection_run_repeats_the_uninterrupted_one(tmp_path, monkeypatch):
+    """The engine's resume, as segmentation's: Ctrl-C at step 4 of 5 (2 training rooms, batch 1:
+    mid-epoch), resume from the step-2 checkpoint; the same losses, best result and files."""
+    from ppkt.engine import RunInterrupted, latest_checkpoint
+    from ppkt.eval.detection import loop as detection_loop
+    from ppkt.utils.weights import load_weights
+
+    def config(name: str) -> DetectionConfig:
+        cfg = tiny_config(tmp_path, steps=5)
+        return replace(
+            cfg,
+            optim=replace(cfg.optim, batch_size=1),
+            run=replace(cfg.run, out=tmp_path / name, eval_every=2, checkpoint_every=2, deterministic=True,
+                        tensorboard=False),
+        )  # fmt: skip
+
+    full = finetune_detection(config("full"), source=in_memory_source())
+    real, calls = detection_loop.votenet_loss, {"n": 0}
+
+    def interrupt_at_step_4(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detection_loop, "votenet_loss", interrupt_at_step_4)
+    cfg = config("cut")
+    with pytest.raises(RunInterrupted) as err:
+        finetune_detection(cfg, source=in_memory_source())
+    assert str(err.value) == (
+        f"interrupted at step 4; resume with: ppkt finetune --task detection --resume {cfg.run.out}"
+    )
+    monkeypatch.setattr(detection_loop, "votenet_loss", real)
+    assert latest_checkpoint(cfg.run.out).name == "step_00000002"
+    resumed = finetune_detection(cfg, source=in_memory_source(), resume=True)
+    assert sorted(resumed.losses) == [3, 4, 5]
+    for step in (3, 4, 5):
+        assert resumed.losses[step] == full.losses[step], step
+    assert resumed.best_step == full.best_step
+    np.testing.assert_array_equal(resumed.best.ap[0.25], full.best.ap[0.25])
+    for name in ("best.safetensors", "last.safetensors"):
+        a, _ = load_weights(full.run_dir / "checkpoints" / name)
+        b, _ = load_weights(cfg.run.out / "checkpoints" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    steps = [json.loads(line)["step"] for line in (cfg.run.out / "log.jsonl").read_text().splitlines()
+             if json.loads(line)["event"] == "train"]  # fmt: skip
+    assert steps == [1, 2, 3, 4, 5]  # the log was cut back to the checkpoint, each step once
+    with pytest.raises(ValueError, match="nothing to resume"):
+        finetune_detection(cfg, source=in_memory_source(), resume=True)
+
+
+def test_detection_config_ranges_are_checked(tmp_path):
+    cfg = tiny_config(tmp_path)
+    bad = replace(
+        cfg,
+        head=replace(cfg.head, num_seeds=0, far_threshold=0.1),
+        optim=replace(cfg.optim, accumulate=0),
+        run=replace(cfg.run, precision="fp16", device="nope"),
+    )
+    with pytest.raises(ValueError) as err:
+        finetune_detection(bad, source=in_memory_source())
+    for name in ("head.num_seeds", "head.far_threshold", "optim.accumulate", "run.device"):
+        assert name in str(err.value), name
+    assert not (tmp_path / "run").exists()  # nothing written before the checks

@@ -34,32 +34,44 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    """``ppkt finetune --task detection``; bad values raise (``ppkt.cli.main`` prints one line)."""
     import dataclasses
+    import sys
 
     import yaml
 
     from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
-    from ppkt.eval.detection.config import DetectionConfig
+    from ppkt.engine import NonFiniteError
+    from ppkt.eval.detection.config import DetectionConfig, validate
     from ppkt.eval.detection.loop import finetune_detection
     from ppkt.eval.detection.presets import DETECTION_PRESETS, get_detection_preset
+    from ppkt.eval.finetune import config_with_resume
 
-    preset = args.preset or "votenet-scannet"
-    if not args.config and preset not in DETECTION_PRESETS:
-        raise SystemExit(
-            f"ppkt finetune: --preset {preset} is a segmentation preset; "
-            f"detection presets: {sorted(DETECTION_PRESETS)}"
-        )
-    cfg = load_config(DetectionConfig, args.config) if args.config else get_detection_preset(preset)
-    try:
-        cfg = apply_overrides(cfg, overrides_from_namespace(args))
-    except ValueError as err:
-        raise SystemExit(f"ppkt finetune --task detection: {err}") from err
+    overrides = overrides_from_namespace(args)
+    if args.resume is not None and (args.config is not None or args.init is not None or args.preset):
+        raise ValueError("--resume reads the run's own config.yaml; drop --config, --init and --preset")
+    if args.resume is not None:
+        cfg = config_with_resume(args.resume, overrides, DetectionConfig)
+    else:
+        preset = args.preset or "votenet-scannet"
+        if not args.config and preset not in DETECTION_PRESETS:
+            raise ValueError(
+                f"--preset {preset} is a segmentation preset; detection presets: "
+                + ", ".join(sorted(DETECTION_PRESETS))
+            )
+        cfg = load_config(DetectionConfig, args.config) if args.config else get_detection_preset(preset)
+        cfg = apply_overrides(cfg, overrides)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    validate(cfg)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
-    result = finetune_detection(cfg)
+    try:
+        result = finetune_detection(cfg, resume=args.resume is not None)
+    except NonFiniteError as err:
+        print(f"ppkt finetune: {err}", file=sys.stderr)
+        return 1
     print(f"run: {result.run_dir}  best step {result.best_step}")
     print(result.best.to_markdown(), end="")
     return 0
@@ -123,7 +135,7 @@ def run_viz(args: argparse.Namespace) -> int:
         args.checkpoint / "checkpoints" / "best.safetensors" if args.checkpoint.is_dir() else args.checkpoint
     )
     if not path.is_file():
-        raise SystemExit(f"{path}: no detection checkpoint")
+        raise FileNotFoundError(f"{path}: no detection checkpoint")
     _, cfg, class_names = load_detection_checkpoint(path)
     if args.data_root is not None:
         from dataclasses import replace
@@ -134,7 +146,7 @@ def run_viz(args: argparse.Namespace) -> int:
     if scene_id is None:
         ids = source.scene_ids(args.split or cfg.data.val_split)
         if not ids:
-            raise SystemExit(f"split {args.split or cfg.data.val_split!r} has no scenes")
+            raise ValueError(f"split {args.split or cfg.data.val_split!r} has no scenes")
         scene_id = ids[0]
     one = InMemoryDetectionSource({"scene": [source.read(scene_id)]}, class_names)
     metrics, _, kept = evaluate_detection_checkpoint(

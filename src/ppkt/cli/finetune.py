@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         cfg = config_with_resume(args.resume, overrides)
     else:
-        cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset or "finetune-scannet")
+        preset = args.preset or "finetune-scannet"
+        cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(preset)
         cfg = apply_overrides(cfg, overrides)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))

@@ -121,3 +121,42 @@ class DetectionConfig:
     @property
     def train_seed(self) -> int:
         return self.labels.seed if self.run.seed is None else self.run.seed
+
+
+def validate(cfg: DetectionConfig) -> None:
+    """Reject values that cannot be meant; the ValueError names each field and its allowed range.
+    The labels, model, optim and run sections are checked as segmentation's (same fields)."""
+    from ppkt.config import RangeCheck
+    from ppkt.eval.config import check_shared_sections
+
+    check = RangeCheck(cfg)
+    data, aug, head = cfg.data, cfg.augment, cfg.head
+    check.number("data.voxel_size", low=0, low_open=True)
+    check.number("data.num_workers", low=0)
+    check.number("data.synthetic_scenes", low=1)
+    check.number("data.synthetic_frames_per_scene", low=1)
+    check.number("data.synthetic_seed", low=0)
+    check.require("data.synthetic_image_hw", min(data.synthetic_image_hw) >= 8, "at least 8,8")
+    check.number("augment.flip", low=0, high=1)
+    check.number("augment.rotate_up", low=0)
+    check.number("augment.scale_min", low=0, low_open=True)
+    check.require("augment.scale_max", aug.scale_min <= aug.scale_max, ">= augment.scale_min")
+    for name in (
+        "num_seeds",
+        "num_proposals",
+        "hidden",
+        "proposal_hidden",
+        "group_samples",
+        "num_heading_bins",
+    ):
+        check.number(f"head.{name}", low=1)
+    check.number("head.radius", low=0, low_open=True)
+    check.number("head.near_threshold", low=0, low_open=True)
+    check.require("head.far_threshold", head.far_threshold >= head.near_threshold, ">= head.near_threshold")
+    check.number("head.nms_iou", low=0, high=1, low_open=True)
+    check.number("head.confidence_threshold", low=0, high=1)
+    check.require(
+        "labels.kind", cfg.labels.kind == "scenes", "scenes (detection limits labels by fraction of scenes)"
+    )
+    check_shared_sections(check, cfg)
+    check.raise_problems("invalid detection config")

@@ -8,12 +8,16 @@ A run (:func:`finetune_detection`) writes into ``run.out``, as segmentation runs
     checkpoints/last.safetensors model at the last step
     metrics.json, metrics.md     per-class AP and mAP@0.25/0.5 of the best checkpoint (and of the last)
 
-Run machinery is the segmentation loop's (``ppkt.eval.finetune``), reused rather than copied:
-``resolve_device``, ``learning_rate_factor`` (schedule), ``_optimizer`` (SGD, head and backbone
-learning rates), ``_loader`` / ``_batches`` (seeded shuffling, epochs), ``_append_jsonl`` (log),
-``load_pretrained_backbone`` (strict, card-checked) and ``data_root``. Limited labels: a fraction
-of the training scenes (``labels.kind scenes``), drawn and saved by ``ppkt.eval.splits`` exactly
-as for segmentation, so both tasks use the same scenes at the same budget and seed.
+Run machinery is ``ppkt.engine``'s, driven exactly as the segmentation loop drives it and through
+the same pieces of ``ppkt.eval.finetune`` (nothing copied): runtime (device, seeding, threads,
+determinism), the one learning-rate schedule, the metrics log, atomic step checkpoints with the
+finite guards, precision and gradient accumulation, the run folder's lock, Ctrl-C as
+``RunInterrupted``, and resume (``resume=True``, ``ppkt finetune --task detection --resume RUN``):
+``checkpoints/step_*`` and ``latest`` hold weights, optimiser, scaler, RNG, the training data order
+and the best result so far. The backbone loads strictly and card-checked (``load_pretrained_backbone``).
+Limited labels: a fraction of the training scenes (``labels.kind scenes``), drawn and saved by
+``ppkt.eval.splits`` exactly as for segmentation (into ``run.out/splits`` unless
+``labels.splits_dir``), so both tasks use the same scenes at the same budget and seed.
 """
 
 from __future__ import annotations
@@ -21,31 +25,45 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
-from ppkt.config import config_from_dict, config_to_dict, save_config
-from ppkt.eval.detection.config import DetectionConfig, DetectionDataConfig
+from ppkt.config import config_from_dict, config_to_dict
+from ppkt.engine import (
+    MetricsLog,
+    NonFiniteError,
+    Precision,
+    RunFolder,
+    RunInterrupted,
+    Runtime,
+    latest_checkpoint,
+    lr_factor,
+    resolve_device,
+    setup_runtime,
+)
+from ppkt.eval.detection.config import DetectionConfig, DetectionDataConfig, validate
 from ppkt.eval.detection.criterion import votenet_loss
 from ppkt.eval.detection.data import DetectionDataset, DetectionSource, SyntheticDetectionSource
 from ppkt.eval.detection.metrics import DetectionEvaluator, DetectionMetrics
 from ppkt.eval.detection.model import DetectionModel, build_detection_model, mean_box_sizes, predict_boxes
 from ppkt.eval.finetune import (
-    _append_jsonl,
-    _batches,
-    _loader,
+    LOG,
+    DataPosition,
     _optimizer,
-    data_root,
-    learning_rate_factor,
-    load_pretrained_backbone,
-    resolve_device,
+    begin_run,
+    check_training_state,
+    interrupted,
+    restore_training,
+    save_training,
+    train_batches,
 )
+from ppkt.eval.model import load_pretrained_backbone
 from ppkt.eval.splits import LabelSplit, load_or_create_split
 from ppkt.utils.io import atomic_write_json, atomic_write_text
-from ppkt.utils.seed import seed_everything
 from ppkt.utils.weights import load_state_strict, load_weights, save_weights
 
 CONFIG_METADATA_KEY = "ppkt_detection_config"
@@ -88,7 +106,8 @@ def make_detection_split(cfg: DetectionConfig, source: DetectionSource) -> Label
         raise ValueError(
             f"labels.kind {cfg.labels.kind!r}: detection limits labels by fraction of scenes only"
         )
-    splits_dir = cfg.labels.splits_dir or data_root(cfg.data, source) / "splits"
+    # The run folder, never the dataset: datasets are often read-only or shared.
+    splits_dir = cfg.labels.splits_dir or Path(cfg.run.out) / "splits"
     pool = source.scene_ids(cfg.data.train_split)
     return load_or_create_split(
         splits_dir,
@@ -178,7 +197,9 @@ def evaluate_detection(
     model.eval()
     evaluator = DetectionEvaluator(class_names, rotated=True)
     kept = []
-    loader = _loader(dataset, 1, shuffle=False, seed=0, workers=cfg.data.num_workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=1, collate_fn=dataset.collate, num_workers=cfg.data.num_workers
+    )
     for batch in tqdm(loader, desc="evaluate", unit="scene", disable=not progress):
         batch = batch.to(device)
         out = model(batch)
@@ -193,8 +214,17 @@ def evaluate_detection(
 # --------------------------------------------------------------------------------------------- training
 @dataclass
 class DetectionResult:
-    """What a detection run produced: the run folder, validation metrics of the best checkpoint
-    and of the last step, the best checkpoint's step, and the last logged training losses."""
+    """What a detection run produced.
+
+    Attributes:
+        run_dir: the run folder.
+        best: validation metrics of the best checkpoint.
+        last: validation metrics at the last step.
+        best_step: step of the best checkpoint.
+        first_loss: training loss of step 1 (NaN if this session resumed after it).
+        last_loss: training loss of the last step.
+        losses: training loss of every step run in this session, by step (1-based).
+    """
 
     run_dir: Path
     best: DetectionMetrics
@@ -202,6 +232,7 @@ class DetectionResult:
     best_step: int
     first_loss: float
     last_loss: float
+    losses: dict[int, float] = field(default_factory=dict)
 
 
 def _summary(
@@ -224,27 +255,68 @@ def _summary(
     }
 
 
-def finetune_detection(cfg: DetectionConfig, *, source: DetectionSource | None = None) -> DetectionResult:
-    """Run a detection fine-tuning job as ``cfg`` says; see the module docstring for the outputs."""
+def _metrics_to_loop(metrics: DetectionMetrics) -> dict:
+    """The best result as tensors and numbers for ``TrainingState.loop`` (a resumed run compares
+    against it)."""
+    thresholds = list(metrics.ap)
+    return {
+        "thresholds": thresholds,
+        "ap": torch.from_numpy(np.stack([metrics.ap[t] for t in thresholds])),
+        "recall": torch.from_numpy(np.stack([metrics.recall[t] for t in thresholds])),
+        "num_ground_truth": torch.from_numpy(np.asarray(metrics.num_ground_truth)),
+        "num_scenes": metrics.num_scenes,
+    }
+
+
+def _metrics_from_loop(saved: dict, class_names: tuple[str, ...]) -> DetectionMetrics:
+    thresholds = saved["thresholds"]
+    return DetectionMetrics(
+        class_names,
+        {t: saved["ap"][i].numpy() for i, t in enumerate(thresholds)},
+        {t: saved["recall"][i].numpy() for i, t in enumerate(thresholds)},
+        saved["num_ground_truth"].numpy(),
+        saved["num_scenes"],
+    )
+
+
+def finetune_detection(
+    cfg: DetectionConfig, *, source: DetectionSource | None = None, resume: bool = False
+) -> DetectionResult:
+    """Run a detection fine-tuning job as ``cfg`` says; see the module docstring for the outputs.
+
+    Args:
+        cfg: the run's configuration.
+        source: scenes with boxes to use instead of ``cfg.data`` (e.g. an ``InMemoryDetectionSource``).
+        resume: continue the run in ``cfg.run.out`` from its latest checkpoint.
+
+    Raises:
+        NonFiniteError: the loss, or a weight or optimiser state about to be saved, became NaN/inf
+            (the last good checkpoint is kept and named).
+        RunLockedError: another process is writing into the run folder.
+        RunInterrupted: Ctrl-C; the message says how to resume.
+    """
+    validate(cfg)
+    rt = setup_runtime(
+        cfg.run.device,
+        seed=cfg.train_seed,
+        cpu_threads=cfg.run.cpu_threads,
+        deterministic=cfg.run.deterministic,
+    )
+    with RunFolder(cfg.run.out, enabled=rt.is_main) as folder:
+        return _finetune_detection(cfg, rt, folder, source, resume)
+
+
+def _finetune_detection(
+    cfg: DetectionConfig, rt: Runtime, folder: RunFolder, source: DetectionSource | None, resume: bool
+) -> DetectionResult:
     from tqdm import tqdm
 
-    if cfg.optim.steps < 1 or cfg.optim.batch_size < 1:
-        raise ValueError(
-            f"optim.steps and optim.batch_size must be >= 1, got {cfg.optim.steps}, {cfg.optim.batch_size}"
-        )
-    run_dir = Path(cfg.run.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").unlink(missing_ok=True)
-    (run_dir / "metrics.md").unlink(missing_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    log_path = run_dir / "log.jsonl"
-    log_path.write_text("")
-    seed_everything(cfg.train_seed)
-    device = resolve_device(cfg.run.device)
-
-    source = source if source is not None else build_detection_source(cfg.data)
-    class_names = tuple(source.class_names)
-    split = make_detection_split(cfg, source)
+    run_dir, device, main = folder.path, rt.device, rt.is_main
+    ckpt = begin_run(run_dir, cfg, rt, resume)
+    with rt.main_first():  # synthetic data and split files are written once
+        source = source if source is not None else build_detection_source(cfg.data)
+        class_names = tuple(source.class_names)
+        split = make_detection_split(cfg, source)
     common = dict(
         voxel_size=cfg.data.voxel_size,
         input_features=cfg.data.input_features,
@@ -255,76 +327,129 @@ def finetune_detection(cfg: DetectionConfig, *, source: DetectionSource | None =
     )
     val_set = DetectionDataset(source, source.scene_ids(cfg.data.val_split), **common)
     mean_sizes = mean_box_sizes([train_set.scene(i).boxes for i in range(len(train_set))], len(class_names))
-    _append_jsonl(
-        log_path,
-        {"event": "split", "name": split.name, "train_scenes": len(split.scenes), "val_scenes": len(val_set),
-         "mean_sizes": mean_sizes.round(4).tolist()},
-    )  # fmt: skip
 
     model = build_detection_model(cfg, len(class_names), mean_sizes)
-    if cfg.model.init is not None:
+    if cfg.model.init is not None and ckpt is None:  # a resumed run has its weights in the checkpoint
         load_pretrained_backbone(model, cfg.model.init, cfg)
     model.to(device).train()
+    if cfg.model.sync_batchnorm and rt.distributed:
+        from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
+
+        convert_sync_batchnorm(model.backbone)
+    o = cfg.optim
     optimizer = build_optimizer(model, cfg)
-    loader = _loader(
-        train_set, cfg.optim.batch_size, shuffle=True, seed=cfg.train_seed, workers=cfg.data.num_workers
+    precision = Precision(cfg.run.precision, device)
+    position = DataPosition()
+    step = best_step = 0
+    best: DetectionMetrics | None = None
+    if ckpt is not None:
+        step, loop = restore_training(ckpt, model, optimizer, precision, rt, cfg)
+        position = DataPosition.from_loop(loop)
+        best_step = loop["best_step"]
+        if "best_metrics" in loop:
+            best = _metrics_from_loop(loop["best_metrics"], class_names)
+
+    net: torch.nn.Module = model
+    if rt.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    log = MetricsLog(
+        run_dir / LOG,
+        enabled=main,
+        resume_step=step if ckpt is not None else None,
+        tensorboard=run_dir / "tensorboard" if cfg.run.tensorboard else None,
+        tensorboard_prefix="detection/",
     )
-    batches = _batches(train_set, loader)
+    if ckpt is None:
+        log.write(
+            {"event": "split", "name": split.name, "train_scenes": len(split.scenes),
+             "val_scenes": len(val_set), "mean_sizes": mean_sizes.round(4).tolist()}
+        )  # fmt: skip
+    batches = train_batches(train_set, cfg, rt, position)
 
     ckpt_dir = run_dir / "checkpoints"
-    best = last = None
-    best_step = 0
-    first_loss = last_loss = math.nan
+    last: DetectionMetrics | None = None
+    losses: dict[int, float] = {}
     started = time.perf_counter()
-    bar = tqdm(range(1, cfg.optim.steps + 1), desc=f"detection {split.name}", disable=not cfg.run.progress)
-    for step in bar:
-        factor = learning_rate_factor(cfg, step - 1)
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * factor
-        batch = next(batches).to(device)
-        losses = votenet_loss(model(batch), batch, model.head.mean_sizes, cfg.head)
-        if not torch.isfinite(losses.total):
-            raise FloatingPointError(
-                f"{run_dir}: non-finite training loss {float(losses.total.detach())} at step {step} "
-                f"(scenes {batch.scene_ids})"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        optimizer.step()
-        last_loss = float(losses.total.detach())
-        first_loss = last_loss if step == 1 else first_loss
-        if step % cfg.run.log_every == 0 or step == 1:
-            record = {
-                "event": "train",
-                "step": step,
-                **losses.to_log(),
-                "seconds": time.perf_counter() - started,
-            }
-            record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
-            _append_jsonl(log_path, record)
-            bar.set_postfix(loss=f"{last_loss:.3f}")
-        if step % cfg.run.eval_every == 0 or step == cfg.optim.steps:
-            last, _ = evaluate_detection(model, val_set, cfg, class_names, device=device)
-            map25 = last.map(0.25)
-            _append_jsonl(
-                log_path, {"event": "val", "step": step, "mAP@0.25": map25, "mAP@0.5": last.map(0.5)}
-            )
-            if best is None or (
-                not math.isnan(map25) and (math.isnan(best.map(0.25)) or map25 > best.map(0.25))
-            ):
-                best, best_step = last, step
-                save_detection_checkpoint(
-                    model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, map25=map25
-                )
-    save_detection_checkpoint(model, ckpt_dir / "last.safetensors", cfg, class_names, step=cfg.optim.steps)
-    assert best is not None and last is not None  # the last step always evaluates
-    atomic_write_json(run_dir / "metrics.json", _summary(cfg, split, best, last, best_step))
-    atomic_write_text(
-        run_dir / "metrics.md",
-        f"# {run_dir.name}: detection, labels {split.name}, init {cfg.model.init or 'scratch'}\n\n"
-        f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n" + best.to_markdown(),
+
+    def checkpoint() -> None:
+        loop = {
+            **position.to_loop(),
+            "best_step": best_step,
+            **({} if best is None else {"best_metrics": _metrics_to_loop(best)}),
+        }
+        save_training(run_dir, model, optimizer, precision, rt, step, loop, cfg.run.keep_checkpoints)
+
+    bar = tqdm(
+        range(step + 1, o.steps + 1), desc=f"detection {split.name}", disable=not (cfg.run.progress and main)
     )
-    return DetectionResult(run_dir, best, last, best_step, first_loss, last_loss)
+    try:
+        for step in bar:
+            factor = lr_factor(
+                step - 1, o.steps, warmup=o.warmup_steps, schedule=o.schedule, power=o.poly_power
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            step_losses = []
+            for _ in range(o.accumulate):
+                batch = next(batches).to(device)
+                with precision.autocast():
+                    parts = votenet_loss(net(batch), batch, model.head.mean_sizes, cfg.head)
+                if not rt.all_true(bool(torch.isfinite(parts.total))):
+                    raise NonFiniteError(
+                        f"{run_dir}: non-finite training loss {float(parts.total.detach())} at step {step} "
+                        f"(scenes {batch.scene_ids}); "
+                        f"last good checkpoint: {latest_checkpoint(run_dir) or 'none'}"
+                    )
+                if not step_losses:
+                    optimizer.zero_grad(set_to_none=True)
+                precision.backward(parts.total, o.accumulate)
+                step_losses.append(parts)
+            precision.step(optimizer, model.parameters(), o.grad_clip)
+            value = sum(float(p.total.detach()) for p in step_losses) / len(step_losses)
+            losses[step] = value
+            if step % cfg.run.log_every == 0 or step == 1:
+                record = {"event": "train", "step": step, **step_losses[-1].to_log(), "loss": value,
+                          "seconds": time.perf_counter() - started}  # fmt: skip
+                record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
+                log.write(record)
+                bar.set_postfix(loss=f"{value:.3f}")
+            folder.mark_started()
+            if step % cfg.run.eval_every == 0 or step == o.steps:
+                last, _ = evaluate_detection(model, val_set, cfg, class_names, device=device)
+                map25 = last.map(0.25)
+                log.write({"event": "val", "step": step, "mAP@0.25": map25, "mAP@0.5": last.map(0.5)})
+                if best is None or (
+                    not math.isnan(map25) and (math.isnan(best.map(0.25)) or map25 > best.map(0.25))
+                ):
+                    best, best_step = last, step
+                    check_training_state(model, optimizer, rt, run_dir, step, "best.safetensors")
+                    if main:
+                        save_detection_checkpoint(
+                            model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, map25=map25
+                        )
+            if step % cfg.run.checkpoint_every == 0 or step == o.steps:
+                checkpoint()
+    except KeyboardInterrupt as err:
+        if isinstance(err, RunInterrupted):
+            raise
+        raise interrupted(run_dir, step, "ppkt finetune --task detection --resume") from None
+    finally:
+        bar.close()
+        log.close()
+    check_training_state(model, optimizer, rt, run_dir, step, "last.safetensors")
+    assert best is not None and last is not None  # the last step always evaluates
+    if main:
+        save_detection_checkpoint(model, ckpt_dir / "last.safetensors", cfg, class_names, step=o.steps)
+        atomic_write_json(run_dir / "metrics.json", _summary(cfg, split, best, last, best_step))
+        atomic_write_text(
+            run_dir / "metrics.md",
+            f"# {run_dir.name}: detection, labels {split.name}, init {cfg.model.init or 'scratch'}\n\n"
+            f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n" + best.to_markdown(),
+        )
+    first_loss = losses.get(1, math.nan)
+    return DetectionResult(run_dir, best, last, best_step, first_loss, losses[o.steps], losses=losses)
 
 
 def evaluate_detection_checkpoint(
