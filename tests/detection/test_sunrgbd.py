@@ -62,3 +62,29 @@ def test_sunrgbd_bad_files(tmp_path):
         source.scene_ids("val")
     with pytest.raises(FileNotFoundError, match="000002.mat"):
         source.read("000002")
+
+
+def test_check_data_counts_and_names_bad_sunrgbd_annotations(tmp_path, capsys):
+    """The registry knows the export (detection, check-data through its scan hook, the detection
+    opener); check-data counts the annotations left out by reason and names them."""
+    from ppkt.cli import main
+    from ppkt.data.check import scan_dataset
+    from ppkt.data.registry import SceneRequest, detect, open_detection_scenes
+
+    root = tmp_path / "sunrgbd_trainval"
+    write_export(root)
+    (root / "val_data_idx.txt").write_text("1\n2\n")  # scene 2 has no files
+    assert detect(root).format == "sunrgbd"
+    assert isinstance(open_detection_scenes("sunrgbd", SceneRequest(root)), SunRGBDDetectionSource)
+    with pytest.raises(ValueError, match="scene_lists"):
+        open_detection_scenes("sunrgbd", SceneRequest(root, scene_lists=tmp_path))
+    with pytest.raises(ValueError, match="no 3D boxes"):
+        open_detection_scenes("tum", SceneRequest(root))
+    report = scan_dataset(root)
+    assert (report.format, report.frames_found, report.frames_usable) == ("sunrgbd", 2, 1)
+    assert report.skipped == {"unreadable scene": 1} and "000002" in report.examples["unreadable scene"][0]
+    assert "boxes: 1 usable, 2 annotations left out (malformed 1, non-positive size 1)" in report.notes
+    assert "left out: 000001: line 4 (non-positive size)" in report.notes
+    assert main(["check-data", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "format: sunrgbd" in out and "000001: line 3 (malformed)" in out

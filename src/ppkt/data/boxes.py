@@ -9,6 +9,7 @@ other way, y-up camera frames) into this one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,3 +218,52 @@ class DetectionScene:
             )
         if n and (int(self.instance_ids.max()) >= len(self.boxes) or int(self.instance_ids.min()) < -1):
             raise ValueError(f"scene {self.scene_id}: instance ids outside [-1, {len(self.boxes)})")
+
+
+# --------------------------------------------------------------------------- check-data for boxes
+@dataclass
+class DetectionCheck:
+    """What :func:`check_detection_scenes` found.
+
+    Attributes:
+        scenes: scenes read.
+        boxes: boxes kept by the readers.
+        skips: ``{reason: count}`` of annotations the readers skipped or that fail
+            :func:`~ppkt.data.boxes.validate_boxes` ("non-finite", "non-positive size",
+            "unknown class", "no points", "malformed").
+        named: one line per skip, ``"<scene>: <what> (<reason>)"``.
+        failed: ``{scene: one-line error}`` for scenes that could not be read.
+    """
+
+    scenes: int
+    boxes: int
+    skips: dict[str, int]
+    named: list[str]
+    failed: dict[str, str]
+
+
+def check_detection_scenes(source, scene_ids: Sequence[str]) -> DetectionCheck:
+    """Check-data for boxes: read every scene, count and name the annotations left out (the
+    readers' own skips, in ``source.skips`` where a reader keeps them) and the boxes that
+    :func:`~ppkt.data.boxes.validate_boxes` rejects, e.g. a box with no point inside; a scene that
+    cannot be read is reported with its error instead of stopping the check."""
+    skips: dict[str, int] = {}
+    named: list[str] = []
+    failed: dict[str, str] = {}
+    scenes = boxes = 0
+    for sid in scene_ids:
+        try:
+            scene = source.read(sid)
+        except (FileNotFoundError, ValueError, KeyError) as err:
+            failed[sid] = str(err)
+            continue
+        scenes += 1
+        # Readers that skip annotations keep them by scene in ``skips`` (ScanNet, SUN RGB-D).
+        found = [(s.what, s.reason) for s in getattr(source, "skips", {}).get(sid, [])]
+        kept, issues = validate_boxes(scene.boxes, len(source.class_names), scene.points)
+        found += [(f"box {i.index}", i.reason) for i in issues]
+        boxes += len(kept)
+        for what, reason in found:
+            skips[reason] = skips.get(reason, 0) + 1
+            named.append(f"{sid}: {what} ({reason})")
+    return DetectionCheck(scenes, boxes, skips, named, failed)

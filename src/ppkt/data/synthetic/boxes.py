@@ -115,3 +115,20 @@ def read_synthetic_detection_scene(root: str | Path, scene_id: str) -> Detection
     remap = np.cumsum(seen) - 1
     instances = np.where(instances >= 0, remap[np.maximum(instances, 0)], -1)
     return DetectionScene(cloud.points, cloud.colors, boxes.select(seen), instances, scene_id)
+
+
+class SyntheticDetectionSource:
+    """Synthetic rooms (``ppkt.data.synthetic``) with their furniture boxes; ScanNet's 18 classes."""
+
+    def __init__(self, root: str | Path, scene_lists: str | Path | None = None):
+        self.root = Path(root)
+        self.scene_lists = self.root if scene_lists is None else Path(scene_lists)
+        self.class_names = SCANNET_DETECTION_CLASS_NAMES
+
+    def scene_ids(self, split: str) -> list[str]:
+        from ppkt.data.scannet import scannet_split
+
+        return scannet_split(self.scene_lists, split)
+
+    def read(self, scene_id: str) -> DetectionScene:
+        return read_synthetic_detection_scene(self.root, scene_id)

@@ -18,13 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from ppkt.data.boxes import SCANNET_DETECTION_CLASS_NAMES, Boxes3D, DetectionScene
+from ppkt.data.boxes import (  # noqa: F401 (check-data for boxes, re-exported)
+    Boxes3D,
+    DetectionCheck,
+    DetectionScene,
+    check_detection_scenes,
+)
+from ppkt.data.synthetic.boxes import SyntheticDetectionSource  # noqa: F401 (re-exported)
 from ppkt.sparse import SparseBatch, SparseTensor, sparse_batch_from_points
 
 
@@ -37,25 +42,6 @@ class DetectionSource(Protocol):
     def scene_ids(self, split: str) -> list[str]: ...
 
     def read(self, scene_id: str) -> DetectionScene: ...
-
-
-class SyntheticDetectionSource:
-    """Synthetic rooms (``ppkt.data.synthetic``) with their furniture boxes; ScanNet's 18 classes."""
-
-    def __init__(self, root: str | Path, scene_lists: str | Path | None = None):
-        self.root = Path(root)
-        self.scene_lists = self.root if scene_lists is None else Path(scene_lists)
-        self.class_names = SCANNET_DETECTION_CLASS_NAMES
-
-    def scene_ids(self, split: str) -> list[str]:
-        from ppkt.data.scannet import scannet_split
-
-        return scannet_split(self.scene_lists, split)
-
-    def read(self, scene_id: str) -> DetectionScene:
-        from ppkt.data.synthetic.boxes import read_synthetic_detection_scene
-
-        return read_synthetic_detection_scene(self.root, scene_id)
 
 
 class InMemoryDetectionSource:
@@ -73,56 +59,6 @@ class InMemoryDetectionSource:
 
     def read(self, scene_id: str) -> DetectionScene:
         return self._scenes[scene_id]
-
-
-@dataclass
-class DetectionCheck:
-    """What :func:`check_detection_scenes` found.
-
-    Attributes:
-        scenes: scenes read.
-        boxes: boxes kept by the readers.
-        skips: ``{reason: count}`` of annotations the readers skipped or that fail
-            :func:`~ppkt.data.boxes.validate_boxes` ("non-finite", "non-positive size",
-            "unknown class", "no points", "malformed").
-        named: one line per skip, ``"<scene>: <what> (<reason>)"``.
-        failed: ``{scene: one-line error}`` for scenes that could not be read.
-    """
-
-    scenes: int
-    boxes: int
-    skips: dict[str, int]
-    named: list[str]
-    failed: dict[str, str]
-
-
-def check_detection_scenes(source: DetectionSource, scene_ids: Sequence[str]) -> DetectionCheck:
-    """Check-data for boxes: read every scene, count and name the annotations left out (the
-    readers' own skips, in ``source.skips`` where a reader keeps them) and the boxes that
-    :func:`~ppkt.data.boxes.validate_boxes` rejects, e.g. a box with no point inside; a scene that
-    cannot be read is reported with its error instead of stopping the check."""
-    from ppkt.data.boxes import validate_boxes
-
-    skips: dict[str, int] = {}
-    named: list[str] = []
-    failed: dict[str, str] = {}
-    scenes = boxes = 0
-    for sid in scene_ids:
-        try:
-            scene = source.read(sid)
-        except (FileNotFoundError, ValueError, KeyError) as err:
-            failed[sid] = str(err)
-            continue
-        scenes += 1
-        # Readers that skip annotations keep them by scene in ``skips`` (ScanNet, SUN RGB-D).
-        found = [(s.what, s.reason) for s in getattr(source, "skips", {}).get(sid, [])]
-        kept, issues = validate_boxes(scene.boxes, len(source.class_names), scene.points)
-        found += [(f"box {i.index}", i.reason) for i in issues]
-        boxes += len(kept)
-        for what, reason in found:
-            skips[reason] = skips.get(reason, 0) + 1
-            named.append(f"{sid}: {what} ({reason})")
-    return DetectionCheck(scenes, boxes, skips, named, failed)
 
 
 # ---------------------------------------------------------------------------------------- augmentation

@@ -47,7 +47,7 @@ from ppkt.engine import (
 )
 from ppkt.eval.detection.config import DetectionConfig, DetectionDataConfig, validate
 from ppkt.eval.detection.criterion import votenet_loss
-from ppkt.eval.detection.data import DetectionDataset, DetectionSource, SyntheticDetectionSource
+from ppkt.eval.detection.data import DetectionDataset, DetectionSource
 from ppkt.eval.detection.metrics import DetectionEvaluator, DetectionMetrics
 from ppkt.eval.detection.model import DetectionModel, build_detection_model, mean_box_sizes, predict_boxes
 from ppkt.eval.finetune import (
@@ -71,34 +71,18 @@ CLASS_NAMES_METADATA_KEY = "class_names"
 
 
 def build_detection_source(data: DetectionDataConfig) -> DetectionSource:
-    if data.kind == "synthetic":
-        from ppkt.data.synthetic import ensure_dataset
+    """The scenes with boxes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
+    from ppkt.data.registry import SceneRequest, SyntheticRooms, open_detection_scenes
 
-        root = ensure_dataset(
-            scenes=data.synthetic_scenes,
-            frames_per_scene=data.synthetic_frames_per_scene,
-            seed=data.synthetic_seed,
-            image_hw=tuple(data.synthetic_image_hw),
-            cache_dir=data.root,
-        )
-        return SyntheticDetectionSource(root, scene_lists=data.scene_lists)
-    if data.kind == "scannet":
-        from ppkt.data.scannet_boxes import ScanNetDetectionSource
-
-        if data.root is None:
-            raise ValueError("data.root is required for data.kind scannet (the ScanNet scans folder)")
-        return ScanNetDetectionSource(data.root, scene_lists=data.scene_lists)
-    if data.kind == "sunrgbd":
-        from ppkt.data.sunrgbd import SunRGBDDetectionSource
-
-        if data.root is None:
-            raise ValueError("data.root is required for data.kind sunrgbd (the sunrgbd_trainval folder)")
-        if data.scene_lists is not None:
-            raise ValueError(
-                "data.scene_lists is for data.kind scannet or synthetic; sunrgbd lists <split>_data_idx.txt"
-            )
-        return SunRGBDDetectionSource(data.root)
-    raise ValueError(f"unknown data.kind {data.kind!r} for detection")
+    synthetic = SyntheticRooms(
+        data.synthetic_scenes,
+        data.synthetic_frames_per_scene,
+        data.synthetic_seed,
+        tuple(data.synthetic_image_hw),
+    )
+    return open_detection_scenes(
+        data.kind, SceneRequest(data.root, scene_lists=data.scene_lists, synthetic=synthetic)
+    )
 
 
 def make_detection_split(cfg: DetectionConfig, source: DetectionSource) -> LabelSplit:
