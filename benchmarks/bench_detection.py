@@ -8,6 +8,7 @@
 
     python benchmarks/bench_detection.py                 # demo model: res16unet14 x0.5, 5 cm
     python benchmarks/bench_detection.py --device cuda   # the same on a GPU
+    python benchmarks/bench_detection.py --tiny --repeats 1   # seconds: tiny rooms, head and FPS (smoke run)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,11 +52,32 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run in seconds: 3 small rooms in a temporary folder, 10 cm voxels, a small head, "
+        "FPS of 5k points to 256 (the ratios then say nothing about the targets)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
     det_cfg = demo_detection()
+    fps_points, fps_samples = 50_000, 1024
+    if args.tiny:
+        import tempfile
+        from dataclasses import replace
+
+        det_cfg = replace(
+            det_cfg,
+            data=replace(
+                det_cfg.data, root=Path(tempfile.mkdtemp(prefix="ppkt-bench-detection-")), voxel_size=0.1,
+                synthetic_scenes=3, synthetic_frames_per_scene=1, synthetic_image_hw=(24, 32),
+            ),
+            model=replace(det_cfg.model, width=0.25),
+            head=replace(det_cfg.head, num_seeds=64, num_proposals=16, hidden=32, proposal_hidden=32),
+        )  # fmt: skip
+        fps_points, fps_samples = 5_000, 256
     from ppkt.eval.detection.loop import build_detection_source
 
     det_source = build_detection_source(det_cfg.data)
@@ -107,20 +130,24 @@ def main() -> None:
     )
 
     g = torch.Generator().manual_seed(0)
-    points = (torch.rand(50_000, 3, generator=g) * torch.tensor([7.0, 6.0, 3.0])).to(device)
-    queries = points[:1024].clone()
-    farthest_point_sample(points, 1024), torch.cdist(points, queries)  # warm-up
+    points = (torch.rand(fps_points, 3, generator=g) * torch.tensor([7.0, 6.0, 3.0])).to(device)
+    queries = points[:fps_samples].clone()
+    farthest_point_sample(points, fps_samples), torch.cdist(points, queries)  # warm-up
     fps_t, dense_t = [], []
     for _ in range(args.repeats):
-        fps_t.append(_timed(lambda: farthest_point_sample(points, 1024), device))
+        fps_t.append(_timed(lambda: farthest_point_sample(points, fps_samples), device))
         dense_t.append(_timed(lambda: torch.cdist(points, queries), device))
     print(
-        f"FPS 50k -> 1024 median {statistics.median(fps_t) * 1000:.1f} ms; "
-        f"cdist 50k x 1024 median {statistics.median(dense_t) * 1000:.1f} ms"
+        f"FPS {fps_points} -> {fps_samples} median {statistics.median(fps_t) * 1000:.1f} ms; "
+        f"cdist {fps_points} x {fps_samples} median {statistics.median(dense_t) * 1000:.1f} ms"
     )
     print(
         f"RATIO FPS/dense pass: {statistics.median(fps_t) / statistics.median(dense_t):.2f}x (target <= 5x)"
     )
+    if args.tiny:
+        import shutil
+
+        shutil.rmtree(det_cfg.data.root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,7 @@ class DetectionResult:
         first_loss: training loss of step 1 (NaN if this session resumed after it).
         last_loss: training loss of the last step.
         losses: training loss of every step run in this session, by step (1-based).
+        model: the trained model (not saved again; for notebooks and tests).
     """
 
     run_dir: Path
@@ -217,6 +218,7 @@ class DetectionResult:
     first_loss: float
     last_loss: float
     losses: dict[int, float] = field(default_factory=dict)
+    model: DetectionModel | None = None
 
 
 def _summary(
@@ -433,7 +435,9 @@ def _finetune_detection(
             f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n" + best.to_markdown(),
         )
     first_loss = losses.get(1, math.nan)
-    return DetectionResult(run_dir, best, last, best_step, first_loss, losses[o.steps], losses=losses)
+    return DetectionResult(
+        run_dir, best, last, best_step, first_loss, losses[o.steps], losses=losses, model=model
+    )
 
 
 def evaluate_detection_checkpoint(
