@@ -23,7 +23,7 @@ class DetectionDataConfig:
 
     kind: Literal["synthetic", "scannet", "sunrgbd"] = option(
         "synthetic",
-        "synthetic: generated rooms with furniture boxes; "
+        "format with 3D boxes (ppkt.data.registry): synthetic: generated rooms with furniture boxes; "
         "scannet: ScanNet v2 scans with instance annotations; "
         "sunrgbd: VoteNet's sunrgbd_trainval export",
     )
