@@ -232,3 +232,22 @@ def test_detection_config_ranges_are_checked(tmp_path):
     for name in ("head.num_seeds", "head.far_threshold", "optim.accumulate", "run.device"):
         assert name in str(err.value), name
     assert not (tmp_path / "run").exists()  # nothing written before the checks
+
+
+def test_accumulated_micro_batches_make_one_step(tmp_path):
+    """optim.accumulate 2 at batch 1: one step over both training rooms, its logged loss the mean
+    of the two micro-batches' (at learning rate 0 these are the losses of two 1-room steps)."""
+
+    def run(name: str, steps: int, accumulate: int):
+        cfg = tiny_config(tmp_path / name, steps=steps)
+        cfg = replace(
+            cfg,
+            optim=replace(cfg.optim, batch_size=1, accumulate=accumulate, lr_head=0.0, lr_backbone=0.0),
+            run=replace(cfg.run, tensorboard=False),
+        )
+        return finetune_detection(cfg, source=in_memory_source())
+
+    single = run("single", steps=2, accumulate=1)
+    accumulated = run("accumulated", steps=1, accumulate=2)
+    assert sorted(accumulated.losses) == [1]
+    assert accumulated.losses[1] == pytest.approx((single.losses[1] + single.losses[2]) / 2, rel=1e-5)

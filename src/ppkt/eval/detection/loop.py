@@ -391,13 +391,19 @@ def _finetune_detection(
                 if not step_losses:
                     optimizer.zero_grad(set_to_none=True)
                 precision.backward(parts.total, o.accumulate)
-                step_losses.append(parts)
+                step_losses.append(parts.to_log())
             precision.step(optimizer, model.parameters(), o.grad_clip)
-            value = sum(float(p.total.detach()) for p in step_losses) / len(step_losses)
+            # The step's loss and its parts: means over its micro-batches (optim.accumulate).
+            parts_mean = {k: sum(p[k] for p in step_losses) / len(step_losses) for k in step_losses[0]}
+            value = parts_mean["loss"]
             losses[step] = value
             if step % cfg.run.log_every == 0 or step == 1:
-                record = {"event": "train", "step": step, **step_losses[-1].to_log(), "loss": value,
-                          "seconds": time.perf_counter() - started}  # fmt: skip
+                record = {
+                    "event": "train",
+                    "step": step,
+                    **parts_mean,
+                    "seconds": time.perf_counter() - started,
+                }
                 record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
                 log.write(record)
                 bar.set_postfix(loss=f"{value:.3f}")
