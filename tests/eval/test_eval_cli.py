@@ -41,6 +41,10 @@ def test_finetune_evaluate_compare_commands(tmp_path, capsys):
     best = json.loads((runs[0] / "metrics.json").read_text())["best"]
     assert ev["miou"] == pytest.approx(best["miou"])
     assert "wall" in ev["iou"] and ev["iou"]["bed"] is None and "bed" in ev["absent_classes"]
+    capsys.readouterr()
+    assert main(["evaluate", str(runs[0]), "--no-progress", "--json"]) == 0  # segmentation, as JSON
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["miou"] == pytest.approx(best["miou"]) and "task" not in printed
 
     assert main(["compare", *map(str, runs)]) == 0
     table = capsys.readouterr().out

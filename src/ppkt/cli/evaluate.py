@@ -15,9 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="also write metrics.json and metrics.md into this folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ppkt.eval.detection.loop import is_detection_checkpoint
+
+    if is_detection_checkpoint(args.checkpoint):  # VoteNet: per-class AP and mAP
+        from ppkt.cli.detection import run_evaluate
+
+        return run_evaluate(args)
+    import json
+
     from ppkt.eval.finetune import evaluate_checkpoint
     from ppkt.utils.io import atomic_write_json, atomic_write_text
 
@@ -36,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     split = args.split or cfg.data.val_split
-    print(f"{args.checkpoint}: split {split}, {metrics.num_points} labelled points")
-    print(metrics.to_markdown(), end="")
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "split": split, **metrics.to_dict()}, indent=2))
+    else:
+        print(f"{args.checkpoint}: split {split}, {metrics.num_points} labelled points")
+        print(metrics.to_markdown(), end="")
     if args.out is not None:
         atomic_write_json(
             args.out / "metrics.json",

@@ -15,13 +15,14 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ppkt.config import add_config_arguments
     from ppkt.eval.config import FinetuneConfig
+    from ppkt.eval.detection.presets import DETECTION_PRESETS
     from ppkt.eval.presets import PRESETS
 
     parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
-        default="finetune-scannet",
-        help="starting config (default: %(default)s)",
+        choices=sorted(PRESETS) + sorted(DETECTION_PRESETS),
+        default=None,
+        help="starting config (default: finetune-scannet; with --task detection: votenet-scannet)",
     )
     parser.add_argument("--config", type=Path, help="start from a saved config.yaml instead of a preset")
     parser.add_argument(
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     add_config_arguments(parser, FinetuneConfig)
+    # Detection (VoteNet): --task detection and its config fields.
+    from ppkt.cli.detection import add_finetune_arguments
+
+    add_finetune_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from ppkt.eval.finetune import config_with_resume, finetune
     from ppkt.eval.presets import get_preset, pretrained_recipe
 
+    if args.task == "detection":
+        from ppkt.cli.detection import run_finetune
+
+        return run_finetune(args)
     overrides = overrides_from_namespace(args)
     # Bad values, files and folders raise; ppkt.cli.main turns them into one line (exit 2).
     if args.resume is not None and (args.config is not None or args.init is not None):
@@ -57,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         cfg = config_with_resume(args.resume, overrides)
     else:
-        cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(args.preset)
+        preset = args.preset or "finetune-scannet"
+        cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(preset)
         cfg = apply_overrides(cfg, overrides)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))

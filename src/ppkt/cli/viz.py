@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     seg.add_argument("--data-root", type=Path, default=None, help="override the checkpoint's data.root")
     seg.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
+    from ppkt.cli.detection import add_viz_arguments
+
+    add_viz_arguments(sub)  # detections: VoteNet boxes over the points
 
 
 def _device(name: str):
@@ -234,6 +237,10 @@ def run(args: argparse.Namespace) -> int:
         "similarity": _similarity,
         "segmentation": _segmentation,
     }
+    if args.figure == "detections":
+        from ppkt.cli.detection import run_viz
+
+        return run_viz(args)
     return handlers[args.figure](args)
 
 

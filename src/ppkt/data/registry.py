@@ -7,6 +7,8 @@ A :class:`DatasetSpec` says what one format is and how to open it:
   ``LidarCameraSample`` (modality ``lidar``);
 * ``open_scenes(SceneRequest)``: labelled scenes for ``ppkt finetune`` / ``evaluate`` (a
   ``SceneSource``), where the format has labels;
+* ``open_detection(SceneRequest)``: scenes with 3D boxes for ``ppkt finetune --task detection``
+  (a ``DetectionSource`` of ``ppkt.eval.detection``), where the format has boxes;
 * ``detect(path)``: whether ``path`` looks like this format (``check-data``, ``viz`` with
   ``--format auto``);
 * ``scan``: ``check-data`` for formats whose check is not "decode every frame of
@@ -114,6 +116,7 @@ class DatasetSpec:
     open_scenes: Callable[[SceneRequest], SceneSource] | None = None
     scan: Callable[..., DataReport] | None = None
     default_frame_skip: int = 1
+    open_detection: Callable[[SceneRequest], object] | None = None
 
     @property
     def has_labels(self) -> bool:
@@ -144,7 +147,7 @@ def names(*, modality: Modality | None = None, labelled: bool = False, readable:
         for n, s in DATASETS.items()
         if (modality is None or s.modality == modality)
         and (not labelled or s.has_labels)
-        and (not readable or s.open_frames is not None or s.has_labels)
+        and (not readable or s.open_frames is not None or s.has_labels or s.open_detection is not None)
     ]
 
 
@@ -262,6 +265,17 @@ def open_scenes(kind: str, request: SceneRequest) -> SceneSource:
     return spec.open_scenes(request)
 
 
+def open_detection_scenes(kind: str, request: SceneRequest):
+    """The scenes with 3D boxes of format ``kind`` for detection fine-tuning and evaluation."""
+    spec = get_spec(kind)
+    if spec.open_detection is None:
+        with_boxes = ", ".join(n for n, s in DATASETS.items() if s.open_detection)
+        raise ValueError(f"data.kind {kind} has no 3D boxes; detection reads one of {with_boxes}")
+    if request.scene_lists is not None and kind not in ("scannet", "synthetic"):
+        raise ValueError(f"data.scene_lists is for data.kind scannet or synthetic, not {kind}")
+    return spec.open_detection(request)
+
+
 def _frame_skip(request: FrameRequest, default: int) -> int:
     return default if request.frame_skip is None else int(request.frame_skip)
 
@@ -333,6 +347,69 @@ def _synthetic_scenes(request: SceneRequest):
 
     root = _synthetic_root(request.synthetic, request.root, False)
     return ScanNetSceneSource(root, scene_lists=request.scene_lists)
+
+
+def _scannet_detection(request: SceneRequest):
+    from ppkt.data.scannet_boxes import ScanNetDetectionSource
+
+    return ScanNetDetectionSource(_require_root("scannet", request.root), scene_lists=request.scene_lists)
+
+
+def _synthetic_detection(request: SceneRequest):
+    from ppkt.data.synthetic.boxes import SyntheticDetectionSource
+
+    root = _synthetic_root(request.synthetic, request.root, False)
+    return SyntheticDetectionSource(root, scene_lists=request.scene_lists)
+
+
+def _sunrgbd_detection(request: SceneRequest):
+    from ppkt.data.sunrgbd import SunRGBDDetectionSource
+
+    return SunRGBDDetectionSource(_require_root("sunrgbd", request.root))
+
+
+def _is_sunrgbd(path: Path) -> bool:
+    return all((path / sub).is_dir() for sub in ("label", "depth", "calib"))
+
+
+def _scan_sunrgbd(path: Path, strict: bool, **options) -> DataReport:
+    """check-data of a sunrgbd_trainval export: every scene of every ``*_data_idx.txt`` (or of
+    ``label/``) read, its skipped and invalid box annotations counted and named."""
+    from ppkt.data.boxes import check_detection_scenes
+    from ppkt.data.sunrgbd import SunRGBDDetectionSource
+
+    source = SunRGBDDetectionSource(path)
+    splits = sorted(p.name[: -len("_data_idx.txt")] for p in path.glob("*_data_idx.txt"))
+    ids = sorted({sid for split in splits for sid in source.scene_ids(split)}) or sorted(
+        p.stem for p in (path / "label").glob("*.txt")
+    )
+    if strict:  # the first unreadable scene raises with its own message
+        for sid in ids:
+            source.read(sid)
+    return box_report(path, "sunrgbd", check_detection_scenes(source, ids), len(ids))
+
+
+def box_report(path: Path, format: str, check, scenes: int) -> DataReport:
+    """A :class:`DataReport` of a box check (``ppkt.data.boxes.DetectionCheck``): scenes as the
+    samples (an unreadable scene is skipped), the annotations left out counted by reason in a note
+    and named (the first few)."""
+    from ppkt.data.report import MAX_EXAMPLES
+
+    report = DataReport(str(path), format, frames_found=scenes, frames_usable=check.scenes, decoded=True)
+    for sid, error in check.failed.items():
+        report.skipped["unreadable scene"] = report.skipped.get("unreadable scene", 0) + 1
+        examples = report.examples.setdefault("unreadable scene", [])
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(f"{sid}: {error}")
+    left_out = sum(check.skips.values())
+    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(check.skips.items(), key=lambda kv: -kv[1]))
+    report.notes.append(
+        f"boxes: {check.boxes} usable, {left_out} annotations left out" + (f" ({counts})" if counts else "")
+    )
+    report.notes += [f"left out: {line}" for line in check.named[:MAX_EXAMPLES]]
+    if len(check.named) > MAX_EXAMPLES:
+        report.notes.append(f"... and {len(check.named) - MAX_EXAMPLES} more annotations left out")
+    return report
 
 
 def _sens_frames(request: FrameRequest):
@@ -511,6 +588,7 @@ register(DatasetSpec(
 register(DatasetSpec(
     "scannet", "rgbd", "ScanNet v2 exported frames (color/ depth/ pose/ intrinsic/) and labelled meshes",
     "z", _is_scannet, _scannet_frames, _scannet_scenes, default_frame_skip=25,
+    open_detection=_scannet_detection,
 ))  # fmt: skip
 register(DatasetSpec(
     "scannet-sens", "rgbd", "ScanNet v2 raw <scene>.sens streams", "z", _is_sens, _sens_frames,
@@ -529,7 +607,11 @@ register(DatasetSpec(
 ))  # fmt: skip
 register(DatasetSpec(
     "synthetic", "rgbd", "generated rooms in the ScanNet layout (ppkt synth)", "z", None, _synthetic_frames,
-    _synthetic_scenes,
+    _synthetic_scenes, open_detection=_synthetic_detection,
+))  # fmt: skip
+register(DatasetSpec(
+    "sunrgbd", "points", "SUN RGB-D 3D boxes: sunrgbd_trainval export (depth/, label/, calib/)", "z",
+    _is_sunrgbd, None, None, _scan_sunrgbd, open_detection=_sunrgbd_detection,
 ))  # fmt: skip
 register(DatasetSpec(
     "nuscenes", "lidar", "nuScenes v1.0 (lidar + six cameras, lidarseg)", "z", _lidar_detect("nuscenes"),

@@ -211,11 +211,10 @@ class FinetuneConfig:
 
 def validate(cfg: FinetuneConfig) -> None:
     """Reject values that cannot be meant; the ValueError names each field and its allowed range."""
-    from ppkt.backbones import BACKBONES
-    from ppkt.config import RangeCheck, device_problem
+    from ppkt.config import RangeCheck
 
     check = RangeCheck(cfg)
-    data, aug, labels, model, opt = cfg.data, cfg.augment, cfg.labels, cfg.model, cfg.optim
+    data, aug = cfg.data, cfg.augment
     check.number("data.voxel_size", low=0, low_open=True)
     check.number("data.num_classes", low=1)
     check.number("data.num_workers", low=0)
@@ -237,6 +236,17 @@ def validate(cfg: FinetuneConfig) -> None:
         "color_saturation_max",
     ):
         check.number(f"augment.{name}", low=0)
+    check_shared_sections(check, cfg)
+    check.raise_problems("invalid fine-tuning config")
+
+
+def check_shared_sections(check, cfg) -> None:
+    """The checks of the sections both fine-tuning tasks share (labels, model, optim, run); the
+    detection config's ``validate`` runs them too."""
+    from ppkt.backbones import BACKBONES
+    from ppkt.config import device_problem
+
+    labels, model = cfg.labels, cfg.model
     if labels.kind == "scenes":
         check.number("labels.budget", low=0, high=1, low_open=True)
     else:
@@ -273,4 +283,3 @@ def validate(cfg: FinetuneConfig) -> None:
     check.number("run.cpu_threads", low=1, optional=True)
     problem = device_problem(cfg.run.device)
     check.require("run.device", problem is None, problem or "")
-    check.raise_problems("invalid fine-tuning config")

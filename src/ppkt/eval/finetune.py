@@ -153,7 +153,7 @@ class _RankBatches(torch.utils.data.Sampler):
 
 
 @dataclass
-class _DataPosition:
+class DataPosition:
     """Where the endless training batches are: the epoch, the shuffling generator's state at its
     start, and the batches of it already taken."""
 
@@ -161,13 +161,21 @@ class _DataPosition:
     epoch_rng: torch.Tensor | None = None
     taken: int = 0
 
+    def to_loop(self) -> dict:
+        """The entries of ``TrainingState.loop`` that hold this position."""
+        return {"epoch": self.epoch, "epoch_rng": self.epoch_rng, "taken": self.taken}
 
-def _train_batches(
-    dataset: SegmentationDataset, cfg: FinetuneConfig, rt: Runtime, position: _DataPosition
-) -> Iterator[SegmentationBatch]:
+    @classmethod
+    def from_loop(cls, loop: dict) -> DataPosition:
+        return cls(loop["epoch"], loop["epoch_rng"], loop["taken"])
+
+
+def train_batches(dataset, cfg, rt: Runtime, position: DataPosition) -> Iterator:
     """Training batches epoch after epoch, continuing at ``position`` (updated as they are taken).
 
     One process gets exactly the order of ``DataLoader(shuffle=True, generator=seeded)``.
+    ``dataset`` has ``set_epoch`` and ``collate`` (segmentation's or detection's); ``cfg`` is a
+    fine-tuning config of either task (``train_seed``, ``optim.batch_size``, ``data.num_workers``).
     """
     world = rt.dist.world_size
     generator = torch.Generator().manual_seed(cfg.train_seed)
@@ -201,6 +209,106 @@ def _train_batches(
         position.epoch += 1
         position.taken = 0
         sampler.skip = 0
+
+
+# ------------------------------------------------------------------------- run start, resume, checkpoints
+# Shared by the segmentation loop below and the detection loop (ppkt.eval.detection.loop).
+@dataclass
+class ResumePoint:
+    """The checkpoint a run continues from: its folder, weights and training state."""
+
+    path: Path
+    weights: dict[str, torch.Tensor]
+    state: TrainingState
+
+
+def begin_run(run_dir: Path, cfg, rt: Runtime, resume: bool) -> ResumePoint | None:
+    """The checkpoint to resume from (``resume``), checked against ``cfg`` and the process count;
+    or, for a fresh run, the folder cleared of an earlier run's results and ``cfg`` saved."""
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None:
+        raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
+    if ckpt is not None:
+        weights, state = load_training_checkpoint(ckpt)
+        if state.world_size != rt.dist.world_size:
+            raise ValueError(
+                f"{ckpt}: saved by {state.world_size} processes, resumed with {rt.dist.world_size}; "
+                "the data order would differ"
+            )
+        if state.step >= cfg.optim.steps:
+            raise ValueError(
+                f"{ckpt}: the run is at step {state.step} and optim.steps is {cfg.optim.steps}: nothing to "
+                "resume; raise optim.steps to train further"
+            )
+        return ResumePoint(ckpt, weights, state)
+    if rt.is_main:
+        # Results of an earlier run in this folder would otherwise sit next to this run's config
+        # until it finishes, and an interrupted run would look finished with someone else's numbers.
+        (run_dir / "metrics.json").unlink(missing_ok=True)
+        (run_dir / "metrics.md").unlink(missing_ok=True)
+        _remove_step_checkpoints(run_dir)
+        save_config(cfg, run_dir / CONFIG)
+    return None
+
+
+def restore_training(
+    point: ResumePoint, model: torch.nn.Module, optimizer, precision: Precision, rt: Runtime, cfg
+) -> tuple[int, dict]:
+    """Weights, optimiser, scaler and RNG of ``point`` into the run; its step and loop entries.
+    The resume is then accepted: the config it continues with is saved."""
+    from ppkt.utils.weights import load_state_strict
+
+    state = point.state
+    load_state_strict(model, point.weights, what=str(point.path))
+    optimizer.load_state_dict(state.optimizer)
+    precision.load_state_dict(state.scaler)
+    torch.set_rng_state(state.rng_cpu)
+    if rt.device.type == "cuda" and state.rng_cuda:
+        torch.cuda.set_rng_state_all(state.rng_cuda)
+    if rt.is_main:
+        save_config(cfg, Path(cfg.run.out) / CONFIG)
+    return state.step, state.loop
+
+
+def check_training_state(
+    model: torch.nn.Module, optimizer, rt: Runtime, run_dir: Path, step: int, what: str
+) -> None:
+    """Raise NonFiniteError (naming the last good checkpoint) if a weight, statistic or optimiser
+    state of any process is NaN/inf, before ``what`` is written."""
+    problem = training_state_problem(model, optimizer)
+    if not rt.all_true(problem is None):
+        raise NonFiniteError(
+            f"{run_dir}: step {step}: {problem or 'a tensor on another process'} is NaN/inf; {what} "
+            f"not written. Last good checkpoint: {latest_checkpoint(run_dir) or 'none'}. "
+            "Lower the learning rates or set optim.grad_clip."
+        )
+
+
+def save_training(
+    run_dir: Path, model: torch.nn.Module, optimizer, precision: Precision, rt: Runtime, step: int,
+    loop: dict, keep: int,
+) -> None:  # fmt: skip
+    """A resumable checkpoint of every process's run at ``step`` (after the finite checks)."""
+    check_training_state(model, optimizer, rt, run_dir, step, "checkpoint")
+    if rt.is_main:
+        state = TrainingState(
+            step=step,
+            optimizer=optimizer.state_dict(),
+            scheduler={},
+            rng_cpu=torch.get_rng_state(),
+            rng_cuda=torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else [],
+            data_position=step,
+            world_size=rt.dist.world_size,
+            scaler=precision.state_dict(),
+            loop=loop,
+        )
+        save_training_checkpoint(run_dir, model.state_dict(), state, keep=keep)
+    rt.barrier()
+
+
+def interrupted(run_dir: Path, step: int, command: str) -> RunInterrupted:
+    """The RunInterrupted of Ctrl-C at ``step``, with ``command`` to resume if a checkpoint exists."""
+    return RunInterrupted(step, f"{command} {run_dir}" if latest_checkpoint(run_dir) else None)
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -282,28 +390,7 @@ def _finetune(
     from tqdm import tqdm
 
     run_dir, device, main = folder.path, rt.device, rt.is_main
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    if resume and ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
-    if ckpt is not None:
-        weights, state = load_training_checkpoint(ckpt)
-        if state.world_size != rt.dist.world_size:
-            raise ValueError(
-                f"{ckpt}: saved by {state.world_size} processes, resumed with {rt.dist.world_size}; "
-                "the data order would differ"
-            )
-        if state.step >= cfg.optim.steps:
-            raise ValueError(
-                f"{ckpt}: the run is at step {state.step} and optim.steps is {cfg.optim.steps}: nothing to "
-                "resume; raise optim.steps to train further"
-            )
-    if main and ckpt is None:
-        # Results of an earlier run in this folder would otherwise sit next to this run's config
-        # until it finishes, and an interrupted run would look finished with someone else's numbers.
-        (run_dir / "metrics.json").unlink(missing_ok=True)
-        (run_dir / "metrics.md").unlink(missing_ok=True)
-        _remove_step_checkpoints(run_dir)
-        save_config(cfg, run_dir / CONFIG)
+    ckpt = begin_run(run_dir, cfg, rt, resume)
 
     with rt.main_first():  # synthetic data and split files are written once
         source = source if source is not None else build_source(cfg.data)
@@ -338,24 +425,13 @@ def _finetune(
     warmup = o.head_warmup_steps if cfg.model.mode == "finetune" else 0
     optimizer = _optimizer(model, cfg)
     precision = Precision(cfg.run.precision, device)
-    position = _DataPosition()
+    position = DataPosition()
     step = skipped = best_step = 0
     best_matrix: torch.Tensor | None = None
     if ckpt is not None:
-        from ppkt.utils.weights import load_state_strict
-
-        load_state_strict(model, weights, what=str(ckpt))
-        optimizer.load_state_dict(state.optimizer)
-        precision.load_state_dict(state.scaler)
-        torch.set_rng_state(state.rng_cpu)
-        if device.type == "cuda" and state.rng_cuda:
-            torch.cuda.set_rng_state_all(state.rng_cuda)
-        step = state.step
-        loop = state.loop
-        position = _DataPosition(loop["epoch"], loop["epoch_rng"], loop["taken"])
+        step, loop = restore_training(ckpt, model, optimizer, precision, rt, cfg)
+        position = DataPosition.from_loop(loop)
         skipped, best_step, best_matrix = loop["skipped"], loop["best_step"], loop.get("best_matrix")
-        if main:  # the resume is accepted: record the config it continues with
-            save_config(cfg, run_dir / CONFIG)
 
     net: torch.nn.Module = model
     if rt.distributed:
@@ -377,7 +453,7 @@ def _finetune(
         log.write(
             {"event": "split", "name": split.name, "train_scenes": len(split.scenes), "val_scenes": len(val_set)}
         )
-    batches = _train_batches(train_set, cfg, rt, position)
+    batches = train_batches(train_set, cfg, rt, position)
 
     ckpt_dir = run_dir / "checkpoints"
     best = None if best_matrix is None else _metrics(best_matrix, cfg, class_names)
@@ -386,37 +462,16 @@ def _finetune(
     started = time.perf_counter()
 
     def guard(what: str) -> None:
-        problem = training_state_problem(model, optimizer)
-        if not rt.all_true(problem is None):
-            raise NonFiniteError(
-                f"{run_dir}: step {step}: {problem or 'a tensor on another process'} is NaN/inf; {what} "
-                f"not written. Last good checkpoint: {latest_checkpoint(run_dir) or 'none'}. "
-                "Lower the learning rates or set optim.grad_clip."
-            )
+        check_training_state(model, optimizer, rt, run_dir, step, what)
 
     def checkpoint() -> None:
-        guard("checkpoint")
-        if main:
-            state = TrainingState(
-                step=step,
-                optimizer=optimizer.state_dict(),
-                scheduler={},
-                rng_cpu=torch.get_rng_state(),
-                rng_cuda=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                data_position=step,
-                world_size=rt.dist.world_size,
-                scaler=precision.state_dict(),
-                loop={
-                    "epoch": position.epoch,
-                    "epoch_rng": position.epoch_rng,
-                    "taken": position.taken,
-                    "skipped": skipped,
-                    "best_step": best_step,
-                    **({} if best_matrix is None else {"best_matrix": best_matrix}),
-                },
-            )
-            save_training_checkpoint(run_dir, model.state_dict(), state, keep=cfg.run.keep_checkpoints)
-        rt.barrier()
+        loop = {
+            **position.to_loop(),
+            "skipped": skipped,
+            "best_step": best_step,
+            **({} if best_matrix is None else {"best_matrix": best_matrix}),
+        }
+        save_training(run_dir, model, optimizer, precision, rt, step, loop, cfg.run.keep_checkpoints)
 
     bar = tqdm(
         range(step + 1, o.steps + 1),
@@ -490,8 +545,7 @@ def _finetune(
     except KeyboardInterrupt as err:
         if isinstance(err, RunInterrupted):
             raise
-        last_good = latest_checkpoint(run_dir)
-        raise RunInterrupted(step, f"ppkt finetune --resume {run_dir}" if last_good else None) from None
+        raise interrupted(run_dir, step, "ppkt finetune --resume") from None
     finally:
         bar.close()
         log.close()
@@ -525,16 +579,17 @@ def _remove_step_checkpoints(run_dir: Path) -> None:
     (root / "latest").unlink(missing_ok=True)
 
 
-def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> FinetuneConfig:
-    """The saved config of fine-tuning run ``run_dir`` with command-line overrides; ``run.out``
-    becomes ``run_dir`` wherever the run was first written (a moved folder resumes in place)."""
+def config_with_resume(run_dir: Path, overrides: dict[str, str], config_class: type = FinetuneConfig):
+    """The saved config (a ``config_class``: segmentation's or detection's) of fine-tuning run
+    ``run_dir`` with command-line overrides; ``run.out`` becomes ``run_dir`` wherever the run was
+    first written (a moved folder resumes in place)."""
     from ppkt.config import apply_overrides, load_config
     from ppkt.engine.rundir import resume_overrides
 
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a fine-tuning run folder (no {CONFIG})")
-    return apply_overrides(load_config(FinetuneConfig, path), resume_overrides(run_dir, overrides))
+    return apply_overrides(load_config(config_class, path), resume_overrides(run_dir, overrides))
 
 
 def evaluate_checkpoint(

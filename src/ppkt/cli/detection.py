@@ -1,0 +1,168 @@
+"""The detection side of ``ppkt finetune --task detection``, ``ppkt evaluate`` (on a detection
+checkpoint) and ``ppkt viz detections``; the commands' own modules call in here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--task`` and the detection config's fields that segmentation does not have (shared names,
+    e.g. ``--optim.steps``, are parsed by the config the task selects)."""
+    from ppkt.config import _DOC, leaf_fields
+    from ppkt.eval.config import FinetuneConfig
+    from ppkt.eval.detection.config import DetectionConfig
+    from ppkt.eval.detection.presets import DETECTION_PRESETS
+
+    parser.add_argument(
+        "--task",
+        choices=("segmentation", "detection"),
+        default="segmentation",
+        help="segmentation (a per-point head) or detection (VoteNet; presets "
+        + ", ".join(sorted(DETECTION_PRESETS))
+        + "); default: %(default)s",
+    )
+    shared = {name for name, _, _ in leaf_fields(FinetuneConfig)}
+    group = parser.add_argument_group("detection config", "fields only --task detection has")
+    for name, _, f in leaf_fields(DetectionConfig):
+        if name not in shared:
+            group.add_argument(
+                f"--{name}", dest=f"cfg:{name}", default=argparse.SUPPRESS, help=f.metadata.get(_DOC, "")
+            )
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """``ppkt finetune --task detection``; bad values raise (``ppkt.cli.main`` prints one line)."""
+    import dataclasses
+    import sys
+
+    import yaml
+
+    from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
+    from ppkt.engine import NonFiniteError
+    from ppkt.eval.detection.config import DetectionConfig, validate
+    from ppkt.eval.detection.loop import finetune_detection
+    from ppkt.eval.detection.presets import DETECTION_PRESETS, get_detection_preset
+    from ppkt.eval.finetune import config_with_resume
+
+    overrides = overrides_from_namespace(args)
+    if args.resume is not None and (args.config is not None or args.init is not None or args.preset):
+        raise ValueError("--resume reads the run's own config.yaml; drop --config, --init and --preset")
+    if args.resume is not None:
+        cfg = config_with_resume(args.resume, overrides, DetectionConfig)
+    else:
+        preset = args.preset or "votenet-scannet"
+        if not args.config and preset not in DETECTION_PRESETS:
+            raise ValueError(
+                f"--preset {preset} is a segmentation preset; detection presets: "
+                + ", ".join(sorted(DETECTION_PRESETS))
+            )
+        cfg = load_config(DetectionConfig, args.config) if args.config else get_detection_preset(preset)
+        cfg = apply_overrides(cfg, overrides)
+    if args.init is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    validate(cfg)
+    if args.print_config:
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return 0
+    try:
+        result = finetune_detection(cfg, resume=args.resume is not None)
+    except NonFiniteError as err:
+        print(f"ppkt finetune: {err}", file=sys.stderr)
+        return 1
+    print(f"run: {result.run_dir}  best step {result.best_step}")
+    print(result.best.to_markdown(), end="")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``ppkt evaluate`` on a detection checkpoint: the AP table, or JSON with ``--json``."""
+    from ppkt.eval.detection.loop import evaluate_detection_checkpoint
+    from ppkt.utils.io import atomic_write_json, atomic_write_text
+
+    metrics, cfg, _ = evaluate_detection_checkpoint(
+        args.checkpoint,
+        data_root=args.data_root,
+        split=args.split,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    split = args.split or cfg.data.val_split
+    record = {"checkpoint": str(args.checkpoint), "task": "detection", "split": split, **metrics.to_dict()}
+    if getattr(args, "json", False):
+        print(json.dumps(record, indent=2))
+    else:
+        print(
+            f"{args.checkpoint}: split {split}, {metrics.num_scenes} scenes, "
+            f"{int(metrics.num_ground_truth.sum())} boxes"
+        )
+        print(metrics.to_markdown(), end="")
+    if args.out is not None:
+        atomic_write_json(args.out / "metrics.json", record)
+        atomic_write_text(args.out / "metrics.md", metrics.to_markdown())
+    return 0
+
+
+def add_viz_arguments(sub) -> None:
+    det = sub.add_parser(
+        "detections", help="predicted and true 3D boxes over a scene's points, top-down (PNG)"
+    )
+    det.add_argument(
+        "checkpoint", type=Path, help="detection run folder (its best checkpoint) or .safetensors"
+    )
+    det.add_argument("--scene", default=None, help="scene id (default: the first of the split)")
+    det.add_argument("--split", default=None, help="split to pick the scene from (default: data.val_split)")
+    det.add_argument("--score", type=float, default=0.3, help="draw predictions scoring at least this")
+    det.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN/viz/detections.png)")
+    det.add_argument("--data-root", type=Path, default=None, help="override the checkpoint's data.root")
+    det.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
+
+
+def run_viz(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from ppkt.eval.detection.data import InMemoryDetectionSource
+    from ppkt.eval.detection.loop import (
+        build_detection_source,
+        evaluate_detection_checkpoint,
+        load_detection_checkpoint,
+    )
+    from ppkt.viz.detection import detection_figure
+
+    path = (
+        args.checkpoint / "checkpoints" / "best.safetensors" if args.checkpoint.is_dir() else args.checkpoint
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no detection checkpoint")
+    _, cfg, class_names = load_detection_checkpoint(path)
+    if args.data_root is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
+    source = build_detection_source(cfg.data)
+    scene_id = args.scene
+    if scene_id is None:
+        ids = source.scene_ids(args.split or cfg.data.val_split)
+        if not ids:
+            raise ValueError(f"split {args.split or cfg.data.val_split!r} has no scenes")
+        scene_id = ids[0]
+    one = InMemoryDetectionSource({"scene": [source.read(scene_id)]}, class_names)
+    metrics, _, kept = evaluate_detection_checkpoint(
+        path, split="scene", device=args.device, progress=False, source=one, keep_predictions=True
+    )
+    _, predicted, truth, points = kept[0]
+    picture = detection_figure(
+        points, truth, predicted.boxes, predicted.scores, class_names, score_threshold=args.score,
+        title=f"{scene_id}: mAP@0.25 {100 * metrics.map(0.25):.1f} "
+        f"(green truth, red predictions >= {args.score})",
+    )  # fmt: skip
+    png = (
+        args.out or (args.checkpoint / "viz" if args.checkpoint.is_dir() else path.parent) / "detections.png"
+    )
+    png.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(png)
+    shown = int((predicted.scores >= args.score).sum())
+    print(f"{scene_id}: {len(truth)} true boxes, {shown} predictions >= {args.score}\nwrote {png}")
+    return 0

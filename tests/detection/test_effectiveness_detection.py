@@ -1,0 +1,51 @@
+"""The detection effectiveness protocol at a tiny size (it is not run at full size in the suite)."""
+
+import json
+import math
+
+import torch
+
+from ppkt.experiments.effectiveness_detection import DetectionExperimentConfig, run_detection_effectiveness
+
+TINY = (
+    "data.voxel_size=0.1", "model.width=0.25", "head.num_seeds=64", "head.num_proposals=16",
+    "head.hidden=32", "head.proposal_hidden=32", "optim.steps=1", "optim.batch_size=1", "run.eval_every=1",
+)  # fmt: skip
+
+
+def test_tiny_detection_effectiveness(tmp_path, monkeypatch):
+    from ppkt.backbones import build_backbone
+    from ppkt.train.export import CARD_METADATA_KEY, BackboneCard, card_path_for, tensors_sha256
+    from ppkt.utils.io import atomic_write_json
+    from ppkt.utils.weights import save_weights
+
+    monkeypatch.setenv("PPKT_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    state = build_backbone("res16unet14", 3, width=0.25).state_dict()
+    backbone = tmp_path / "backbone.safetensors"
+    card = BackboneCard(
+        backbone="res16unet14", width=0.25, in_channels=3, input_features="rgb", out_channels=1,
+        voxel_size=0.1,
+        sparse_backend="torch", teacher="t", embedding_dim=8, loss="l", data="d", preset="p", steps=1, seed=0,
+        ppkt_version="0", source="test", weights_sha256=tensors_sha256(state),
+    )  # fmt: skip
+    save_weights(state, backbone, metadata={CARD_METADATA_KEY: json.dumps(card.to_json())})
+    atomic_write_json(card_path_for(backbone), card.to_json())
+    cfg = DetectionExperimentConfig(
+        out=tmp_path / "out", synthetic_scenes=3, synthetic_frames_per_scene=1, image_hw=(24, 32),
+        backbone=backbone, detection_overrides=TINY, budgets=(0.5, 1.0), seeds=(0,), device="cpu",
+        progress=False,
+    )  # fmt: skip
+    result = run_detection_effectiveness(cfg, log=lambda *_: None)
+    assert len(result["runs"]) == 4 and [r["budget"] for r in result["rows"]] == [0.5, 1.0]
+    assert all(math.isfinite(r["map25"]) or math.isnan(r["map25"]) for r in result["runs"])
+    assert "| 50 % |" in (cfg.out / "results.md").read_text()
+    ppkt_run = next(r for r in result["runs"] if r["init"] == "ppkt")
+    assert (
+        "backbone.safetensors"
+        in (tmp_path / "out" / ppkt_run["run_dir"].split("/")[-1] / "config.yaml").read_text()
+    )
+    # A second call reuses every finished run.
+    before = {r["run_dir"]: r["seconds"] for r in result["runs"]}
+    again = run_detection_effectiveness(cfg, log=lambda *_: None)
+    assert {r["run_dir"]: r["seconds"] for r in again["runs"]} == before
