@@ -252,3 +252,22 @@ def test_resume_overrides_point_run_out_at_the_folder_given(tmp_path):
     assert resume_overrides(tmp_path / "r", {"run.out": str(tmp_path / "r")})["run.out"] == str(tmp_path / "r")
     with pytest.raises(ValueError, match="drop --run.out"):
         resume_overrides(tmp_path / "r", {"run.out": str(tmp_path / "other")})
+
+
+def test_a_bare_cuda_device_gets_the_current_index(monkeypatch):
+    """torch.cuda.set_device refuses a device without an index (measured on an H200 with torch 2.11:
+    every loop failed at start with --run.device cuda); the runtime names the current device."""
+    from ppkt.engine.runtime import resolve_device
+
+    set_to = []
+
+    def set_device(device):
+        if isinstance(device, torch.device) and device.index is None:
+            raise ValueError("Expected a torch.device with a specified index")
+        set_to.append(device)
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert set_to == [torch.device("cuda", 0), torch.device("cuda", 1)]

@@ -9,18 +9,18 @@ import shutil
 
 import pytest
 import torch
-from tiny_pretrain import tiny_config
 
+from ppkt.backbones.card import load_card, tensors_sha256
 from ppkt.cli import main
 from ppkt.config import load_config
 from ppkt.engine import NonFiniteError, RunFolder, RunInterrupted, RunLockedError, first_non_finite
 from ppkt.losses import PointInfoNCE
 from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
 from ppkt.train.config import PretrainConfig
-from ppkt.backbones.card import load_card, tensors_sha256
 from ppkt.train.export import export_backbone
 from ppkt.train.loop import pretrain
 from ppkt.utils.weights import load_weights, save_weights
+from tiny_pretrain import tiny_config
 
 
 def test_poisoned_learning_rate_leaves_a_finite_last_good_checkpoint(tmp_path, frames):
@@ -152,6 +152,20 @@ def test_bf16_pretraining_runs_close_to_fp32(tmp_path, frames):
         assert bf16.losses[step] == pytest.approx(fp32.losses[step], rel=0.03)
     weights, _ = load_checkpoint(latest_checkpoint(tmp_path / "b"))
     assert all(v.dtype != torch.bfloat16 for v in weights.values())  # the weights stay fp32
+
+
+def test_bf16_loss_is_computed_in_fp32_outside_autocast(tmp_path, frames, monkeypatch):
+    seen = []
+    real_forward = PointInfoNCE.forward
+
+    def recording(self, points, pixels, *args, **kwargs):
+        seen.append((points.dtype, pixels.dtype, torch.is_autocast_enabled("cpu")))
+        return real_forward(self, points, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(PointInfoNCE, "forward", recording)
+    result = pretrain(tiny_config(tmp_path / "b", **{"optim.steps": "1", "run.precision": "bf16"}), frames=frames)
+    assert seen == [(torch.float32, torch.float32, False)]
+    assert math.isfinite(result.losses[1])
 
 
 def test_accumulation_takes_accumulate_batches_per_step(tmp_path, frames):

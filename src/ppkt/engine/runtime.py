@@ -55,6 +55,9 @@ def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
         name = f"cuda:{info.local_rank}"
     device = torch.device(name)
     if device.type == "cuda":
+        # set_device refuses a bare "cuda" (no index) in recent torch: name the current device.
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
     return device
 
