@@ -9,7 +9,7 @@ The package layout follows the data flow (read top-down):
     ppkt.backbones  SR-UNet / MinkUNet family, projection and segmentation heads
     ppkt.losses     one loss per file (pixel-point InfoNCE, ...)
     ppkt.engine     run machinery of every loop: device/DDP, schedule, log, checkpoints, guards, precision
-    ppkt.train      the pretraining run: pipeline, model, loop
+    ppkt.train      the pretraining run: samples, dataset, batch, sampler, model, loop
     ppkt.eval       fine-tuning, linear probing, limited-label splits, metrics
     ppkt.viz        pictures of what the networks learned
     ppkt.cli        the ``ppkt`` command

@@ -9,8 +9,10 @@ import torch
 from train_fixtures import make_frame
 
 from ppkt.teachers import StaleCacheError, TeacherFeatureCache, build_teacher, cache_teacher_features
+from ppkt.train.batch import Collator
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.loop import pretrain
-from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
+from ppkt.train.sampler import StepBatchSampler
 from tiny_pretrain import tiny_config
 
 NO_2D_AUGMENT = {"augment.hflip": "0", "augment.crop_scale_min": "1.0"}

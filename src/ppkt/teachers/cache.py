@@ -47,7 +47,7 @@ def prepare_image(color: np.ndarray, image_hw: tuple[int, int]) -> torch.Tensor:
     """``(H0, W0, 3)`` uint8 RGB -> ``(3, H, W)`` float32 in ``[0, 1]`` at ``image_hw``.
 
     Bilinear, antialiased, no crop (pixel ``uv`` maps by the conventions' resize rule); the same
-    resize as ``ppkt.train.pipeline.resize_image``, so cached and recomputed features agree.
+    resize as ``ppkt.train.samples.resize_image``, so cached and recomputed features agree.
     """
     if color.ndim != 3 or color.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {color.shape}")

@@ -22,7 +22,7 @@ import torch
 from ppkt.data.superpixels import Superpixels
 from ppkt.data.types import RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
-from ppkt.train.pipeline import (
+from ppkt.train.samples import (
     MIN_PAIRS_PER_FRAME,
     FrameSkipped,
     PretrainSample,
