@@ -39,12 +39,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ppkt.data.color_augment import ColorAugmentation
+from ppkt.augment.color import ColorAugmentation
+from ppkt.augment.config import AugmentConfig
+from ppkt.augment.image import augment_image, resize_image
+from ppkt.augment.points import augment_points
 from ppkt.data.superpixels import Superpixels, superpixels_at
 from ppkt.data.types import LidarCameraSample, RGBDFrame
-from ppkt.train.config import AugmentConfig, DataConfig
+from ppkt.train.config import DataConfig
 
 MIN_PAIRS_PER_FRAME = 2
 """Fewer usable pairs than this and the frame is skipped: with fewer than 2 there are no negatives."""
@@ -95,112 +97,6 @@ class PretrainSample:
 
 class FrameSkipped(Exception):
     """A frame that cannot be used (no pairs, unreadable); counted, never fatal."""
-
-
-# 3D augmentation (points only)
-
-
-def rotation_about_axis(axis: Sequence[float], angle: float) -> torch.Tensor:
-    """``(3, 3)`` float64 rotation by ``angle`` (rad, right-handed) about the unit ``axis``."""
-    a = torch.tensor(axis, dtype=torch.float64)
-    a = a / a.norm()
-    x, y, z = a.tolist()
-    c, s = math.cos(angle), math.sin(angle)
-    skew = torch.tensor([[0, -z, y], [z, 0, -x], [-y, x, 0]], dtype=torch.float64)
-    return c * torch.eye(3, dtype=torch.float64) + s * skew + (1 - c) * torch.outer(a, a)
-
-
-def elastic_distortion(
-    points: torch.Tensor, granularity: float, magnitude: float, generator: torch.Generator
-) -> torch.Tensor:
-    """Smooth random displacement field applied to ``points`` (N,3): noise on a coarse grid of
-    spacing ``granularity``, blurred, trilinearly interpolated, scaled by ``magnitude``."""
-    if points.shape[0] == 0:
-        return points
-    lo = points.min(0).values - 3 * granularity
-    hi = points.max(0).values + 3 * granularity
-    dims = ((hi - lo) / granularity).ceil().long() + 1
-    noise = torch.randn((1, 3, *dims.tolist()), generator=generator, dtype=torch.float32)
-    kernel = torch.ones(3, 1, 3, 3, 3) / 27.0
-    for _ in range(2):
-        noise = F.conv3d(noise, kernel, padding=1, groups=3)
-    # grid_sample on a (D=x, H=y, W=z) volume takes coordinates ordered (z, y, x) in [-1, 1].
-    rel = (points - lo) / (hi - lo)
-    grid = (rel * 2 - 1).flip(-1).view(1, -1, 1, 1, 3).float()
-    disp = F.grid_sample(noise, grid, mode="bilinear", align_corners=True).view(3, -1).t()
-    return points + magnitude * disp.to(points.dtype)
-
-
-def augment_points(
-    points: torch.Tensor,
-    cfg: AugmentConfig,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    *,
-    up_axis: Sequence[float] = (0.0, -1.0, 0.0),
-) -> torch.Tensor:
-    """Rotate about ``up_axis``, scale, mirror x, optionally distort; returns new ``(N, 3)`` points
-    in the same order (pairs stay valid)."""
-    out = points.double()
-    if cfg.rotate_up > 0:
-        angle = float(rng.uniform(-cfg.rotate_up, cfg.rotate_up))
-        out = out @ rotation_about_axis(up_axis, angle).t()
-    if cfg.flip_3d > 0 and rng.random() < cfg.flip_3d:
-        out = out * torch.tensor([-1.0, 1.0, 1.0], dtype=out.dtype)
-    out = out * float(rng.uniform(cfg.scale_min, cfg.scale_max))
-    if cfg.elastic:
-        out = elastic_distortion(out, cfg.elastic_granularity, cfg.elastic_magnitude, generator)
-    return out.float()
-
-
-# --------------------------------------------------------------------------------------------
-# 2D augmentation (images + pair pixels)
-
-
-def resize_image(image: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """``(3, H, W)`` float -> ``(3, *out_hw)``, bilinear with pixel centres at integer ``uv``
-    (``u' = (u + 0.5) * W'/W - 0.5``, docs/conventions.md); antialiased when shrinking."""
-    if tuple(image.shape[1:]) == tuple(out_hw):
-        return image
-    return F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False, antialias=True)[0]
-
-
-def augment_image(
-    image: torch.Tensor,
-    uv: torch.Tensor,
-    cfg: AugmentConfig,
-    out_hw: tuple[int, int],
-    rng: np.random.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Horizontal flip and random resized crop of one image; remap pixel coordinates.
-
-    Args:
-        image: ``(3, H, W)`` float.
-        uv: ``(P, 2)`` pixel coordinates in ``image``.
-        out_hw: output size.
-
-    Returns:
-        (new image ``(3, *out_hw)``, new ``uv`` of the kept pairs ``(P', 2)``, kept ``(P,)`` bool).
-    """
-    H, W = int(image.shape[1]), int(image.shape[2])
-    uv = uv.double()
-    if cfg.hflip > 0 and rng.random() < cfg.hflip:
-        image = image.flip(-1)
-        uv = torch.stack([(W - 1) - uv[:, 0], uv[:, 1]], dim=1)
-    side = float(rng.uniform(cfg.crop_scale_min, 1.0))
-    crop_h = max(1, min(H, round(side * H)))
-    crop_w = max(1, min(W, round(side * W)))
-    y0 = int(rng.integers(0, H - crop_h + 1))
-    x0 = int(rng.integers(0, W - crop_w + 1))
-    image = image[:, y0 : y0 + crop_h, x0 : x0 + crop_w]
-    u, v = uv[:, 0] - x0, uv[:, 1] - y0
-    keep = (u >= -0.5) & (u < crop_w - 0.5) & (v >= -0.5) & (v < crop_h - 0.5)
-    sx, sy = out_hw[1] / crop_w, out_hw[0] / crop_h
-    new_uv = torch.stack([(u + 0.5) * sx - 0.5, (v + 0.5) * sy - 0.5], dim=1).float()
-    # Rounding to float32 can land a border pixel exactly on the far edge: keep the promise "inside".
-    keep &= (new_uv[:, 0] < out_hw[1] - 0.5) & (new_uv[:, 1] < out_hw[0] - 0.5)
-    keep &= (new_uv[:, 0] >= -0.5) & (new_uv[:, 1] >= -0.5)
-    return resize_image(image, out_hw), new_uv[keep], keep
 
 
 # --------------------------------------------------------------------------------------------
