@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ppkt.augment.config import AugmentConfig
-
-
-def resize_image(image: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
-    """``(3, H, W)`` float -> ``(3, *out_hw)``, bilinear with pixel centres at integer ``uv``
-    (``u' = (u + 0.5) * W'/W - 0.5``, docs/conventions.md); antialiased when shrinking."""
-    if tuple(image.shape[1:]) == tuple(out_hw):
-        return image
-    return F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False, antialias=True)[0]
+from ppkt.data.images import resize_image
 
 
 def augment_image(

@@ -42,8 +42,9 @@ import torch
 
 from ppkt.augment.color import ColorAugmentation
 from ppkt.augment.config import AugmentConfig
-from ppkt.augment.image import augment_image, resize_image
+from ppkt.augment.image import augment_image
 from ppkt.augment.points import augment_points
+from ppkt.data.images import prepare_image
 from ppkt.data.superpixels import Superpixels, superpixels_at
 from ppkt.data.types import LidarCameraSample, RGBDFrame
 from ppkt.train.config import DataConfig
@@ -138,10 +139,13 @@ def strided_depth(depth: np.ndarray, K_depth: np.ndarray, stride: int) -> tuple[
     return depth[::stride, ::stride], K
 
 
-def _image_tensor(image: np.ndarray) -> torch.Tensor:
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise FrameSkipped(f"colour image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
+def training_image(color: np.ndarray, image_hw: Sequence[int]) -> torch.Tensor:
+    """``(3, *image_hw)`` float32 un-augmented image of a frame: :func:`ppkt.data.images.prepare_image`
+    (the teacher cache's preparation too); a bad image skips the frame."""
+    try:
+        return prepare_image(color, tuple(image_hw))
+    except ValueError as err:
+        raise FrameSkipped(str(err)) from None
 
 
 def augment_sample(
@@ -223,7 +227,7 @@ def rgbd_sample(
     from ppkt.geometry import rgbd_pairs, scale_intrinsics
 
     name = f"{frame.scene_id}/{frame.frame_id}"
-    image = resize_image(_image_tensor(frame.color), tuple(data.image_hw))
+    image = training_image(frame.color, data.image_hw)
     K_color = scale_intrinsics(
         torch.as_tensor(frame.K_color, dtype=torch.float64), frame.color_hw, data.image_hw
     )
@@ -311,7 +315,7 @@ def lidar_sample(
     placeholder = np.broadcast_to(np.zeros((1, 1, 3), dtype=np.uint8), (*hw, 3))
     cameras, images, radius = [], [], 0
     for cam in sample.images:
-        images.append(resize_image(_image_tensor(cam.image), hw))
+        images.append(training_image(cam.image, hw))
         K = scale_intrinsics(torch.as_tensor(cam.K, dtype=torch.float64), cam.hw, hw).numpy()
         cameras.append(CameraImage(placeholder, K, cam.camera_from_lidar, cam.name))
         if beam_spacing_deg is not None:
