@@ -4,6 +4,7 @@ The package layout follows the data flow (read top-down):
 
     ppkt.data       readers -> typed frames and labelled scenes, one registry of formats; synthetic rooms
     ppkt.geometry   back-projection, projection, visibility, voxelisation -> pixel/point pairs
+    ppkt.augment    point, image (pairs' pixels remapped) and colour augmentation
     ppkt.teachers   frozen 2D networks + the upsampling feature projection layer
     ppkt.sparse     sparse tensors and sparse convolutions (pure torch, optional spconv)
     ppkt.backbones  SR-UNet / MinkUNet family, projection and segmentation heads
