@@ -222,14 +222,14 @@ def previous_implementation():
     """Within the block ppkt voxelises, builds kernel maps and reads colours the previous way."""
     import ppkt.geometry
     import ppkt.sparse.tensor
-    import ppkt.train.pipeline
+    import ppkt.train.samples
 
     patches = [
         (ppkt.geometry, "voxelize", voxelize),
         (ppkt.sparse.tensor, "submanifold_map", submanifold_map),
         (ppkt.sparse.tensor, "downsample_map", downsample_map),
         (ppkt.sparse.tensor.CoordinateCache, "submanifold", _submanifold_cached),
-        (ppkt.train.pipeline, "color_at", color_at),
+        (ppkt.train.samples, "color_at", color_at),
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:

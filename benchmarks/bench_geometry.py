@@ -185,7 +185,7 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
 def stride_retention(frames: int) -> None:
     """Points and 2.5 / 5 cm voxels kept when every s-th depth row and column is read
     (``data.max_depth_pixels``), as a share of the voxels of all pixels."""
-    from ppkt.train.pipeline import strided_depth
+    from ppkt.train.samples import strided_depth
 
     sets = {"real Middlebury 480x640": [(f[0], f[2]) for f in real_frames(1)]}
     sets["synthetic ScanNet-like 480x640"] = [(room_depth(s), K_DEPTH) for s in range(frames)]

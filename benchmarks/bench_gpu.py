@@ -70,10 +70,11 @@ def _pretrain_runner(args, data_root: Path, backend: str, precision: str, batch:
     from ppkt.data.scannet import ScanNetFrames
     from ppkt.engine import Precision
     from ppkt.losses import PointInfoNCE
+    from ppkt.train.batch import Collator
+    from ppkt.train.dataset import PretrainDataset
     from ppkt.train.loop import build_optimizer, pair_generator
     from ppkt.train.model import build_model
     from ppkt.train.pair_sampling import sample_pairs
-    from ppkt.train.pipeline import Collator, PretrainDataset
     from ppkt.train.presets import get_preset
 
     overrides = {

@@ -1,4 +1,4 @@
-"""Time of one lidar + camera training sample (``ppkt.train.pipeline.lidar_sample``).
+"""Time of one lidar + camera training sample (``ppkt.train.samples.lidar_sample``).
 
 A nuScenes-sized sample: 34,720 lidar points around the car, six 900x1600 cameras at the
 fixture's nuScenes poses (tests/data/outdoor_fixtures.py geometry, f = 1266). Prints the median
@@ -22,7 +22,7 @@ from ppkt.data.lidar_common import HDL32_BEAM_SPACING_DEG, occlusion_radius_px, 
 from ppkt.data.types import CameraImage, LidarCameraSample
 from ppkt.geometry import lidar_camera_pairs, scale_intrinsics
 from ppkt.train.config import AugmentConfig, DataConfig
-from ppkt.train.pipeline import lidar_sample
+from ppkt.train.samples import lidar_sample
 
 
 def nuscenes_like_sample(rng: np.random.Generator) -> LidarCameraSample:

@@ -40,11 +40,13 @@ import torch
 from ppkt.config import apply_overrides
 from ppkt.losses import PointInfoNCE
 from ppkt.teachers import TeacherFeatureCache, cache_teacher_features
+from ppkt.train.batch import Collator
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.loop import build_frames, build_optimizer, pair_generator
 from ppkt.train.model import build_model
 from ppkt.train.pair_sampling import sample_pairs
-from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
 from ppkt.train.presets import get_preset
+from ppkt.train.sampler import StepBatchSampler
 
 REAL_HW = (480, 640)
 

@@ -710,8 +710,9 @@ def test_skips_inside_dataloader_workers_reach_the_main_process_with_their_file(
     import torch
 
     from ppkt.data.scannet import ScanNetFrames
+    from ppkt.train.batch import Collator
     from ppkt.train.config import AugmentConfig, DataConfig
-    from ppkt.train.pipeline import Collator, PretrainDataset
+    from ppkt.train.dataset import PretrainDataset
 
     bad = _frame(scannet, "color", 0, ".jpg")
     _bomb(bad)

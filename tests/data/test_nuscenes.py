@@ -253,17 +253,18 @@ def test_version_from_split(tmp_path):
 
 
 def test_samples_feed_the_pretraining_pipeline(tmp_path):
-    from ppkt.train import pipeline
+    from ppkt.train.batch import Collator
     from ppkt.train.config import AugmentConfig, DataConfig
+    from ppkt.train.dataset import PretrainDataset
 
     write_nuscenes(tmp_path, num_points=2000)
     samples = NuScenesSamples(tmp_path)
     data = DataConfig(kind="nuscenes", image_hw=(30, 40), num_workers=0)
-    dataset = pipeline.PretrainDataset(samples, data, AugmentConfig(), "constant", seed=0)
+    dataset = PretrainDataset(samples, data, AugmentConfig(), "constant", seed=0)
     items = [dataset[(i, 0)] for i in range(2)]
     assert all(item.skipped == [] and item.images.shape == (6, 3, 30, 40) for item in items)
     assert all(len(item.pair_point) > 20 for item in items)
-    batch = pipeline.Collator(0.1)(items)
+    batch = Collator(0.1)(items)
     assert batch.images.shape[0] == 12 and int(batch.pair_image.max()) < 12
 
 
@@ -284,6 +285,7 @@ def test_scene_source_for_segmentation(tmp_path):
     with pytest.raises(KeyError, match="no nuScenes sample"):
         source.read("nope")
     from ppkt.eval import data as eval_data
+
     item = eval_data.scene_sample(scene, "constant", len(source.class_names))
     assert item.labels.shape == (40,)
 

@@ -14,9 +14,11 @@ from outdoor_fixtures import write_kitti_object, write_kitti_raw, write_nuscenes
 from ppkt.config import apply_overrides
 from ppkt.data.types import CameraImage, LidarCameraSample
 from ppkt.train import loop
+from ppkt.train.batch import Collator
 from ppkt.train.config import AugmentConfig, DataConfig
-from ppkt.train.pipeline import Collator, PretrainDataset, lidar_sample
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.presets import get_preset
+from ppkt.train.samples import lidar_sample
 
 TINY = {
     "data.image_hw": "30,40",

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from eval_rooms import make_room
 
-from ppkt.data.color_augment import ColorAugmentation, hsv_to_rgb, rgb_to_hsv
+from ppkt.augment.color import ColorAugmentation, hsv_to_rgb, rgb_to_hsv
+from ppkt.augment.points import SceneAugmentation
 from ppkt.eval.config import EvalAugmentConfig
-from ppkt.eval.data import SceneAugmentation
 
 GEOMETRY_OFF = dict(rotate_up=0.0, flip=0.0, scale_min=1.0, scale_max=1.0, jitter_std=0.0)
 

@@ -3,8 +3,9 @@ import pytest
 import torch
 from eval_rooms import make_room
 
+from ppkt.augment.points import SceneAugmentation
 from ppkt.data.types import IGNORE_LABEL, LabeledScene
-from ppkt.eval.data import SceneAugmentation, SegmentationDataset, collate_scenes, voxel_majority_labels
+from ppkt.eval.data import SegmentationDataset, collate_scenes, voxel_majority_labels
 
 
 def test_majority_labels_match_naive_vote():

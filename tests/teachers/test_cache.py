@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from ppkt.data.images import prepare_image
 from ppkt.data.types import RGBDFrame
 from ppkt.teachers import (
     StaleCacheError,
     TeacherFeatureCache,
     build_teacher,
     cache_teacher_features,
-    prepare_image,
 )
 
 

@@ -10,7 +10,7 @@ from train_fixtures import make_frame
 
 from ppkt.geometry import rgbd_pairs, uv_to_ij
 from ppkt.train.config import AugmentConfig, DataConfig, PretrainConfig, validate
-from ppkt.train.pipeline import color_at, depth_stride, rgbd_sample, strided_depth
+from ppkt.train.samples import color_at, depth_stride, rgbd_sample, strided_depth
 
 
 @pytest.mark.parametrize(

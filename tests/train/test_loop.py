@@ -7,11 +7,12 @@ from train_fixtures import make_frame
 
 from ppkt.config import apply_overrides, load_config
 from ppkt.losses import PointInfoNCE
+from ppkt.train.batch import Collator
 from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
 from ppkt.train.config import PretrainConfig
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.loop import NonFiniteLossError, pretrain
 from ppkt.train.model import build_model
-from ppkt.train.pipeline import Collator, PretrainDataset
 from ppkt.train.presets import PRESETS, get_preset
 from tiny_pretrain import tiny_config
 

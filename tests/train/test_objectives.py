@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
+from ppkt.train.batch import Collator
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.loop import pretrain
 from ppkt.train.model import build_model
 from ppkt.train.objectives import Objective
-from ppkt.train.pipeline import Collator, PretrainDataset
 from tiny_pretrain import tiny_config
 
 

@@ -8,9 +8,10 @@ import torch.nn.functional as F
 from train_fixtures import make_frame
 
 from ppkt.losses import PointInfoNCE
+from ppkt.train.batch import Collator
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.model import build_model
 from ppkt.train.pair_sampling import sample_pairs
-from ppkt.train.pipeline import Collator, PretrainDataset
 from tiny_pretrain import tiny_config
 
 

@@ -6,16 +6,14 @@ import torch
 import torch.nn.functional as F
 from train_fixtures import make_frame
 
+from ppkt.augment.image import augment_image
+from ppkt.augment.points import rotation_about_axis
 from ppkt.geometry import rgbd_pairs
+from ppkt.train.batch import Collator
 from ppkt.train.config import AugmentConfig, DataConfig
-from ppkt.train.pipeline import (
-    Collator,
-    PretrainDataset,
-    StepBatchSampler,
-    augment_image,
-    rgbd_sample,
-    rotation_about_axis,
-)
+from ppkt.train.dataset import PretrainDataset
+from ppkt.train.sampler import StepBatchSampler
+from ppkt.train.samples import rgbd_sample
 
 DATA = DataConfig(kind="synthetic", image_hw=(24, 32), min_depth=0.1, max_depth=10.0)
 NO_AUG = AugmentConfig(

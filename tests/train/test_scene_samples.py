@@ -11,8 +11,9 @@ from train_fixtures import make_frame
 
 from ppkt.data.ply import write_ply_vertices
 from ppkt.geometry import unproject_depth
+from ppkt.train.batch import Collator
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.loop import pretrain
-from ppkt.train.pipeline import Collator, PretrainDataset
 from ppkt.train.scene_samples import SceneCloud, SceneIndex, read_scene_cloud
 from tiny_pretrain import tiny_config
 

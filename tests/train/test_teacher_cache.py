@@ -9,8 +9,10 @@ import torch
 from train_fixtures import make_frame
 
 from ppkt.teachers import StaleCacheError, TeacherFeatureCache, build_teacher, cache_teacher_features
+from ppkt.train.batch import Collator
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.loop import pretrain
-from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
+from ppkt.train.sampler import StepBatchSampler
 from tiny_pretrain import tiny_config
 
 NO_2D_AUGMENT = {"augment.hflip": "0", "augment.crop_scale_min": "1.0"}
@@ -75,7 +77,7 @@ def test_teacher_uv_is_the_unaugmented_pixel(tmp_path, frames):
 
 
 def reference_image(frame, cfg):
-    from ppkt.teachers import prepare_image
+    from ppkt.data.images import prepare_image
 
     return prepare_image(frame.color, tuple(cfg.data.image_hw))
 
@@ -161,7 +163,7 @@ def test_collated_cache_batch_moves_with_its_fields(tmp_path, frames):
 def test_model_samples_cached_maps_at_the_unaugmented_pixels(tmp_path, frames):
     """With 2D augmentation on, the cached path equals the teacher on the un-augmented images sampled
     at ``pair_uv_teacher``, for cached and recomputed frames alike, and differs from the augmented path."""
-    from ppkt.teachers import prepare_image
+    from ppkt.data.images import prepare_image
     from ppkt.train.model import build_model
 
     cache = write_cache(tmp_path / "cache", frames[:1])
@@ -200,3 +202,25 @@ def test_cli_refuses_a_stale_cache_with_exit_2(tmp_path, frames, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "teacher_identity" in err and str(cache.root) in err
+
+
+def test_training_image_is_the_cache_preparation(frames):
+    """Samples and the cache prepare images with one function: without 2D augmentation a sample's
+    image is bit-for-bit the image the cache feeds the teacher (resize from 48x64 included)."""
+    import numpy as np
+
+    from ppkt.data.images import prepare_image
+    from ppkt.train.samples import FrameSkipped, rgbd_sample
+
+    cfg = tiny_config("unused", **NO_2D_AUGMENT)
+    for frame in frames[:2]:
+        sample = rgbd_sample(frame, cfg.data, cfg.augment, "rgb", np.random.default_rng(0))
+        expected = prepare_image(frame.color, tuple(cfg.data.image_hw))
+        assert expected.shape == (3, 24, 32)
+        assert torch.equal(sample.images[0], expected)
+    with pytest.raises(ValueError, match=r"uint8, got \(48, 64, 3\) float32"):
+        prepare_image(frames[0].color.astype(np.float32), (24, 32))
+    bad = make_frame(48, 64, seed=0)
+    bad.color = bad.color.astype(np.uint16)
+    with pytest.raises(FrameSkipped, match="uint16"):
+        rgbd_sample(bad, cfg.data, cfg.augment, "rgb", np.random.default_rng(0))

@@ -96,7 +96,8 @@ def _png(path: Path, min_colors: int = 20) -> np.ndarray:
 def test_frame_embeddings_match_the_training_forward_pass(loaded_run):
     """Without augmentation, the figure's per-point and per-pixel embeddings are exactly what the
     pretraining model computes for the frame's pairs (gathered through point_to_voxel / the UPL)."""
-    from ppkt.train.pipeline import Collator, rgbd_sample
+    from ppkt.train.batch import Collator
+    from ppkt.train.samples import rgbd_sample
     from ppkt.viz.model_figures import no_augmentation
 
     model, cfg, frame, emb = loaded_run

@@ -16,7 +16,7 @@ from ppkt.viz.figures import (
 )
 from ppkt.viz.panels import save_colored_ply, save_png
 from ppkt.viz.pca import fit_pca, pca_colors
-from ppkt.viz.render import View, look_at, orbit_view, rasterize_points
+from ppkt.viz.render import View, camera_from_world_looking_at, orbit_view, rasterize_points
 
 
 def _room(n=4000, seed=0):
@@ -39,7 +39,7 @@ def _assert_rich_image(image, hw=None, min_colors=10):
 
 
 def test_look_at_is_a_rotation_and_centre_projects_to_centre():
-    cam_from_world = look_at(np.array([0.0, -5, 1]), np.array([0.0, 0, 1]))
+    cam_from_world = camera_from_world_looking_at(np.array([0.0, -5, 1]), np.array([0.0, 0, 1]))
     R = cam_from_world[:3, :3]
     assert np.allclose(R @ R.T, np.eye(3)) and np.isclose(np.linalg.det(R), 1)
     K = np.array([[100.0, 0, 31.5], [0, 100, 23.5], [0, 0, 1]])

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ppkt.data.report import (
@@ -89,6 +91,28 @@ def decode_color_bytes(data: bytes, source: str) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except DECODER_ERRORS as err:
         raise FrameError(source, UNDECODABLE, str(err)) from err
+
+
+def resize_image(image: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """``(3, H, W)`` float -> ``(3, *out_hw)``, bilinear with pixel centres at integer ``uv``
+    (``u' = (u + 0.5) * W'/W - 0.5``, docs/conventions.md); antialiased when shrinking."""
+    if tuple(image.shape[1:]) == tuple(out_hw):
+        return image
+    return F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def prepare_image(color: np.ndarray, image_hw: tuple[int, int]) -> torch.Tensor:
+    """``(H0, W0, 3)`` uint8 RGB -> ``(3, H, W)`` float32 in ``[0, 1]`` at ``image_hw``, no crop.
+
+    The one preparation of a colour image for the teacher: pretraining samples
+    (``ppkt.train.samples``) and the teacher feature cache (``ppkt.teachers.cache``) both call it,
+    so cached features equal recomputed ones by construction. Raises ``ValueError`` on a wrong
+    shape or dtype.
+    """
+    if color.ndim != 3 or color.shape[2] != 3 or color.dtype != np.uint8:
+        raise ValueError(f"colour image must be (H, W, 3) uint8, got {color.shape} {color.dtype}")
+    array = np.ascontiguousarray(color) if color.flags.writeable else np.array(color)  # torch wants writable
+    return resize_image(torch.from_numpy(array).permute(2, 0, 1).float() / 255.0, tuple(image_hw))
 
 
 def read_depth_png(

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ppkt.augment.color import ColorAugmentation
+from ppkt.augment.points import SceneAugmentation
 from ppkt.config import option
-from ppkt.data.color_augment import ColorAugmentation
-from ppkt.eval.data import SceneAugmentation
 
 
 @dataclass(frozen=True)

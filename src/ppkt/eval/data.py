@@ -23,14 +23,13 @@ on voxels, so that the voxel size does not change what is measured.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ppkt.data.color_augment import ColorAugmentation
+from ppkt.augment.points import SceneAugmentation
 from ppkt.data.scannet import ScanNetSceneSource  # noqa: F401 - part of this module's API
 from ppkt.data.types import IGNORE_LABEL, LabeledScene, SceneSource
 from ppkt.eval.splits import LabelSplit
@@ -56,77 +55,6 @@ class InMemorySceneSource:
 
     def read(self, scene_id: str) -> LabeledScene:
         return self._scenes[scene_id]
-
-
-# ---------------------------------------------------------------------------------------- augmentation
-@dataclass(frozen=True)
-class SceneAugmentation:
-    """Training-time 3D augmentation of a labelled scene (z is up, as in ScanNet and lidar data).
-
-    Order: crop, rotation about z, flips, isotropic scaling, jitter; then the colours: auto-contrast,
-    translation, jitter, hue and saturation. Labels and colours follow their points; nothing is
-    applied at evaluation.
-
-    The colour steps and their default strengths are those of the MinkowskiEngine ScanNet
-    segmentation recipe that the PPKT line of work fine-tunes with. They matter most for pretrained
-    backbones, whose features, distilled from a 2D network, describe appearance: without them a
-    head trained on one room learned "this floor's colour" instead of "floor"; with them the
-    fine-tuning data no longer looks like what the features learned (both measured in
-    docs/evaluation.md, "The effectiveness benchmark", parts 5 and 6).
-
-    Attributes:
-        max_points: keep at most this many points, the nearest to a random labelled point (any point
-            when none is labelled; 0 = no crop). Centring on a labelled point matters for sparse
-            budgets: 20 labelled points per room would otherwise fall outside most crops.
-        rotate_up: max |angle| (rad) of a uniform rotation about z.
-        flip: probability of mirroring x, and independently y.
-        scale_min, scale_max: uniform isotropic scale range.
-        jitter_std: std (m) of Gaussian noise added to every point, clipped at 3 std.
-        color: colour augmentation (``ppkt.data.color_augment``); off by default here, on in
-            the fine-tuning config.
-    """
-
-    max_points: int = 0
-    rotate_up: float = math.pi
-    flip: float = 0.5
-    scale_min: float = 0.9
-    scale_max: float = 1.1
-    jitter_std: float = 0.005
-    color: ColorAugmentation = ColorAugmentation()
-
-    def __call__(self, scene: LabeledScene, rng: np.random.Generator) -> LabeledScene:
-        points, colors, labels = scene.points, scene.colors, scene.labels
-        if self.max_points and len(points) > self.max_points:
-            labelled = np.flatnonzero(labels != IGNORE_LABEL)
-            pool = labelled if len(labelled) else np.arange(len(points))
-            centre = points[pool[rng.integers(len(pool))]]
-            dist = np.square(points - centre).sum(axis=1)
-            keep = np.sort(np.argpartition(dist, self.max_points - 1)[: self.max_points])
-            points, colors, labels = points[keep], colors[keep], labels[keep]
-        points = points.astype(np.float64)
-        angle = rng.uniform(-self.rotate_up, self.rotate_up) if self.rotate_up > 0 else 0.0
-        c, s = math.cos(angle), math.sin(angle)
-        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-        mirror = np.ones(3)
-        mirror[:2] = np.where(rng.random(2) < self.flip, -1.0, 1.0)
-        scale = rng.uniform(self.scale_min, self.scale_max)
-        points = (points @ rot.T) * mirror * scale
-        if self.jitter_std > 0:
-            noise = rng.normal(0.0, self.jitter_std, size=points.shape)
-            points = points + np.clip(noise, -3 * self.jitter_std, 3 * self.jitter_std)
-        return LabeledScene(
-            points=points.astype(np.float32),
-            colors=self._augment_colors(colors, rng),
-            labels=labels,
-            scene_id=scene.scene_id,
-            class_names=scene.class_names,
-        )
-
-    def _augment_colors(self, colors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``(N, 3)`` uint8 colours, augmented; the same array when every colour step is off."""
-        if not self.color.enabled:
-            return colors
-        return np.round(self.color(colors.astype(np.float64) / 255.0, rng) * 255.0).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------- samples

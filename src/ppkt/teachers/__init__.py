@@ -12,7 +12,7 @@ from ppkt.teachers.base import (
     Stage,
     Teacher,
 )
-from ppkt.teachers.cache import StaleCacheError, TeacherFeatureCache, cache_teacher_features, prepare_image
+from ppkt.teachers.cache import StaleCacheError, TeacherFeatureCache, cache_teacher_features
 from ppkt.teachers.projection import UpsamplingProjection
 from ppkt.teachers.registry import DEFAULT_TEACHER, TEACHERS, build_teacher
 from ppkt.teachers.vit import TeacherUnavailable, ViTTeacher
@@ -32,5 +32,4 @@ __all__ = [
     "ViTTeacher",
     "build_teacher",
     "cache_teacher_features",
-    "prepare_image",
 ]

@@ -22,12 +22,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 from tqdm import tqdm
 
+from ppkt.data.images import prepare_image
 from ppkt.data.types import RGBDFrame
 from ppkt.teachers.base import Teacher
 from ppkt.utils.io import atomic_write_json, cache_file
@@ -41,23 +40,6 @@ class StaleCacheError(RuntimeError, ValueError):
 
     Also a ValueError: to a command such as ``ppkt pretrain --teacher.cache`` it is bad input.
     """
-
-
-def prepare_image(color: np.ndarray, image_hw: tuple[int, int]) -> torch.Tensor:
-    """``(H0, W0, 3)`` uint8 RGB -> ``(3, H, W)`` float32 in ``[0, 1]`` at ``image_hw``.
-
-    Bilinear, antialiased, no crop (pixel ``uv`` maps by the conventions' resize rule); the same
-    resize as ``ppkt.train.pipeline.resize_image``, so cached and recomputed features agree.
-    """
-    if color.ndim != 3 or color.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {color.shape}")
-    array = np.ascontiguousarray(color) if color.flags.writeable else np.array(color)  # torch wants writable
-    image = torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
-    if tuple(image.shape[1:]) != tuple(image_hw):
-        image = F.interpolate(
-            image[None], size=tuple(image_hw), mode="bilinear", align_corners=False, antialias=True
-        )[0]
-    return image
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,12 @@ from ppkt.engine import (
     setup_runtime,
     training_state_problem,
 )
+from ppkt.train.batch import Collator
 from ppkt.train.config import PretrainConfig, validate
+from ppkt.train.dataset import PretrainDataset
 from ppkt.train.model import PPKTModel, build_model
 from ppkt.train.objectives import Objective, superpixel_source
-from ppkt.train.pipeline import Collator, PretrainDataset, StepBatchSampler
+from ppkt.train.sampler import StepBatchSampler
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
@@ -503,7 +505,6 @@ def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> PretrainConf
     folder resumes in place.
     """
     from ppkt.config import apply_overrides
-
     from ppkt.engine.rundir import resume_overrides
 
     cfg = load_run_config(run_dir)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ppkt.train.batch import PretrainBatch
 from ppkt.train.config import PretrainConfig
-from ppkt.train.pipeline import PretrainBatch
 
 TRAINABLE_PARTS = ("backbone", "head", "upl")
 """The submodules saved in checkpoints (the teacher is rebuilt from its own weights)."""

@@ -21,10 +21,10 @@ import torch
 
 from ppkt.data.superpixels import Superpixels
 from ppkt.losses import CosineDistillation, PointInfoNCE, SuperpixelInfoNCE
+from ppkt.train.batch import PretrainBatch
 from ppkt.train.config import LossConfig, PretrainConfig
 from ppkt.train.model import PairEmbeddings
 from ppkt.train.pair_sampling import PairSelection, sample_pairs
-from ppkt.train.pipeline import PretrainBatch
 
 LOSS_NAMES: tuple[str, ...] = ("infonce", "cosine", "superpixel-infonce")
 

@@ -22,15 +22,14 @@ import torch
 from ppkt.data.superpixels import Superpixels
 from ppkt.data.types import RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
-from ppkt.train.pipeline import (
+from ppkt.train.samples import (
     MIN_PAIRS_PER_FRAME,
     FrameSkipped,
     PretrainSample,
-    _image_tensor,
     _out_hw,
     augment_sample,
     pair_superpixels,
-    resize_image,
+    training_image,
 )
 
 
@@ -134,7 +133,7 @@ def scene_sample(
             raise FrameSkipped(
                 f"{frame.scene_id}/{frame.frame_id}: no pose (data.pairs=scene needs posed frames)"
             )
-        images.append(resize_image(_image_tensor(frame.color), hw))
+        images.append(training_image(frame.color, hw))
         depth = np.nan_to_num(np.asarray(frame.depth, dtype=np.float32), nan=0.0, posinf=0.0)
         views.append(
             PosedView(

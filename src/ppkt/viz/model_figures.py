@@ -208,9 +208,10 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
         cfg: the run's ``PretrainConfig`` (image size, depth range, voxel size, input features).
 
     Raises:
-        ppkt.train.pipeline.FrameSkipped: the frame has no usable pixel-point pairs.
+        ppkt.train.samples.FrameSkipped: the frame has no usable pixel-point pairs.
     """
-    from ppkt.train.pipeline import Collator, color_at, rgbd_sample
+    from ppkt.train.batch import Collator
+    from ppkt.train.samples import color_at, rgbd_sample
 
     if not isinstance(frame, RGBDFrame):
         raise NotImplementedError(

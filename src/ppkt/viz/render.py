@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ppkt.geometry.pose import look_at
+
 
 @dataclass(frozen=True)
 class View:
@@ -24,21 +26,6 @@ class View:
     K: np.ndarray
     camera_from_world: np.ndarray
     image_hw: tuple[int, int]
-
-
-def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0, 0, 1)) -> np.ndarray:
-    """``camera_from_world`` of an OpenCV camera at ``eye`` looking at ``target`` (image up ~ ``up``)."""
-    forward = np.asarray(target, float) - np.asarray(eye, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.asarray(up, float))
-    if np.linalg.norm(right) < 1e-9:  # looking straight along `up`: pick any perpendicular
-        right = np.cross(forward, np.array([1.0, 0.0, 0.0]))
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    camera_from_world = np.eye(4)
-    camera_from_world[:3, :3] = np.stack([right, down, forward])
-    camera_from_world[:3, 3] = -camera_from_world[:3, :3] @ np.asarray(eye, float)
-    return camera_from_world
 
 
 def orbit_view(
@@ -65,7 +52,16 @@ def orbit_view(
     h, w = image_hw
     f = 0.5 * min(h, w) / np.tan(half_fov)
     K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-    return View(K=K, camera_from_world=look_at(eye, centre, up), image_hw=(h, w))
+    return View(K=K, camera_from_world=camera_from_world_looking_at(eye, centre, up), image_hw=(h, w))
+
+
+def camera_from_world_looking_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """``camera_from_world`` of :func:`ppkt.geometry.pose.look_at` (exact inverse: transposed rotation)."""
+    rotation = np.ascontiguousarray(look_at(eye, target, up)[:3, :3].T)
+    camera_from_world = np.eye(4)
+    camera_from_world[:3, :3] = rotation
+    camera_from_world[:3, 3] = -rotation @ np.asarray(eye, float)
+    return camera_from_world
 
 
 def rasterize_points(

@@ -18,12 +18,12 @@ from ppkt.data.synthetic import (
     generate_dataset,
     generate_scene,
     intrinsics_for,
-    look_at,
     render,
 )
 from ppkt.data.synthetic import dataset as synth_dataset
 from ppkt.data.synthetic.render import _to_local, camera_rays
 from ppkt.geometry.camera import transform_points, unproject_depth
+from ppkt.geometry.pose import look_at
 
 TINY = dict(frames_per_scene=3, image_hw=(48, 64), progress=False)
 

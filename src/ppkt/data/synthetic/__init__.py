@@ -26,7 +26,7 @@ from ppkt.data.synthetic.render import (
     render,
     sample_scene_cloud,
 )
-from ppkt.data.synthetic.trajectory import camera_trajectory, look_at
+from ppkt.data.synthetic.trajectory import camera_trajectory
 
 __all__ = [
     "CLASSES",
@@ -45,7 +45,6 @@ __all__ = [
     "generate_dataset",
     "generate_scene",
     "intrinsics_for",
-    "look_at",
     "render",
     "sample_scene_cloud",
     "scene_name",

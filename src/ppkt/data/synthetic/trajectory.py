@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ppkt.data.synthetic.layout import Scene
+from ppkt.geometry.pose import look_at
 
 
 def _catmull_rom(points: np.ndarray, samples_per_segment: int) -> np.ndarray:
@@ -36,21 +37,6 @@ def _resample_by_length(path: np.ndarray, count: int) -> np.ndarray:
         return np.repeat(path[:1], count, axis=0)
     target = np.linspace(0.0, s[-1], count)
     return np.stack([np.interp(target, s, path[:, d]) for d in range(path.shape[1])], axis=1)
-
-
-def look_at(position: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarray:
-    """``(4, 4)`` world_from_camera of an OpenCV camera at ``position`` looking at ``target`` (world z up)."""
-    forward = target - position
-    forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    norm = np.linalg.norm(right)
-    right = np.array([1.0, 0.0, 0.0]) if norm < 1e-6 else right / norm
-    down = np.cross(forward, right)
-    c, s = np.cos(roll), np.sin(roll)
-    right, down = c * right + s * down, -s * right + c * down
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, position
-    return pose
 
 
 def camera_trajectory(
@@ -126,5 +112,5 @@ def camera_trajectory(
         if dist < 1.0:
             direction = horizontal if dist > 1e-3 else (centre[:2] - positions[k, :2] + 1e-3)
             target[:2] = positions[k, :2] + direction / np.linalg.norm(direction) * 1.0
-        poses[k] = look_at(positions[k], target, rolls[k])
+        poses[k] = look_at(positions[k], target, roll=rolls[k])
     return poses

@@ -2,8 +2,8 @@
 
 The steps and their usual strengths (auto-contrast 0.2, translation 0.1, jitter 0.05, hue 0.5,
 saturation 0.2) are those of the MinkowskiEngine ScanNet segmentation recipe that PointContrast,
-CSC and PPKT fine-tune with. Fine-tuning (``ppkt.eval.data.SceneAugmentation``) and pretraining
-(``ppkt.train.pipeline``, the 3D side only: the teacher keeps seeing the real image) share it.
+CSC and PPKT fine-tune with. Fine-tuning (``ppkt.augment.points.SceneAugmentation``) and pretraining
+(``ppkt.train.samples.augment_sample``, the 3D side only: the teacher keeps seeing the real image) share it.
 """
 
 from __future__ import annotations
