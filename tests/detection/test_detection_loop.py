@@ -116,7 +116,9 @@ def test_pretrained_backbone_loads_through_the_segmentation_loader(tmp_path):
             assert torch.equal(model.backbone.state_dict()[key], value), key
     wrong = _write_backbone(tmp_path / "wrong.safetensors", cfg, state, voxel_size=0.05)
     with pytest.raises(ValueError, match="voxel_size"):
-        finetune_detection(replace(cfg, model=replace(cfg.model, init=wrong)), source=in_memory_source())
+        finetune_detection(
+            replace(cfg, model=replace(cfg.model, init=wrong)), source=in_memory_source(), overwrite=True
+        )
 
 
 def test_limited_labels_use_a_fraction_of_scenes(tmp_path):

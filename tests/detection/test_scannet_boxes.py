@@ -143,4 +143,4 @@ def test_detection_fine_tune_reads_scannet_scans(tmp_path):
     assert summary["best"]["classes"]["chair"]["ground_truth"] == 1
     assert summary["best"]["classes"]["table"]["ground_truth"] == 1
     with pytest.raises(ValueError, match="data.root"):
-        finetune_detection(replace(cfg, data=replace(cfg.data, root=None)))
+        finetune_detection(replace(cfg, data=replace(cfg.data, root=None)), overwrite=True)

@@ -173,3 +173,19 @@ def test_the_preset_table_of_the_docs_matches_the_presets():
     for name, steps in rows.items():
         written = float(steps[:-1]) * 1000 if steps.endswith("k") else float(steps)
         assert written == get_preset(name).optim.steps, name
+
+
+def test_a_fresh_run_never_deletes_an_earlier_runs_checkpoints(tmp_path, rooms_source, capsys):
+    """A forgotten --resume is refused (the earlier run's checkpoints stay); overwrite=True, which the
+    benchmark protocols pass for runs they redo, starts over."""
+    cfg = resumable_config(tmp_path, "run", checkpoint_every=1)
+    cfg = replace(cfg, optim=replace(cfg.optim, steps=2))
+    finetune(cfg, source=rooms_source)
+    steps = sorted(p.name for p in (cfg.run.out / "checkpoints").glob("step_*"))
+    assert steps
+    with pytest.raises(FileExistsError, match="--resume"):
+        finetune(cfg, source=rooms_source)
+    assert sorted(p.name for p in (cfg.run.out / "checkpoints").glob("step_*")) == steps
+    assert main(["finetune", "--config", str(cfg.run.out / "config.yaml")]) == 2
+    assert "already holds a run's step checkpoints" in capsys.readouterr().err
+    assert finetune(cfg, source=rooms_source, overwrite=True).best_step == 2

@@ -125,7 +125,7 @@ def _fake_divergence(calls):
 
     from ppkt.config import config_to_dict
 
-    def finetune(ft):
+    def finetune(ft, *, overwrite=False):
         calls.append(ft.run.out)
         Path(ft.run.out).mkdir(parents=True, exist_ok=True)
         (Path(ft.run.out) / "config.yaml").write_text(yaml.safe_dump(config_to_dict(ft), sort_keys=False))

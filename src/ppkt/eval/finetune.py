@@ -222,12 +222,21 @@ class ResumePoint:
     state: TrainingState
 
 
-def begin_run(run_dir: Path, cfg, rt: Runtime, resume: bool) -> ResumePoint | None:
+def begin_run(run_dir: Path, cfg, rt: Runtime, resume: bool, overwrite: bool = False) -> ResumePoint | None:
     """The checkpoint to resume from (``resume``), checked against ``cfg`` and the process count;
-    or, for a fresh run, the folder cleared of an earlier run's results and ``cfg`` saved."""
+    or, for a fresh run, the folder cleared of an earlier run's results and ``cfg`` saved.
+
+    A fresh run into a folder that holds an earlier run's step checkpoints is refused (a forgotten
+    ``--resume`` would otherwise delete a long run) unless ``overwrite`` says that is meant.
+    """
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         raise FileNotFoundError(f"{run_dir}: nothing to resume (no checkpoints/latest)")
+    if not resume and not overwrite and any((run_dir / "checkpoints").glob("step_*")):
+        raise FileExistsError(
+            f"{run_dir}: already holds a run's step checkpoints; pass --resume {run_dir} to continue "
+            "it, or another --run.out (or remove the folder) to start over"
+        )
     if ckpt is not None:
         weights, state = load_training_checkpoint(ckpt)
         if state.world_size != rt.dist.world_size:
@@ -362,13 +371,21 @@ def _summary(
         "last": last.to_dict(),
     }
 
-def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None, resume: bool = False) -> FinetuneResult:
+def finetune(
+    cfg: FinetuneConfig,
+    *,
+    source: SceneSource | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> FinetuneResult:
     """Run a fine-tuning or linear-probing job as ``cfg`` says; see the module docstring for outputs.
 
     Args:
         cfg: the run's configuration.
         source: labelled scenes to use instead of ``cfg.data`` (e.g. an :class:`InMemorySceneSource`).
         resume: continue the run in ``cfg.run.out`` from its latest checkpoint.
+        overwrite: start over in a folder that holds an earlier run's step checkpoints (they are
+            removed); without it that is a FileExistsError (protocols that rerun a run pass it).
 
     Raises:
         NonFiniteError: the loss, or a weight, statistic or optimiser state about to be saved,
@@ -381,16 +398,21 @@ def finetune(cfg: FinetuneConfig, *, source: SceneSource | None = None, resume: 
         cfg.run.device, seed=cfg.train_seed, cpu_threads=cfg.run.cpu_threads, deterministic=cfg.run.deterministic
     )
     with RunFolder(cfg.run.out, enabled=rt.is_main) as folder:
-        return _finetune(cfg, rt, folder, source, resume)
+        return _finetune(cfg, rt, folder, source, resume, overwrite)
 
 
 def _finetune(
-    cfg: FinetuneConfig, rt: Runtime, folder: RunFolder, source: SceneSource | None, resume: bool
+    cfg: FinetuneConfig,
+    rt: Runtime,
+    folder: RunFolder,
+    source: SceneSource | None,
+    resume: bool,
+    overwrite: bool,
 ) -> FinetuneResult:
     from tqdm import tqdm
 
     run_dir, device, main = folder.path, rt.device, rt.is_main
-    ckpt = begin_run(run_dir, cfg, rt, resume)
+    ckpt = begin_run(run_dir, cfg, rt, resume, overwrite)
 
     with rt.main_first():  # synthetic data and split files are written once
         source = source if source is not None else build_source(cfg.data)

@@ -364,7 +364,7 @@ def finetune_one(
         val_path.unlink(missing_ok=True)
         started = time.perf_counter()
         try:
-            finetune(ft)
+            finetune(ft, overwrite=True)  # a run that did not finish, or had other settings, starts over
         except FloatingPointError as error:
             if lr_backbone is None:
                 raise

@@ -129,7 +129,7 @@ def detection_one(
     timing = run_dir / "timing.json"
     if not (metrics.is_file() and timing.is_file() and _same_config(run_dir, det)):
         started = time.perf_counter()
-        finetune_detection(det)
+        finetune_detection(det, overwrite=True)  # not finished, or other settings: start over
         atomic_write_json(timing, {"seconds": time.perf_counter() - started})
     last = json.loads(metrics.read_text())["last"]
 

@@ -266,7 +266,11 @@ def _metrics_from_loop(saved: dict, class_names: tuple[str, ...]) -> DetectionMe
 
 
 def finetune_detection(
-    cfg: DetectionConfig, *, source: DetectionSource | None = None, resume: bool = False
+    cfg: DetectionConfig,
+    *,
+    source: DetectionSource | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> DetectionResult:
     """Run a detection fine-tuning job as ``cfg`` says; see the module docstring for the outputs.
 
@@ -274,6 +278,8 @@ def finetune_detection(
         cfg: the run's configuration.
         source: scenes with boxes to use instead of ``cfg.data`` (e.g. an ``InMemoryDetectionSource``).
         resume: continue the run in ``cfg.run.out`` from its latest checkpoint.
+        overwrite: start over in a folder that holds an earlier run's step checkpoints (they are
+            removed); without it that is a FileExistsError (protocols that rerun a run pass it).
 
     Raises:
         NonFiniteError: the loss, or a weight or optimiser state about to be saved, became NaN/inf
@@ -289,16 +295,21 @@ def finetune_detection(
         deterministic=cfg.run.deterministic,
     )
     with RunFolder(cfg.run.out, enabled=rt.is_main) as folder:
-        return _finetune_detection(cfg, rt, folder, source, resume)
+        return _finetune_detection(cfg, rt, folder, source, resume, overwrite)
 
 
 def _finetune_detection(
-    cfg: DetectionConfig, rt: Runtime, folder: RunFolder, source: DetectionSource | None, resume: bool
+    cfg: DetectionConfig,
+    rt: Runtime,
+    folder: RunFolder,
+    source: DetectionSource | None,
+    resume: bool,
+    overwrite: bool,
 ) -> DetectionResult:
     from tqdm import tqdm
 
     run_dir, device, main = folder.path, rt.device, rt.is_main
-    ckpt = begin_run(run_dir, cfg, rt, resume)
+    ckpt = begin_run(run_dir, cfg, rt, resume, overwrite)
     with rt.main_first():  # synthetic data and split files are written once
         source = source if source is not None else build_detection_source(cfg.data)
         class_names = tuple(source.class_names)
