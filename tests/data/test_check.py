@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,13 +107,27 @@ def test_detect_formats(tmp_path, scannet_root):
         scan_dataset(scannet_root, format="kinect")
 
 
-def test_registry_is_extensible(tmp_path, monkeypatch):
-    def scan_fake(path, strict):
-        return DataReport(root=str(path), format="fake", frames_found=1, frames_usable=1)
+def test_one_registry_entry_reaches_detection_check_data_and_its_cli(tmp_path, monkeypatch, capsys):
+    """Adding a format is one entry: auto-detection, the check-data scan and the command's
+    --format choices all find it, and the scan gets the folder detection resolved."""
+    scanned = []
 
-    fake = registry.DatasetSpec("fake", "rgbd", "a test format", "z", None, None, scan=scan_fake)
+    def scan_fake(path, strict, **options):
+        scanned.append(Path(path))
+        return DataReport(root=str(path), format="fake", frames_found=3, frames_usable=2)
+
+    fake = registry.DatasetSpec(
+        "fake", "rgbd", "a test format", "z", lambda path: (path / "FAKE").is_file(), None, scan=scan_fake
+    )
     monkeypatch.setitem(registry.DATASETS, "fake", fake)
-    assert scan_dataset(tmp_path, format="fake").frames_usable == 1
+    (tmp_path / "capture").mkdir()
+    (tmp_path / "capture" / "FAKE").write_text("")
+    assert registry.detect(tmp_path).format == "fake"  # one level below the given folder
+    assert main(["check-data", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["format"], out["frames_usable"]) == ("fake", 2)
+    assert scanned == [tmp_path / "capture"]
+    assert main(["check-data", str(tmp_path / "capture"), "--format", "fake"]) == 0
 
 
 def test_cli_json_and_exit_status(scannet_root, tmp_path, capsys):

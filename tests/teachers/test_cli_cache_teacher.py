@@ -1,7 +1,6 @@
 """``ppkt cache-teacher`` on a tiny hand-written ScanNet-layout dataset."""
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from ppkt.cli import main
@@ -23,7 +22,6 @@ def _write_scene(root, scene: str, frames: list[int]) -> None:
 
 
 def test_cache_teacher_command_writes_then_resumes(tmp_path, capsys):
-    pytest.importorskip("ppkt.data.scannet")
     _write_scene(tmp_path, "scene0000_00", [0, 25, 50, 60])
     out = tmp_path / "cache"
     argv = ["cache-teacher", str(tmp_path), "--stage", "stride16", "--image-size", "32", "48",
@@ -40,6 +38,5 @@ def test_cache_teacher_command_writes_then_resumes(tmp_path, capsys):
 
 
 def test_resnet_without_weights_fails_cleanly(tmp_path, capsys):
-    pytest.importorskip("ppkt.data.scannet")
     assert main(["cache-teacher", str(tmp_path), "--teacher", "resnet50"]) == 2
     assert "weights" in capsys.readouterr().err
