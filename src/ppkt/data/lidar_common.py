@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ppkt.data.images import DECODER_ERRORS
-from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, UNREADABLE, FrameError
+from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, FrameError
 
 if TYPE_CHECKING:
     from ppkt.data.types import LidarCameraSample

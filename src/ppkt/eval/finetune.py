@@ -64,7 +64,6 @@ from ppkt.eval.config import EvalDataConfig, FinetuneConfig, validate
 from ppkt.eval.data import (
     InMemorySceneSource,
     SceneSource,
-    SegmentationBatch,
     SegmentationDataset,
 )
 from ppkt.eval.evaluation import confusion_matrix, evaluate_model, predict_points
@@ -657,7 +656,6 @@ def evaluate_checkpoint(
 __all__ = [
     "FinetuneResult",
     "InMemorySceneSource",
-    "ScanNetSceneSource",
     "SegmentationModel",
     "build_model",
     "config_with_resume",
