@@ -116,3 +116,32 @@ def test_two_processes_end_with_identical_weights_and_evaluate_every_scene(tmp_p
     run = tmp_path / "run"
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_00000003"
     assert (run / "checkpoints" / "last.safetensors").is_file()
+
+
+def _main_first_worker(rank: int, world: int, port: int, out: str) -> None:
+    _join(rank, world, port)
+    import torch.distributed as dist
+
+    from ppkt.engine.runtime import DistInfo, Runtime
+
+    dist.init_process_group("gloo", timeout=__import__("datetime").timedelta(seconds=60))
+    rt = Runtime(torch.device("cpu"), DistInfo(rank, world, rank))
+    try:
+        with rt.main_first():
+            if rank == 0:
+                raise ValueError("bad dataset")
+        outcome = "passed"
+    except ValueError as err:
+        outcome = f"ValueError: {err}"
+    except RuntimeError as err:
+        outcome = f"RuntimeError: {err}"
+    Path(out, f"{rank}.txt").write_text(outcome)
+    dist.destroy_process_group()
+
+
+def test_main_first_tells_the_others_when_the_main_process_fails(tmp_path):
+    """Rank 0 failing inside main_first (e.g. a bad dataset while it writes the synthetic data)
+    must end the other ranks with an error instead of leaving them at a barrier for good."""
+    mp.spawn(_main_first_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert (tmp_path / "0.txt").read_text() == "ValueError: bad dataset"
+    assert (tmp_path / "1.txt").read_text().startswith("RuntimeError: the main process (rank 0) failed")

@@ -93,11 +93,25 @@ class Runtime:
     def main_first(self) -> Iterator[None]:
         """Run the block on the main process first, then on the others (which then find what it
         wrote: generated data, split files) instead of writing the same files at once."""
-        if self.distributed and not self.is_main:
-            self.barrier()
-        yield
-        if self.distributed and self.is_main:
-            self.barrier()
+        if not self.distributed:
+            yield
+            return
+        if self.is_main:
+            try:
+                yield
+            except BaseException:
+                # The others wait for the main process: tell them it failed, or they would wait
+                # forever at a barrier (the main process's own error says what went wrong).
+                self.all_true(False)
+                raise
+            self.all_true(True)
+        else:
+            if not self.all_true(True):
+                raise RuntimeError(
+                    "the main process (rank 0) failed while preparing the run's data or files; "
+                    "its error says why"
+                )
+            yield
 
 
 def apply_threads_and_determinism(device: torch.device, cpu_threads: int | None, deterministic: bool) -> None:
