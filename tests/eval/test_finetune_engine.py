@@ -189,3 +189,35 @@ def test_a_fresh_run_never_deletes_an_earlier_runs_checkpoints(tmp_path, rooms_s
     assert main(["finetune", "--config", str(cfg.run.out / "config.yaml")]) == 2
     assert "already holds a run's step checkpoints" in capsys.readouterr().err
     assert finetune(cfg, source=rooms_source, overwrite=True).best_step == 2
+
+
+def test_a_skipped_micro_batch_leaves_the_step_the_mean_of_the_used_ones(tmp_path, rooms_source, monkeypatch):
+    """accumulate=2 where the second micro-batch has no labelled voxel: the step equals one step on
+    the first micro-batch alone (accumulate=1), not half of it."""
+    import ppkt.eval.finetune as loop
+    from ppkt.data.types import IGNORE_LABEL
+
+    real = loop.train_batches
+    taken = []
+
+    def recording(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            taken.append(batch)
+            yield batch
+
+    base = tiny_config(tmp_path, kind="scenes", budget=1.0, seed=1)
+    base = replace(base, optim=replace(base.optim, steps=1), run=replace(base.run, eval_every=1))
+    monkeypatch.setattr(loop, "train_batches", recording)
+    single = finetune(replace(base, run=replace(base.run, out=tmp_path / "one")), source=rooms_source)
+    first = taken[0]
+    unlabelled = replace(first, voxel_labels=torch.full_like(first.voxel_labels, IGNORE_LABEL))
+    monkeypatch.setattr(loop, "train_batches", lambda *args, **kwargs: iter([first, unlabelled]))
+    accumulated = finetune(
+        replace(base, optim=replace(base.optim, accumulate=2), run=replace(base.run, out=tmp_path / "two")),
+        source=rooms_source,
+    )
+    assert accumulated.losses == single.losses
+    one, _ = load_weights(tmp_path / "one" / "checkpoints" / "last.safetensors")
+    two, _ = load_weights(tmp_path / "two" / "checkpoints" / "last.safetensors")
+    for key in one:
+        assert torch.allclose(one[key], two[key], atol=1e-6), key

@@ -528,6 +528,13 @@ def _finetune(
                 precision.backward(loss, o.accumulate)
                 step_losses.append(float(loss.detach()))
             if step_losses:
+                if len(step_losses) < o.accumulate:
+                    # Micro-batches without a labelled voxel were skipped; each used one was divided
+                    # by optim.accumulate, so the step's gradient is brought back to their mean.
+                    scale = o.accumulate / len(step_losses)
+                    for param in model.parameters():
+                        if param.grad is not None:
+                            param.grad.mul_(scale)
                 precision.step(optimizer, model.parameters(), o.grad_clip)
                 value = sum(step_losses) / len(step_losses)
                 losses[step] = value

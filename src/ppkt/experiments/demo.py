@@ -59,8 +59,8 @@ SIZES: dict[str, DemoSize] = {
     "default": DemoSize(
         rooms=20, frames_per_room=12, pretrain_steps=400, finetune_steps=400, lr_grid=(0.01, 0.001),
         smoke=False,
-        measured="10 min 50 s wall on a quiet 2-core CPU with the rooms cached (/usr/bin/time -v ppkt demo, "
-        "an earlier version on 2 torch threads); not re-measured",
+        measured="11 min 51 s wall, 727 CPU-seconds, on a quiet 2-core CPU with the rooms cached "
+        "(/usr/bin/time -v ppkt demo)",
     ),
     "long": DemoSize(
         rooms=32, frames_per_room=16, pretrain_steps=1500, finetune_steps=1000, lr_grid=(0.01, 0.001),
@@ -83,12 +83,12 @@ def sizes_help() -> str:
 
 # ------------------------------------------------------------------------------------ progress and ETA
 # Reference costs (seconds of wall time on a quiet 2-core CPU) from which the first ETA is estimated;
-# the ETA then rescales them by the speed measured on this machine as stages finish. Only their sum
-# for --size default is measured (10 min 50 s with the rooms cached, see SIZES: 400 x 0.9 + 4 runs x
-# (6 + 400 x 0.15) + 15 = 639 s); the split between the stages is an estimate.
+# the ETA then rescales them by the speed measured on this machine as stages finish. Measured with
+# --size default (SIZES, rooms cached): pretraining 400 steps in 5 min 40 s, each fine-tuning run of
+# 400 steps 88-93 s, 11 min 51 s in all; the pictures and frame costs are estimates.
 REF_FRAME_S = 0.15  # rendering one synthetic frame
-REF_PRETRAIN_STEP_S = 0.9  # one pretraining step of the demo preset
-REF_FINETUNE_STEP_S = 0.15  # one fine-tuning step of demo-finetune
+REF_PRETRAIN_STEP_S = 0.85  # one pretraining step of the demo preset
+REF_FINETUNE_STEP_S = 0.21  # one fine-tuning step of demo-finetune
 REF_RUN_OVERHEAD_S = 6.0  # reading the rooms, building the model, the final evaluation
 REF_PICTURES_S = 15.0  # pictures and report
 
