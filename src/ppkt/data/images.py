@@ -8,6 +8,7 @@ raised as a :class:`~ppkt.data.report.FrameError` that names the file.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,3 +325,22 @@ class FileRGBDFrames(Sequence):
         if strict:
             raise error
         self.report.add_skip(error)
+
+
+COLOR_SUFFIXES = (".jpg", ".jpeg", ".png")
+"""Colour image files the folder readers (ScanNet export, rgbd-folder) take."""
+
+
+def files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
+    """frame id -> file name of the files in ``folder`` with one of ``suffixes`` (empty when the
+    folder is missing: the readers count the frames that then lack a file)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for name in names:
+        stem, dot, suffix = name.rpartition(".")
+        if dot and "." + suffix.lower() in suffixes:
+            out[stem] = name
+    return out

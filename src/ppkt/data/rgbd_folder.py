@@ -31,8 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from ppkt.data.images import (
+    COLOR_SUFFIXES,
     FileRGBDFrames,
     FrameRecord,
+    files_by_stem,
     intrinsics_problem,
     pose_problem,
     read_pose_txt,
@@ -42,7 +44,6 @@ from ppkt.data.report import BAD_INTRINSICS, MISSING_FILE, MISSING_POSE, DataRep
 CAMERA_FILES = ("rgbd.yaml", "rgbd.yml", "rgbd.json")
 COLOR_FOLDERS = ("color", "colour")
 
-_COLOR_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -137,19 +138,6 @@ def find_sequences(root: Path) -> list[Path]:
     )
 
 
-def _stems(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return {}
-    out = {}
-    for name in names:
-        stem, dot, suffix = name.rpartition(".")
-        if dot and "." + suffix.lower() in suffixes:
-            out[stem] = name
-    return out
-
-
 def _sort_key(stem: str) -> tuple[int, int | str]:
     return (0, int(stem)) if stem.isdigit() else (1, stem)
 
@@ -183,10 +171,10 @@ class RGBDFolderFrames(FileRGBDFrames):
 
     def _index_sequence(self, seq_dir: Path, frame_skip: int, strict: bool) -> None:
         color_dir = next(seq_dir / name for name in COLOR_FOLDERS if (seq_dir / name).is_dir())
-        colors = _stems(color_dir, _COLOR_SUFFIXES)
-        depths = _stems(seq_dir / "depth", (".png",))
+        colors = files_by_stem(color_dir, COLOR_SUFFIXES)
+        depths = files_by_stem(seq_dir / "depth", (".png",))
         has_poses = (seq_dir / "pose").is_dir()
-        poses = _stems(seq_dir / "pose", (".txt",)) if has_poses else {}
+        poses = files_by_stem(seq_dir / "pose", (".txt",)) if has_poses else {}
         stems = sorted(set(colors) | set(depths), key=_sort_key)[::frame_skip]
         scene_id = seq_dir.name if seq_dir == self.root else seq_dir.relative_to(self.root).as_posix()
         try:

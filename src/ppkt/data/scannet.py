@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ppkt.data.images import FileRGBDFrames, FrameRecord, read_intrinsics_txt, read_pose_txt
+from ppkt.data.images import (
+    COLOR_SUFFIXES,
+    FileRGBDFrames,
+    FrameRecord,
+    files_by_stem,
+    read_intrinsics_txt,
+    read_pose_txt,
+)
 from ppkt.data.ply import read_ply_vertices
 from ppkt.data.report import (
     BAD_INTRINSICS,
@@ -42,7 +49,6 @@ from ppkt.data.types import LabeledScene
 PAPER_FRAME_SKIP = 25
 """PPKT uses every 25th frame of the ScanNet stream for pretraining."""
 
-_COLOR_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def scannet_split(root: str | Path, split: str) -> list[str]:
@@ -70,20 +76,6 @@ def list_scenes(root: str | Path) -> list[str]:
     return sorted(
         entry.name for entry in os.scandir(root) if entry.is_dir() and (Path(entry.path) / "color").is_dir()
     )
-
-
-def _stems(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
-    """frame id -> file name of the files in ``folder`` with one of ``suffixes``."""
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return {}
-    out = {}
-    for name in names:
-        stem, dot, suffix = name.rpartition(".")
-        if dot and "." + suffix.lower() in suffixes:
-            out[stem] = name
-    return out
 
 
 def _intrinsics_path(scene_dir: Path, camera: str) -> Path:
@@ -187,9 +179,9 @@ class ScanNetFrames(FileRGBDFrames):
             self._skip(FrameError(scene_dir, MISSING_FILE, "scene folder listed but not found"), strict)
             return
         try:
-            colors = _stems(scene_dir / "color", _COLOR_SUFFIXES)
-            depths = _stems(scene_dir / "depth", (".png",))
-            poses = _stems(scene_dir / "pose", (".txt",))
+            colors = files_by_stem(scene_dir / "color", COLOR_SUFFIXES)
+            depths = files_by_stem(scene_dir / "depth", (".png",))
+            poses = files_by_stem(scene_dir / "pose", (".txt",))
         except OSError as err:
             self.report.frames_found += 1
             self._skip(FrameError(err.filename or scene_dir, UNREADABLE, err.strerror or str(err)), strict)
