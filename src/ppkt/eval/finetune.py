@@ -53,12 +53,16 @@ from ppkt.engine import (
     Runtime,
     TrainingState,
     latest_checkpoint,
-    load_checkpoint as load_training_checkpoint,
     lr_factor,
     resolve_device,
-    save_checkpoint as save_training_checkpoint,
     setup_runtime,
     training_state_problem,
+)
+from ppkt.engine import (
+    load_checkpoint as load_training_checkpoint,
+)
+from ppkt.engine import (
+    save_checkpoint as save_training_checkpoint,
 )
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig, validate
 from ppkt.eval.data import (
@@ -83,16 +87,24 @@ CONFIG = "config.yaml"
 
 
 # ------------------------------------------------------------------------------------------------ data
-def build_source(data: EvalDataConfig) -> SceneSource:
-    """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
-    from ppkt.data.registry import SceneRequest, SyntheticRooms, open_scenes
+def synthetic_rooms(data):
+    """The synthetic rooms a data section asks for (its ``synthetic_*`` fields; segmentation's and
+    detection's data sections share them)."""
+    from ppkt.data.registry import SyntheticRooms
 
-    synthetic = SyntheticRooms(
+    return SyntheticRooms(
         data.synthetic_scenes,
         data.synthetic_frames_per_scene,
         data.synthetic_seed,
         tuple(data.synthetic_image_hw),
     )
+
+
+def build_source(data: EvalDataConfig) -> SceneSource:
+    """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
+    from ppkt.data.registry import SceneRequest, open_scenes
+
+    synthetic = synthetic_rooms(data)
     return open_scenes(
         data.kind,
         SceneRequest(

@@ -59,6 +59,7 @@ from ppkt.eval.finetune import (
     interrupted,
     restore_training,
     save_training,
+    synthetic_rooms,
     train_batches,
 )
 from ppkt.eval.model import load_pretrained_backbone
@@ -72,16 +73,10 @@ CLASS_NAMES_METADATA_KEY = "class_names"
 
 def build_detection_source(data: DetectionDataConfig) -> DetectionSource:
     """The scenes with boxes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
-    from ppkt.data.registry import SceneRequest, SyntheticRooms, open_detection_scenes
+    from ppkt.data.registry import SceneRequest, open_detection_scenes
 
-    synthetic = SyntheticRooms(
-        data.synthetic_scenes,
-        data.synthetic_frames_per_scene,
-        data.synthetic_seed,
-        tuple(data.synthetic_image_hw),
-    )
     return open_detection_scenes(
-        data.kind, SceneRequest(data.root, scene_lists=data.scene_lists, synthetic=synthetic)
+        data.kind, SceneRequest(data.root, scene_lists=data.scene_lists, synthetic=synthetic_rooms(data))
     )
 
 
