@@ -184,7 +184,8 @@ def run_detection_effectiveness(cfg: DetectionExperimentConfig, log=print) -> di
     if cfg.backbone is not None:
         backbone, pretrain_seconds = Path(cfg.backbone), 0.0
     else:
-        backbone, pretrain_seconds = pretrain_backbone(cfg.shared(), root)
+        pretrained = pretrain_backbone(cfg.shared(), root)
+        backbone, pretrain_seconds = pretrained.path, pretrained.seconds
     log(f"backbone: {backbone}")
     records = []
     for budget in cfg.budgets:
