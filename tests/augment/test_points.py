@@ -53,7 +53,9 @@ def test_augmentation_is_a_scaled_isometry_that_keeps_up():
     for seed in range(5):
         draw = aug.draw(np.random.default_rng(seed), up)
         out = draw.apply(points)
-        torch.testing.assert_close(torch.cdist(out, out), draw.scale * torch.cdist(points, points), atol=1e-6, rtol=1e-9)
+        torch.testing.assert_close(
+            torch.cdist(out, out), draw.scale * torch.cdist(points, points), atol=1e-6, rtol=1e-9
+        )
         # The up component is only scaled (rotation about up, mirroring of x).
         torch.testing.assert_close(out[:, 1], draw.scale * points[:, 1])
 
@@ -68,7 +70,9 @@ def test_headings_follow_the_points():
     for seed in range(16):
         draw = aug.draw(np.random.default_rng(seed), Z_UP)
         mirrors_seen.add(None if draw.mirror is None else tuple(draw.mirror.tolist()))
-        moved_corners = draw.apply(torch.from_numpy(boxes.corners().reshape(-1, 3).astype(np.float64))).numpy()
+        moved_corners = draw.apply(
+            torch.from_numpy(boxes.corners().reshape(-1, 3).astype(np.float64))
+        ).numpy()
         moved = Boxes3D(
             draw.apply(torch.from_numpy(boxes.centers.astype(np.float64))).numpy(), boxes.sizes * draw.scale,
             draw.heading(boxes.headings), boxes.labels, boxes.class_names,
@@ -92,7 +96,9 @@ def test_pretraining_segmentation_and_detection_share_one_draw():
     # Pretraining: camera frame, x mirrored.
     cfg = AugmentConfig(flip_3d=0.5, scale_min=0.9, scale_max=1.1)
     pre = augment_points(torch.from_numpy(points), cfg, np.random.default_rng(5), torch.Generator())
-    shared = PointAugmentation(rotate_up=cfg.rotate_up, flip=0.5, flip_axes=(0,), scale_min=0.9, scale_max=1.1)
+    shared = PointAugmentation(
+        rotate_up=cfg.rotate_up, flip=0.5, flip_axes=(0,), scale_min=0.9, scale_max=1.1
+    )
     want = shared.draw(np.random.default_rng(5), (0.0, -1.0, 0.0)).apply(torch.from_numpy(points).double())
     assert torch.equal(pre, want.float())
     # Segmentation: z up, x and y mirrored, then jitter.

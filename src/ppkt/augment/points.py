@@ -123,7 +123,7 @@ class PointAugmentation:
             flipped = rng.random(len(self.flip_axes)) < self.flip
             if flipped.any():
                 mirror = torch.ones(3, dtype=torch.float64)
-                for axis, is_flipped in zip(self.flip_axes, flipped):
+                for axis, is_flipped in zip(self.flip_axes, flipped, strict=True):
                     if is_flipped:
                         mirror[axis] = -1.0
         scale = float(rng.uniform(self.scale_min, self.scale_max))
