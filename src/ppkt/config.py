@@ -26,6 +26,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from ppkt.utils.io import atomic_write_text
+
 T = TypeVar("T")
 
 _DOC = "doc"
@@ -300,7 +302,6 @@ def overrides_from_namespace(args: argparse.Namespace) -> dict[str, str]:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    from ppkt.utils.io import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 

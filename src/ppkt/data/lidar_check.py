@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ppkt.data.kitti import KittiObjectSamples, KittiRawSamples
 from ppkt.data.lidar_common import EMPTY_CLOUD, NO_PAIRS, NON_FINITE, projected_point_count
-from ppkt.data.report import MISSING_FILE, UNREADABLE, FrameError
+from ppkt.data.nuscenes import NuScenesSamples
+from ppkt.data.report import MISSING_FILE, UNREADABLE, DataReport, FrameError
+from ppkt.data.semantickitti import SemanticKittiSamples, find_sequences_dir, is_sequences_dir
 
 
 def _record_path(record) -> Path:
@@ -90,7 +93,6 @@ def check_lidar_samples(samples, report, *, strict: bool, frame_skip: int = 1, w
 
 
 def _new_report(path: Path, format_name: str):
-    from ppkt.data.report import DataReport
 
     return DataReport(root=str(path), format=format_name)
 
@@ -108,7 +110,6 @@ def nuscenes_versions(path: Path) -> list[str]:
 
 def scan_nuscenes(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0):
     """check-data for nuScenes: every table version found, with lidarseg labels when present."""
-    from ppkt.data.nuscenes import NuScenesSamples
 
     path = Path(path)
     report = _new_report(path, "nuscenes")
@@ -129,7 +130,6 @@ def scan_nuscenes(path: Path, strict: bool, *, frame_skip: int | None = None, wo
 
 
 def scan_kitti_object(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0):
-    from ppkt.data.kitti import KittiObjectSamples
 
     report = _new_report(path, "kitti")
     for subset in ("training", "testing"):
@@ -142,7 +142,6 @@ def scan_kitti_object(path: Path, strict: bool, *, frame_skip: int | None = None
 
 
 def scan_kitti_raw(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0):
-    from ppkt.data.kitti import KittiRawSamples
 
     report = _new_report(path, "kitti-raw")
     samples = KittiRawSamples(path)
@@ -153,7 +152,6 @@ def scan_kitti_raw(path: Path, strict: bool, *, frame_skip: int | None = None, w
 
 def scan_semantickitti(path: Path, strict: bool, *, frame_skip: int | None = None, workers: int = 0):
     """check-data for SemanticKITTI: labels where a sequence has them, images where it has image_2."""
-    from ppkt.data.semantickitti import SemanticKittiSamples, find_sequences_dir
 
     report = _new_report(path, "semantickitti")
     sequences_dir = find_sequences_dir(path)
@@ -184,7 +182,6 @@ def is_kitti_raw(path: Path) -> bool:
 
 
 def is_semantickitti(path: Path) -> bool:
-    from ppkt.data.semantickitti import is_sequences_dir
 
     path = Path(path)
     return any(is_sequences_dir(p) for p in (path / "dataset" / "sequences", path / "sequences", path))

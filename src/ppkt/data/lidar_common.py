@@ -17,6 +17,7 @@ from PIL import Image
 
 from ppkt.data.images import DECODER_ERRORS
 from ppkt.data.report import MISSING_FILE, TRUNCATED, UNDECODABLE, FrameError
+from ppkt.geometry import lidar_camera_pairs
 
 if TYPE_CHECKING:
     from ppkt.data.types import LidarCameraSample
@@ -256,8 +257,6 @@ def sample_pairs(
         ``ppkt.geometry.Pairs`` with points in the lidar frame.
     """
     import torch
-
-    from ppkt.geometry import lidar_camera_pairs
 
     points = torch.from_numpy(np.ascontiguousarray(sample.points, dtype=np.float32))
     if not sample.images:

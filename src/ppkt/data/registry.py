@@ -31,7 +31,23 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ppkt.data.report import DataReport
+from ppkt.data import lidar_check
+from ppkt.data.boxes import check_detection_scenes
+from ppkt.data.gravity import UP_AXES, tilt_degrees, up_rotation
+from ppkt.data.images import read_pose_txt
+from ppkt.data.kitti import KittiObjectSamples, KittiRawSamples
+from ppkt.data.nuscenes import NuScenesSamples, NuScenesSceneSource
+from ppkt.data.report import MAX_EXAMPLES, DataReport
+from ppkt.data.rgbd_folder import RGBDFolderFrames, find_sequences
+from ppkt.data.rgbd_sequences import SevenScenesFrames, TumFrames, find_tum_sequences
+from ppkt.data.s3dis import S3DISSceneSource, find_areas, scan_s3dis
+from ppkt.data.scannet import PAPER_FRAME_SKIP, ScanNetFrames, ScanNetSceneSource
+from ppkt.data.scannet_boxes import ScanNetDetectionSource
+from ppkt.data.semantickitti import SemanticKittiSamples, SemanticKittiSceneSource
+from ppkt.data.sens import SensScenes
+from ppkt.data.sunrgbd import SunRGBDDetectionSource
+from ppkt.data.synthetic import ensure_dataset
+from ppkt.data.synthetic.boxes import SyntheticDetectionSource
 
 if TYPE_CHECKING:
     from ppkt.data.types import SceneSource
@@ -282,7 +298,6 @@ def _frame_skip(request: FrameRequest, default: int) -> int:
 
 def align_gravity(frames, up_axis: str) -> None:
     """Rotate the poses of a file-per-frame reader to a z-up world (``ppkt.data.gravity``)."""
-    from ppkt.data.gravity import UP_AXES, tilt_degrees, up_rotation
 
     if up_axis not in UP_AXES:
         raise ValueError(f"data.up_axis must be one of {', '.join(UP_AXES)}; got {up_axis!r}")
@@ -301,7 +316,6 @@ def align_gravity(frames, up_axis: str) -> None:
 
 # ---------------------------------------------------------------------------------------- the formats
 def _scannet_frames(request: FrameRequest):
-    from ppkt.data.scannet import PAPER_FRAME_SKIP, ScanNetFrames
 
     root = _require_root("scannet", request.root)
     return ScanNetFrames(
@@ -314,7 +328,6 @@ def _scannet_frames(request: FrameRequest):
 
 
 def _scannet_scenes(request: SceneRequest):
-    from ppkt.data.scannet import ScanNetSceneSource
 
     root = _require_root("scannet", request.root)
     return ScanNetSceneSource(
@@ -323,7 +336,6 @@ def _scannet_scenes(request: SceneRequest):
 
 
 def _synthetic_root(synthetic: SyntheticRooms, root: Path | None, progress: bool) -> Path:
-    from ppkt.data.synthetic import ensure_dataset
 
     return ensure_dataset(
         scenes=synthetic.scenes,
@@ -336,34 +348,29 @@ def _synthetic_root(synthetic: SyntheticRooms, root: Path | None, progress: bool
 
 
 def _synthetic_frames(request: FrameRequest):
-    from ppkt.data.scannet import ScanNetFrames
 
     root = _synthetic_root(request.synthetic, request.root, request.progress)
     return ScanNetFrames(root, split=request.split, frame_skip=_frame_skip(request, 1), strict=request.strict)
 
 
 def _synthetic_scenes(request: SceneRequest):
-    from ppkt.data.scannet import ScanNetSceneSource
 
     root = _synthetic_root(request.synthetic, request.root, False)
     return ScanNetSceneSource(root, scene_lists=request.scene_lists)
 
 
 def _scannet_detection(request: SceneRequest):
-    from ppkt.data.scannet_boxes import ScanNetDetectionSource
 
     return ScanNetDetectionSource(_require_root("scannet", request.root), scene_lists=request.scene_lists)
 
 
 def _synthetic_detection(request: SceneRequest):
-    from ppkt.data.synthetic.boxes import SyntheticDetectionSource
 
     root = _synthetic_root(request.synthetic, request.root, False)
     return SyntheticDetectionSource(root, scene_lists=request.scene_lists)
 
 
 def _sunrgbd_detection(request: SceneRequest):
-    from ppkt.data.sunrgbd import SunRGBDDetectionSource
 
     return SunRGBDDetectionSource(_require_root("sunrgbd", request.root))
 
@@ -375,8 +382,6 @@ def _is_sunrgbd(path: Path) -> bool:
 def _scan_sunrgbd(path: Path, strict: bool, **options) -> DataReport:
     """check-data of a sunrgbd_trainval export: every scene of every ``*_data_idx.txt`` (or of
     ``label/``) read, its skipped and invalid box annotations counted and named."""
-    from ppkt.data.boxes import check_detection_scenes
-    from ppkt.data.sunrgbd import SunRGBDDetectionSource
 
     source = SunRGBDDetectionSource(path)
     splits = sorted(p.name[: -len("_data_idx.txt")] for p in path.glob("*_data_idx.txt"))
@@ -393,7 +398,6 @@ def box_report(path: Path, format: str, check, scenes: int) -> DataReport:
     """A :class:`DataReport` of a box check (``ppkt.data.boxes.DetectionCheck``): scenes as the
     samples (an unreadable scene is skipped), the annotations left out counted by reason in a note
     and named (the first few)."""
-    from ppkt.data.report import MAX_EXAMPLES
 
     report = DataReport(str(path), format, frames_found=scenes, frames_usable=check.scenes, decoded=True)
     for sid, error in check.failed.items():
@@ -413,8 +417,6 @@ def box_report(path: Path, format: str, check, scenes: int) -> DataReport:
 
 
 def _sens_frames(request: FrameRequest):
-    from ppkt.data.scannet import PAPER_FRAME_SKIP
-    from ppkt.data.sens import SensScenes
 
     root = _require_root("scannet-sens", request.root)
     frames = SensScenes(
@@ -426,13 +428,10 @@ def _sens_frames(request: FrameRequest):
 
 
 def _seven_scenes_frames(request: FrameRequest):
-    from ppkt.data.rgbd_sequences import SevenScenesFrames
 
     root = _require_root("7scenes", request.root)
     frames = SevenScenesFrames(root, frame_skip=_frame_skip(request, 1), strict=request.strict)
     if request.color_from_depth is not None:
-        from ppkt.data.images import read_pose_txt
-
         color_from_depth = read_pose_txt(request.color_from_depth)  # checked: finite and rigid
         for record in frames.records:
             record.color_from_depth = color_from_depth
@@ -442,7 +441,6 @@ def _seven_scenes_frames(request: FrameRequest):
 
 
 def _tum_frames(request: FrameRequest):
-    from ppkt.data.rgbd_sequences import TumFrames
 
     root = _require_root("tum", request.root)
     frames = TumFrames(root, frame_skip=_frame_skip(request, 1), strict=request.strict)
@@ -451,7 +449,6 @@ def _tum_frames(request: FrameRequest):
 
 
 def _rgbd_folder_frames(request: FrameRequest):
-    from ppkt.data.rgbd_folder import RGBDFolderFrames
 
     root = _require_root("rgbd-folder", request.root)
     frames = RGBDFolderFrames(root, frame_skip=_frame_skip(request, 1), strict=request.strict)
@@ -468,7 +465,6 @@ def _thinned(reader, frame_skip: int, kind: str, root: Path, split: str | None):
 
 
 def _nuscenes_frames(request: FrameRequest):
-    from ppkt.data.nuscenes import NuScenesSamples
 
     root = _require_root("nuscenes", request.root)
     reader = NuScenesSamples(root, version=None, split=request.split)
@@ -476,13 +472,11 @@ def _nuscenes_frames(request: FrameRequest):
 
 
 def _nuscenes_scenes(request: SceneRequest):
-    from ppkt.data.nuscenes import NuScenesSceneSource
 
     return NuScenesSceneSource(_require_root("nuscenes", request.root), version=request.nuscenes_version)
 
 
 def _kitti_frames(request: FrameRequest):
-    from ppkt.data.kitti import KittiObjectSamples
 
     root = _require_root("kitti", request.root)
     reader = KittiObjectSamples(root, subset="training", image_set=request.split)
@@ -490,7 +484,6 @@ def _kitti_frames(request: FrameRequest):
 
 
 def _kitti_raw_frames(request: FrameRequest):
-    from ppkt.data.kitti import KittiRawSamples
 
     root = _require_root("kitti-raw", request.root)
     split = request.split
@@ -500,7 +493,6 @@ def _kitti_raw_frames(request: FrameRequest):
 
 
 def _semantickitti_frames(request: FrameRequest):
-    from ppkt.data.semantickitti import SemanticKittiSamples
 
     root = _require_root("semantickitti", request.root)
     reader = SemanticKittiSamples(root, split=request.split, with_images=True, with_labels=False)
@@ -508,13 +500,11 @@ def _semantickitti_frames(request: FrameRequest):
 
 
 def _semantickitti_scenes(request: SceneRequest):
-    from ppkt.data.semantickitti import SemanticKittiSceneSource
 
     return SemanticKittiSceneSource(_require_root("semantickitti", request.root))
 
 
 def _s3dis_scenes(request: SceneRequest):
-    from ppkt.data.s3dis import S3DISSceneSource
 
     return S3DISSceneSource(_require_root("s3dis", request.root))
 
@@ -539,31 +529,26 @@ def _is_7scenes(path: Path) -> bool:
 
 
 def _is_tum(path: Path) -> bool:
-    from ppkt.data.rgbd_sequences import find_tum_sequences
 
     return path.is_dir() and bool(find_tum_sequences(path))
 
 
 def _is_rgbd_folder(path: Path) -> bool:
-    from ppkt.data.rgbd_folder import find_sequences
 
     return path.is_dir() and bool(find_sequences(path))
 
 
 def _scan_s3dis(path: Path, strict: bool, **options) -> DataReport:
-    from ppkt.data.s3dis import scan_s3dis
 
     return scan_s3dis(path, strict, **options)
 
 
 def _is_s3dis(path: Path) -> bool:
-    from ppkt.data.s3dis import find_areas
 
     return path.is_dir() and bool(find_areas(path))
 
 
 def _lidar(name: str):
-    from ppkt.data import lidar_check
 
     return {
         "nuscenes": (lidar_check.is_nuscenes, lidar_check.scan_nuscenes),

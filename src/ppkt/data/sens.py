@@ -42,7 +42,7 @@ from ppkt.data.report import (
     FrameError,
     every_kth_frame,
 )
-from ppkt.data.scannet import PAPER_FRAME_SKIP
+from ppkt.data.scannet import PAPER_FRAME_SKIP, scannet_split
 from ppkt.data.types import RGBDFrame
 
 SENS_VERSION = 4
@@ -336,7 +336,6 @@ class SensScenes(Sequence):
         depth_scale: float | None = None,
         strict: bool = False,
     ):
-        from ppkt.data.scannet import scannet_split
 
         self.root = Path(root)
         if scenes is None and split is not None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from ppkt.geometry import uv_to_ij
 from ppkt.utils.io import atomic_write_json, cache_file
 from ppkt.utils.weights import save_weights
 
@@ -97,7 +98,6 @@ def slic_superpixels(
 
 def superpixels_at(labels: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """``(P,)`` long label of the pixel holding each ``uv (P, 2)`` in an ``(H, W)`` label map."""
-    from ppkt.geometry import uv_to_ij
 
     ij = uv_to_ij(uv)
     H, W = labels.shape

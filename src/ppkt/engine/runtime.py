@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ppkt.utils.seed import seed_everything
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -128,7 +130,6 @@ def apply_threads_and_determinism(device: torch.device, cpu_threads: int | None,
 def setup_runtime(device: str, *, seed: int | None, cpu_threads: int | None, deterministic: bool) -> Runtime:
     """Join the process group (torchrun), pick the device, seed every RNG (``seed`` None = don't),
     set CPU threads and deterministic kernels. Call once at the start of a run."""
-    from ppkt.utils.seed import seed_everything
 
     info = init_distributed(device_kind(device))
     dev = resolve_device(device, info)

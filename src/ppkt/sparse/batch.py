@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ppkt.geometry import voxelize
 from ppkt.sparse.tensor import SparseTensor
 
 
@@ -56,7 +57,6 @@ def sparse_batch_from_points(
     Returns:
         The :class:`SparseBatch`; features averaged per voxel (gradients flow to ``feats_list``).
     """
-    from ppkt.geometry import voxelize
 
     if len(points_list) != len(feats_list) or len(points_list) == 0:
         raise ValueError(

@@ -25,7 +25,15 @@ import torch
 import torch.nn.functional as F
 
 from ppkt.data.types import IGNORE_LABEL, LabeledScene, RGBDFrame
+from ppkt.eval.data import collate_scenes, scene_sample
+from ppkt.eval.finetune import predict_points
 from ppkt.eval.metrics import ConfusionMatrix
+from ppkt.train.batch import Collator
+from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
+from ppkt.train.config import AugmentConfig
+from ppkt.train.loop import load_run_config
+from ppkt.train.model import build_model
+from ppkt.train.samples import color_at, rgbd_sample
 from ppkt.viz.colors import label_colors
 from ppkt.viz.figures import feature_pca_figure, segmentation_figure, similarity_figure
 from ppkt.viz.panels import caption, save_colored_ply, save_png
@@ -134,9 +142,6 @@ def load_pretrain_run(run_dir: str | Path, checkpoint: str | Path | None = None)
     Uses the run's own ``config.yaml`` and its ``latest`` checkpoint (or ``checkpoint``), loaded
     strictly through :mod:`ppkt.train.checkpoint`.
     """
-    from ppkt.train.checkpoint import latest_checkpoint, load_checkpoint
-    from ppkt.train.loop import load_run_config
-    from ppkt.train.model import build_model
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -151,7 +156,6 @@ def load_pretrain_run(run_dir: str | Path, checkpoint: str | Path | None = None)
 
 def no_augmentation():
     """An ``AugmentConfig`` that changes nothing (no rotation, scale, flip, crop): frames as captured."""
-    from ppkt.train.config import AugmentConfig
 
     return AugmentConfig(
         rotate_up=0.0,
@@ -210,8 +214,6 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
     Raises:
         ppkt.train.samples.FrameSkipped: the frame has no usable pixel-point pairs.
     """
-    from ppkt.train.batch import Collator
-    from ppkt.train.samples import color_at, rgbd_sample
 
     if not isinstance(frame, RGBDFrame):
         raise NotImplementedError(
@@ -364,8 +366,6 @@ def predict_scene(model, scene: LabeledScene, cfg) -> np.ndarray:
 
     ``cfg`` is the checkpoint's ``FinetuneConfig`` (voxel size, input features, classes).
     """
-    from ppkt.eval.data import collate_scenes, scene_sample
-    from ppkt.eval.finetune import predict_points
 
     sample = scene_sample(scene, cfg.data.input_features, cfg.data.num_classes)
     batch = collate_scenes([sample], cfg.data.voxel_size, cfg.data.num_classes)

@@ -26,6 +26,9 @@ from ppkt.data.boxes import (
     DetectionScene,
     nyu40_to_scannet_detection,
 )
+from ppkt.data.scannet import read_scannet_scene, scannet_split
+from ppkt.data.scannet_classes import SCANNET20_NYU40_IDS
+from ppkt.data.synthetic.dataset import GENERATOR_VERSION
 from ppkt.data.synthetic.layout import Scene, generate_scene
 
 INSTANCE_MARGIN = 0.01
@@ -77,7 +80,6 @@ def assign_instances(
 
 
 def _layout_of(root: Path, scene_id: str) -> Scene:
-    from ppkt.data.synthetic.dataset import GENERATOR_VERSION
 
     manifest_path = root / "synthetic.json"
     if not manifest_path.is_file():
@@ -102,8 +104,6 @@ def _layout_of(root: Path, scene_id: str) -> Scene:
 def read_synthetic_detection_scene(root: str | Path, scene_id: str) -> DetectionScene:
     """A synthetic room of the dataset at ``root`` as a detection scene: its labelled cloud (the
     ``_vh_clean_2`` PLY files) and its furniture boxes (recomputed from the layout)."""
-    from ppkt.data.scannet import read_scannet_scene
-    from ppkt.data.scannet_classes import SCANNET20_NYU40_IDS
 
     root = Path(root)
     boxes, box_nyu40 = scene_boxes(_layout_of(root, scene_id))
@@ -126,7 +126,6 @@ class SyntheticDetectionSource:
         self.class_names = SCANNET_DETECTION_CLASS_NAMES
 
     def scene_ids(self, split: str) -> list[str]:
-        from ppkt.data.scannet import scannet_split
 
         return scannet_split(self.scene_lists, split)
 
