@@ -393,6 +393,7 @@ def box_report(path: Path, format: str, check, scenes: int) -> DataReport:
     """A :class:`DataReport` of a box check (``ppkt.data.boxes.DetectionCheck``): scenes as the
     samples (an unreadable scene is skipped), the annotations left out counted by reason in a note
     and named (the first few)."""
+    from ppkt.data.check import box_check_notes
     from ppkt.data.report import MAX_EXAMPLES
 
     report = DataReport(str(path), format, frames_found=scenes, frames_usable=check.scenes, decoded=True)
@@ -401,14 +402,7 @@ def box_report(path: Path, format: str, check, scenes: int) -> DataReport:
         examples = report.examples.setdefault("unreadable scene", [])
         if len(examples) < MAX_EXAMPLES:
             examples.append(f"{sid}: {error}")
-    left_out = sum(check.skips.values())
-    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(check.skips.items(), key=lambda kv: -kv[1]))
-    report.notes.append(
-        f"boxes: {check.boxes} usable, {left_out} annotations left out" + (f" ({counts})" if counts else "")
-    )
-    report.notes += [f"left out: {line}" for line in check.named[:MAX_EXAMPLES]]
-    if len(check.named) > MAX_EXAMPLES:
-        report.notes.append(f"... and {len(check.named) - MAX_EXAMPLES} more annotations left out")
+    report.notes += box_check_notes(check)
     return report
 
 

@@ -133,7 +133,9 @@ def draw_boxes_in_image(
         for segment, k in zip(segments, owner, strict=True):
             colour = tuple(int(c) for c in palette[int(boxes.labels[k])])
             for piece in _dashes(segment, dash, gap) if dashed else [segment]:
-                draw.line([tuple(piece[0]), tuple(piece[1])], fill=colour, width=width)
+                # PIL truncates float coordinates; the pixel of uv is floor(uv + 0.5) (docs/conventions.md).
+                a, b = np.floor(piece + 0.5).astype(int).tolist()
+                draw.line([tuple(a), tuple(b)], fill=colour, width=width)
         for k in np.unique(owner):
             ends = segments[owner == k].reshape(-1, 2)
             u, v = ends[np.argmin(ends[:, 1])]
