@@ -138,8 +138,6 @@ def _scene_camera(kind: str, source, scene, frame: str | None):
     if kind == "sunrgbd":
         from ppkt.data.sunrgbd import read_sunrgbd_camera
 
-        if frame is not None:
-            return None, "--frame is for ScanNet layouts; a SUN RGB-D scene has one photo"
         return read_sunrgbd_camera(source.root, scene.scene_id), ""
     if kind in ("scannet", "synthetic"):
         from ppkt.data.scannet_boxes import read_scannet_scene_camera
@@ -171,6 +169,8 @@ def run_viz(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
+    if args.frame is not None and cfg.data.kind not in ("scannet", "synthetic"):
+        raise ValueError(f"--frame is for ScanNet-layout scans, not data.kind {cfg.data.kind}")
     source = build_detection_source(cfg.data)
     scene_id = args.scene
     if scene_id is None:
