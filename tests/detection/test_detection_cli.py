@@ -30,11 +30,21 @@ def test_finetune_evaluate_and_viz_detection(tmp_path, capsys):
     assert main(["evaluate", str(run), "--device", "cpu", "--no-progress", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["task"] == "detection" and "mAP@0.25" in record and "chair" in record["classes"]
-    png = tmp_path / "det.png"
     pytest.importorskip("matplotlib")
-    assert main(["viz", "detections", str(run), "--out", str(png), "--score", "0.0"]) == 0
+    assert main(["viz", "detections", str(run), "--score", "0.0"]) == 0
+    printed = capsys.readouterr().out
+    png, photo = run / "viz" / "detections.png", run / "viz" / "detections_image.png"
+    assert "true boxes" in printed and f"wrote {photo}" in printed
     assert png.is_file() and png.stat().st_size > 5000
-    assert "true boxes" in capsys.readouterr().out
+    # The photo: the synthetic room's frame (24x32 at this size) with the boxes drawn in, beside
+    # the legend, under the caption.
+    from PIL import Image
+
+    with Image.open(photo) as image:
+        width, height = image.size
+    assert width > 32 and height > 24
+    assert main(["viz", "detections", str(run), "--frame", "nope", "--out", str(tmp_path / "d.png")]) == 2
+    assert "no posed frame 'nope'" in capsys.readouterr().err
 
 
 def test_detection_flags_are_checked(capsys):

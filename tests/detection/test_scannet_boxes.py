@@ -1,57 +1,13 @@
 """ScanNet boxes from a small fixture written in ScanNet's own layout."""
 
-import json
 import math
 
 import numpy as np
 import pytest
+from scannet_fixtures import write_scan
 
-from ppkt.data.ply import write_ply_vertices
 from ppkt.data.scannet_boxes import ScanNetDetectionSource, read_scannet_detection_scene
 from ppkt.eval.detection.data import check_detection_scenes
-
-CHAIR, TABLE, WALL = 5, 7, 1  # NYU40
-
-
-def write_scan(root, scene="scene0000_00", alignment=None, extra_groups=(), segs_override=None):
-    """Three objects: a chair (segments 1, 2), a table (3), a wall (0); one vertex per segment pattern."""
-    rng = np.random.default_rng(0)
-    folder = root / scene
-    folder.mkdir(parents=True)
-    chair = rng.uniform([1, 1, 0], [1.5, 1.4, 0.9], (60, 3))
-    table = rng.uniform([3, 2, 0], [4.2, 2.8, 0.75], (80, 3))
-    wall = np.c_[rng.uniform(0, 5, 50), np.zeros(50), rng.uniform(0, 2.5, 50)]
-    points = np.concatenate([chair, table, wall]).astype(np.float32)
-    labels = np.repeat([CHAIR, TABLE, WALL], [60, 80, 50]).astype(np.uint16)
-    segs = np.repeat([1, 2, 3, 0], [30, 30, 80, 50])
-    if alignment is not None:  # store the scan un-aligned: vertices = inverse(alignment) @ aligned
-        inv = np.linalg.inv(alignment)
-        points = (points.astype(np.float64) @ inv[:3, :3].T + inv[:3, 3]).astype(np.float32)
-    colors = np.full((len(points), 3), 100, np.uint8)
-    xyz = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2]}
-    write_ply_vertices(
-        folder / f"{scene}_vh_clean_2.ply",
-        {**xyz, "red": colors[:, 0], "green": colors[:, 1], "blue": colors[:, 2]},
-    )
-    write_ply_vertices(folder / f"{scene}_vh_clean_2.labels.ply", {**xyz, "label": labels})
-    (folder / f"{scene}_vh_clean_2.0.010000.segs.json").write_text(
-        json.dumps(
-            {"sceneId": scene, "segIndices": (segs if segs_override is None else segs_override).tolist()}
-        )
-    )
-    groups = [
-        {"id": 0, "objectId": 0, "label": "chair", "segments": [1, 2]},
-        {"id": 1, "objectId": 1, "label": "table", "segments": [3]},
-        {"id": 2, "objectId": 2, "label": "wall", "segments": [0]},
-        *extra_groups,
-    ]
-    (folder / f"{scene}.aggregation.json").write_text(json.dumps({"sceneId": scene, "segGroups": groups}))
-    meta = "colorHeight = 968\n"
-    if alignment is not None:
-        meta += "axisAlignment = " + " ".join(f"{x:.10f}" for x in alignment.reshape(-1)) + "\n"
-    (folder / f"{scene}.txt").write_text(meta)
-    (root / "scannetv2_train.txt").write_text(scene + "\n")
-    return chair, table
 
 
 def test_boxes_are_the_aligned_bounding_boxes_of_each_object(tmp_path):
@@ -144,3 +100,69 @@ def test_detection_fine_tune_reads_scannet_scans(tmp_path):
     assert summary["best"]["classes"]["table"]["ground_truth"] == 1
     with pytest.raises(ValueError, match="data.root"):
         finetune_detection(replace(cfg, data=replace(cfg.data, root=None)), overwrite=True)
+
+
+def _bad_scans(root):
+    """scene0000_00 with one bad annotation of each kind a ScanNet scan can have, and its frames;
+    scene0001_00 whose mesh has a non-finite vertex (the whole scan is unreadable)."""
+    from scannet_fixtures import WALL, write_frames
+
+    segs = np.repeat([1, 2, 3, 0], [30, 30, 80, 50])
+    segs[5] = 9  # a one-vertex object: zero size
+    segs[140:145] = 7  # five wall vertices become an object whose vertices are unannotated
+    labels = np.repeat([5, 7, WALL], [60, 80, 50])
+    labels[140:145] = 0
+    extra = [
+        {"id": 3, "objectId": 3, "label": "chair", "segments": [42]},  # no vertices
+        {"id": 4, "objectId": 4, "label": "chair", "segments": [9]},
+        {"id": 5, "objectId": 5, "label": "lamp", "segments": [7]},
+    ]
+    write_scan(root, extra_groups=extra, segs_override=segs, labels_override=labels)
+    pose = np.eye(4)
+    pose[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]  # looking along +y
+    write_frames(root / "scene0000_00", np.array([[50.0, 0, 31.5], [0, 50, 23.5], [0, 0, 1]]), [pose])
+    write_scan(root, "scene0001_00")
+    from ppkt.data.ply import read_ply_vertices, write_ply_vertices
+
+    mesh_path = root / "scene0001_00" / "scene0001_00_vh_clean_2.ply"
+    mesh = read_ply_vertices(mesh_path)
+    mesh["x"][3] = np.nan
+    write_ply_vertices(mesh_path, mesh)
+
+
+def test_unknown_class_and_unreadable_scans_are_named(tmp_path):
+    _bad_scans(tmp_path)
+    scene, skips = read_scannet_detection_scene(tmp_path / "scene0000_00")
+    assert sorted((s.object_id, s.reason) for s in skips) == [
+        (3, "no points"), (4, "non-positive size"), (5, "unknown class")
+    ]  # fmt: skip
+    assert len(scene.boxes) == 2
+    with pytest.raises(ValueError, match="scene0001_00_vh_clean_2.ply.*not finite"):
+        read_scannet_detection_scene(tmp_path / "scene0001_00")
+
+
+def test_check_data_counts_and_names_scannet_box_annotations(tmp_path, capsys):
+    from ppkt.cli import main
+    from ppkt.data.check import scan_dataset
+
+    _bad_scans(tmp_path)
+    report = scan_dataset(tmp_path, "scannet", frame_skip=1)
+    assert report.frames_usable == 1
+    notes = "\n".join(report.notes)
+    assert "boxes: 1 of 2 annotated scans read" in notes
+    assert "boxes: 2 usable, 3 annotations left out" in notes
+    for reason in ("no points 1", "non-positive size 1", "unknown class 1"):
+        assert reason in notes
+    assert "left out: scene0000_00: object 5 'lamp' (unknown class)" in notes
+    assert "left out: scene0000_00: object 3 'chair' (no points)" in notes
+    assert "unreadable scan: scene0001_00:" in notes and "not finite" in notes
+    # One scan folder is a root of its own.
+    single = scan_dataset(tmp_path / "scene0000_00", "scannet", frame_skip=1)
+    assert any("boxes: 1 of 1 annotated scans read" in n for n in single.notes)
+    with pytest.raises(ValueError, match="not finite"):
+        scan_dataset(tmp_path, "scannet", strict=True, frame_skip=1)
+    assert main(["check-data", str(tmp_path), "--format", "scannet", "--frame-skip", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "note: boxes: 2 usable, 3 annotations left out" in out
+    assert main(["check-data", str(tmp_path), "--format", "scannet", "--frame-skip", "1", "--no-boxes"]) == 0
+    assert "boxes:" not in capsys.readouterr().out

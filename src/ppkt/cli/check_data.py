@@ -1,4 +1,5 @@
-"""``ppkt check-data PATH``: index and decode a dataset, report usable and skipped frames by reason."""
+"""``ppkt check-data PATH``: index and decode a dataset, report usable and skipped frames by reason;
+for ScanNet and SUN RGB-D also the 3D box annotations left out, by reason and named."""
 
 from __future__ import annotations
 
@@ -27,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check every k-th frame (default: what pretraining reads; ScanNet 25, others 1)",
     )
     parser.add_argument("--workers", type=non_negative_int, default=0, help="decoding worker processes")
+    parser.add_argument(
+        "--no-boxes",
+        dest="boxes",
+        action="store_false",
+        help="ScanNet: skip the check of the scans' box annotations (it reads every annotated mesh)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
     # A path that is not there, or (with --strict) the first bad frame, is a one-line error (exit 2,
     # ppkt.cli.main); a scan that finds nothing usable prints its report and exits 1.
     report = scan_dataset(
-        args.path, args.format, args.strict, frame_skip=args.frame_skip, workers=args.workers
+        args.path,
+        args.format,
+        args.strict,
+        frame_skip=args.frame_skip,
+        workers=args.workers,
+        boxes=args.boxes,
     )
     print(report.to_json() if args.json else report.format_text())
     if report.frames_usable == 0:

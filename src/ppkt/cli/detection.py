@@ -107,7 +107,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def add_viz_arguments(sub) -> None:
     det = sub.add_parser(
-        "detections", help="predicted and true 3D boxes over a scene's points, top-down (PNG)"
+        "detections",
+        help="predicted and true 3D boxes over a scene's points (top-down) and in a photo of it (PNGs)",
     )
     det.add_argument(
         "checkpoint", type=Path, help="detection run folder (its best checkpoint) or .safetensors"
@@ -115,21 +116,48 @@ def add_viz_arguments(sub) -> None:
     det.add_argument("--scene", default=None, help="scene id (default: the first of the split)")
     det.add_argument("--split", default=None, help="split to pick the scene from (default: data.val_split)")
     det.add_argument("--score", type=float, default=0.3, help="draw predictions scoring at least this")
-    det.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN/viz/detections.png)")
+    det.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG path of the top-down picture; the photo goes beside it as <stem>_image.png "
+        "(default: RUN/viz/detections.png)",
+    )
+    det.add_argument(
+        "--frame",
+        default=None,
+        help="ScanNet and synthetic rooms: the frame to draw into (its name in color/; default: the "
+        "frame seeing the most true box centres); SUN RGB-D has one photo a scene",
+    )
     det.add_argument("--data-root", type=Path, default=None, help="override the checkpoint's data.root")
     det.add_argument("--device", default="cpu", help="torch device (cpu, cuda, auto)")
 
 
-def run_viz(args: argparse.Namespace) -> int:
-    from PIL import Image
+def _scene_camera(kind: str, source, scene, frame: str | None):
+    """The photo of ``scene`` to draw boxes into, by data format; None (and why) without one."""
+    if kind == "sunrgbd":
+        from ppkt.data.sunrgbd import read_sunrgbd_camera
 
+        return read_sunrgbd_camera(source.root, scene.scene_id), ""
+    if kind in ("scannet", "synthetic"):
+        from ppkt.data.scannet_boxes import read_scannet_scene_camera
+
+        return read_scannet_scene_camera(source.root, scene.scene_id, scene.boxes, frame), ""
+    return None, f"data.kind {kind} has no photos"
+
+
+def run_viz(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ppkt.data.boxes import Boxes3D
     from ppkt.eval.detection.data import InMemoryDetectionSource
     from ppkt.eval.detection.loop import (
         build_detection_source,
         evaluate_detection_checkpoint,
         load_detection_checkpoint,
     )
-    from ppkt.viz.detection import detection_figure
+    from ppkt.viz.detection import detection_figure, detection_image_figure
+    from ppkt.viz.panels import save_png
 
     path = (
         args.checkpoint / "checkpoints" / "best.safetensors" if args.checkpoint.is_dir() else args.checkpoint
@@ -141,6 +169,8 @@ def run_viz(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         cfg = replace(cfg, data=replace(cfg.data, root=args.data_root))
+    if args.frame is not None and cfg.data.kind not in ("scannet", "synthetic"):
+        raise ValueError(f"--frame is for ScanNet-layout scans, not data.kind {cfg.data.kind}")
     source = build_detection_source(cfg.data)
     scene_id = args.scene
     if scene_id is None:
@@ -148,21 +178,39 @@ def run_viz(args: argparse.Namespace) -> int:
         if not ids:
             raise ValueError(f"split {args.split or cfg.data.val_split!r} has no scenes")
         scene_id = ids[0]
-    one = InMemoryDetectionSource({"scene": [source.read(scene_id)]}, class_names)
+    scene = source.read(scene_id)
+    one = InMemoryDetectionSource({"scene": [scene]}, class_names)
     metrics, _, kept = evaluate_detection_checkpoint(
         path, split="scene", device=args.device, progress=False, source=one, keep_predictions=True
     )
     _, predicted, truth, points = kept[0]
+    title = f"{scene_id}: mAP@0.25 {100 * metrics.map(0.25):.1f}"
     picture = detection_figure(
         points, truth, predicted.boxes, predicted.scores, class_names, score_threshold=args.score,
-        title=f"{scene_id}: mAP@0.25 {100 * metrics.map(0.25):.1f} "
-        f"(green truth, red predictions >= {args.score})",
+        title=f"{title} (solid truth, dashed predictions >= {args.score:g})",
     )  # fmt: skip
     png = (
         args.out or (args.checkpoint / "viz" if args.checkpoint.is_dir() else path.parent) / "detections.png"
     )
-    png.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(png)
+    save_png(png, picture)
     shown = int((predicted.scores >= args.score).sum())
     print(f"{scene_id}: {len(truth)} true boxes, {shown} predictions >= {args.score}\nwrote {png}")
+    try:
+        camera, why = _scene_camera(cfg.data.kind, source, scene, args.frame)
+    except FileNotFoundError as err:  # e.g. scans without exported frames: the top-down picture stands
+        camera, why = None, str(err)
+    if camera is None:
+        print(f"no photo: {why}")
+        return 0
+    # Evaluation shifts a scene so that its points start at 0 (ppkt.eval.detection.data); the
+    # photo's calibration is in the reader's frame, so the predictions move back.
+    origin = np.asarray(scene.points, dtype=np.float32).min(axis=0)
+    boxes = predicted.boxes
+    in_scene = Boxes3D(boxes.centers + origin, boxes.sizes, boxes.headings, boxes.labels, boxes.class_names)
+    photo = detection_image_figure(
+        camera, scene.boxes, in_scene, predicted.scores, class_names, score_threshold=args.score, title=title
+    )
+    photo_png = png.with_name(f"{png.stem}_image.png")
+    save_png(photo_png, photo)
+    print(f"wrote {photo_png} ({camera.name})")
     return 0

@@ -220,6 +220,38 @@ class DetectionScene:
             raise ValueError(f"scene {self.scene_id}: instance ids outside [-1, {len(self.boxes)})")
 
 
+@dataclass(frozen=True)
+class SceneCamera:
+    """A photo of a detection scene and its calibration, to draw the scene's boxes into.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB.
+        K: ``(3, 3)`` float64 intrinsics of ``image`` (docs/conventions.md: pixel centres at
+            integer ``uv``).
+        camera_from_world: ``(4, 4)`` float64 from the frame of the scene's points and boxes (the
+            :class:`DetectionScene`'s, e.g. ScanNet's axis-aligned one) to the OpenCV camera frame.
+        name: where the photo comes from (``"<scene>/<frame>"``, a file name).
+    """
+
+    image: np.ndarray
+    K: np.ndarray
+    camera_from_world: np.ndarray
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3:
+            raise ValueError(f"{self.name}: image must be (H, W, 3), got {self.image.shape}")
+        if np.shape(self.K) != (3, 3) or np.shape(self.camera_from_world) != (4, 4):
+            raise ValueError(
+                f"{self.name}: K {np.shape(self.K)} must be (3, 3), camera_from_world "
+                f"{np.shape(self.camera_from_world)} must be (4, 4)"
+            )
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
 # --------------------------------------------------------------------------- check-data for boxes
 @dataclass
 class DetectionCheck:

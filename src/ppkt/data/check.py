@@ -6,6 +6,11 @@ format needs nothing here: its registry entry says how to open (or scan) it.
 
 Bad input never ends a scan: every problem becomes a counted skip with the file named, except in
 strict mode, where the first one is raised with the same message.
+
+Formats with 3D boxes check their annotations too (``ppkt.data.boxes.check_detection_scenes``):
+SUN RGB-D through its registry ``scan``, ScanNet after its frames (:func:`check_scannet_boxes`,
+every scan that has its instance annotations); the annotations left out are counted by reason
+and named in the report's notes (:func:`box_check_notes`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,15 @@ from pathlib import Path
 from typing import Protocol
 
 from ppkt.data.images import DEPTH_RANGE
-from ppkt.data.report import EMPTY_DEPTH, NO_DEPTH_IN_RANGE, SIZE_MISMATCH, UNREADABLE, DataReport, FrameError
+from ppkt.data.report import (
+    EMPTY_DEPTH,
+    MAX_EXAMPLES,
+    NO_DEPTH_IN_RANGE,
+    SIZE_MISMATCH,
+    UNREADABLE,
+    DataReport,
+    FrameError,
+)
 from ppkt.data.types import RGBDFrame
 
 
@@ -123,6 +136,58 @@ def check_frames(
     return report
 
 
+def box_check_notes(check) -> list[str]:
+    """Report notes of a box check (``ppkt.data.boxes.DetectionCheck``): the boxes kept, the
+    annotations left out by reason, the first :data:`MAX_EXAMPLES` of them named."""
+    left_out = sum(check.skips.values())
+    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(check.skips.items(), key=lambda kv: -kv[1]))
+    notes = [
+        f"boxes: {check.boxes} usable, {left_out} annotations left out" + (f" ({counts})" if counts else "")
+    ]
+    notes += [f"left out: {line}" for line in check.named[:MAX_EXAMPLES]]
+    if len(check.named) > MAX_EXAMPLES:
+        notes.append(f"... and {len(check.named) - MAX_EXAMPLES} more annotations left out")
+    return notes
+
+
+def _annotated_scans(path: Path) -> tuple[Path, list[str]]:
+    """``(root, scene ids)`` of the ScanNet scans at ``path`` (a root or one scan folder) that have
+    their instance annotations (``<scene>.aggregation.json``)."""
+    if (path / f"{path.resolve().name}.aggregation.json").is_file():
+        return path.resolve().parent, [path.resolve().name]
+    if not path.is_dir():
+        return path, []
+    scans = [c.name for c in path.iterdir() if c.is_dir() and (c / f"{c.name}.aggregation.json").is_file()]
+    return path, sorted(scans)
+
+
+def check_scannet_boxes(path: str | Path, report: DataReport, strict: bool = False) -> DataReport:
+    """Add the box check of the ScanNet scans at ``path`` to ``report`` (its notes): every scan
+    with an ``aggregation.json`` read as VoteNet's benchmark reads it
+    (``ppkt.data.scannet_boxes``), its bad annotations (no points, unknown class, non-finite,
+    non-positive size) counted and named, unreadable scans named with their error. Scans without
+    annotations (ScanNet's test split) are not box scans. With ``strict`` the first unreadable
+    scan raises."""
+    from ppkt.data.boxes import check_detection_scenes
+    from ppkt.data.scannet_boxes import ScanNetDetectionSource
+
+    root, ids = _annotated_scans(Path(path))
+    if not ids:
+        report.notes.append("boxes: no scan with instance annotations (<scene>.aggregation.json)")
+        return report
+    source = ScanNetDetectionSource(root)
+    if strict:
+        for sid in ids:
+            source.read(sid)
+    check = check_detection_scenes(source, ids)
+    notes = [f"boxes: {check.scenes} of {len(ids)} annotated scans read"]
+    notes += [f"unreadable scan: {sid}: {error}" for sid, error in list(check.failed.items())[:MAX_EXAMPLES]]
+    if len(check.failed) > MAX_EXAMPLES:
+        notes.append(f"... and {len(check.failed) - MAX_EXAMPLES} more unreadable scans")
+    report.notes += notes + box_check_notes(check)
+    return report
+
+
 def detect_format(path: str | Path) -> str:
     """The name of the format at ``path`` (``ppkt.data.registry.detect`` also says which folder)."""
     from ppkt.data.registry import detect
@@ -137,6 +202,7 @@ def scan_dataset(
     *,
     frame_skip: int | None = None,
     workers: int = 0,
+    boxes: bool = True,
 ) -> DataReport:
     """Index and decode a dataset; return what is usable and why the rest is not.
 
@@ -152,6 +218,8 @@ def scan_dataset(
         frame_skip: check every k-th frame; default: what the reader uses for pretraining
             (ScanNet 25 as in the paper, 1 for the others).
         workers: decoding processes (torch DataLoader workers); 0 decodes in this process.
+        boxes: ScanNet: also check the box annotations of the annotated scans
+            (:func:`check_scannet_boxes`; reads every scan's mesh).
     """
     from ppkt.data.gravity import alignment_note
     from ppkt.data.registry import FrameRequest, detect, frame_poses, get_spec
@@ -179,6 +247,8 @@ def scan_dataset(
         gravity = alignment_note(frame_poses(frames))
         if gravity is not None:
             report.notes.append(gravity)
+        if format == "scannet" and boxes:
+            check_scannet_boxes(path, report, strict)
     else:
         raise ValueError(f"format {format} cannot be checked (it has neither frames nor a scan)")
     if note is not None:

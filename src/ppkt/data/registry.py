@@ -33,6 +33,7 @@ import numpy as np
 
 from ppkt.data import lidar_check
 from ppkt.data.boxes import check_detection_scenes
+from ppkt.data.check import box_check_notes
 from ppkt.data.gravity import UP_AXES, tilt_degrees, up_rotation
 from ppkt.data.images import read_pose_txt
 from ppkt.data.kitti import KittiObjectSamples, KittiRawSamples
@@ -405,14 +406,7 @@ def box_report(path: Path, format: str, check, scenes: int) -> DataReport:
         examples = report.examples.setdefault("unreadable scene", [])
         if len(examples) < MAX_EXAMPLES:
             examples.append(f"{sid}: {error}")
-    left_out = sum(check.skips.values())
-    counts = ", ".join(f"{reason} {n}" for reason, n in sorted(check.skips.items(), key=lambda kv: -kv[1]))
-    report.notes.append(
-        f"boxes: {check.boxes} usable, {left_out} annotations left out" + (f" ({counts})" if counts else "")
-    )
-    report.notes += [f"left out: {line}" for line in check.named[:MAX_EXAMPLES]]
-    if len(check.named) > MAX_EXAMPLES:
-        report.notes.append(f"... and {len(check.named) - MAX_EXAMPLES} more annotations left out")
+    report.notes += box_check_notes(check)
     return report
 
 

@@ -17,8 +17,15 @@ ScanNet made from the same aggregation labels through ``scannetv2-labels.combine
 when it is one of VoteNet's 18 detection classes.
 
 Bad annotations are skipped, counted and named (:class:`AnnotationSkip`): an object with no
-vertices (segments absent from the segmentation), a box with a non-finite value or a zero size.
-Objects of other classes (walls, floors, ...) are not detection objects and are not skips.
+vertices (segments absent from the segmentation), an object whose vertices carry no NYU40 class
+in ``labels.ply`` (mostly 0 = unannotated or an id outside 1..40: "unknown class"; the labels file
+does not belong to this aggregation), a box with a non-finite value or a zero size. Objects of
+other classes (walls, floors, ...) are not detection objects and are not skips. A vertex or an
+``axisAlignment`` that is not finite makes the whole scan unreadable (one line naming the file).
+
+The scan's exported RGB-D frames (``color/``, ``depth/``, ``pose/``, ``intrinsic/``, read by
+``ppkt.data.scannet.ScanNetFrames``) give :func:`read_scannet_scene_camera` a photo of the scene
+to draw boxes into; poses are in the raw scan frame, so ``axisAlignment`` is applied to them too.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ppkt.data.boxes import (
     SCANNET_DETECTION_CLASS_NAMES,
     Boxes3D,
     DetectionScene,
+    SceneCamera,
     nyu40_to_scannet_detection,
     validate_boxes,
 )
@@ -46,7 +54,7 @@ class AnnotationSkip:
         scene_id: the scene.
         object_id: the object's id in the annotation file.
         label: its label as annotated.
-        reason: "no points", "non-finite" or "non-positive size".
+        reason: "no points", "unknown class", "non-finite" or "non-positive size".
     """
 
     scene_id: str
@@ -78,11 +86,10 @@ def read_scannet_detection_scene(scene_dir: str | Path) -> tuple[DetectionScene,
     """A scan's aligned vertices, their colours and the boxes of its detection objects (see the
     module docstring), with the annotations that were skipped."""
     from ppkt.data.scannet import read_scannet_scene
-    from ppkt.data.scannet_classes import SCANNET20_NYU40_IDS
 
     scene_dir = Path(scene_dir)
     scene_id = scene_dir.resolve().name
-    cloud = read_scannet_scene(scene_dir)
+    cloud = read_scannet_scene(scene_dir, label_set="nyu40")  # class id = NYU40 id - 1, -1 = none
     segs_path = scene_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json"
     agg_path = scene_dir / f"{scene_id}.aggregation.json"
     meta_path = scene_dir / f"{scene_id}.txt"
@@ -102,7 +109,7 @@ def read_scannet_detection_scene(scene_dir: str | Path) -> tuple[DetectionScene,
     points = cloud.points.astype(np.float64)
     if alignment is not None:
         points = points @ alignment[:3, :3].T + alignment[:3, 3]
-    nyu40 = np.where(cloud.labels >= 0, np.asarray(SCANNET20_NYU40_IDS)[np.maximum(cloud.labels, 0)], 0)
+    nyu40 = np.where(cloud.labels >= 0, cloud.labels + 1, 0)
 
     skips: list[AnnotationSkip] = []
     members, centers, sizes, labels, names, ids = [], [], [], [], [], []
@@ -112,7 +119,11 @@ def read_scannet_detection_scene(scene_dir: str | Path) -> tuple[DetectionScene,
         if len(vertices) == 0:
             skips.append(AnnotationSkip(scene_id, object_id, label, "no points"))
             continue
-        cls = int(nyu40_to_scannet_detection(np.array(np.bincount(nyu40[vertices]).argmax())))
+        majority = int(np.bincount(nyu40[vertices]).argmax())
+        if majority == 0:
+            skips.append(AnnotationSkip(scene_id, object_id, label, "unknown class"))
+            continue
+        cls = int(nyu40_to_scannet_detection(np.array(majority)))
         if cls < 0:
             continue
         lo, hi = points[vertices].min(0), points[vertices].max(0)
@@ -163,3 +174,62 @@ class ScanNetDetectionSource:
         scene, skips = read_scannet_detection_scene(self.root / scene_id)
         self.skips[scene_id] = skips
         return scene
+
+
+def read_scannet_scene_camera(
+    root: str | Path, scene_id: str, boxes: Boxes3D | None = None, frame_id: str | None = None
+) -> SceneCamera:
+    """A photo of a ScanNet-layout scan (ScanNet or the synthetic rooms) in the frame of its
+    detection scene: frame ``frame_id`` of ``<root>/<scene_id>/color/``, or by default the posed
+    frame whose camera sees the most of ``boxes``' centres (the middle frame without boxes).
+
+    The frame's ``world_from_camera`` is in the raw scan frame; the scan's ``axisAlignment``
+    (``<scene>.txt``; none for the synthetic rooms) takes it into the aligned frame of
+    :func:`read_scannet_detection_scene`.
+    """
+    from ppkt.data.scannet import ScanNetFrames
+    from ppkt.geometry.camera import project_points, transform_points
+
+    frames = ScanNetFrames(root, scenes=[scene_id], frame_skip=1)
+    posed = [k for k, r in enumerate(frames.records) if r.world_from_camera is not None]
+    if not posed:
+        raise FileNotFoundError(
+            f"{Path(root) / scene_id}: no posed colour frame (color/, depth/, pose/, intrinsic/)"
+        )
+    meta_path = Path(root) / scene_id / f"{scene_id}.txt"
+    alignment = read_axis_alignment(meta_path) if meta_path.is_file() else None
+    aligned_from_world = np.eye(4) if alignment is None else alignment
+
+    def camera_from_aligned(k: int) -> np.ndarray:
+        return np.linalg.inv(aligned_from_world @ frames.records[k].world_from_camera)
+
+    if frame_id is not None:
+        chosen = [k for k in posed if frames.records[k].frame_id == frame_id]
+        if not chosen:
+            names = [frames.records[k].frame_id for k in posed]
+            raise ValueError(
+                f"{Path(root) / scene_id}: no posed frame {frame_id!r} (frames {names[0]}..{names[-1]})"
+            )
+        index = chosen[0]
+    elif boxes is not None and len(boxes):
+        import torch
+
+        centers = torch.tensor(np.asarray(boxes.centers), dtype=torch.float64)
+
+        def seen(k: int) -> int:
+            K = frames.records[k].K_color
+            # Before decoding, the image size is taken as twice the principal point; only this choice
+            # of a default frame relies on it.
+            hw = (max(int(round(2 * K[1, 2] + 1)), 1), max(int(round(2 * K[0, 2] + 1)), 1))
+            points = transform_points(camera_from_aligned(k), centers)
+            return int(project_points(points, K, hw)[2].sum())
+
+        counts = [seen(k) for k in posed]
+        index = posed[int(np.argmax(counts))]  # the first of equals
+    else:
+        index = posed[len(posed) // 2]
+    frame = frames[index]
+    return SceneCamera(
+        frame.color, np.asarray(frame.K_color, np.float64), camera_from_aligned(index),
+        f"{scene_id}/{frame.frame_id}",
+    )  # fmt: skip

@@ -7,6 +7,7 @@ The export is what VoteNet's MATLAB scripts write from the official SUN RGB-D re
                                    **upright depth frame** (x right, y forward, z up, metres;
                                    the camera tilt Rtilt already applied), colours in [0, 1]
     <root>/calib/<id>.txt          line 1: Rtilt, line 2: K, 9 numbers each, column-major
+                                   (MATLAB's ``(:)``); K in MATLAB's 1-based pixels
     <root>/label/<id>.txt          one object a line (below)
     <root>/image/<id>.jpg          the colour image
     <root>/train_data_idx.txt, val_data_idx.txt   the split: one integer id a line
@@ -19,6 +20,13 @@ box's x axis. In ppkt's conventions (docs/conventions.md) the box is centre ``(c
 full size ``(2l, 2w, 2h)``, heading ``atan2(oy, ox)`` (VoteNet stores ``-atan2(oy, ox)`` and
 rotates by its negative). Objects of classes outside the 10 benchmark classes are not
 detection objects; malformed lines and bad boxes are counted, named skips.
+
+The photo (:func:`read_sunrgbd_camera`): SUN RGB-D's toolbox (``read3dPoints.m``) made the points
+from 1-based pixels ``(x, y)`` as ``(x - cx) z / fx, z, -(y - cy) z / fy`` (x right, y forward,
+z up) and tilted them by ``Rtilt``. So the OpenCV camera frame is
+``camera_from_upright = [[1, 0, 0], [0, 0, -1], [0, 1, 0]] @ Rtilt^T`` (as votenet
+``sunrgbd_utils.py``, ``project_upright_depth_to_camera``) and ppkt's ``K`` (pixel centres at
+integer, 0-based ``uv``) has ``cx - 1``, ``cy - 1``.
 """
 
 from __future__ import annotations
@@ -28,7 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ppkt.data.boxes import SUNRGBD_DETECTION_CLASS_NAMES, Boxes3D, DetectionScene, validate_boxes
+from ppkt.data.boxes import (
+    SUNRGBD_DETECTION_CLASS_NAMES,
+    Boxes3D,
+    DetectionScene,
+    SceneCamera,
+    validate_boxes,
+)
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,47 @@ def read_sunrgbd_points(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     colors = instance[:, 3:6]
     scale = 255.0 if colors.max(initial=0.0) <= 1.0 else 1.0
     return instance[:, :3].astype(np.float32), np.clip(np.round(colors * scale), 0, 255).astype(np.uint8)
+
+
+_CAMERA_FROM_UNTILTED = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+"""SUN RGB-D's untilted depth frame (x right, y forward, z up) to the OpenCV camera frame."""
+
+
+def read_sunrgbd_calib(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(K (3, 3), camera_from_upright (4, 4))`` of one ``calib/<id>.txt`` in ppkt's conventions
+    (0-based pixel centres, OpenCV camera frame; module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        if len(lines) < 2 or len(lines[0]) != 9 or len(lines[1]) != 9:
+            raise ValueError("expected two lines of 9 numbers (Rtilt, K)")
+        Rtilt = np.array([float(x) for x in lines[0]]).reshape(3, 3, order="F")
+        K = np.array([float(x) for x in lines[1]]).reshape(3, 3, order="F")
+    except ValueError as err:
+        raise ValueError(f"{path}: not a SUN RGB-D calib file ({err})") from err
+    if not (np.isfinite(Rtilt).all() and np.isfinite(K).all()) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"{path}: Rtilt or K is not finite, or a focal length is not positive")
+    K = K.copy()
+    K[:2, 2] -= 1.0  # MATLAB's first pixel is 1
+    camera_from_upright = np.eye(4)
+    camera_from_upright[:3, :3] = _CAMERA_FROM_UNTILTED @ Rtilt.T
+    return K, camera_from_upright
+
+
+def read_sunrgbd_camera(root: str | Path, scene_id: str) -> SceneCamera:
+    """The photo of a ``sunrgbd_trainval`` scene (``image/<id>.jpg``) with its calibration."""
+    from PIL import Image
+
+    root = Path(root)
+    K, camera_from_upright = read_sunrgbd_calib(root / "calib" / f"{scene_id}.txt")
+    path = root / "image" / f"{scene_id}.jpg"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    return SceneCamera(rgb, K, camera_from_upright, f"image/{scene_id}.jpg")
 
 
 class SunRGBDDetectionSource:
