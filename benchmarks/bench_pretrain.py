@@ -79,8 +79,8 @@ def profile_step(args, cfg, device) -> int:
     frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
     model = build_model(cfg).to(device).train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
-    collate = Collator(cfg.student.voxel_size)
+    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
+    collate = Collator(cfg.model.voxel_size)
     loss_fn = PointInfoNCE(cfg.loss.tau)
     sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=2)
 
@@ -134,14 +134,14 @@ def ab_steps(args, cfg, device) -> int:
             "real 640x480 frames": (real_frames(16), False),
         }
     model = build_model(cfg).to(device).train()
-    collate = Collator(cfg.student.voxel_size)
+    collate = Collator(cfg.model.voxel_size)
     sampler = StepBatchSampler(16, cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
     loss_fn = PointInfoNCE(cfg.loss.tau)
     runs = {}
     for name, (data_frames, previous) in variants.items():
         net = copy.deepcopy(model)
         optimizer = build_optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
-        dataset = PretrainDataset(data_frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
+        dataset = PretrainDataset(data_frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
         runs[name] = (net, optimizer, dataset, previous)
     times: dict[str, list[float]] = {name: [] for name in runs}
     sizes: dict[str, tuple] = {}
@@ -173,7 +173,7 @@ def ab_steps(args, cfg, device) -> int:
             sizes[name] = (int(batch.point_to_voxel.numel()), int(batch.coords.shape[0]), batch.num_pairs)
     print(
         f"preset {args.preset}, device {device}, threads {torch.get_num_threads()}, "
-        f"backbone {cfg.student.backbone} x{cfg.student.width}, image {cfg.data.image_hw}, "
+        f"backbone {cfg.model.backbone} x{cfg.model.width}, image {cfg.data.image_hw}, "
         f"batch {cfg.optim.batch_size}, max_depth_pixels {cfg.data.max_depth_pixels}, "
         f"{args.steps} steps of each variant, alternated"
     )
@@ -226,8 +226,8 @@ def main() -> int:
     model.train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     loss_fn = PointInfoNCE(cfg.loss.tau)
-    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
-    collate = Collator(cfg.student.voxel_size)
+    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
+    collate = Collator(cfg.model.voxel_size)
     sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
 
     cache_dir = tempfile.mkdtemp(prefix="bench_teacher_cache_")
@@ -236,7 +236,7 @@ def main() -> int:
     cache_teacher_features(frames, model.teacher, cache, progress=False)
     cache_s = time.perf_counter() - t
     cached_dataset = PretrainDataset(
-        frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0, teacher_cache=cache
+        frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0, teacher_cache=cache
     )
 
     def run_steps(data: PretrainDataset, cached: bool) -> tuple[dict[str, list[float]], dict, float]:
@@ -293,7 +293,7 @@ def main() -> int:
 
     print(
         f"preset {args.preset}, device {device}, threads {torch.get_num_threads()}, "
-        f"backbone {cfg.student.backbone} x{cfg.student.width}, "
+        f"backbone {cfg.model.backbone} x{cfg.model.width}, "
         f"teacher {cfg.teacher.name}/{cfg.teacher.stage}, "
         f"image {cfg.data.image_hw}, batch {cfg.optim.batch_size}, {args.steps} timed steps"
     )

@@ -79,7 +79,8 @@ def test_init_refuses_an_exported_backbone_with_nan(short_run, tmp_path):
     assert load_card(out).weights_sha256 == data["weights_sha256"]
     cfg = apply_overrides(
         get_preset("demo-finetune"),
-        {"model.backbone": card.backbone, "model.width": str(card.width), "data.voxel_size": str(card.voxel_size)},
+        {"model.backbone": card.spec.backbone, "model.width": str(card.spec.width),
+         "model.voxel_size": str(card.spec.voxel_size)},  # fmt: skip
     )
     with pytest.raises(NonFiniteError, match=r"bb\.safetensors: tensor " + re.escape(key)):
         load_pretrained_backbone(build_model(cfg), out, cfg)

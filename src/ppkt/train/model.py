@@ -166,17 +166,11 @@ class PPKTModel(nn.Module):
 
 def build_model(cfg: PretrainConfig) -> PPKTModel:
     """Teacher (frozen, from its weights), backbone, heads, as the config says."""
-    from ppkt.backbones import INPUT_FEATURE_CHANNELS, build_backbone
     from ppkt.teachers import build_teacher
 
     weights = None if cfg.teacher.weights is None else str(cfg.teacher.weights)
     teacher = build_teacher(cfg.teacher.name, weights=weights, stage=cfg.teacher.stage)
-    backbone = build_backbone(
-        cfg.student.backbone,
-        INPUT_FEATURE_CHANNELS[cfg.student.input_features],
-        width=cfg.student.width,
-        backend=cfg.student.sparse_backend,
-    )
+    backbone = cfg.model.build()
     from ppkt.train.objectives import pixel_target
 
     return PPKTModel(

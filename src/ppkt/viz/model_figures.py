@@ -218,10 +218,10 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
             f"feature figures need an RGB-D frame, got {type(frame).__name__} (lidar + cameras: not yet)"
         )
     sample = rgbd_sample(
-        frame, cfg.data, no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
+        frame, cfg.data, no_augmentation(), cfg.model.input_features, np.random.default_rng(0)
     )
     device = next(model.parameters()).device
-    batch = Collator(cfg.student.voxel_size)([sample]).to(device)
+    batch = Collator(cfg.model.voxel_size)([sample]).to(device)
     was_training = model.training
     model.eval()
     try:
@@ -367,8 +367,8 @@ def predict_scene(model, scene: LabeledScene, cfg) -> np.ndarray:
     from ppkt.eval.data import collate_scenes, scene_sample
     from ppkt.eval.finetune import predict_points
 
-    sample = scene_sample(scene, cfg.data.input_features, cfg.data.num_classes)
-    batch = collate_scenes([sample], cfg.data.voxel_size, cfg.data.num_classes)
+    sample = scene_sample(scene, cfg.model.input_features, cfg.data.num_classes)
+    batch = collate_scenes([sample], cfg.model.voxel_size, cfg.data.num_classes)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
