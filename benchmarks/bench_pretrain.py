@@ -103,11 +103,11 @@ def profile_step(args, cfg, device) -> int:
         batch = step(batches[1], 1)
     total = time.perf_counter() - start
     maps_start = time.perf_counter()
-    _ppkt_maps(batch.coords)
+    _ppkt_maps(batch.sparse.tensor.coords)
     maps = time.perf_counter() - maps_start
     print(
         f"preset {args.preset}, frames {args.frames}, batch {cfg.optim.batch_size}, "
-        f"{int(batch.point_to_voxel.numel())} points, {int(batch.coords.shape[0])} voxels, "
+        f"{int(batch.sparse.point_to_voxel.numel())} points, {batch.sparse.tensor.num_sites} voxels, "
         f"{batch.num_pairs} pairs; step {total:.2f} s under the profiler"
     )
     print(
@@ -170,7 +170,8 @@ def ab_steps(args, cfg, device) -> int:
             _sync(device)
             if step > 0:  # the first step of each variant is a warm-up
                 times[name].append(time.perf_counter() - start)
-            sizes[name] = (int(batch.point_to_voxel.numel()), int(batch.coords.shape[0]), batch.num_pairs)
+            sparse = batch.sparse
+            sizes[name] = (int(sparse.point_to_voxel.numel()), sparse.tensor.num_sites, batch.num_pairs)
     print(
         f"preset {args.preset}, device {device}, threads {torch.get_num_threads()}, "
         f"backbone {cfg.model.backbone} x{cfg.model.width}, image {cfg.data.image_hw}, "
@@ -276,8 +277,8 @@ def main() -> int:
             timed("backward", loss.backward)
             timed("optimizer", optimizer.step)
             counts["frames"].append(batch.batch_size)
-            counts["points"].append(int(batch.point_to_voxel.numel()))
-            counts["voxels"].append(int(batch.coords.shape[0]))
+            counts["points"].append(int(batch.sparse.point_to_voxel.numel()))
+            counts["voxels"].append(batch.sparse.tensor.num_sites)
             counts["pairs"].append(batch.num_pairs)
             if step == 0:  # warm-up: first calls build caches and allocate
                 parts.clear()

@@ -401,7 +401,7 @@ def _pretrain(
                 value += float(loss.item()) / accumulate
                 pair_count, voxels, frames_in_step = (
                     pair_count + batch.num_pairs,
-                    voxels + int(batch.coords.shape[0]),
+                    voxels + batch.sparse.tensor.num_sites,
                     frames_in_step + batch.batch_size,
                 )
                 result.skipped_frames += len(batch.skipped)

@@ -129,8 +129,8 @@ class PPKTModel(nn.Module):
     def point_embeddings(self, batch: PretrainBatch, pair_index: torch.Tensor | None = None) -> torch.Tensor:
         """``(S, D)`` embeddings of the voxel holding the point of each pair ``pair_index`` (S,)
         (None: all P pairs). The projection head runs on those voxels only (it is per voxel)."""
-        voxel_feats = self.backbone(batch.sparse_tensor()).feats
-        voxels = batch.point_to_voxel[_select(batch.pair_point, pair_index)]
+        voxel_feats = self.backbone(batch.sparse.tensor).feats
+        voxels = batch.sparse.point_to_voxel[_select(batch.pair_point, pair_index)]
         return self.head(voxel_feats[voxels])
 
     def forward(self, batch: PretrainBatch, pair_index: torch.Tensor | None = None) -> PairEmbeddings:

@@ -225,7 +225,7 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
     was_training = model.training
     model.eval()
     try:
-        voxel_feats = model.backbone(batch.sparse_tensor()).feats
+        voxel_feats = model.backbone(batch.sparse.tensor).feats
         voxel_emb = model.head(voxel_feats)
         teacher_feats = model.teacher(batch.images)
         stride = getattr(model.teacher, "stride", None)
@@ -236,7 +236,7 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
         scale = PIXEL_MAP_MAX_SIDE / max(pixel_map.shape[-2:])
         size = (max(1, round(pixel_map.shape[-2] * scale)), max(1, round(pixel_map.shape[-1] * scale)))
         pixel_map = F.normalize(F.interpolate(pixel_map, size=size, mode="bilinear", antialias=True), dim=1)
-    p2v = batch.point_to_voxel
+    p2v = batch.sparse.point_to_voxel
     n = int(sample.points.shape[0])
     image_t = sample.images[0]
     colors = torch.zeros(n, 3)
