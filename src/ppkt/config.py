@@ -34,8 +34,8 @@ _INTERNAL = "internal"
 
 # Options that were renamed, old dotted name -> new, so that what users already have keeps working:
 # the config.yaml of existing runs (resume), the configs inside checkpoints, command lines and the
-# override strings of scripts. Each use prints one notice naming both. A rename applies to a config
-# class whose leaves include the new name and not the old one.
+# override strings of scripts. Each source read prints one notice line naming old and new names.
+# A rename applies to a config class whose leaves include the new name and not the old one.
 RENAMED_OPTIONS: dict[str, str] = {
     # pretraining's student section became the model section that every command shares
     # (ppkt.backbones.BackboneSpec)
@@ -183,19 +183,22 @@ def _renames_for(cls: type) -> dict[str, str]:
     return {old: new for old, new in RENAMED_OPTIONS.items() if new in leaves and old not in leaves}
 
 
-def _rename_notice(old: str, new: str, where: str) -> None:
-    print(f"ppkt: option {old} is now {new} ({where}); please use the new name", file=sys.stderr)
+def _rename_notice(renamed: list[tuple[str, str]], where: str) -> None:
+    if renamed:
+        names = ", ".join(f"{old} is now {new}" for old, new in renamed)
+        print(f"ppkt: renamed options in {where}: {names}; please use the new names", file=sys.stderr)
 
 
-def rename_overrides(cls: type, overrides: dict[str, Any], where: str = "override") -> dict[str, Any]:
+def rename_overrides(cls: type, overrides: dict[str, Any], where: str = "the overrides") -> dict[str, Any]:
     """``overrides`` with the old names of renamed options (``RENAMED_OPTIONS``) replaced by the new
-    ones, one notice each; an old and a new name with different values is an error."""
+    ones, and one notice line naming them; an old and a new name with different values is an error."""
     renames = _renames_for(cls)
     out: dict[str, Any] = {}
+    renamed = []
     for key, value in overrides.items():
         new = renames.get(key)
         if new is not None:
-            _rename_notice(key, new, where)
+            renamed.append((key, new))
             if new in overrides and str(overrides[new]) != str(value):
                 raise ValueError(
                     f"{key} = {value!r} and {new} = {overrides[new]!r}: {key} is the old name of {new}"
@@ -203,6 +206,7 @@ def rename_overrides(cls: type, overrides: dict[str, Any], where: str = "overrid
             out.setdefault(new, value)
         else:
             out[key] = value
+    _rename_notice(renamed, where)
     return out
 
 
@@ -212,6 +216,7 @@ def _rename_saved_keys(cls: type, data: dict[str, Any], where: str) -> dict[str,
     if not renames:
         return data
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    renamed = []
     for old, new in renames.items():
         old_section, _, old_name = old.partition(".")
         section = data.get(old_section)
@@ -224,12 +229,13 @@ def _rename_saved_keys(cls: type, data: dict[str, Any], where: str) -> dict[str,
         target = data.setdefault(new_section, {})
         if not isinstance(target, dict):
             continue  # config_from_dict reports the section
-        _rename_notice(old, new, where)
+        renamed.append((old, new))
         if new_name in target and target[new_name] != value:
             raise ValueError(
                 f"{where}: {old} = {value!r} and {new} = {target[new_name]!r}: {old} is the old name of {new}"
             )
         target.setdefault(new_name, value)
+    _rename_notice(renamed, where)
     return data
 
 

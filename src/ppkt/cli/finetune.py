@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", type=Path, help="start from a saved config.yaml instead of a preset")
     parser.add_argument(
-        "--init", type=Path, help="pretrained backbone (ppkt export output); same as --model.init"
+        "--init",
+        type=Path,
+        help="pretrained backbone (ppkt export output); same as --model.init. model.backbone, width, "
+        "voxel_size and input_features come from its card unless given",
     )
     parser.add_argument(
         "--resume",
