@@ -3,27 +3,17 @@ fine-tuning run started from a card takes the card's spec where the user set not
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
-import torch
 import yaml
 
-from ppkt.backbones.card import (
-    CARD_METADATA_KEY,
-    BackboneCard,
-    card_path_for,
-    load_card,
-    spec_from_card,
-    tensors_sha256,
-)
+from backbone_files import write_backbone_file
+from ppkt.backbones.card import BackboneCard, load_card, spec_from_card
 from ppkt.backbones.spec import BackboneSpec
 from ppkt.cli import main
 from ppkt.eval.model import with_card_spec
 from ppkt.eval.presets import get_preset as get_finetune_preset
-from ppkt.utils.io import atomic_write_json
-from ppkt.utils.weights import save_weights
 
 # A card as ppkt wrote them before the spec existed (every field at the top level).
 OLD_CARD = {
@@ -72,20 +62,9 @@ def test_spec_from_card_takes_what_was_not_given_and_refuses_a_real_difference()
     assert "model.width 1.0 vs the card's 0.25" in message
 
 
-def _write_backbone(path, spec: BackboneSpec):
-    torch.manual_seed(0)
-    state = spec.build().state_dict()
-    card = BackboneCard.from_json(
-        {**OLD_CARD, **vars(spec), "in_channels": spec.in_channels, "weights_sha256": tensors_sha256(state)}
-    )
-    save_weights(state, path, metadata={CARD_METADATA_KEY: json.dumps(card.to_json())})
-    atomic_write_json(card_path_for(path), card.to_json())
-    return path
-
-
 def test_with_card_spec_reads_the_init_file(tmp_path):
     spec = BackboneSpec(backbone="res16unet14", width=0.25, voxel_size=0.1, input_features="xyzrgb")
-    path = _write_backbone(tmp_path / "bb.safetensors", spec)
+    path = write_backbone_file(tmp_path / "bb.safetensors", spec)
     assert load_card(path).spec == spec
     cfg = get_finetune_preset("demo-finetune")
     assert with_card_spec(cfg, ()) == (cfg, "")  # no init: unchanged
@@ -99,7 +78,7 @@ def test_with_card_spec_reads_the_init_file(tmp_path):
 
 def test_finetune_init_takes_the_card_on_the_command_line(tmp_path, capsys):
     spec = BackboneSpec(backbone="res16unet14", width=0.25, voxel_size=0.1)
-    path = _write_backbone(tmp_path / "bb.safetensors", spec)
+    path = write_backbone_file(tmp_path / "bb.safetensors", spec)
     assert main(["finetune", "--preset", "finetune-scannet", "--init", str(path), "--print-config"]) == 0
     out = capsys.readouterr()
     model = yaml.safe_load(out.out)["model"]
