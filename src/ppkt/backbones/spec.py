@@ -16,7 +16,7 @@ from typing import Literal
 from torch import nn
 
 from ppkt.backbones.features import INPUT_FEATURE_CHANNELS
-from ppkt.config import option
+from ppkt.config import RangeCheck, option
 
 InputFeatures = Literal["rgb", "xyzrgb", "constant"]
 SparseBackend = Literal["torch", "spconv"]
@@ -53,7 +53,7 @@ class BackboneSpec:
 
     def build(self) -> nn.Module:
         """The backbone, freshly initialised (draws from torch's global generator)."""
-        from ppkt.backbones import build_backbone
+        from ppkt.backbones import build_backbone  # the package imports this module first
 
         return build_backbone(self.backbone, self.in_channels, width=self.width, backend=self.sparse_backend)
 
@@ -63,10 +63,10 @@ SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Backbone
 WEIGHT_FIELDS: tuple[str, ...] = ("backbone", "width", "voxel_size", "input_features")
 
 
-def check_backbone_spec(check, spec: BackboneSpec, section: str = "model") -> None:
-    """Record the spec's impossible values on a ``ppkt.config.RangeCheck`` of the config whose
-    ``section`` holds it (every command's ``validate`` calls this)."""
-    from ppkt.backbones import BACKBONES
+def check_backbone_spec(check: RangeCheck, spec: BackboneSpec, section: str = "model") -> None:
+    """Record the spec's impossible values on the ``RangeCheck`` of the config whose ``section``
+    holds it (every command's ``validate`` calls this)."""
+    from ppkt.backbones import BACKBONES  # the package imports this module first
 
     check.require(f"{section}.backbone", spec.backbone in BACKBONES, f"one of {sorted(BACKBONES)}")
     check.number(f"{section}.width", low=0, low_open=True)

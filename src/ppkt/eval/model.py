@@ -98,9 +98,9 @@ def build_model(cfg: FinetuneConfig) -> SegmentationModel:
     )
 
 
-def load_pretrained_backbone(model: nn.Module, path: str | Path, cfg) -> None:
+def load_pretrained_backbone(model: nn.Module, path: str | Path, cfg: FinetuneConfig) -> None:
     """Load an exported backbone (``ppkt export``: safetensors + card) strictly into ``model.backbone``
-    (``cfg``: a fine-tuning or detection config).
+    (of a segmentation or detection model; only ``cfg.model`` is read, so a detection config does).
 
     Raises:
         ValueError: the card's backbone, width, voxel size or input features differ from ``cfg.model``.
