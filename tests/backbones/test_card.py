@@ -88,3 +88,9 @@ def test_finetune_init_takes_the_card_on_the_command_line(tmp_path, capsys):
                    "--print-config"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and "model.width 0.5 vs the card's 0.25" in err[-1]
+    detection = ["finetune", "--task", "detection", "--preset", "demo-detection", "--init", str(path)]
+    assert main([*detection, "--print-config"]) == 0
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert (model["backbone"], model["width"], model["voxel_size"]) == ("res16unet14", 0.25, 0.1)
+    assert main([*detection, "--model.voxel_size", "0.05", "--print-config"]) == 2
+    assert "model.voxel_size 0.05 vs the card's 0.1" in capsys.readouterr().err
