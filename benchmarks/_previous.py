@@ -201,8 +201,8 @@ def all_pairs_loss(model, batch, generator, num_pairs: int, tau: float, sampling
         logits = points @ pixels.t() / tau
         return F.cross_entropy(logits, torch.arange(points.shape[0], device=points.device))
 
-    voxel_emb = model.head(model.backbone(batch.sparse_tensor()).feats)
-    points = voxel_emb[batch.point_to_voxel[batch.pair_point]]
+    voxel_emb = model.head(model.backbone(batch.sparse.tensor).feats)
+    points = voxel_emb[batch.sparse.point_to_voxel[batch.pair_point]]
     pixels = model.pixel_embeddings(batch)
     if sampling == "batch":
         idx = draw(points.shape[0]).to(points.device)

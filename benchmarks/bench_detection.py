@@ -71,10 +71,10 @@ def main() -> None:
         det_cfg = replace(
             det_cfg,
             data=replace(
-                det_cfg.data, root=Path(tempfile.mkdtemp(prefix="ppkt-bench-detection-")), voxel_size=0.1,
+                det_cfg.data, root=Path(tempfile.mkdtemp(prefix="ppkt-bench-detection-")),
                 synthetic_scenes=3, synthetic_frames_per_scene=1, synthetic_image_hw=(24, 32),
             ),
-            model=replace(det_cfg.model, width=0.25),
+            model=replace(det_cfg.model, width=0.25, voxel_size=0.1),
             head=replace(det_cfg.head, num_seeds=64, num_proposals=16, hidden=32, proposal_hidden=32),
         )  # fmt: skip
         fps_points, fps_samples = 5_000, 256
@@ -82,7 +82,7 @@ def main() -> None:
 
     det_source = build_detection_source(det_cfg.data)
     ids = det_source.scene_ids("train")[:2]
-    det_set = DetectionDataset(det_source, ids, voxel_size=det_cfg.data.voxel_size, input_features="rgb")
+    det_set = DetectionDataset(det_source, ids, voxel_size=det_cfg.model.voxel_size, input_features="rgb")
     det_batch = det_set.collate([det_set[0], det_set[1]]).to(device)
     sizes = mean_box_sizes([det_set.scene(i).boxes for i in range(2)], len(det_source.class_names))
     torch.manual_seed(0)
@@ -90,12 +90,17 @@ def main() -> None:
     det_opt = build_optimizer(det_model, det_cfg)
 
     seg_cfg = FinetuneConfig(
-        data=EvalDataConfig(voxel_size=det_cfg.data.voxel_size, input_features="rgb", num_classes=20),
-        model=ModelConfig(backbone=det_cfg.model.backbone, width=det_cfg.model.width),
+        data=EvalDataConfig(num_classes=20),
+        model=ModelConfig(
+            backbone=det_cfg.model.backbone,
+            width=det_cfg.model.width,
+            voxel_size=det_cfg.model.voxel_size,
+            input_features="rgb",
+        ),
     )
     seg_source = ScanNetSceneSource(det_source.root)
     seg_set = SegmentationDataset(
-        seg_source, ids, voxel_size=seg_cfg.data.voxel_size, input_features="rgb", num_classes=20
+        seg_source, ids, voxel_size=seg_cfg.model.voxel_size, input_features="rgb", num_classes=20
     )
     seg_batch = seg_set.collate([seg_set[0], seg_set[1]]).to(device)
     seg_model = build_model(seg_cfg).to(device).train()

@@ -47,8 +47,10 @@ def main() -> None:
     )
 
     cfg = FinetuneConfig(
-        data=EvalDataConfig(voxel_size=args.voxel, input_features="rgb", num_classes=20),
-        model=ModelConfig(backbone=args.backbone, width=args.width),
+        data=EvalDataConfig(num_classes=20),
+        model=ModelConfig(
+            backbone=args.backbone, width=args.width, voxel_size=args.voxel, input_features="rgb"
+        ),
     )
     torch.manual_seed(0)
     model = build_model(cfg).eval()

@@ -78,10 +78,10 @@ def _pretrain_runner(args, data_root: Path, backend: str, precision: str, batch:
     from ppkt.train.presets import get_preset
 
     overrides = {
-        **({} if args.voxel_size is None else {"student.voxel_size": str(args.voxel_size)}),
+        **({} if args.voxel_size is None else {"model.voxel_size": str(args.voxel_size)}),
         "data.image_hw": f"{args.image_hw[0]},{args.image_hw[1]}",
-        "student.sparse_backend": backend,
-        "student.width": str(args.width),
+        "model.sparse_backend": backend,
+        "model.width": str(args.width),
         "optim.batch_size": str(batch),
         "run.precision": precision,
     }
@@ -92,8 +92,8 @@ def _pretrain_runner(args, data_root: Path, backend: str, precision: str, batch:
     cfg = apply_overrides(get_preset("paper"), overrides)
     if ("pretrain", batch) not in _BATCHES:
         frames = ScanNetFrames(data_root, split="train", frame_skip=1)
-        dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
-        collate = Collator(cfg.student.voxel_size)
+        dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
+        collate = Collator(cfg.model.voxel_size)
         _BATCHES["pretrain", batch] = [collate([dataset[(i, epoch)] for i in range(batch)]) for epoch in range(2)]
     batches = _BATCHES["pretrain", batch]
     model = build_model(cfg).to(device).train()
@@ -139,11 +139,11 @@ def _finetune_runner(args, data_root: Path, backend: str, precision: str, batch:
     cfg = apply_overrides(
         get_preset("finetune-scannet"),
         {
-            "model.backend": backend,
+            "model.sparse_backend": backend,
             "model.width": str(args.width),
             "data.num_classes": str(num_classes),
             "optim.batch_size": str(batch),
-            **({} if args.voxel_size is None else {"data.voxel_size": str(args.voxel_size)}),
+            **({} if args.voxel_size is None else {"model.voxel_size": str(args.voxel_size)}),
         },
     )
     if ("finetune", batch) not in _BATCHES:
@@ -151,8 +151,8 @@ def _finetune_runner(args, data_root: Path, backend: str, precision: str, batch:
         dataset = SegmentationDataset(
             source,
             [scenes[i % len(scenes)] for i in range(batch)],
-            voxel_size=cfg.data.voxel_size,
-            input_features=cfg.data.input_features,
+            voxel_size=cfg.model.voxel_size,
+            input_features=cfg.model.input_features,
             num_classes=num_classes,
             augmentation=cfg.augment.build(),
             seed=0,

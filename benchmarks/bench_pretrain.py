@@ -79,8 +79,8 @@ def profile_step(args, cfg, device) -> int:
     frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
     model = build_model(cfg).to(device).train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
-    collate = Collator(cfg.student.voxel_size)
+    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
+    collate = Collator(cfg.model.voxel_size)
     loss_fn = PointInfoNCE(cfg.loss.tau)
     sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=2)
 
@@ -103,11 +103,11 @@ def profile_step(args, cfg, device) -> int:
         batch = step(batches[1], 1)
     total = time.perf_counter() - start
     maps_start = time.perf_counter()
-    _ppkt_maps(batch.coords)
+    _ppkt_maps(batch.sparse.tensor.coords)
     maps = time.perf_counter() - maps_start
     print(
         f"preset {args.preset}, frames {args.frames}, batch {cfg.optim.batch_size}, "
-        f"{int(batch.point_to_voxel.numel())} points, {int(batch.coords.shape[0])} voxels, "
+        f"{int(batch.sparse.point_to_voxel.numel())} points, {batch.sparse.tensor.num_sites} voxels, "
         f"{batch.num_pairs} pairs; step {total:.2f} s under the profiler"
     )
     print(
@@ -134,14 +134,14 @@ def ab_steps(args, cfg, device) -> int:
             "real 640x480 frames": (real_frames(16), False),
         }
     model = build_model(cfg).to(device).train()
-    collate = Collator(cfg.student.voxel_size)
+    collate = Collator(cfg.model.voxel_size)
     sampler = StepBatchSampler(16, cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
     loss_fn = PointInfoNCE(cfg.loss.tau)
     runs = {}
     for name, (data_frames, previous) in variants.items():
         net = copy.deepcopy(model)
         optimizer = build_optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
-        dataset = PretrainDataset(data_frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
+        dataset = PretrainDataset(data_frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
         runs[name] = (net, optimizer, dataset, previous)
     times: dict[str, list[float]] = {name: [] for name in runs}
     sizes: dict[str, tuple] = {}
@@ -170,10 +170,11 @@ def ab_steps(args, cfg, device) -> int:
             _sync(device)
             if step > 0:  # the first step of each variant is a warm-up
                 times[name].append(time.perf_counter() - start)
-            sizes[name] = (int(batch.point_to_voxel.numel()), int(batch.coords.shape[0]), batch.num_pairs)
+            sparse = batch.sparse
+            sizes[name] = (int(sparse.point_to_voxel.numel()), sparse.tensor.num_sites, batch.num_pairs)
     print(
         f"preset {args.preset}, device {device}, threads {torch.get_num_threads()}, "
-        f"backbone {cfg.student.backbone} x{cfg.student.width}, image {cfg.data.image_hw}, "
+        f"backbone {cfg.model.backbone} x{cfg.model.width}, image {cfg.data.image_hw}, "
         f"batch {cfg.optim.batch_size}, max_depth_pixels {cfg.data.max_depth_pixels}, "
         f"{args.steps} steps of each variant, alternated"
     )
@@ -226,8 +227,8 @@ def main() -> int:
     model.train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     loss_fn = PointInfoNCE(cfg.loss.tau)
-    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
-    collate = Collator(cfg.student.voxel_size)
+    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
+    collate = Collator(cfg.model.voxel_size)
     sampler = StepBatchSampler(len(frames), cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
 
     cache_dir = tempfile.mkdtemp(prefix="bench_teacher_cache_")
@@ -236,7 +237,7 @@ def main() -> int:
     cache_teacher_features(frames, model.teacher, cache, progress=False)
     cache_s = time.perf_counter() - t
     cached_dataset = PretrainDataset(
-        frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0, teacher_cache=cache
+        frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0, teacher_cache=cache
     )
 
     def run_steps(data: PretrainDataset, cached: bool) -> tuple[dict[str, list[float]], dict, float]:
@@ -276,8 +277,8 @@ def main() -> int:
             timed("backward", loss.backward)
             timed("optimizer", optimizer.step)
             counts["frames"].append(batch.batch_size)
-            counts["points"].append(int(batch.point_to_voxel.numel()))
-            counts["voxels"].append(int(batch.coords.shape[0]))
+            counts["points"].append(int(batch.sparse.point_to_voxel.numel()))
+            counts["voxels"].append(batch.sparse.tensor.num_sites)
             counts["pairs"].append(batch.num_pairs)
             if step == 0:  # warm-up: first calls build caches and allocate
                 parts.clear()
@@ -293,7 +294,7 @@ def main() -> int:
 
     print(
         f"preset {args.preset}, device {device}, threads {torch.get_num_threads()}, "
-        f"backbone {cfg.student.backbone} x{cfg.student.width}, "
+        f"backbone {cfg.model.backbone} x{cfg.model.width}, "
         f"teacher {cfg.teacher.name}/{cfg.teacher.stage}, "
         f"image {cfg.data.image_hw}, batch {cfg.optim.batch_size}, {args.steps} timed steps"
     )

@@ -10,7 +10,7 @@ TINY_PRETRAIN = {
     "data.image_hw": "24,32",
     "data.num_workers": "0",
     "teacher.stage": "stride8",
-    "student.width": "0.25",
+    "model.width": "0.25",
     "loss.num_pairs": "64",
     "optim.batch_size": "2",
     "optim.warmup_steps": "0",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import types
 import typing
 from pathlib import Path
@@ -32,6 +33,25 @@ T = TypeVar("T")
 
 _DOC = "doc"
 _INTERNAL = "internal"
+
+# Options that were renamed, old dotted name -> new, so that what users already have keeps working:
+# the config.yaml of existing runs (resume), the configs inside checkpoints, command lines and the
+# override strings of scripts. Each source read prints one notice line naming old and new names.
+# A rename applies to a config class whose leaves include the new name and not the old one.
+RENAMED_OPTIONS: dict[str, str] = {
+    # pretraining's student section became the model section that every command shares
+    # (ppkt.backbones.BackboneSpec)
+    "student.backbone": "model.backbone",
+    "student.width": "model.width",
+    "student.voxel_size": "model.voxel_size",
+    "student.input_features": "model.input_features",
+    "student.sparse_backend": "model.sparse_backend",
+    "student.sync_batchnorm": "model.sync_batchnorm",
+    # fine-tuning and detection
+    "model.backend": "model.sparse_backend",
+    "data.voxel_size": "model.voxel_size",
+    "data.input_features": "model.input_features",
+}
 
 
 def option(
@@ -149,6 +169,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config
     """Build ``cls`` from a nested dict; unknown keys are an error, missing keys take defaults."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
+    data = _rename_saved_keys(cls, data, where)
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -156,6 +177,68 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config
         raise ValueError(f"{where}: unknown keys {unknown} for {cls.__name__} (known: {sorted(names)})")
     kwargs = {k: parse_value(hints[k], v, where=f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _renames_for(cls: type) -> dict[str, str]:
+    """The entries of ``RENAMED_OPTIONS`` that apply to config class ``cls``."""
+    leaves = {name for name, _, _ in leaf_fields(cls)}
+    return {old: new for old, new in RENAMED_OPTIONS.items() if new in leaves and old not in leaves}
+
+
+def _rename_notice(renamed: list[tuple[str, str]], where: str) -> None:
+    if renamed:
+        names = ", ".join(f"{old} is now {new}" for old, new in renamed)
+        print(f"ppkt: renamed options in {where}: {names}; please use the new names", file=sys.stderr)
+
+
+def rename_overrides(cls: type, overrides: dict[str, Any], where: str = "the overrides") -> dict[str, Any]:
+    """``overrides`` with the old names of renamed options (``RENAMED_OPTIONS``) replaced by the new
+    ones, and one notice line naming them; an old and a new name with different values is an error."""
+    renames = _renames_for(cls)
+    out: dict[str, Any] = {}
+    renamed = []
+    for key, value in overrides.items():
+        new = renames.get(key)
+        if new is not None:
+            renamed.append((key, new))
+            if new in overrides and str(overrides[new]) != str(value):
+                raise ValueError(
+                    f"{key} = {value!r} and {new} = {overrides[new]!r}: {key} is the old name of {new}"
+                )
+            out.setdefault(new, value)
+        else:
+            out[key] = value
+    _rename_notice(renamed, where)
+    return out
+
+
+def _rename_saved_keys(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A nested dict of a config saved before an option was renamed, with the new names."""
+    renames = _renames_for(cls)
+    if not renames:
+        return data
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    renamed = []
+    for old, new in renames.items():
+        old_section, _, old_name = old.partition(".")
+        section = data.get(old_section)
+        if not isinstance(section, dict) or old_name not in section:
+            continue
+        value = section.pop(old_name)
+        if not section and old_section not in {f.name for f in dataclasses.fields(cls)}:
+            del data[old_section]
+        new_section, _, new_name = new.partition(".")
+        target = data.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # config_from_dict reports the section
+        renamed.append((old, new))
+        if new_name in target and target[new_name] != value:
+            raise ValueError(
+                f"{where}: {old} = {value!r} and {new} = {target[new_name]!r}: {old} is the old name of {new}"
+            )
+        target.setdefault(new_name, value)
+    _rename_notice(renamed, where)
+    return data
 
 
 def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
@@ -267,7 +350,9 @@ def replace_dotted(cfg: T, dotted: str, value: Any) -> T:
 
 
 def apply_overrides(cfg: T, overrides: dict[str, Any]) -> T:
-    """Return ``cfg`` with dotted-key overrides (strings are parsed by the field's type)."""
+    """Return ``cfg`` with dotted-key overrides (strings are parsed by the field's type; old names of
+    renamed options are read as the new ones, see ``RENAMED_OPTIONS``)."""
+    overrides = rename_overrides(type(cfg), overrides)
     types_by_name = {name: tp for name, tp, _ in leaf_fields(type(cfg))}
     for key, raw in overrides.items():
         if key not in types_by_name:
@@ -295,6 +380,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, title: str 
             # argparse %-formats help text; a field doc is prose ("15 % of the voxels"), not a template.
             help=argparse.SUPPRESS if f.metadata.get(_INTERNAL) else doc.replace("%", "%%"),
         )
+    for old in _renames_for(cls):  # accepted, not listed; apply_overrides says the new name
+        group.add_argument(f"--{old}", dest=f"cfg:{old}", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def overrides_from_namespace(args: argparse.Namespace) -> dict[str, str]:

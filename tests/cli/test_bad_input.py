@@ -40,8 +40,8 @@ from outdoor_fixtures import write_kitti_object, write_nuscenes, write_semantick
 
 TINY = [
     "--data.kind", "scannet", "--data.split", "none", "--data.frame_skip", "1", "--data.image_hw", "24,32",
-    "--data.num_workers", "0", "--teacher.stage", "stride8", "--student.width", "0.25",
-    "--student.backbone", "res16unet14", "--loss.num_pairs", "32", "--optim.batch_size", "2",
+    "--data.num_workers", "0", "--teacher.stage", "stride8", "--model.width", "0.25",
+    "--model.backbone", "res16unet14", "--loss.num_pairs", "32", "--optim.batch_size", "2",
     "--optim.steps", "1", "--run.progress", "false", "--run.tensorboard", "false", "--run.device", "cpu",
 ]  # fmt: skip
 """A one-step pretraining run of the demo preset on a ScanNet export (add --data.root, --run.out)."""
@@ -134,10 +134,10 @@ PRETRAIN_VALUES = [
     ("augment.rotate_up", "inf"),
     ("loss.num_pairs", "1"),
     ("loss.embedding_dim", "0"),
-    ("student.voxel_size", "0"),
-    ("student.width", "-1"),
-    ("student.backbone", "minkunet"),
-    ("student.sparse_backend", "minkowski"),
+    ("model.voxel_size", "0"),
+    ("model.width", "-1"),
+    ("model.backbone", "minkunet"),
+    ("model.sparse_backend", "minkowski"),
     ("teacher.name", "clip"),
     ("run.progress", "maybe"),
 ]
@@ -159,8 +159,8 @@ FINETUNE_VALUES = [
     ("optim.head_warmup_steps", "-1"),
     ("labels.budget", "0"),
     ("labels.budget", "1.5"),
-    ("data.voxel_size", "0"),
-    ("data.voxel_size", "inf"),
+    ("model.voxel_size", "0"),
+    ("model.voxel_size", "inf"),
     ("data.num_classes", "0"),
     ("data.num_workers", "-2"),
     ("augment.flip", "1.5"),
@@ -902,7 +902,7 @@ def test_evaluate_a_pretraining_run(capsys, pretrain_run):
 
 
 def test_finetune_init_with_another_voxel_size(capsys, backbone, tmp_path):
-    argv = ["finetune", "--preset", "demo-finetune", "--init", backbone, "--data.voxel_size", "0.02",
+    argv = ["finetune", "--preset", "demo-finetune", "--init", backbone, "--model.voxel_size", "0.02",
             "--model.backbone", "res16unet14", "--model.width", "0.25", "--data.root", tmp_path / "syn",
             "--data.synthetic_scenes", "2", "--data.synthetic_frames_per_scene", "1",
             "--run.out", tmp_path / "ft", "--run.progress", "false"]  # fmt: skip

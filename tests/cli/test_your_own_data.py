@@ -36,7 +36,7 @@ def test_check_pretrain_cache_overlay_on_an_rgbd_folder(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["pretrain", "--preset", "demo", "--data.kind", "rgbd-folder", "--data.root", str(root)]
     args += ["--data.frame_skip", "1", "--data.image_hw", "24,32", "--data.num_workers", "0"]
-    args += ["--teacher.stage", "stride8", "--student.width", "0.25", "--loss.num_pairs", "64"]
+    args += ["--teacher.stage", "stride8", "--model.width", "0.25", "--loss.num_pairs", "64"]
     args += ["--optim.batch_size", "2", "--optim.steps", "1", "--run.progress", "false"]
     args += ["--run.out", str(run)]
     assert main(args) == 0

@@ -25,9 +25,9 @@ TINY = {
     "data.frame_skip": "1",
     "data.num_workers": "0",
     "teacher.stage": "stride8",
-    "student.width": "0.25",
-    "student.voxel_size": "0.5",
-    "student.input_features": "constant",
+    "model.width": "0.25",
+    "model.voxel_size": "0.5",
+    "model.input_features": "constant",
     "loss.num_pairs": "64",
     "optim.batch_size": "2",
     "optim.steps": "2",
@@ -241,7 +241,7 @@ def test_cli_slidr_preset_runs_one_step_on_tiny_nuscenes(tmp_path, teacher_calls
     for key, value in {
         **TINY,
         "teacher.name": "efficientnet_lite0",
-        "student.backbone": "res16unet14",
+        "model.backbone": "res16unet14",
         "optim.epochs": "none",
     }.items():
         if key not in ("optim.steps",):

@@ -297,7 +297,7 @@ def test_one_finetuning_step_on_every_labelled_format(tmp_path, name):
     FIXTURES[name](root)
     preset = {"scannet": "finetune-scannet", "s3dis": "finetune-s3dis"}[name]
     tiny = {
-        "data.root": str(root), "data.voxel_size": "0.25", "data.num_workers": "0",
+        "data.root": str(root), "model.voxel_size": "0.25", "data.num_workers": "0",
         "model.backbone": "res16unet14", "model.width": "0.25", "optim.steps": "1", "optim.batch_size": "1",
         "run.eval_every": "1", "run.progress": "false", "run.device": "cpu", "augment.max_points": "300",
         "run.out": str(tmp_path / "run"),

@@ -8,7 +8,7 @@ from ppkt.data.s3dis import S3DIS_CLASS_NAMES, S3DISSceneSource, parse_xyzrgb
 from ppkt.eval.presets import get_preset
 
 TINY = [
-    "--data.voxel_size", "0.25", "--data.num_workers", "0", "--model.backbone", "res16unet14",
+    "--model.voxel_size", "0.25", "--data.num_workers", "0", "--model.backbone", "res16unet14",
     "--model.width", "0.25", "--optim.steps", "1", "--optim.batch_size", "1", "--run.eval_every", "1",
     "--run.progress", "false", "--run.device", "cpu", "--augment.max_points", "300",
 ]  # fmt: skip

@@ -28,10 +28,10 @@ from ppkt.eval.detection.presets import DETECTION_PRESETS, get_detection_preset
 
 def tiny_config(tmp_path: Path, steps: int = 3, **data) -> DetectionConfig:
     return DetectionConfig(
-        data=DetectionDataConfig(voxel_size=0.1, **data),
+        data=DetectionDataConfig(**data),
         augment=DetectionAugmentConfig(rotate_up=math.pi),
         labels=LabelsConfig(splits_dir=tmp_path / "splits"),
-        model=ModelConfig(backbone="res16unet14", width=0.25),
+        model=ModelConfig(backbone="res16unet14", width=0.25, voxel_size=0.1),
         head=VoteNetConfig(
             num_seeds=128, num_proposals=32, hidden=32, proposal_hidden=32, num_heading_bins=4
         ),
@@ -76,18 +76,17 @@ def test_tiny_finetune_on_synthetic_rooms_writes_an_map_table(tmp_path):
 
 
 def _write_backbone(path, cfg, state, **overrides):
+    from ppkt.backbones.spec import SPEC_FIELDS
     from ppkt.train.export import CARD_METADATA_KEY, BackboneCard, card_path_for, tensors_sha256
     from ppkt.utils.io import atomic_write_json
     from ppkt.utils.weights import save_weights
 
+    spec = replace(cfg.model.spec, **{k: v for k, v in overrides.items() if k in SPEC_FIELDS})
     fields = dict(
-        backbone=cfg.model.backbone, width=cfg.model.width, in_channels=3,
-        input_features=cfg.data.input_features,
-        out_channels=1, voxel_size=cfg.data.voxel_size, sparse_backend="torch", teacher="t", embedding_dim=8,
-        loss="PointInfoNCE", data="test", preset="test", steps=1, seed=0, ppkt_version="0", source="test",
-        weights_sha256=tensors_sha256(state),
+        spec=spec, out_channels=1, teacher="t", embedding_dim=8, loss="PointInfoNCE", data="test",
+        preset="test", steps=1, seed=0, ppkt_version="0", source="test", weights_sha256=tensors_sha256(state),
     )  # fmt: skip
-    fields.update(overrides)
+    fields.update({k: v for k, v in overrides.items() if k not in SPEC_FIELDS})
     card = BackboneCard(**fields)
     save_weights(state, path, metadata={CARD_METADATA_KEY: json.dumps(card.to_json())})
     atomic_write_json(card_path_for(path), card.to_json())

@@ -9,13 +9,13 @@ import torch
 from ppkt.experiments.effectiveness_detection import DetectionExperimentConfig, run_detection_effectiveness
 
 TINY = (
-    "data.voxel_size=0.1", "model.width=0.25", "head.num_seeds=64", "head.num_proposals=16",
+    "model.voxel_size=0.1", "model.width=0.25", "head.num_seeds=64", "head.num_proposals=16",
     "head.hidden=32", "head.proposal_hidden=32", "optim.steps=1", "optim.batch_size=1", "run.eval_every=1",
 )  # fmt: skip
 
 
 def test_tiny_detection_effectiveness(tmp_path, monkeypatch):
-    from ppkt.backbones import build_backbone
+    from ppkt.backbones import BackboneSpec, build_backbone
     from ppkt.train.export import CARD_METADATA_KEY, BackboneCard, card_path_for, tensors_sha256
     from ppkt.utils.io import atomic_write_json
     from ppkt.utils.weights import save_weights
@@ -25,9 +25,8 @@ def test_tiny_detection_effectiveness(tmp_path, monkeypatch):
     state = build_backbone("res16unet14", 3, width=0.25).state_dict()
     backbone = tmp_path / "backbone.safetensors"
     card = BackboneCard(
-        backbone="res16unet14", width=0.25, in_channels=3, input_features="rgb", out_channels=1,
-        voxel_size=0.1,
-        sparse_backend="torch", teacher="t", embedding_dim=8, loss="l", data="d", preset="p", steps=1, seed=0,
+        spec=BackboneSpec(backbone="res16unet14", width=0.25, voxel_size=0.1, input_features="rgb"),
+        out_channels=1, teacher="t", embedding_dim=8, loss="l", data="d", preset="p", steps=1, seed=0,
         ppkt_version="0", source="test", weights_sha256=tensors_sha256(state),
     )  # fmt: skip
     save_weights(state, backbone, metadata={CARD_METADATA_KEY: json.dumps(card.to_json())})

@@ -87,9 +87,9 @@ def test_detection_fine_tune_reads_scannet_scans(tmp_path):
     (root / "scannetv2_train.txt").write_text("scene0000_00\n")
     (root / "scannetv2_val.txt").write_text("scene0001_00\n")
     cfg = DetectionConfig(
-        data=DetectionDataConfig(kind="scannet", root=root, voxel_size=0.1),
+        data=DetectionDataConfig(kind="scannet", root=root),
         labels=LabelsConfig(splits_dir=tmp_path / "splits"),
-        model=ModelConfig(backbone="res16unet14", width=0.25),
+        model=ModelConfig(backbone="res16unet14", width=0.25, voxel_size=0.1),
         head=VoteNetConfig(num_seeds=32, num_proposals=8, hidden=16, proposal_hidden=16, num_heading_bins=1),
         optim=DetectionOptimConfig(steps=1, batch_size=1),
         run=EvalRunConfig(out=tmp_path / "run", eval_every=1, device="cpu", progress=False),

@@ -25,8 +25,8 @@ def tiny_config(**head):
     from dataclasses import replace
 
     return DetectionConfig(
-        data=DetectionDataConfig(voxel_size=0.1),
-        model=ModelConfig(backbone="res16unet14", width=0.25),
+        data=DetectionDataConfig(),
+        model=ModelConfig(backbone="res16unet14", width=0.25, voxel_size=0.1),
         head=replace(TINY_HEAD, **head),
     )
 
@@ -74,7 +74,7 @@ def test_forward_loss_backward_and_predictions():
     rooms = [make_detection_room(f"s{i}", i) for i in range(2)]
     source = InMemoryDetectionSource({"train": rooms}, CLASS_NAMES)
     cfg = tiny_config()
-    ds = DetectionDataset(source, ["s0", "s1"], voxel_size=cfg.data.voxel_size, input_features="rgb")
+    ds = DetectionDataset(source, ["s0", "s1"], voxel_size=cfg.model.voxel_size, input_features="rgb")
     model = build_detection_model(cfg, 2, mean_box_sizes([r.boxes for r in rooms], 2))
     batch = ds.collate([ds[0], ds[1]])
     out = model(batch)

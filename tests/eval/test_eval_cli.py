@@ -7,7 +7,7 @@ from ppkt.cli import main
 from ppkt.eval.compare import format_comparison, group_runs, load_run
 
 TINY = [
-    "--data.voxel_size", "0.25", "--model.backbone", "res16unet14", "--model.width", "0.25",
+    "--model.voxel_size", "0.25", "--model.backbone", "res16unet14", "--model.width", "0.25",
     "--optim.steps", "1", "--optim.batch_size", "1", "--run.eval_every", "1", "--run.progress", "false",
     "--run.device", "cpu", "--augment.max_points", "300", "--data.num_workers", "0",
 ]  # fmt: skip

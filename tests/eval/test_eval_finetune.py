@@ -32,10 +32,10 @@ from ppkt.utils.seed import seed_everything
 def tiny_config(out: Path, **labels) -> FinetuneConfig:
     return FinetuneConfig(
         origin="test",
-        data=EvalDataConfig(kind="scannet", root=out / "data", voxel_size=0.25, num_classes=4),
+        data=EvalDataConfig(kind="scannet", root=out / "data", num_classes=4),
         augment=EvalAugmentConfig(max_points=400),
         labels=LabelsConfig(**labels),
-        model=ModelConfig(backbone="res16unet14", width=0.25),
+        model=ModelConfig(backbone="res16unet14", width=0.25, voxel_size=0.25),
         optim=EvalOptimConfig(steps=3, batch_size=1, lr_head=0.05, lr_backbone=0.05),
         run=EvalRunConfig(out=out / "run", eval_every=2, log_every=1, progress=False, device="cpu"),
     )
@@ -190,17 +190,16 @@ def test_presets_build(name):
 def write_exported_backbone(path: Path, cfg: FinetuneConfig, state: dict, **card_overrides) -> Path:
     """A backbone file + card in the format of ``ppkt export`` (ppkt.train.export)."""
     from ppkt.backbones.card import CARD_METADATA_KEY, BackboneCard, card_path_for, tensors_sha256
+    from ppkt.backbones.spec import SPEC_FIELDS
     from ppkt.utils.io import atomic_write_json
     from ppkt.utils.weights import save_weights
 
+    spec = replace(cfg.model.spec, **{k: v for k, v in card_overrides.items() if k in SPEC_FIELDS})
     fields = dict(
-        backbone=cfg.model.backbone, width=cfg.model.width, in_channels=3,
-        input_features=cfg.data.input_features,
-        out_channels=24, voxel_size=cfg.data.voxel_size, sparse_backend="torch", teacher="t", embedding_dim=8,
-        loss="PointInfoNCE", data="test", preset="test", steps=1, seed=0, ppkt_version="0", source="test",
-        weights_sha256=tensors_sha256(state),
+        spec=spec, out_channels=24, teacher="t", embedding_dim=8, loss="PointInfoNCE", data="test",
+        preset="test", steps=1, seed=0, ppkt_version="0", source="test", weights_sha256=tensors_sha256(state),
     )  # fmt: skip
-    fields.update(card_overrides)
+    fields.update({k: v for k, v in card_overrides.items() if k not in SPEC_FIELDS})
     card = BackboneCard(**fields)
     save_weights(state, path, metadata={CARD_METADATA_KEY: json.dumps(card.to_json())})
     atomic_write_json(card_path_for(path), card.to_json())
@@ -235,7 +234,7 @@ def test_pretrained_backbone_loads_strictly_and_checks_the_card(tmp_path, rooms_
             assert torch.equal(trained.backbone.state_dict()[key], value), key
 
     wrong_voxel = write_exported_backbone(tmp_path / "voxel.safetensors", cfg, state, voxel_size=0.02)
-    with pytest.raises(ValueError, match="voxel_size: checkpoint 0.02 vs config 0.25"):
+    with pytest.raises(ValueError, match="model.voxel_size 0.25 vs the card.s 0.02"):
         load_pretrained_backbone(build_model(cfg), wrong_voxel, cfg)
     wrong_feats = write_exported_backbone(tmp_path / "feats.safetensors", cfg, state, input_features="xyzrgb")
     with pytest.raises(ValueError, match="input_features"):
@@ -259,7 +258,7 @@ def test_full_labels_learn_the_rooms(tmp_path, rooms_source):
     cfg = tiny_config(tmp_path, kind="scenes", budget=1.0)
     cfg = replace(
         cfg,
-        data=replace(cfg.data, voxel_size=0.1),
+        model=replace(cfg.model, voxel_size=0.1),
         augment=replace(cfg.augment, max_points=0),
         optim=replace(cfg.optim, steps=40, batch_size=2, lr_head=0.1, lr_backbone=0.1),
         run=replace(cfg.run, eval_every=40),

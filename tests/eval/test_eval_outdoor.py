@@ -37,13 +37,11 @@ def test_semantickitti_finetune_end_to_end(tmp_path):
         data=EvalDataConfig(
             kind="semantickitti",
             root=tmp_path / "kitti",
-            voxel_size=0.5,
-            input_features="constant",
             num_classes=19,
         ),
         augment=EvalAugmentConfig(max_points=500),
         labels=LabelsConfig(kind="points", budget=50, seed=0, splits_dir=tmp_path / "splits"),
-        model=ModelConfig(backbone="res16unet14", width=0.25),
+        model=ModelConfig(backbone="res16unet14", width=0.25, voxel_size=0.5, input_features="constant"),
         optim=EvalOptimConfig(steps=1, batch_size=2),
         run=EvalRunConfig(out=tmp_path / "run", eval_every=1, progress=False, device="cpu"),
     )

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from backbone_files import write_backbone_file
 from ppkt.cli import main
 from ppkt.eval.presets import PRETRAINED_RECIPES, get_preset, pretrained_recipe
 
@@ -24,9 +25,10 @@ def test_a_pretrained_backbone_gets_the_measured_recipe_unless_the_user_set_it()
 
 @pytest.fixture
 def backbone_file(tmp_path, monkeypatch):
-    """A file named b.safetensors in the working folder: the config check wants --init to exist."""
+    """An exported backbone b.safetensors in the working folder, with demo-finetune's spec (so that
+    demo-finetune keeps its values; finetune-scannet takes the card's)."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "b.safetensors").write_bytes(b"")
+    write_backbone_file(tmp_path / "b.safetensors", get_preset("demo-finetune").model.spec)
 
 
 def test_presets_without_a_measured_recipe_say_which_recipe_they_use(capsys, backbone_file):

@@ -167,11 +167,11 @@ def test_searched_rate_is_in_the_run_name_and_cannot_also_be_overridden(tmp_path
 
 
 def test_finetune_config_follows_the_pretrained_architecture(tmp_path):
-    cfg = ExperimentConfig(out=tmp_path, pretrain_overrides=("student.voxel_size=0.08", "student.width=0.25"))
+    cfg = ExperimentConfig(out=tmp_path, pretrain_overrides=("model.voxel_size=0.08", "model.width=0.25"))
     ft = finetune_config(
         cfg, tmp_path / "data", init=tmp_path / "b.safetensors", mode="linear", budget="points:50", seed=3
     )
-    assert ft.data.voxel_size == 0.08 and ft.model.width == 0.25 and ft.model.mode == "linear"
+    assert ft.model.voxel_size == 0.08 and ft.model.width == 0.25 and ft.model.mode == "linear"
     assert ft.labels.kind == "points" and ft.labels.budget == 50 and ft.labels.seed == 3
     assert str(ft.model.init).endswith("b.safetensors") and "linear-ppkt-points50-seed3" in str(ft.run.out)
 

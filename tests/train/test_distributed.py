@@ -74,7 +74,7 @@ def test_two_cpu_processes_keep_identical_weights(tmp_path, gather):
 @pytest.mark.distributed
 @pytest.mark.slow
 def test_sync_batchnorm_gives_every_process_the_same_statistics(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), False, {"student.sync_batchnorm": "true"}), nprocs=2)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), False, {"model.sync_batchnorm": "true"}), nprocs=2)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["stats"] and r0["stats"].keys() == r1["stats"].keys()

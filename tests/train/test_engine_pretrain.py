@@ -79,7 +79,8 @@ def test_init_refuses_an_exported_backbone_with_nan(short_run, tmp_path):
     assert load_card(out).weights_sha256 == data["weights_sha256"]
     cfg = apply_overrides(
         get_preset("demo-finetune"),
-        {"model.backbone": card.backbone, "model.width": str(card.width), "data.voxel_size": str(card.voxel_size)},
+        {"model.backbone": card.spec.backbone, "model.width": str(card.spec.width),
+         "model.voxel_size": str(card.spec.voxel_size)},  # fmt: skip
     )
     with pytest.raises(NonFiniteError, match=r"bb\.safetensors: tensor " + re.escape(key)):
         load_pretrained_backbone(build_model(cfg), out, cfg)
@@ -196,3 +197,25 @@ def test_fp16_checkpoints_and_restores_its_gradient_scaler(tmp_path, frames, mon
     resumed = pretrain(tiny_config(run, **{"optim.steps": "3", "run.precision": "fp16"}), frames=frames, resume=True)
     assert sorted(resumed.losses) == [3] and math.isfinite(resumed.losses[3])
     assert loaded == [state.scaler["scale"]]  # the resumed run starts from the saved scale, not 65536
+
+
+def test_a_run_folder_saved_with_the_old_student_names_resumes_and_exports(tmp_path, frames, capsys):
+    """Run folders written before the spec became the ``model`` section (``student:`` in their
+    config.yaml) resume and export; the resumed run saves the new names."""
+    import yaml
+
+    from ppkt.train.loop import config_with_resume
+
+    run = tmp_path / "run"
+    first = pretrain(tiny_config(run, **{"optim.steps": "2"}), frames=frames)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["student"] = saved.pop("model")
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    cfg = config_with_resume(run, {"optim.steps": "3"})
+    assert "student.width is now model.width" in capsys.readouterr().err
+    assert cfg.model.width == 0.25 and cfg.optim.steps == 3
+    resumed = pretrain(cfg, frames=frames, resume=True)
+    assert sorted(resumed.losses) == [3] and sorted(first.losses) == [1, 2]
+    assert "model" in yaml.safe_load((run / "config.yaml").read_text())
+    _, card = export_backbone(run, tmp_path / "bb.safetensors")
+    assert card.spec == cfg.model.spec and card.steps == 3

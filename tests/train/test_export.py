@@ -34,10 +34,10 @@ def test_export_writes_backbone_keys_and_card(run_dir, tmp_path):
     for key, value in weights.items():
         assert torch.equal(value, ckpt_weights["backbone." + key])
     assert card.steps == state.step == 2
-    assert (card.backbone, card.width, card.voxel_size, card.input_features) == (
+    assert (card.spec.backbone, card.spec.width, card.spec.voxel_size, card.spec.input_features) == (
         "res16unet14",
         0.25,
-        get_preset("demo").student.voxel_size,
+        get_preset("demo").model.voxel_size,
         "rgb",
     )
     assert card.teacher.startswith("efficientnet_lite0/stride8/")
@@ -103,10 +103,10 @@ def test_finetune_reads_the_export(run_dir, tmp_path):
     cfg = apply_overrides(
         get_finetune_preset("demo-finetune"),
         {
-            "model.backbone": card.backbone,
-            "model.width": str(card.width),
-            "data.voxel_size": str(card.voxel_size),
-            "data.input_features": card.input_features,
+            "model.backbone": card.spec.backbone,
+            "model.width": str(card.spec.width),
+            "model.voxel_size": str(card.spec.voxel_size),
+            "model.input_features": card.spec.input_features,
         },
     )
     model = finetune.build_model(cfg)
@@ -120,8 +120,4 @@ def test_demo_presets_of_pretraining_and_finetuning_agree():
     from ppkt.eval.presets import get_preset as get_finetune_preset
 
     pre, fine = get_preset("demo"), get_finetune_preset("demo-finetune")
-    assert (pre.student.backbone, pre.student.width) == (fine.model.backbone, fine.model.width)
-    assert (pre.student.voxel_size, pre.student.input_features) == (
-        fine.data.voxel_size,
-        fine.data.input_features,
-    )
+    assert pre.model.spec == fine.model.spec

@@ -39,8 +39,8 @@ def test_paper_preset_values():
     cfg = get_preset("paper")
     assert (cfg.loss.tau, cfg.loss.num_pairs, cfg.loss.embedding_dim) == (0.04, 4096, 128)
     assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.5, 0.9, 1e-4)
-    assert (cfg.optim.batch_size, cfg.optim.steps, cfg.student.voxel_size) == (24, 60000, 0.025)
-    assert cfg.student.backbone == "res16unet34" and cfg.teacher.name == "resnet50"
+    assert (cfg.optim.batch_size, cfg.optim.steps, cfg.model.voxel_size) == (24, 60000, 0.025)
+    assert cfg.model.backbone == "res16unet34" and cfg.teacher.name == "resnet50"
     assert cfg.data.frame_skip == 25
 
 
@@ -110,7 +110,7 @@ def test_only_3d_side_and_projections_learn(frames):
     assert trainable and all(n.split(".")[0] in ("backbone", "head", "upl") for n in trainable)
     backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0)
-    batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
+    batch = Collator(cfg.model.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.train()
     emb = model(batch)

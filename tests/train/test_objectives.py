@@ -43,8 +43,8 @@ def test_cosine_keeps_the_target_frozen(tmp_path, frames):
     after = result.model.upl.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     # The pixel side is the teacher's own feature, unit-normalised.
-    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0)
-    batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)]])
+    dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
+    batch = Collator(cfg.model.voxel_size)([dataset[(0, 0)]])
     feats = result.model.teacher(batch.images)
     emb = result.model.pixel_embeddings(batch, feats)
     i = int(torch.argmin((batch.pair_uv - batch.pair_uv.round()).abs().sum(1)))  # a pixel centre
@@ -64,9 +64,9 @@ def test_superpixel_selection_groups_by_superpixel(tmp_path, frames):
     from ppkt.train.objectives import batch_segments, superpixel_source
 
     dataset = PretrainDataset(
-        frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0, superpixels=superpixel_source(cfg)
+        frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0, superpixels=superpixel_source(cfg)
     )
-    batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
+    batch = Collator(cfg.model.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
     segments = batch_segments(batch)
     objective = Objective(cfg.loss)
     selection = objective.select(batch, torch.Generator().manual_seed(0))
@@ -94,11 +94,11 @@ def test_published_recipe_presets():
 
     slidr = get_preset("slidr")
     assert (slidr.loss.name, slidr.loss.superpixels, slidr.loss.tau) == ("superpixel-infonce", 150, 0.07)
-    assert slidr.data.kind == "nuscenes" and slidr.student == get_preset("slidr-ppkt").student
+    assert slidr.data.kind == "nuscenes" and slidr.model == get_preset("slidr-ppkt").model
     scalr = get_preset("scalr-cosine")
     assert scalr.loss.name == "cosine" and scalr.data == get_preset("slidr-ppkt").data
     openscene = get_preset("openscene-distill")
-    assert (openscene.loss.name, openscene.data.pairs, openscene.student.voxel_size) == (
+    assert (openscene.loss.name, openscene.data.pairs, openscene.model.voxel_size) == (
         "cosine",
         "scene",
         0.02,

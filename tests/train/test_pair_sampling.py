@@ -88,7 +88,7 @@ def test_sampling_first_gives_the_previous_loss_and_gradients(sampling):
     model = build_model(cfg).train()
     frames = [make_frame(seed=i, name=f"{i:06d}") for i in range(2)]
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0)
-    batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
+    batch = Collator(cfg.model.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
     assert batch.num_pairs > 4 * cfg.loss.num_pairs  # sampling really chooses
 
     before = copy.deepcopy(model)

@@ -147,15 +147,23 @@ def test_collate_global_indices(frames):
     samples = [dataset[(i, 0)] for i in range(3)]
     batch = Collator(0.05)(samples)
     assert batch.batch_size == 3 and batch.images.shape == (3, 3, 24, 32)
-    assert batch.point_offsets.tolist()[-1] == batch.point_to_voxel.numel()
-    voxel_frame = batch.coords[batch.point_to_voxel[batch.pair_point], 0]
+    sparse = batch.sparse
+    assert sparse.point_offsets.tolist()[-1] == sparse.point_to_voxel.numel()
+    voxel_frame = sparse.tensor.coords[sparse.point_to_voxel[batch.pair_point], 0]
     assert torch.equal(voxel_frame, batch.pair_frame)
     assert torch.equal(batch.image_frame[batch.pair_image], batch.pair_frame)
     for b, s in enumerate(samples):
         mine = batch.pair_frame == b
         torch.testing.assert_close(batch.pair_uv[mine], s.pair_uv)
-        assert torch.equal(batch.pair_point[mine] - batch.point_offsets[b], s.pair_point)
-    assert batch.feats.shape == (batch.coords.shape[0], 3)
+        assert torch.equal(batch.pair_point[mine] - sparse.point_offsets[b], s.pair_point)
+    assert sparse.tensor.feats.shape == (sparse.tensor.num_sites, 3) and sparse.voxel_size == 0.05
+    per_frame = torch.bincount(sparse.tensor.coords[:, 0], minlength=3)
+    assert sparse.voxel_offsets.tolist() == [0, *per_frame.cumsum(0).tolist()]
+    moved = batch.to("cpu")  # a device move carries the sparse batch whole, with a new SparseTensor
+    assert moved.sparse.tensor is not sparse.tensor and moved.sparse.voxel_size == sparse.voxel_size
+    for name in ("point_to_voxel", "point_offsets", "voxel_offsets"):
+        assert torch.equal(getattr(moved.sparse, name), getattr(sparse, name))
+    assert torch.equal(moved.sparse.tensor.feats, sparse.tensor.feats)
 
 
 def test_augmentation_depends_only_on_seed_epoch_index(frames):
@@ -207,7 +215,8 @@ def test_dataloader_workers_give_the_same_batches(frames):
 
     for a, b in zip(batches(0), batches(1), strict=True):
         assert a.names == b.names
-        assert torch.equal(a.coords, b.coords) and torch.equal(a.pair_uv, b.pair_uv)
+        assert torch.equal(a.sparse.tensor.coords, b.sparse.tensor.coords)
+        assert torch.equal(a.pair_uv, b.pair_uv)
         assert torch.equal(a.images, b.images)
 
 

@@ -44,7 +44,7 @@ def test_sample_holds_the_whole_cloud_and_several_views(tmp_path):
         tmp_path / "run", **{"data.pairs": "scene", "data.scene_views": "3", "augment.crop_scale_min": "1"}
     )
     dataset = PretrainDataset(
-        frames, cfg.data, cfg.augment, cfg.student.input_features, seed=0, scenes=frames.scene_index
+        frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0, scenes=frames.scene_index
     )
     sample = dataset[(2, 0)]
     assert sample.points.shape[0] == cloud.points.shape[0]  # unpaired points stay in the input
@@ -59,7 +59,7 @@ def test_sample_holds_the_whole_cloud_and_several_views(tmp_path):
         len(own & set(range(offset, offset + int((frames[2].depth > 0).sum()))))
         > 0.9 * (frames[2].depth > 0).sum()
     )
-    batch = Collator(cfg.student.voxel_size)([sample, dataset[(0, 0)]])
+    batch = Collator(cfg.model.voxel_size)([sample, dataset[(0, 0)]])
     assert batch.images.shape[0] == 6 and batch.pair_frame.max() == 1
     # the same key draws the same views
     again = dataset[(2, 0)]

@@ -154,7 +154,7 @@ def test_collated_cache_batch_moves_with_its_fields(tmp_path, frames):
     cache = write_cache(tmp_path / "cache", frames[:1])
     cfg = two_step_config(tmp_path / "run")
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0, teacher_cache=cache)
-    batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]]).to("cpu")
+    batch = Collator(cfg.model.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]]).to("cpu")
     assert batch.teacher_cached.tolist() == [True, False] and batch.num_teacher_uncached == 1
     assert batch.teacher_features.shape[0] == 2 and batch.teacher_images.shape == (1, 3, 24, 32)
     assert batch.teacher_image_hw == (24, 32) and batch.pair_uv_teacher.shape == batch.pair_uv.shape
@@ -170,7 +170,7 @@ def test_model_samples_cached_maps_at_the_unaugmented_pixels(tmp_path, frames):
     cfg = two_step_config(tmp_path / "run", **{"augment.hflip": "1.0"})
     model = build_model(cfg)
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, "rgb", seed=0, teacher_cache=cache)
-    batch = Collator(cfg.student.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
+    batch = Collator(cfg.model.voxel_size)([dataset[(0, 0)], dataset[(1, 0)]])
     assert batch.teacher_cached.tolist() == [True, False]
     with torch.no_grad():
         got = model.pixel_embeddings(batch)

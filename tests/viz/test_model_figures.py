@@ -76,9 +76,9 @@ def finetune_run(synthetic_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("viz-finetune") / "run"
     cfg = FinetuneConfig(
         origin="test",
-        data=EvalDataConfig(kind="scannet", root=synthetic_root, voxel_size=0.2, num_classes=20),
+        data=EvalDataConfig(kind="scannet", root=synthetic_root, num_classes=20),
         augment=EvalAugmentConfig(max_points=2000),
-        model=ModelConfig(backbone="res16unet14", width=0.25),
+        model=ModelConfig(backbone="res16unet14", width=0.25, voxel_size=0.2),
         optim=EvalOptimConfig(steps=2, batch_size=1),
         run=EvalRunConfig(out=run, eval_every=2, log_every=1, progress=False, device="cpu"),
     )
@@ -110,9 +110,9 @@ def test_frame_embeddings_match_the_training_forward_pass(loaded_run):
     np.testing.assert_allclose(np.linalg.norm(emb.pixel_embeddings, axis=0), 1.0, atol=1e-5)
 
     sample = rgbd_sample(
-        frame, cfg.data, no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
+        frame, cfg.data, no_augmentation(), cfg.model.input_features, np.random.default_rng(0)
     )
-    batch = Collator(cfg.student.voxel_size)([sample])
+    batch = Collator(cfg.model.voxel_size)([sample])
     with torch.no_grad():
         pairs = model(batch)
     np.testing.assert_allclose(
@@ -177,7 +177,7 @@ def test_segmentation_figures_predict_every_point(finetune_run, tmp_path):
     assert out.predicted.shape == (scene.num_points,)
     # the same predictions as the evaluation path
     dataset = SegmentationDataset(
-        source, [scene_id], voxel_size=cfg.data.voxel_size, input_features="rgb", num_classes=20
+        source, [scene_id], voxel_size=cfg.model.voxel_size, input_features="rgb", num_classes=20
     )
     expected = predict_points(model, dataset.collate([dataset[0]])).numpy()
     np.testing.assert_array_equal(out.predicted, expected)

@@ -1,7 +1,8 @@
 """3D backbones (SR-UNet / MinkUNet family) and per-voxel heads.
 
 ``build_backbone(name, in_channels, width=..., backend=...)`` builds from the flat registry
-``BACKBONES``; a backbone maps a stride-1 :class:`ppkt.sparse.SparseTensor` to per-voxel
+``BACKBONES`` (``BackboneSpec.build()`` from the settings every command's ``model`` section
+shares); a backbone maps a stride-1 :class:`ppkt.sparse.SparseTensor` to per-voxel
 features on the same sites and exposes ``out_channels``.
 """
 
@@ -15,6 +16,7 @@ from torch import nn
 from ppkt.backbones.features import INPUT_FEATURE_CHANNELS, input_features
 from ppkt.backbones.heads import MLPProjectionHead, ProjectionHead, SegmentationHead
 from ppkt.backbones.res16unet import LAYERS, Res16UNet
+from ppkt.backbones.spec import BackboneSpec
 
 
 def _res16unet(
@@ -47,6 +49,7 @@ def build_backbone(
 
 __all__ = [
     "BACKBONES",
+    "BackboneSpec",
     "INPUT_FEATURE_CHANNELS",
     "MLPProjectionHead",
     "ProjectionHead",

@@ -40,14 +40,21 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
+    from ppkt.config import (
+        apply_overrides,
+        config_to_dict,
+        load_config,
+        overrides_from_namespace,
+        rename_overrides,
+    )
     from ppkt.engine import NonFiniteError
     from ppkt.eval.detection.config import DetectionConfig, validate
     from ppkt.eval.detection.loop import finetune_detection
     from ppkt.eval.detection.presets import DETECTION_PRESETS, get_detection_preset
     from ppkt.eval.finetune import config_with_resume
+    from ppkt.eval.model import with_card_spec
 
-    overrides = overrides_from_namespace(args)
+    overrides = rename_overrides(DetectionConfig, overrides_from_namespace(args))
     if args.resume is not None and (args.config is not None or args.init is not None or args.preset):
         raise ValueError("--resume reads the run's own config.yaml; drop --config, --init and --preset")
     if args.resume is not None:
@@ -63,6 +70,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, overrides)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    if args.resume is None:  # a resumed run's config already holds its card's spec
+        cfg, note = with_card_spec(cfg, overrides)
+        if note:
+            print(note, file=sys.stderr if args.print_config else sys.stdout)
     validate(cfg)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ppkt export: {err}", file=sys.stderr)
         return 2
     print(
-        f"wrote {out} ({card.backbone} width {card.width}, {card.steps} steps, teacher {card.teacher}) "
+        f"wrote {out} ({card.spec.backbone} width {card.spec.width}, {card.steps} steps, "
+        f"teacher {card.teacher}) "
         f"and {card_path_for(out)}"
     )
     return 0

@@ -1,6 +1,7 @@
 """``ppkt finetune``: train a segmentation head on a (pretrained or random) backbone.
 
 ppkt finetune --preset finetune-scannet --data.root /data/scannet --init runs/pre/backbone.safetensors
+    (--init: model.backbone, width, voxel_size and input_features come from the file's card unless given)
 ppkt finetune --resume runs/ft                        # continue where it stopped
 torchrun --nproc_per_node=4 -m ppkt finetune --preset finetune-scannet ...
 """
@@ -26,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", type=Path, help="start from a saved config.yaml instead of a preset")
     parser.add_argument(
-        "--init", type=Path, help="pretrained backbone (ppkt export output); same as --model.init"
+        "--init",
+        type=Path,
+        help="pretrained backbone (ppkt export output); same as --model.init. model.backbone, width, "
+        "voxel_size and input_features come from its card unless given",
     )
     parser.add_argument(
         "--resume",
@@ -48,17 +52,24 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ppkt.config import apply_overrides, config_to_dict, load_config, overrides_from_namespace
+    from ppkt.config import (
+        apply_overrides,
+        config_to_dict,
+        load_config,
+        overrides_from_namespace,
+        rename_overrides,
+    )
     from ppkt.engine import NonFiniteError
     from ppkt.eval.config import FinetuneConfig, validate
     from ppkt.eval.finetune import config_with_resume, finetune
+    from ppkt.eval.model import with_card_spec
     from ppkt.eval.presets import get_preset, pretrained_recipe
 
     if args.task == "detection":
         from ppkt.cli.detection import run_finetune
 
         return run_finetune(args)
-    overrides = overrides_from_namespace(args)
+    overrides = rename_overrides(FinetuneConfig, overrides_from_namespace(args))
     # Bad values, files and folders raise; ppkt.cli.main turns them into one line (exit 2).
     if args.resume is not None and (args.config is not None or args.init is not None):
         raise ValueError("--resume reads the run's own config.yaml; drop --config and --init")
@@ -70,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, overrides)
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    if args.resume is None:  # a resumed run's config already holds its card's spec
+        cfg, note = with_card_spec(cfg, overrides)
+        if note:
+            print(note, file=sys.stderr if args.print_config else sys.stdout)
     if args.config is None and args.resume is None:  # a saved config is taken as it is
         cfg, recipe = pretrained_recipe(cfg, overrides)
         if recipe:

@@ -15,18 +15,20 @@ from typing import Literal
 
 from ppkt.augment.color import ColorAugmentation
 from ppkt.augment.points import SceneAugmentation
+from ppkt.backbones.spec import BackboneSpec
 from ppkt.config import option
 
 
 @dataclass(frozen=True)
 class EvalDataConfig:
-    """Which labelled scenes, and how they are voxelised."""
+    """Which labelled scenes (voxelised at model.voxel_size, with model.input_features)."""
 
     kind: Literal["scannet", "s3dis", "synthetic", "semantickitti", "nuscenes"] = option(
         "scannet",
         "labelled format (ppkt.data.registry): scannet: ScanNet v2 layout at data.root; s3dis: "
         "Stanford3dDataset_v1.2_Aligned_Version (splits: Area_5, comma-separated areas, all); synthetic: "
-        "generated rooms; semantickitti / nuscenes: one lidar sweep per scene (use input_features constant)",
+        "generated rooms; semantickitti / nuscenes: one lidar sweep per scene (with model.input_features "
+        "constant)",
     )
     root: Path | None = option(
         None, "dataset root (ScanNet layout); synthetic: cache folder (None = default)"
@@ -45,10 +47,6 @@ class EvalDataConfig:
     )
     label_map: Path | None = option(
         None, "label_set scannet200: ScanNet's scannetv2-labels.combined.tsv (None = <data.root>/ that file)"
-    )
-    voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
-    input_features: Literal["rgb", "xyzrgb", "constant"] = option(
-        "rgb", "per-point input features; must equal the pretrained card's"
     )
     num_classes: int = option(20, "number of classes (ScanNet 20, SemanticKITTI 19, nuScenes-lidarseg 16)")
     nuscenes_version: str | None = option(
@@ -124,13 +122,16 @@ class LabelsConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Backbone, head and initialisation."""
+class ModelConfig(BackboneSpec):
+    """The backbone spec (the same options as pretraining's, ``ppkt.backbones.BackboneSpec``; with
+    ``init`` the weight-defining ones must equal the file's card, and ``ppkt finetune --init`` takes
+    the card's where the command line does not set them), the initialisation and how it trains."""
 
-    backbone: str = option("res16unet34", "3D backbone in ppkt.backbones.BACKBONES")
-    width: float = option(1.0, "channel width multiplier; must equal the pretrained card's")
-    backend: str = option("torch", "sparse convolution backend (torch, spconv)")
-    init: Path | None = option(None, "pretrained backbone (ppkt export safetensors); None = from scratch")
+    init: Path | None = option(
+        None,
+        "pretrained backbone (ppkt export safetensors); None = from scratch. ppkt finetune --init FILE takes "
+        "model.backbone, width, voxel_size and input_features from FILE's card unless given",
+    )
     mode: Literal["finetune", "linear"] = option(
         "finetune", "finetune: train everything; linear: frozen backbone (eval mode, no grad), train the head"
     )
@@ -215,7 +216,6 @@ def validate(cfg: FinetuneConfig) -> None:
 
     check = RangeCheck(cfg)
     data, aug = cfg.data, cfg.augment
-    check.number("data.voxel_size", low=0, low_open=True)
     check.number("data.num_classes", low=1)
     check.number("data.num_workers", low=0)
     check.number("data.synthetic_scenes", low=1)
@@ -243,7 +243,7 @@ def validate(cfg: FinetuneConfig) -> None:
 def check_shared_sections(check, cfg) -> None:
     """The checks of the sections both fine-tuning tasks share (labels, model, optim, run); the
     detection config's ``validate`` runs them too."""
-    from ppkt.backbones import BACKBONES
+    from ppkt.backbones.spec import check_backbone_spec
     from ppkt.config import device_problem
 
     labels, model = cfg.labels, cfg.model
@@ -254,9 +254,7 @@ def check_shared_sections(check, cfg) -> None:
             "labels.budget", labels.budget >= 1 and float(labels.budget).is_integer(), "a whole number >= 1"
         )
     check.number("labels.seed", low=0)
-    check.require("model.backbone", model.backbone in BACKBONES, f"one of {sorted(BACKBONES)}")
-    check.number("model.width", low=0, low_open=True)
-    check.require("model.backend", model.backend in ("torch", "spconv"), "torch or spconv")
+    check_backbone_spec(check, model)
     check.require(
         "model.init",
         model.init is None or Path(model.init).is_file(),

@@ -434,8 +434,8 @@ def _finetune(
             )
         split = make_label_split(cfg, source)
     common = dict(
-        voxel_size=cfg.data.voxel_size,
-        input_features=cfg.data.input_features,
+        voxel_size=cfg.model.voxel_size,
+        input_features=cfg.model.input_features,
         num_classes=cfg.data.num_classes,
     )
     train_set = SegmentationDataset(
@@ -660,8 +660,8 @@ def evaluate_checkpoint(
     dataset = SegmentationDataset(
         source,
         source.scene_ids(split or cfg.data.val_split),
-        voxel_size=cfg.data.voxel_size,
-        input_features=cfg.data.input_features,
+        voxel_size=cfg.model.voxel_size,
+        input_features=cfg.model.input_features,
         num_classes=cfg.data.num_classes,
         cache_scenes=False,
     )

@@ -14,18 +14,22 @@ Modes (see :mod:`ppkt.eval.finetune`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
+from collections.abc import Collection
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import yaml
 from torch import nn
 
-from ppkt.backbones.card import load_card, read_backbone_file
+from ppkt.backbones.card import card_mismatches, load_card, read_backbone_file, spec_from_card
 from ppkt.config import config_from_dict, config_to_dict
 from ppkt.eval.config import FinetuneConfig
 from ppkt.utils.weights import load_state_strict, load_weights, save_weights
+
+C = TypeVar("C")
 
 CONFIG_METADATA_KEY = "ppkt_finetune_config"
 CLASS_NAMES_METADATA_KEY = "class_names"
@@ -86,53 +90,25 @@ class SegmentationModel(nn.Module):
 
 
 def build_model(cfg: FinetuneConfig) -> SegmentationModel:
-    from ppkt.backbones import INPUT_FEATURE_CHANNELS, build_backbone
-
-    backbone = build_backbone(
-        cfg.model.backbone,
-        INPUT_FEATURE_CHANNELS[cfg.data.input_features],
-        width=cfg.model.width,
-        backend=cfg.model.backend,
-    )
     return SegmentationModel(
-        backbone,
+        cfg.model.build(),
         cfg.data.num_classes,
         freeze_backbone=cfg.model.mode == "linear",
         freeze_batchnorm=cfg.model.freeze_batchnorm,
     )
 
 
-def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: FinetuneConfig) -> None:
-    """Load an exported backbone (``ppkt export``: safetensors + card) strictly into ``model.backbone``.
+def load_pretrained_backbone(model: nn.Module, path: str | Path, cfg: FinetuneConfig) -> None:
+    """Load an exported backbone (``ppkt export``: safetensors + card) strictly into ``model.backbone``
+    (of a segmentation or detection model; only ``cfg.model`` is read, so a detection config does).
 
     Raises:
-        ValueError: the card's backbone, width, voxel size or input features differ from ``cfg``.
+        ValueError: the card's backbone, width, voxel size or input features differ from ``cfg.model``.
         NonFiniteError: a tensor of the file holds NaN/inf (named in the message).
         StateDictMismatch: a backbone key is missing, unexpected or mis-shaped (all are listed).
     """
     path = Path(path)
-    card = load_card(path)
-    expected = {
-        "backbone": cfg.model.backbone,
-        "width": float(cfg.model.width),
-        "voxel_size": float(cfg.data.voxel_size),
-        "input_features": cfg.data.input_features,
-    }
-    found = {
-        "backbone": card.backbone,
-        "width": float(card.width),
-        "voxel_size": float(card.voxel_size),
-        "input_features": card.input_features,
-    }
-    wrong = [
-        f"{key}: checkpoint {found[key]!r} vs config {expected[key]!r}"
-        for key in expected
-        if (
-            not math.isclose(found[key], expected[key], rel_tol=1e-6)
-            if isinstance(expected[key], float)
-            else found[key] != expected[key]
-        )
-    ]
+    wrong = card_mismatches(cfg.model, load_card(path))
     if wrong:
         raise ValueError(
             f"{path}: the pretrained backbone does not match this run ({'; '.join(wrong)}); "
@@ -140,6 +116,26 @@ def load_pretrained_backbone(model: SegmentationModel, path: str | Path, cfg: Fi
         )
     state, _ = read_backbone_file(path)
     load_state_strict(model.backbone, state, what=f"{path} (pretrained backbone)")
+
+
+def with_card_spec(cfg: C, given: Collection[str]) -> tuple[C, str]:
+    """A fine-tuning or detection config that starts from a pretrained file (``model.init``) takes
+    the backbone spec of the file's card: ``model.backbone``, ``width``, ``voxel_size`` and
+    ``input_features`` come from the card unless named in ``given`` (the dotted options the user set
+    on the command line; a preset's or a --config file's values yield to the card). A set option
+    that differs from the card is a ValueError naming both values. ``model.sparse_backend`` is the
+    run's own choice (the weights are the same on both backends).
+
+    Returns:
+        The config, and one line naming what was taken from the card ("" when nothing changed).
+    """
+    if cfg.model.init is None or not Path(cfg.model.init).is_file():  # validate names a missing file
+        return cfg, ""
+    path = Path(cfg.model.init)
+    fields = {key.removeprefix("model.") for key in given if key.startswith("model.")}
+    model, changed = spec_from_card(cfg.model, load_card(path), fields, where=str(path))
+    note = f"from the backbone card of {path}: {', '.join(changed)}" if changed else ""
+    return dataclasses.replace(cfg, model=model), note
 
 
 def save_model_file(model: SegmentationModel, path: Path, cfg: FinetuneConfig, class_names, **extra) -> None:

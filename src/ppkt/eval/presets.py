@@ -49,12 +49,12 @@ from ppkt.eval.config import (
 def finetune_scannet() -> FinetuneConfig:
     return FinetuneConfig(
         origin="finetune-scannet",
-        data=EvalDataConfig(
-            kind="scannet", voxel_size=0.025, input_features="rgb", num_classes=20, num_workers=4
-        ),
+        data=EvalDataConfig(kind="scannet", num_classes=20, num_workers=4),
         augment=EvalAugmentConfig(max_points=0),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
-        model=ModelConfig(backbone="res16unet34", width=1.0, mode="finetune"),
+        model=ModelConfig(
+            backbone="res16unet34", width=1.0, voxel_size=0.025, input_features="rgb", mode="finetune"
+        ),
         optim=EvalOptimConfig(
             steps=120000,
             batch_size=8,
@@ -99,12 +99,14 @@ def finetune_s3dis() -> FinetuneConfig:
     return FinetuneConfig(
         origin="finetune-s3dis",
         data=EvalDataConfig(
-            kind="s3dis", train_split=S3DIS_TRAIN_AREAS, val_split=S3DIS_TEST_AREA, voxel_size=0.025,
-            input_features="rgb", num_classes=13, num_workers=4,
+            kind="s3dis", train_split=S3DIS_TRAIN_AREAS, val_split=S3DIS_TEST_AREA, num_classes=13,
+            num_workers=4,
         ),
         augment=EvalAugmentConfig(max_points=0, color_translation=0.05, color_jitter_std=0.005),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
-        model=ModelConfig(backbone="res16unet34", width=1.0, mode="finetune"),
+        model=ModelConfig(
+            backbone="res16unet34", width=1.0, voxel_size=0.025, input_features="rgb", mode="finetune"
+        ),
         optim=EvalOptimConfig(
             steps=360000, batch_size=8, lr_head=0.0167, lr_backbone=0.0167, momentum=0.9,
             weight_decay=1e-4, schedule="poly", poly_power=0.9,
@@ -118,8 +120,6 @@ def demo_finetune() -> FinetuneConfig:
         origin="demo-finetune",
         data=EvalDataConfig(
             kind="synthetic",
-            voxel_size=0.05,
-            input_features="rgb",
             num_classes=20,
             synthetic_scenes=6,
             synthetic_frames_per_scene=8,
@@ -127,7 +127,9 @@ def demo_finetune() -> FinetuneConfig:
         ),  # fmt: skip
         augment=EvalAugmentConfig(max_points=8000),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
-        model=ModelConfig(backbone="res16unet14", width=0.5, mode="finetune"),
+        model=ModelConfig(
+            backbone="res16unet14", width=0.5, voxel_size=0.05, input_features="rgb", mode="finetune"
+        ),
         optim=EvalOptimConfig(
             steps=300,
             batch_size=2,

@@ -9,7 +9,7 @@ original point: ``point_logits = voxel_logits[batch.point_to_voxel]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +41,20 @@ class SparseBatch:
     @property
     def batch_size(self) -> int:
         return int(self.point_offsets.numel() - 1)
+
+    def map_tensors(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> SparseBatch:
+        """The batch with ``fn`` applied to each tensor (e.g. a device move); the SparseTensor is
+        new, with a new coordinate cache on the tensors' new device."""
+        tensor = SparseTensor(fn(self.tensor.coords), fn(self.tensor.feats), stride=self.tensor.stride)
+        return SparseBatch(
+            tensor, fn(self.point_to_voxel), fn(self.point_offsets), fn(self.voxel_offsets), self.voxel_size
+        )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SparseBatch:
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> SparseBatch:
+        return self.map_tensors(lambda t: t.pin_memory())
 
 
 def sparse_batch_from_points(

@@ -4,10 +4,11 @@ pair indices), with the teacher-cache fields when the samples come from a teache
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
+from ppkt.sparse import SparseBatch, sparse_batch_from_points
 from ppkt.train.samples import PretrainSample
 
 
@@ -18,10 +19,11 @@ class PretrainBatch:
     Attributes:
         images: ``(I, 3, H, W)`` float32 RGB in ``[0, 1]`` (I = B for RGB-D; all cameras for lidar).
         image_frame: ``(I,)`` long, the frame of each image.
-        coords: ``(M, 4)`` long voxel coordinates ``(batch, x, y, z)``.
-        feats: ``(M, C)`` float32 voxel input features (mean over the voxel's points).
-        point_to_voxel: ``(N,)`` long, the voxel of each concatenated point.
-        point_offsets: ``(B + 1,)`` long; frame ``b`` owns points ``point_offsets[b]:point_offsets[b+1]``.
+        sparse: the frames' points voxelised together (``ppkt.sparse.SparseBatch``, the layout of the
+            segmentation batch too): ``sparse.tensor`` has ``coords (M, 4)`` long ``(batch, x, y, z)``
+            and ``feats (M, C)`` float32 voxel input features (mean over the voxel's points);
+            ``sparse.point_to_voxel (N,)`` long is the voxel of each concatenated point;
+            frame ``b`` owns points ``sparse.point_offsets[b]:sparse.point_offsets[b + 1]``.
         pair_point: ``(P,)`` long global index into the concatenated points.
         pair_image: ``(P,)`` long global index into ``images``.
         pair_frame: ``(P,)`` long frame of each pair (the loss's group for per-frame sampling).
@@ -43,10 +45,7 @@ class PretrainBatch:
 
     images: torch.Tensor
     image_frame: torch.Tensor
-    coords: torch.Tensor
-    feats: torch.Tensor
-    point_to_voxel: torch.Tensor
-    point_offsets: torch.Tensor
+    sparse: SparseBatch
     pair_point: torch.Tensor
     pair_image: torch.Tensor
     pair_frame: torch.Tensor
@@ -75,10 +74,6 @@ class PretrainBatch:
     _TENSORS = (
         "images",
         "image_frame",
-        "coords",
-        "feats",
-        "point_to_voxel",
-        "point_offsets",
         "pair_point",
         "pair_image",
         "pair_frame",
@@ -94,7 +89,11 @@ class PretrainBatch:
         tensors = {name: getattr(self, name) for name in self._TENSORS}
         moved = {name: None if t is None else fn(t) for name, t in tensors.items()}
         return PretrainBatch(
-            **moved, names=self.names, skipped=self.skipped, teacher_image_hw=self.teacher_image_hw
+            **moved,
+            sparse=self.sparse.map_tensors(fn),
+            names=self.names,
+            skipped=self.skipped,
+            teacher_image_hw=self.teacher_image_hw,
         )
 
     @property
@@ -109,18 +108,14 @@ class PretrainBatch:
     def to(self, device: torch.device | str) -> PretrainBatch:
         return self._map(lambda t: t.to(device, non_blocking=True))
 
-    def sparse_tensor(self):
-        """The batch's input :class:`ppkt.sparse.SparseTensor` (on the device of ``coords``)."""
-        from ppkt.sparse import SparseTensor
-
-        return SparseTensor(self.coords, self.feats)
-
     def pin_memory(self) -> PretrainBatch:
         return self._map(lambda t: t.pin_memory())
 
 
-def _collate(samples, voxel_size, sparse_batch_from_points) -> PretrainBatch:
+def _collate(samples: Sequence[PretrainSample], voxel_size: float) -> PretrainBatch:
     sparse = sparse_batch_from_points([s.points for s in samples], [s.features for s in samples], voxel_size)
+    # The batch's input features are data, never part of a graph (workers pickle them).
+    sparse = replace(sparse, tensor=sparse.tensor.replace_feats(sparse.tensor.feats.detach()))
     point_offsets = sparse.point_offsets
     image_counts = torch.tensor([s.images.shape[0] for s in samples])
     image_offsets = torch.zeros(len(samples) + 1, dtype=torch.long)
@@ -132,10 +127,7 @@ def _collate(samples, voxel_size, sparse_batch_from_points) -> PretrainBatch:
         **_collate_teacher_cache(samples),
         images=torch.cat([s.images for s in samples]),
         image_frame=torch.repeat_interleave(torch.arange(len(samples)), image_counts),
-        coords=sparse.tensor.coords,
-        feats=sparse.tensor.feats.detach(),
-        point_to_voxel=sparse.point_to_voxel,
-        point_offsets=point_offsets,
+        sparse=sparse,
         pair_point=pair_point,
         pair_image=pair_image,
         pair_frame=pair_frame,
@@ -190,8 +182,6 @@ class Collator:
         self.voxel_size = float(voxel_size)
 
     def __call__(self, samples: Sequence[PretrainSample]) -> PretrainBatch:
-        from ppkt.sparse import sparse_batch_from_points
-
         if not samples or any(not isinstance(s, PretrainSample) for s in samples):
             raise TypeError("Collator expects a non-empty list of PretrainSample")
-        return _collate(samples, self.voxel_size, sparse_batch_from_points)
+        return _collate(samples, self.voxel_size)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from ppkt.augment.config import AugmentConfig
+from ppkt.backbones.spec import BackboneSpec
 from ppkt.config import option
 from ppkt.data.images import DEPTH_RANGE
 
@@ -98,14 +99,11 @@ class TeacherConfig:
 
 
 @dataclass(frozen=True)
-class StudentConfig:
-    """The sparse 3D network being pretrained."""
+class StudentConfig(BackboneSpec):
+    """The sparse 3D network being pretrained: the backbone spec (``--model.backbone``, ``.width``,
+    ``.voxel_size``, ``.input_features``, ``.sparse_backend``, the same names as in fine-tuning) and
+    how its batch norms run under torchrun."""
 
-    backbone: str = option("res16unet34", "3D backbone in ppkt.backbones.BACKBONES")
-    width: float = option(1.0, "channel width multiplier of the backbone")
-    voxel_size: float = option(0.025, "voxel edge in metres (paper 2.5 cm)")
-    input_features: Literal["rgb", "xyzrgb", "constant"] = option("rgb", "per-point input features")
-    sparse_backend: str = option("torch", "sparse convolution backend (torch, spconv)")
     sync_batchnorm: bool = option(
         False, "under torchrun: batch-norm statistics over every process's batch (ignored on one process)"
     )
@@ -193,7 +191,7 @@ class PretrainConfig:
     data: DataConfig = option(factory=DataConfig, doc="data")
     augment: AugmentConfig = option(factory=AugmentConfig, doc="augmentation")
     teacher: TeacherConfig = option(factory=TeacherConfig, doc="2D teacher")
-    student: StudentConfig = option(factory=StudentConfig, doc="3D student")
+    model: StudentConfig = option(factory=StudentConfig, doc="3D student")
     loss: LossConfig = option(factory=LossConfig, doc="loss")
     optim: OptimConfig = option(factory=OptimConfig, doc="optimisation")
     run: RunConfig = option(factory=RunConfig, doc="run")
@@ -201,7 +199,7 @@ class PretrainConfig:
 
 def validate(cfg: PretrainConfig) -> None:
     """Reject values that cannot be meant; the ValueError names each field and its allowed range."""
-    from ppkt.backbones import BACKBONES
+    from ppkt.backbones.spec import check_backbone_spec
     from ppkt.config import RangeCheck, device_problem
     from ppkt.teachers import TEACHERS
 
@@ -232,12 +230,7 @@ def validate(cfg: PretrainConfig) -> None:
         cfg.teacher.name in TEACHERS or cfg.teacher.name.startswith("timm:"),
         f"one of {sorted(TEACHERS)} or timm:<model>",
     )
-    check.require("student.backbone", cfg.student.backbone in BACKBONES, f"one of {sorted(BACKBONES)}")
-    check.number("student.width", low=0, low_open=True)
-    check.number("student.voxel_size", low=0, low_open=True)
-    check.require(
-        "student.sparse_backend", cfg.student.sparse_backend in ("torch", "spconv"), "torch or spconv"
-    )
+    check_backbone_spec(check, cfg.model)
     check.number("loss.embedding_dim", low=1)
     check.number("loss.num_pairs", low=2)
     check.number("loss.tau", low=0, low_open=True)

@@ -1,8 +1,8 @@
 """Export the pretrained 3D backbone of a run: safetensors weights + a JSON card.
 
 The weights file holds the backbone's own ``state_dict()`` keys (no ``backbone.`` prefix), so
-``load_state_strict(build_backbone(card.backbone, card.in_channels, width=card.width), w)``
-loads it. The card says how to rebuild the network and what it learnt from; it is written
+``load_state_strict(card.spec.build(), w)`` loads it (``ppkt.backbones.card.load_backbone_file``).
+The card says how to rebuild the network and what it learnt from; it is written
 beside the weights (``<file>.json``) and also embedded in the safetensors metadata under
 ``ppkt_card``, so a lone weights file still carries it. Format: docs/pretraining.md.
 """
@@ -34,7 +34,6 @@ def export_backbone(run_dir: str | Path, out: str | Path | None = None) -> tuple
     naming the file and the first bad tensor).
     """
     from ppkt import __version__
-    from ppkt.backbones import INPUT_FEATURE_CHANNELS, build_backbone
     from ppkt.engine.checkpoint import latest_checkpoint, load_checkpoint
     from ppkt.engine.guards import check_finite_file
     from ppkt.train.loop import load_run_config
@@ -51,20 +50,13 @@ def export_backbone(run_dir: str | Path, out: str | Path | None = None) -> tuple
     backbone_state = remap_keys(
         {k: v for k, v in weights.items() if k.startswith("backbone.")}, strip_prefixes=("backbone.",)
     )
-    in_channels = INPUT_FEATURE_CHANNELS[cfg.student.input_features]
-    backbone = build_backbone(
-        cfg.student.backbone, in_channels, width=cfg.student.width, backend=cfg.student.sparse_backend
-    )
+    spec = cfg.model.spec
+    backbone = spec.build()
     load_state_strict(backbone, backbone_state, what=f"{ckpt} [backbone]")
     d = cfg.data
     card = BackboneCard(
-        backbone=cfg.student.backbone,
-        width=cfg.student.width,
-        in_channels=in_channels,
-        input_features=cfg.student.input_features,
+        spec=spec,
         out_channels=int(backbone.out_channels),
-        voxel_size=cfg.student.voxel_size,
-        sparse_backend=cfg.student.sparse_backend,
         teacher=meta.get("teacher", cfg.teacher.name),
         embedding_dim=cfg.loss.embedding_dim,
         loss=(

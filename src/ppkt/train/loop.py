@@ -239,7 +239,7 @@ def _pretrain(
         save_config(cfg, run_dir / CONFIG)
 
     model = build_model(cfg).to(device)
-    if cfg.student.sync_batchnorm and rt.distributed:
+    if cfg.model.sync_batchnorm and rt.distributed:
         from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
 
         convert_sync_batchnorm(model.backbone)
@@ -288,7 +288,7 @@ def _pretrain(
         frames,
         cfg.data,
         cfg.augment,
-        cfg.student.input_features,
+        cfg.model.input_features,
         seed=cfg.run.seed,
         teacher_cache=teacher_cache,
         superpixels=superpixel_source(cfg),
@@ -308,7 +308,7 @@ def _pretrain(
         dataset,
         batch_sampler=sampler,
         num_workers=cfg.data.num_workers,
-        collate_fn=Collator(cfg.student.voxel_size),
+        collate_fn=Collator(cfg.model.voxel_size),
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
@@ -401,7 +401,7 @@ def _pretrain(
                 value += float(loss.item()) / accumulate
                 pair_count, voxels, frames_in_step = (
                     pair_count + batch.num_pairs,
-                    voxels + int(batch.coords.shape[0]),
+                    voxels + batch.sparse.tensor.num_sites,
                     frames_in_step + batch.batch_size,
                 )
                 result.skipped_frames += len(batch.skipped)

@@ -129,8 +129,8 @@ class PPKTModel(nn.Module):
     def point_embeddings(self, batch: PretrainBatch, pair_index: torch.Tensor | None = None) -> torch.Tensor:
         """``(S, D)`` embeddings of the voxel holding the point of each pair ``pair_index`` (S,)
         (None: all P pairs). The projection head runs on those voxels only (it is per voxel)."""
-        voxel_feats = self.backbone(batch.sparse_tensor()).feats
-        voxels = batch.point_to_voxel[_select(batch.pair_point, pair_index)]
+        voxel_feats = self.backbone(batch.sparse.tensor).feats
+        voxels = batch.sparse.point_to_voxel[_select(batch.pair_point, pair_index)]
         return self.head(voxel_feats[voxels])
 
     def forward(self, batch: PretrainBatch, pair_index: torch.Tensor | None = None) -> PairEmbeddings:
@@ -166,17 +166,11 @@ class PPKTModel(nn.Module):
 
 def build_model(cfg: PretrainConfig) -> PPKTModel:
     """Teacher (frozen, from its weights), backbone, heads, as the config says."""
-    from ppkt.backbones import INPUT_FEATURE_CHANNELS, build_backbone
     from ppkt.teachers import build_teacher
 
     weights = None if cfg.teacher.weights is None else str(cfg.teacher.weights)
     teacher = build_teacher(cfg.teacher.name, weights=weights, stage=cfg.teacher.stage)
-    backbone = build_backbone(
-        cfg.student.backbone,
-        INPUT_FEATURE_CHANNELS[cfg.student.input_features],
-        width=cfg.student.width,
-        backend=cfg.student.sparse_backend,
-    )
+    backbone = cfg.model.build()
     from ppkt.train.objectives import pixel_target
 
     return PPKTModel(

@@ -30,7 +30,7 @@ def paper() -> PretrainConfig:
         data=DataConfig(kind="scannet", split="train", frame_skip=25, image_hw=(480, 640)),
         augment=AugmentConfig(elastic=True),
         teacher=TeacherConfig(name="resnet50", weights=None, stage=None),
-        student=StudentConfig(backbone="res16unet34", width=1.0, voxel_size=0.025, input_features="rgb"),
+        model=StudentConfig(backbone="res16unet34", width=1.0, voxel_size=0.025, input_features="rgb"),
         loss=LossConfig(embedding_dim=128, num_pairs=4096, tau=0.04, sampling="batch"),
         optim=OptimConfig(
             optimizer="sgd",
@@ -55,7 +55,7 @@ def slidr_ppkt() -> PretrainConfig:
         ),
         augment=AugmentConfig(rotate_up=math.pi, scale_min=0.95, scale_max=1.05, crop_scale_min=0.3),
         teacher=TeacherConfig(name="resnet50", weights=None, stage=None),
-        student=StudentConfig(backbone="res16unet34", width=1.0, voxel_size=0.1, input_features="constant"),
+        model=StudentConfig(backbone="res16unet34", width=1.0, voxel_size=0.1, input_features="constant"),
         loss=LossConfig(embedding_dim=64, num_pairs=4096, tau=0.07, sampling="batch"),
         optim=OptimConfig(
             optimizer="sgd",
@@ -88,7 +88,7 @@ def demo() -> PretrainConfig:
         ),
         augment=AugmentConfig(elastic=False, crop_scale_min=0.7),
         teacher=TeacherConfig(name="efficientnet_lite0", weights=None, stage="stride16"),
-        student=StudentConfig(backbone="res16unet14", width=0.5, voxel_size=0.05, input_features="rgb"),
+        model=StudentConfig(backbone="res16unet14", width=0.5, voxel_size=0.05, input_features="rgb"),
         loss=LossConfig(embedding_dim=64, num_pairs=1024, tau=0.07, sampling="batch"),
         optim=OptimConfig(
             optimizer="sgd",
@@ -138,7 +138,7 @@ def openscene_distill() -> PretrainConfig:
         origin="openscene-distill",
         data=replace(cfg.data, pairs="scene", scene_views=8),
         augment=replace(cfg.augment, elastic=False),
-        student=replace(cfg.student, voxel_size=0.02),
+        model=replace(cfg.model, voxel_size=0.02),
         loss=replace(cfg.loss, name="cosine"),
         optim=replace(
             cfg.optim, optimizer="adamw", lr=1e-4, weight_decay=1e-4, schedule="poly", batch_size=8

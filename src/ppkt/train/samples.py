@@ -306,7 +306,7 @@ def lidar_sample(
 
     if input_features != "constant":
         raise ValueError(
-            f"lidar samples carry no colour; use student.input_features=constant, not {input_features}"
+            f"lidar samples carry no colour; use model.input_features=constant, not {input_features}"
         )
     points = np.asarray(sample.points, dtype=np.float32)
     points = points[np.isfinite(points).all(axis=1)]

@@ -220,14 +220,14 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
             f"feature figures need an RGB-D frame, got {type(frame).__name__} (lidar + cameras: not yet)"
         )
     sample = rgbd_sample(
-        frame, cfg.data, no_augmentation(), cfg.student.input_features, np.random.default_rng(0)
+        frame, cfg.data, no_augmentation(), cfg.model.input_features, np.random.default_rng(0)
     )
     device = next(model.parameters()).device
-    batch = Collator(cfg.student.voxel_size)([sample]).to(device)
+    batch = Collator(cfg.model.voxel_size)([sample]).to(device)
     was_training = model.training
     model.eval()
     try:
-        voxel_feats = model.backbone(batch.sparse_tensor()).feats
+        voxel_feats = model.backbone(batch.sparse.tensor).feats
         voxel_emb = model.head(voxel_feats)
         teacher_feats = model.teacher(batch.images)
         stride = getattr(model.teacher, "stride", None)
@@ -238,7 +238,7 @@ def frame_embeddings(model, frame: RGBDFrame, cfg) -> FrameEmbeddings:
         scale = PIXEL_MAP_MAX_SIDE / max(pixel_map.shape[-2:])
         size = (max(1, round(pixel_map.shape[-2] * scale)), max(1, round(pixel_map.shape[-1] * scale)))
         pixel_map = F.normalize(F.interpolate(pixel_map, size=size, mode="bilinear", antialias=True), dim=1)
-    p2v = batch.point_to_voxel
+    p2v = batch.sparse.point_to_voxel
     n = int(sample.points.shape[0])
     image_t = sample.images[0]
     colors = torch.zeros(n, 3)
@@ -367,8 +367,8 @@ def predict_scene(model, scene: LabeledScene, cfg) -> np.ndarray:
     ``cfg`` is the checkpoint's ``FinetuneConfig`` (voxel size, input features, classes).
     """
 
-    sample = scene_sample(scene, cfg.data.input_features, cfg.data.num_classes)
-    batch = collate_scenes([sample], cfg.data.voxel_size, cfg.data.num_classes)
+    sample = scene_sample(scene, cfg.model.input_features, cfg.data.num_classes)
+    batch = collate_scenes([sample], cfg.model.voxel_size, cfg.data.num_classes)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

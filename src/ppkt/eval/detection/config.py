@@ -19,7 +19,7 @@ from ppkt.eval.detection.data import DetectionAugmentation
 
 @dataclass(frozen=True)
 class DetectionDataConfig:
-    """Which scenes with boxes, and how they are voxelised."""
+    """Which scenes with boxes (voxelised at model.voxel_size, with model.input_features)."""
 
     kind: Literal["synthetic", "scannet", "sunrgbd"] = option(
         "synthetic",
@@ -34,10 +34,6 @@ class DetectionDataConfig:
     val_split: str = option("val", "evaluation scenes, as train_split")
     scene_lists: Path | None = option(
         None, "folder of the scannetv2_<split>.txt scene lists (None = the dataset root)"
-    )
-    voxel_size: float = option(0.025, "voxel edge in metres; must equal the pretrained card's")
-    input_features: Literal["rgb", "xyzrgb", "constant"] = option(
-        "rgb", "per-point input features; must equal the pretrained card's"
     )
     cache_scenes: bool = option(True, "keep read scenes in memory (per loader worker)")
     num_workers: int = option(0, "DataLoader worker processes (0 = load in the main process)")
@@ -131,7 +127,6 @@ def validate(cfg: DetectionConfig) -> None:
 
     check = RangeCheck(cfg)
     data, aug, head = cfg.data, cfg.augment, cfg.head
-    check.number("data.voxel_size", low=0, low_open=True)
     check.number("data.num_workers", low=0)
     check.number("data.synthetic_scenes", low=1)
     check.number("data.synthetic_frames_per_scene", low=1)

@@ -310,8 +310,8 @@ def _finetune_detection(
         class_names = tuple(source.class_names)
         split = make_detection_split(cfg, source)
     common = dict(
-        voxel_size=cfg.data.voxel_size,
-        input_features=cfg.data.input_features,
+        voxel_size=cfg.model.voxel_size,
+        input_features=cfg.model.input_features,
         cache_scenes=cfg.data.cache_scenes,
     )
     train_set = DetectionDataset(
@@ -476,8 +476,8 @@ def evaluate_detection_checkpoint(
     dev = resolve_device(device)
     source = source if source is not None else build_detection_source(cfg.data)
     dataset = DetectionDataset(
-        source, source.scene_ids(split or cfg.data.val_split), voxel_size=cfg.data.voxel_size,
-        input_features=cfg.data.input_features, cache_scenes=False,
+        source, source.scene_ids(split or cfg.data.val_split), voxel_size=cfg.model.voxel_size,
+        input_features=cfg.model.input_features, cache_scenes=False,
     )  # fmt: skip
     model.to(dev)
     metrics, kept = evaluate_detection(

@@ -229,16 +229,9 @@ class DetectionModel(nn.Module):
 
 
 def build_detection_model(cfg: DetectionConfig, num_classes: int, mean_sizes: np.ndarray) -> DetectionModel:
-    from ppkt.backbones import INPUT_FEATURE_CHANNELS, build_backbone
-
     if cfg.model.mode != "finetune":
         raise ValueError(f"model.mode {cfg.model.mode!r}: detection fine-tunes the backbone (mode finetune)")
-    backbone = build_backbone(
-        cfg.model.backbone,
-        INPUT_FEATURE_CHANNELS[cfg.data.input_features],
-        width=cfg.model.width,
-        backend=cfg.model.backend,
-    )
+    backbone = cfg.model.build()
     head = VoteNetHead(backbone.out_channels, num_classes, mean_sizes, cfg.head)
     return DetectionModel(backbone, head, freeze_batchnorm=cfg.model.freeze_batchnorm)
 

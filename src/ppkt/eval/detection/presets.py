@@ -42,10 +42,12 @@ from ppkt.eval.detection.config import (
 def votenet_scannet() -> DetectionConfig:
     return DetectionConfig(
         origin="votenet-scannet",
-        data=DetectionDataConfig(kind="scannet", voxel_size=0.025, input_features="rgb", num_workers=4),
+        data=DetectionDataConfig(kind="scannet", num_workers=4),
         augment=DetectionAugmentConfig(flip=0.5, rotate_up=math.radians(5), axis_aligned=True),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
-        model=ModelConfig(backbone="res16unet34", width=1.0, mode="finetune"),
+        model=ModelConfig(
+            backbone="res16unet34", width=1.0, voxel_size=0.025, input_features="rgb", mode="finetune"
+        ),
         head=VoteNetConfig(num_heading_bins=1),
         optim=DetectionOptimConfig(
             optimizer="adam",
@@ -78,15 +80,15 @@ def demo_detection() -> DetectionConfig:
         origin="demo-detection",
         data=DetectionDataConfig(
             kind="synthetic",
-            voxel_size=0.05,
-            input_features="rgb",
             synthetic_scenes=6,
             synthetic_frames_per_scene=8,
             synthetic_image_hw=(120, 160),
         ),  # fmt: skip
         augment=DetectionAugmentConfig(flip=0.5, rotate_up=math.pi, scale_min=0.9, scale_max=1.1),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
-        model=ModelConfig(backbone="res16unet14", width=0.5, mode="finetune"),
+        model=ModelConfig(
+            backbone="res16unet14", width=0.5, voxel_size=0.05, input_features="rgb", mode="finetune"
+        ),
         head=VoteNetConfig(
             num_seeds=1024, num_proposals=128, hidden=128, proposal_hidden=128, num_heading_bins=12
         ),
