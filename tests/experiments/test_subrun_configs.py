@@ -15,6 +15,7 @@ from pathlib import Path
 from ppkt.config import config_to_dict
 from ppkt.eval.detection.presets import get_detection_preset
 from ppkt.eval.presets import get_preset as finetune_preset
+from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.effectiveness import ExperimentConfig, finetune_config, pretrain_config
 from ppkt.experiments.effectiveness_detection import DetectionExperimentConfig, detection_config
 from ppkt.experiments.objectives import objective_config
@@ -60,7 +61,7 @@ def test_pretraining_sub_run():
 
 def test_scratch_fine_tune_sub_run():
     cfg = ExperimentConfig(out=OUT, cpu_threads=None, device="cpu", progress=False)
-    ft = finetune_config(cfg, ROOT, init=None, mode="finetune", budget="points:20", seed=1)
+    ft = finetune_config(cfg, ROOT, init=None, mode="finetune", budget=LabelBudget.parse("points:20"), seed=1)
     _same(
         _changes(ft, finetune_preset("demo-finetune")),
         {
@@ -78,7 +79,13 @@ def test_searched_ppkt_fine_tune_with_held_out_rates_and_user_overrides():
         finetune_overrides=("optim.steps=7",),
     )  # fmt: skip
     ft = finetune_config(
-        cfg, ROOT, init=BACKBONE, mode="finetune", budget="scenes:0.25", seed=2, lr_backbone=0.003
+        cfg,
+        ROOT,
+        init=BACKBONE,
+        mode="finetune",
+        budget=LabelBudget.parse("scenes:0.25"),
+        seed=2,
+        lr_backbone=0.003,
     )
     _same(
         _changes(ft, finetune_preset("demo-finetune")),
@@ -94,7 +101,9 @@ def test_searched_ppkt_fine_tune_with_held_out_rates_and_user_overrides():
 
 def test_linear_probe_sub_run():
     cfg = ExperimentConfig(out=OUT, rate_selection="heldout")
-    ft = finetune_config(cfg, ROOT, init=BACKBONE, mode="linear", budget="scenes:1.0", seed=0)
+    ft = finetune_config(
+        cfg, ROOT, init=BACKBONE, mode="linear", budget=LabelBudget.parse("scenes:1.0"), seed=0
+    )
     _same(
         _changes(ft, finetune_preset("demo-linear-probe")),
         {
@@ -108,7 +117,7 @@ def test_linear_probe_sub_run():
 
 def test_fine_tune_follows_the_pretrained_architecture():
     cfg = ExperimentConfig(out=OUT, pretrain_overrides=("student.voxel_size=0.08", "student.width=0.25"))
-    ft = finetune_config(cfg, ROOT, init=None, mode="finetune", budget="points:50", seed=0)
+    ft = finetune_config(cfg, ROOT, init=None, mode="finetune", budget=LabelBudget.parse("points:50"), seed=0)
     changes = _changes(ft, finetune_preset("demo-finetune"))
     assert changes["data.voxel_size"] == 0.08 and changes["model.width"] == 0.25
 
@@ -127,7 +136,7 @@ def test_objective_sub_runs():
     )  # fmt: skip
     _same(
         _changes(
-            finetune_config(sub, ROOT, init=None, mode="linear", budget="points:20", seed=0),
+            finetune_config(sub, ROOT, init=None, mode="linear", budget=LabelBudget("points", 20), seed=0),
             finetune_preset("demo-linear-probe"),
         ),
         {
