@@ -1,5 +1,6 @@
 """The detection effectiveness protocol at a tiny size (it is not run at full size in the suite)."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -42,6 +43,13 @@ def test_tiny_detection_effectiveness(tmp_path, monkeypatch):
         progress=False,
     )  # fmt: skip
     result = run_detection_effectiveness(cfg, log=lambda *_: None)
+    # Without --backbone the protocol pretrains one (replaced here by the same file).
+    import ppkt.experiments.effectiveness_detection as protocol
+    from ppkt.experiments.effectiveness import PretrainedBackbone
+
+    monkeypatch.setattr(protocol, "pretrain_backbone", lambda *_: PretrainedBackbone(backbone, 12.0, False))
+    again = run_detection_effectiveness(dataclasses.replace(cfg, backbone=None), log=lambda *_: None)
+    assert again.pretrain_seconds == 12.0 and again.rows == result.rows
     assert len(result.runs) == 4 and [r.budget for r in result.rows] == [0.5, 1.0]
     assert all(math.isfinite(r.map25) or math.isnan(r.map25) for r in result.runs)
     assert "| 50 % |" in (cfg.out / "results.md").read_text()

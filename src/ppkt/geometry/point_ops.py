@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from ppkt.utils.threads import torch_threads
+
 BOX_DIM = 7
 """Columns of a box row: centre (3), full size (3), heading (1)."""
 
@@ -54,16 +56,19 @@ def farthest_point_sample(points: torch.Tensor, num_samples: int, start: int = 0
     # without a (B, N, 3) temporary per step (4x faster on CPU, measured in bench_detection.py).
     x, y, z = points.permute(2, 0, 1).contiguous().unbind(0)
     d, t = torch.empty_like(nearest), torch.empty_like(nearest)
-    for k in range(steps):
-        chosen[:, k] = current
-        c = points[rows, current]  # (B, 3)
-        torch.sub(x, c[:, 0:1], out=d).square_()
-        torch.sub(y, c[:, 1:2], out=t)
-        d.addcmul_(t, t)
-        torch.sub(z, c[:, 2:3], out=t)
-        d.addcmul_(t, t)
-        torch.minimum(nearest, d, out=nearest)
-        current = nearest.argmax(dim=1)  # argmax returns the first maximal index
+    # 5 small operations per step, each a parallel region on a multi-threaded CPU: on a busy 2-core
+    # machine their barriers made FPS of 50k points to 1024 take 66 s on 2 threads vs 0.37 s on one.
+    with torch_threads(1, points.device):
+        for k in range(steps):
+            chosen[:, k] = current
+            c = points[rows, current]  # (B, 3)
+            torch.sub(x, c[:, 0:1], out=d).square_()
+            torch.sub(y, c[:, 1:2], out=t)
+            d.addcmul_(t, t)
+            torch.sub(z, c[:, 2:3], out=t)
+            d.addcmul_(t, t)
+            torch.minimum(nearest, d, out=nearest)
+            current = nearest.argmax(dim=1)  # argmax returns the first maximal index
     if steps < num_samples:
         chosen = chosen[:, torch.arange(num_samples, device=points.device) % steps]
     return chosen[0] if single else chosen

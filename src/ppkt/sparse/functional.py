@@ -8,12 +8,11 @@ input features and the integer map are saved.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from torch.autograd.function import once_differentiable
 
 from ppkt.sparse.kernel_map import KernelMap
+from ppkt.utils.threads import torch_threads
 
 BACKENDS = ("torch", "spconv")
 
@@ -32,18 +31,8 @@ def set_cpu_threads(threads: int | None) -> None:
     _CPU_CONV_THREADS = threads
 
 
-@contextmanager
 def _cpu_threads(device: torch.device):
-    threads = _CPU_CONV_THREADS
-    if device.type != "cpu" or threads is None or threads == torch.get_num_threads():
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return torch_threads(_CPU_CONV_THREADS, device)
 
 
 def _index_add_rows(out: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> None:
@@ -52,15 +41,8 @@ def _index_add_rows(out: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) 
     On CPU, PyTorch's multi-threaded ``index_add_`` (a column-parallel scatter) measured 7-13x
     slower than the single-threaded one for (40k, 64) rows on 2 cores, so it runs on one thread.
     """
-    if out.device.type != "cpu" or torch.get_num_threads() == 1:
+    with torch_threads(1, out.device):
         out.index_add_(0, index, rows)
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out.index_add_(0, index, rows)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _check(feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from ppkt.sparse.functional import _TorchSparseConv
 from ppkt.sparse.kernel_map import KernelMap
+from ppkt.utils.threads import torch_threads
 
 _LOCK = threading.Lock()
 
@@ -49,13 +50,8 @@ def _single_thread_on_cpu(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    with _LOCK:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
+    with _LOCK, torch_threads(1, device):
+        yield
 
 
 def _indice_pairs(kernel_map: KernelMap) -> tuple[torch.Tensor, torch.Tensor]:

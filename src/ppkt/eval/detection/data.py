@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ppkt.augment.points import Z_UP, PointAugmentation
 from ppkt.data.boxes import (  # noqa: F401 (check-data for boxes, re-exported)
     Boxes3D,
     DetectionCheck,
@@ -66,9 +67,12 @@ class InMemoryDetectionSource:
 class DetectionAugmentation:
     """Training-time augmentation of a detection scene; boxes follow their points. z is up.
 
-    Order: mirror x, mirror y, rotation about z, isotropic scale (VoteNet's ScanNet and SUN RGB-D
-    recipes: flips with probability 0.5 each, rotation within +-5 degrees (ScanNet) or +-30
-    (SUN RGB-D), scale 0.85-1.15 (SUN RGB-D)).
+    The points move by the one point augmentation (``ppkt.augment.points.PointAugmentation``:
+    rotation about z, x and y mirrored independently, isotropic scale); box centres, sizes and
+    headings follow the same drawn transform. Strengths are VoteNet's ScanNet and SUN RGB-D recipes
+    (flips with probability 0.5 each, rotation within +-5 degrees (ScanNet) or +-30 (SUN RGB-D),
+    scale 0.85-1.15 (SUN RGB-D)); VoteNet mirrors before rotating, which gives the same
+    distribution of transforms since the angle is symmetric about 0.
 
     Attributes:
         flip: probability of mirroring x, and independently y.
@@ -86,26 +90,15 @@ class DetectionAugmentation:
     axis_aligned: bool = False
 
     def __call__(self, scene: DetectionScene, rng: np.random.Generator) -> DetectionScene:
-        points = scene.points.astype(np.float64)
-        centers = scene.boxes.centers.astype(np.float64)
-        sizes = scene.boxes.sizes.astype(np.float64)
-        headings = scene.boxes.headings.astype(np.float64)
-        if rng.random() < self.flip:  # x -> -x: a direction at angle h goes to pi - h
-            points[:, 0] *= -1
-            centers[:, 0] *= -1
-            headings = np.pi - headings
-        if rng.random() < self.flip:  # y -> -y: h -> -h
-            points[:, 1] *= -1
-            centers[:, 1] *= -1
-            headings = -headings
-        angle = rng.uniform(-self.rotate_up, self.rotate_up) if self.rotate_up > 0 else 0.0
-        c, s = math.cos(angle), math.sin(angle)
-        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-        scale = rng.uniform(self.scale_min, self.scale_max)
-        points = points @ rot.T * scale
-        centers = centers @ rot.T * scale
-        sizes = sizes * scale
-        headings = headings + angle
+        points_aug = PointAugmentation(
+            rotate_up=self.rotate_up, flip=self.flip, flip_axes=(0, 1), scale_min=self.scale_min,
+            scale_max=self.scale_max,
+        )  # fmt: skip
+        move = points_aug.draw(rng, Z_UP)
+        points = move.apply(torch.from_numpy(scene.points.astype(np.float64))).numpy()
+        centers = move.apply(torch.from_numpy(scene.boxes.centers.astype(np.float64))).numpy()
+        sizes = scene.boxes.sizes.astype(np.float64) * move.scale
+        headings = move.heading(scene.boxes.headings.astype(np.float64))
         if self.axis_aligned:
             # Footprint of the rotated box (cos/sin of its heading) -> its axis-aligned extent.
             ch, sh = np.abs(np.cos(headings)), np.abs(np.sin(headings))
