@@ -23,7 +23,7 @@ def main() -> None:
     cfg = apply_overrides(DetectionExperimentConfig(), overrides_from_namespace(parser.parse_args()))
     result = run_detection_effectiveness(cfg)
     print(open(cfg.out / "results.md").read(), end="")
-    print(f"pretraining: {result['pretrain_seconds']:.0f} s; runs in {cfg.out}")
+    print(f"pretraining: {result.pretrain_seconds:.0f} s; runs in {cfg.out}")
 
 
 if __name__ == "__main__":

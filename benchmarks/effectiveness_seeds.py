@@ -20,22 +20,21 @@ import math
 from pathlib import Path
 
 from ppkt.config import load_config
-from ppkt.eval.splits import LabelSplit, split_path
+from ppkt.eval.splits import LabelBudget, LabelSplit, split_path
 from ppkt.experiments.effectiveness import (
     ExperimentConfig,
     finetune_config,
     finetune_one,
-    mean_std,
-    parse_budget,
     prepare_data,
 )
+from ppkt.experiments.results import mean_std
 
 
 def main() -> None:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("out", type=Path, help="the benchmark's --out folder (holds experiment.yaml)")
-    parser.add_argument("budget", help="e.g. scenes:0.0625")
+    parser.add_argument("budget", type=LabelBudget.parse, help="e.g. scenes:0.0625")
     parser.add_argument("--scratch-lr", type=float, required=True)
     parser.add_argument("--ppkt-lr", type=float, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
@@ -45,7 +44,6 @@ def main() -> None:
     backbone = args.out / "pretrain" / "backbone.safetensors"
     if not backbone.is_file():
         raise FileNotFoundError(f"{backbone}: run the benchmark first (it pretrains and exports)")
-    kind, value = parse_budget(args.budget)
     rows = []
     for seed in args.seeds:
         common = dict(mode="finetune", budget=args.budget, seed=seed)
@@ -54,9 +52,10 @@ def main() -> None:
         if scratch.diverged or ppkt.diverged:
             raise FloatingPointError(f"seed {seed}: a run diverged ({scratch.run_dir}, {ppkt.run_dir})")
         splits_dir = finetune_config(cfg, root, init=None, **common).labels.splits_dir
-        split = LabelSplit.from_json(json.loads(split_path(splits_dir, kind, value, seed).read_text()))
+        path = split_path(splits_dir, args.budget.kind, args.budget.amount, seed)
+        split = LabelSplit.from_json(json.loads(path.read_text()))
         rows.append((seed, 100 * scratch.miou, 100 * ppkt.miou))
-        rooms = " ".join(split.scenes) if kind == "scenes" else f"{len(split.scenes)} rooms"
+        rooms = " ".join(split.scenes) if args.budget.kind == "scenes" else f"{len(split.scenes)} rooms"
         print(f"seed {seed:3d}  {rooms}  scratch {rows[-1][1]:5.1f}  PPKT {rows[-1][2]:5.1f}", flush=True)
     s, p = mean_std([r[1] for r in rows]), mean_std([r[2] for r in rows])
     gain = mean_std([r[2] - r[1] for r in rows])

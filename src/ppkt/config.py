@@ -69,6 +69,24 @@ def option(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+class ConfigText:
+    """A config value type written as one string, in YAML and on the command line.
+
+    Subclasses (e.g. :class:`ppkt.eval.splits.LabelBudget`, ``scenes:0.25``) define ``parse(text)``,
+    which reads the string or raises a one-line ValueError naming it, and ``text``, which writes it
+    back. :func:`parse_value` and :func:`config_to_dict` use them, so a field of such a type is parsed
+    once where the config is read and is typed everywhere after.
+    """
+
+    @classmethod
+    def parse(cls, text: str) -> Any:
+        raise NotImplementedError
+
+    @property
+    def text(self) -> str:
+        raise NotImplementedError
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -143,6 +161,13 @@ def parse_value(tp: Any, text: Any, *, where: str = "value") -> Any:
         return str(text)
     if inner is Path:
         return Path(text)
+    if isinstance(inner, type) and issubclass(inner, ConfigText):
+        if isinstance(text, inner):
+            return text
+        try:
+            return inner.parse(str(text))
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     if _is_dataclass_type(inner):
         if not isinstance(text, dict):
             raise ValueError(f"{where}: expected a mapping for {inner.__name__}")
@@ -154,6 +179,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (YAML-safe scalars, lists for tuples, strings for paths)."""
 
     def convert(value: Any) -> Any:
+        if isinstance(value, ConfigText):
+            return value.text
         if dataclasses.is_dataclass(value):
             return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, (tuple, list)):

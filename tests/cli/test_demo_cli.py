@@ -1,11 +1,20 @@
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
 from ppkt.cli import main
+from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.pictures import compared_runs
+from ppkt.experiments.results import (
+    EffectivenessResults,
+    EffectivenessRow,
+    InitFigures,
+    RunRecord,
+    read_results,
+)
+
+POINTS_20 = LabelBudget("points", 20)
 
 
 def test_tiny_demo_end_to_end(tmp_path, monkeypatch, capsys):
@@ -48,33 +57,29 @@ def test_tiny_demo_end_to_end(tmp_path, monkeypatch, capsys):
         "segmentation_scratch.png",
         "segmentation_ppkt.png",
     } <= pictures
-    assert compared_runs(results) == {init: Path(run["run_dir"]) for init, run in chosen.items()}
+    assert compared_runs(read_results(out / "results.json")) == {
+        init: Path(run["run_dir"]) for init, run in chosen.items()
+    }
 
 
 def test_pictures_compare_the_reported_scratch_run():
-    runs = [
-        {
-            "mode": "finetune",
-            "init": "scratch",
-            "budget": "points:20",
-            "seed": 0,
-            "lr_backbone": lr,
-            "run_dir": f"s{lr}",
-        }
-        for lr in (0.1, 0.01)
-    ]
-    runs.append(
-        {
-            "mode": "finetune",
-            "init": "ppkt",
-            "budget": "points:20",
-            "seed": 0,
-            "lr_backbone": 0.1,
-            "run_dir": "p",
+    def run(init, lr, run_dir):
+        return RunRecord(init, "finetune", POINTS_20, 0, 0.1, 0.2, 0.5, 1.0, run_dir, lr)
+
+    runs = (run("scratch", 0.1, "s0.1"), run("scratch", 0.01, "s0.01"), run("ppkt", 0.1, "p"))
+    figures = InitFigures(10.0, 0.0, 20.0, 0.0, 1)
+    # A row of a file written before PPKT had a rate of its own: PPKT ran at scratch's.
+    row = EffectivenessRow.from_json(
+        {"mode": "finetune", "budget": "points:20", "lr_backbone": 0.1}
+        | {
+            f"{init}_{k}": getattr(figures, k)
+            for init in ("scratch", "ppkt")
+            for k in ("miou", "miou_std", "macc", "macc_std", "seeds")
         }
     )
-    rows = [{"mode": "finetune", "budget": "points:20", "lr_backbone": 0.1}]
-    assert compared_runs({"runs": runs, "rows": rows}) == {"scratch": Path("s0.1"), "ppkt": Path("p")}
+    assert row.ppkt_lr_backbone == 0.1
+    results = EffectivenessResults({}, Path("data"), 1.0, False, 2.0, "m", (row,), runs)
+    assert compared_runs(results) == {"scratch": Path("s0.1"), "ppkt": Path("p")}
 
 
 def test_demo_config_freezes_the_pretrained_batchnorm_unless_told_and_can_search_ppkt():
@@ -97,7 +102,7 @@ def _fake_protocol(monkeypatch, tmp_path, *, pretrain_reused=False, interrupt=Fa
     """Replace the expensive stages: the protocol reports through the demo's progress and writes a
     results folder; pictures are one PNG."""
     from ppkt.experiments import effectiveness, pictures
-    from ppkt.experiments.effectiveness import PretrainedBackbone, RunRecord, summarize
+    from ppkt.experiments.effectiveness import PretrainedBackbone, summarize
     from ppkt.viz.panels import save_png
 
     def protocol(cfg, log=print, *, report):
@@ -113,20 +118,21 @@ def _fake_protocol(monkeypatch, tmp_path, *, pretrain_reused=False, interrupt=Fa
             run.mkdir(parents=True, exist_ok=True)
             (run / "metrics.json").write_text("{}")
             records.append(
-                RunRecord(
-                    init, "finetune", "points:20", 0, miou, 0.2, 0.5, 60.0, str(run), 0.01, reused=k == 0
-                )
+                RunRecord(init, "finetune", POINTS_20, 0, miou, 0.2, 0.5, 60.0, str(run), 0.01, reused=k == 0)
             )
             report.run_done(records[-1], k + 1)
         (tmp_path / "data").mkdir(exist_ok=True)
-        results = {
-            "data_root": str(tmp_path / "data"),
-            "pretrain_reused": pretrain_reused,
-            "metric": "m",
-            "rows": summarize(records),
-            "runs": [dataclasses.asdict(r) for r in records],
-        }
-        (cfg.out / "results.json").write_text(json.dumps(results))
+        results = EffectivenessResults(
+            {},
+            tmp_path / "data",
+            321.0,
+            pretrain_reused,
+            400.0,
+            "m",
+            tuple(summarize(records)),
+            tuple(records),
+        )
+        (cfg.out / "results.json").write_text(json.dumps(results.to_json()))
         return results
 
     def fake_pictures(cfg, results):

@@ -3,10 +3,15 @@
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import torch
 
-from ppkt.experiments.effectiveness_detection import DetectionExperimentConfig, run_detection_effectiveness
+from ppkt.experiments.effectiveness_detection import (
+    DetectionExperimentConfig,
+    DetectionRow,
+    run_detection_effectiveness,
+)
 
 TINY = (
     "model.voxel_size=0.1", "model.width=0.25", "head.num_seeds=64", "head.num_proposals=16",
@@ -43,16 +48,22 @@ def test_tiny_detection_effectiveness(tmp_path, monkeypatch):
 
     monkeypatch.setattr(protocol, "pretrain_backbone", lambda *_: PretrainedBackbone(backbone, 12.0, False))
     again = run_detection_effectiveness(dataclasses.replace(cfg, backbone=None), log=lambda *_: None)
-    assert again["pretrain_seconds"] == 12.0 and again["rows"] == result["rows"]
-    assert len(result["runs"]) == 4 and [r["budget"] for r in result["rows"]] == [0.5, 1.0]
-    assert all(math.isfinite(r["map25"]) or math.isnan(r["map25"]) for r in result["runs"])
+    assert again.pretrain_seconds == 12.0 and again.rows == result.rows
+    assert len(result.runs) == 4 and [r.budget for r in result.rows] == [0.5, 1.0]
+    assert all(math.isfinite(r.map25) or math.isnan(r.map25) for r in result.runs)
     assert "| 50 % |" in (cfg.out / "results.md").read_text()
-    ppkt_run = next(r for r in result["runs"] if r["init"] == "ppkt")
+    saved = json.loads((cfg.out / "results.json").read_text())
+    assert [r["budget"] for r in saved["rows"]] == [0.5, 1.0] and len(saved["runs"]) == 4
+    row = result.rows[0]
+    assert saved["rows"][0]["delta_map25"] == row.ppkt.map25 - row.scratch.map25 or math.isnan(
+        row.delta_map25
+    )
+    assert DetectionRow.from_json(saved["rows"][1]).to_json().keys() == saved["rows"][1].keys()
+    ppkt_run = next(r for r in result.runs if r.init == "ppkt")
     assert (
-        "backbone.safetensors"
-        in (tmp_path / "out" / ppkt_run["run_dir"].split("/")[-1] / "config.yaml").read_text()
+        "backbone.safetensors" in (tmp_path / "out" / Path(ppkt_run.run_dir).name / "config.yaml").read_text()
     )
     # A second call reuses every finished run.
-    before = {r["run_dir"]: r["seconds"] for r in result["runs"]}
+    before = {r.run_dir: r.seconds for r in result.runs}
     again = run_detection_effectiveness(cfg, log=lambda *_: None)
-    assert {r["run_dir"]: r["seconds"] for r in again["runs"]} == before
+    assert {r.run_dir: r.seconds for r in again.runs} == before

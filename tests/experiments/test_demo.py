@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.demo import (
     REF_FINETUNE_STEP_S,
     REF_PRETRAIN_STEP_S,
@@ -19,9 +20,14 @@ from ppkt.experiments.demo import (
     written_files,
 )
 from ppkt.experiments.effectiveness import ExperimentConfig, PretrainedBackbone, RunRecord, results_markdown
+from ppkt.experiments.results import EffectivenessRow
 
 
-def _row(scratch=13.0, ppkt=15.6, seeds=1, std=0.0):
+def _row(scratch=13.0, ppkt=15.6, seeds=1, std=0.0, mode="finetune"):
+    return EffectivenessRow.from_json({**_row_json(scratch, ppkt, seeds, std), "mode": mode})
+
+
+def _row_json(scratch, ppkt, seeds, std):
     return {
         "mode": "finetune",
         "budget": "points:20",
@@ -49,7 +55,17 @@ def _row(scratch=13.0, ppkt=15.6, seeds=1, std=0.0):
 
 def _record(init, reused=False, seconds=10.0):
     return RunRecord(
-        init, "finetune", "points:20", 0, 0.1, 0.2, 0.5, seconds, f"runs/{init}", 0.01, reused=reused
+        init,
+        "finetune",
+        LabelBudget("points", 20),
+        0,
+        0.1,
+        0.2,
+        0.5,
+        seconds,
+        f"runs/{init}",
+        0.01,
+        reused=reused,
     )
 
 
@@ -61,7 +77,7 @@ def test_demo_table_has_one_gain_column_and_no_spread_from_one_seed():
     assert "±" not in table
     three = demo_table([_row(seeds=3, std=1.25)], smoke=False)
     assert "| 13.0 ± 1.2 | 15.6 ± 1.2 | +2.6 | 3 seeds |" in three
-    probe = {**_row(scratch=3.8, ppkt=20.2), "mode": "linear"}
+    probe = _row(scratch=3.8, ppkt=20.2, mode="linear")
     assert "| 20 pts/scene, linear probe | 3.8 | 20.2 | +16.4 | 1 seed |" in demo_table(
         [_row(), probe], smoke=False
     )

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.demo import demo_table
 from ppkt.experiments.report import effectiveness_report, markdown_table_html, write_html_report
+from ppkt.experiments.results import EffectivenessRow, InitFigures, RunRecord
 from ppkt.viz.panels import save_png
 
 
@@ -46,11 +48,12 @@ class _Page(HTMLParser):
 
 
 def _row():
-    return {
-        "mode": "finetune", "budget": "points:20", "label": "20 pts/scene",
-        "scratch_miou": 13.04, "scratch_miou_std": 0.5, "ppkt_miou": 15.61, "ppkt_miou_std": 0.7,
-        "scratch_seeds": 2, "ppkt_seeds": 2, "gain_miou": 2.57,
-    }  # fmt: skip
+    return EffectivenessRow(
+        "finetune",
+        LabelBudget("points", 20),
+        InitFigures(13.04, 0.5, 20.0, 1.0, 2),
+        InitFigures(15.61, 0.7, 22.0, 1.0, 2),
+    )
 
 
 def _picture(path, color):
@@ -72,19 +75,16 @@ def test_the_report_is_one_file_with_the_run_s_table_and_every_picture_embedded(
         for name, c in (("features", 10), ("similarity", 200))
     ]
     (tmp_path / "pictures" / "features.ply").write_text("ply")  # not a picture: left out
-    results = {
-        "metric": "validation mIoU",
-        "rows": [_row()],
-        "runs": [
-            {"run_dir": "runs/finetune-scratch", "mode": "finetune", "budget": "points:20", "seed": 0,
-             "init": "scratch", "lr_backbone": 0.01, "miou": 0.1304, "seconds": 12.0, "reused": True},
-        ],
-    }  # fmt: skip
+    run = RunRecord(
+        "scratch", "finetune", LabelBudget("points", 20), 0, 0.1304, 0.2, 0.5, 12.0, "runs/finetune-scratch",
+        0.01, reused=True,
+    )  # fmt: skip
     out = write_html_report(
         tmp_path / "report.html",
-        results,
         title="demo",
-        table=demo_table(results["rows"], smoke=False),
+        table=demo_table([_row()], smoke=False),
+        metric="validation mIoU",
+        runs=[run],
         explanation="what it means",
         pictures=[*pictures, tmp_path / "pictures" / "features.ply"],
     )
@@ -96,11 +96,12 @@ def test_the_report_is_one_file_with_the_run_s_table_and_every_picture_embedded(
     row = _row()
     assert values == [
         "20 pts/scene",
-        f"{row['scratch_miou']:.1f} ± {row['scratch_miou_std']:.1f}",
-        f"{row['ppkt_miou']:.1f} ± {row['ppkt_miou_std']:.1f}",
-        f"{row['gain_miou']:+.1f}",
+        f"{row.scratch.miou:.1f} ± {row.scratch.miou_std:.1f}",
+        f"{row.ppkt.miou:.1f} ± {row.ppkt.miou_std:.1f}",
+        f"{row.gain_miou:+.1f}",
         "2 seeds",
     ]
+    assert page.tables[1][1][2:4] == ["points:20", "0"]
     assert page.tables[1][1][-2:] == ["13.0", "12 (reused)"]
     assert len(page.images) == 3  # results plot and both pictures
     colors = [tuple(np.asarray(_decode(src))[0, 0]) for src in page.images]
@@ -110,7 +111,9 @@ def test_the_report_is_one_file_with_the_run_s_table_and_every_picture_embedded(
 def test_effectiveness_report_from_a_finished_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         effectiveness_report(tmp_path)
-    (tmp_path / "results.json").write_text(json.dumps({"rows": [_row()], "runs": [], "metric": "m"}))
+    (tmp_path / "results.json").write_text(
+        json.dumps({"rows": [_row().to_json()], "runs": [], "metric": "m"})
+    )
     (tmp_path / "results.md").write_text("| a | b |\n|---|---|\n| 1.5 | 2 |\n")
     _picture(tmp_path / "results.png", (1, 2, 3))
     page = _Page()

@@ -73,26 +73,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def demo_config(args: argparse.Namespace):
+    """The protocol's config of the flags; a bad ``--budget`` is a ValueError naming it."""
+    from ppkt.eval.splits import LabelBudget
     from ppkt.experiments.effectiveness import ExperimentConfig
 
     size = SIZES[args.size]
-    pre_steps = args.pretrain_steps or size.pretrain_steps
-    ft_steps = args.finetune_steps or size.finetune_steps
     grid = size.lr_grid if args.scratch_lr_grid is None else args.scratch_lr_grid
+    try:
+        budget = LabelBudget.parse(args.budget)
+    except ValueError as err:
+        raise ValueError(f"--budget {args.budget}: {err}") from None
     return ExperimentConfig(
         out=args.out,
         synthetic_scenes=size.rooms,
         synthetic_frames_per_scene=size.frames_per_room,
-        pretrain_overrides=(f"optim.steps={pre_steps}", f"run.checkpoint_every={max(pre_steps // 4, 1)}"),
-        finetune_overrides=(f"optim.steps={ft_steps}", f"run.eval_every={ft_steps}"),
-        linear_overrides=(f"optim.steps={ft_steps}", f"run.eval_every={ft_steps}"),
-        budgets=(args.budget,),
+        pretrain_steps=args.pretrain_steps or size.pretrain_steps,
+        finetune_steps=args.finetune_steps or size.finetune_steps,
+        budgets=(budget,),
         seeds=tuple(args.seeds),
         scratch_lr_grid=tuple(grid),
         ppkt_lr_search=args.ppkt_lr_search,
         ppkt_overrides=("model.freeze_batchnorm=true",) if args.ppkt_batchnorm == "frozen" else (),
         linear_probes=args.linear_probe,
-        linear_budgets=(args.budget,),
+        linear_budgets=(budget,),
         device=args.device,
     )
 
@@ -119,7 +122,7 @@ def check_runs(cfg) -> None:
                 )
                 validate_finetune(ft)
             except ValueError as err:
-                flags = f"--budget {budget}" + ("" if lr is None else f", --scratch-lr-grid {lr:g}")
+                flags = f"--budget {budget.text}" + ("" if lr is None else f", --scratch-lr-grid {lr:g}")
                 raise ValueError(f"{flags}: {err}") from err
 
 
@@ -173,8 +176,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"measured time of this size{steps_changed}: {size.measured}")
     progress = DemoProgress(size, pictures=not args.no_pictures)
     results = run_effectiveness(cfg, report=progress)
-    table = demo_table(results["rows"], smoke=size.smoke)
-    explanation = demo_explanation(results["rows"], size, validation_rooms=_validation_rooms(results))
+    table = demo_table(results.rows, smoke=size.smoke)
+    explanation = demo_explanation(results.rows, size, validation_rooms=_validation_rooms(results.data_root))
     progress.pictures_starting()
     pictures = []
     if not args.no_pictures:
@@ -184,8 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         singles = ("segmentation_scratch.png", "segmentation_ppkt.png")
         pictures = [p for p in demo_pictures(cfg, results) if p.name not in singles]
     title = f"ppkt demo --size {args.size}" + (" (SMOKE RUN: the numbers mean nothing)" if size.smoke else "")
-    write_html_report(cfg.out / "report.html", results, title=title, table=table, explanation=explanation,
-                      pictures=pictures)  # fmt: skip
+    write_html_report(cfg.out / "report.html", title=title, table=table, metric=results.metric,
+                      runs=results.runs, explanation=explanation, pictures=pictures)  # fmt: skip
     progress.pictures_done()
     print()
     if size.smoke:
@@ -196,14 +199,14 @@ def _run(args: argparse.Namespace) -> int:
     print(f"files in {cfg.out}:")
     for line in written_files(cfg.out, since=started_at):
         print(line)
-    reused = sum(r["reused"] for r in results["runs"]) + bool(results["pretrain_reused"])
-    note = f" ({reused} of {len(results['runs']) + 1} runs reused from an earlier run)" if reused else ""
+    reused = sum(r.reused for r in results.runs) + results.pretrain_reused
+    note = f" ({reused} of {len(results.runs) + 1} runs reused from an earlier run)" if reused else ""
     print(f"done in {format_duration(time.perf_counter() - started)}{note}")
     return 0
 
 
-def _validation_rooms(results: dict) -> int:
-    split = Path(results["data_root"]) / "scannetv2_val.txt"
+def _validation_rooms(data_root: Path) -> int:
+    split = Path(data_root) / "scannetv2_val.txt"
     return len(split.read_text().split()) if split.is_file() else 0
 
 

@@ -25,6 +25,7 @@ Reproducibility rules:
 from __future__ import annotations
 
 import json
+import math
 import re
 import zlib
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 
+from ppkt.config import ConfigText
 from ppkt.data.types import IGNORE_LABEL, LabeledScene
 from ppkt.utils.io import atomic_write_json
 
@@ -61,6 +63,63 @@ def format_budget(kind: SplitKind, budget: float) -> str:
             raise ValueError(f"a points-per-scene budget must be a positive integer, got {budget}")
         return str(int(budget))
     raise ValueError(f"unknown label split kind {kind!r} (expected 'scenes' or 'points')")
+
+
+@dataclass(frozen=True)
+class LabelBudget(ConfigText):
+    """One label budget of an experiment, written ``scenes:FRACTION`` or ``points:PER_SCENE``.
+
+    Parsed once where a config or the command line is read (:meth:`parse`); its :attr:`text` is the
+    key of the budget in ``results.json`` and in the experiment's config.
+
+    Attributes:
+        kind: ``"scenes"`` (a fraction of the training scenes keeps all its labels) or ``"points"``
+            (labelled points per scene), as ``labels.kind`` of a fine-tuning config.
+        amount: the fraction in (0, 1] or the whole number of points >= 1; always a float, as
+            ``labels.budget``.
+    """
+
+    kind: Literal["scenes", "points"]
+    amount: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("scenes", "points"):
+            raise ValueError(f"label budget kind {self.kind!r}: expected 'scenes' or 'points'")
+        object.__setattr__(self, "amount", float(self.amount))
+        format_budget(self.kind, self.amount)  # the range check of the split files' names
+
+    @classmethod
+    def parse(cls, text: str) -> LabelBudget:
+        """``"scenes:0.25"`` -> ``LabelBudget("scenes", 0.25)``; a ValueError naming ``text`` otherwise."""
+        kind, _, value = str(text).partition(":")
+        try:
+            amount = float(value)
+        except ValueError:
+            amount = math.nan
+        if kind not in ("scenes", "points") or not math.isfinite(amount):
+            raise ValueError(f"label budget {text!r}: expected 'scenes:FRACTION' or 'points:COUNT'")
+        try:
+            return cls(kind, amount)
+        except ValueError as err:
+            raise ValueError(f"label budget {text!r}: {err}") from None
+
+    @property
+    def text(self) -> str:
+        """``"scenes:0.0625"``, ``"scenes:1.0"``, ``"points:20"``: what :meth:`parse` reads back."""
+        return f"scenes:{self.amount!r}" if self.kind == "scenes" else f"points:{int(self.amount)}"
+
+    @property
+    def label(self) -> str:
+        """``"6.25 % scenes"``, ``"20 pts/scene"``: the budget in tables and pictures."""
+        return f"{self.amount * 100:g} % scenes" if self.kind == "scenes" else f"{self.amount:g} pts/scene"
+
+    @property
+    def slug(self) -> str:
+        """``"scenes0.0625"``, ``"points20"``: the budget in run folder names."""
+        return f"{self.kind}{self.amount:g}"
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def split_path(splits_dir: str | Path, kind: SplitKind, budget: float, seed: int) -> Path:

@@ -17,10 +17,10 @@ from ppkt.experiments.effectiveness import (
     ExperimentConfig,
     PretrainedBackbone,
     ProtocolLog,
-    RunRecord,
     run_label,
     run_outcome,
 )
+from ppkt.experiments.results import EffectivenessRow, RunRecord
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def _seeds(n: int) -> str:
     return "1 seed" if n == 1 else f"{n} seeds"
 
 
-def demo_table(rows: Sequence[dict], *, smoke: bool) -> str:
+def demo_table(rows: Sequence[EffectivenessRow], *, smoke: bool) -> str:
     """One Markdown table: labels, scratch mIoU, PPKT mIoU, gain, seeds (each at its chosen rate).
 
     A smoke run's gain is not printed: its numbers mean nothing.
@@ -225,31 +225,31 @@ def demo_table(rows: Sequence[dict], *, smoke: bool) -> str:
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        n = min(r["scratch_seeds"], r["ppkt_seeds"])
-        label = r["label"] + (", linear probe" if r["mode"] == "linear" else "")
+        n = min(r.scratch.seeds, r.ppkt.seeds)
+        label = r.label + (", linear probe" if r.mode == "linear" else "")
         if smoke:
             gain = "(smoke run)"
-        elif math.isnan(r["gain_miou"]):
+        elif math.isnan(r.gain_miou):
             gain = "n/a"
         else:
-            gain = f"{r['gain_miou']:+.1f}"
+            gain = f"{r.gain_miou:+.1f}"
         lines.append(
-            f"| {label} | {_cell(r['scratch_miou'], r['scratch_miou_std'], n)} "
-            f"| {_cell(r['ppkt_miou'], r['ppkt_miou_std'], n)} | {gain} | {_seeds(n)} |"
+            f"| {label} | {_cell(r.scratch.miou, r.scratch.miou_std, n)} "
+            f"| {_cell(r.ppkt.miou, r.ppkt.miou_std, n)} | {gain} | {_seeds(n)} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def _rates(row: dict, init: str) -> str:
-    search = row.get(f"{init}_lr_search") or {}
-    best = row.get("lr_backbone" if init == "scratch" else "ppkt_lr_backbone")
+def _rates(row: EffectivenessRow, init: str) -> str:
+    search = row.figures(init).lr_search or {}
+    best = row.lr_backbone if init == "scratch" else row.ppkt_lr_backbone
     if best is None:
         return ""
     tried = ", ".join(f"{lr}: {'diverged' if math.isnan(m) else f'{m:.1f}'}" for lr, m in search.items())
     return f"{best:g}" + (f" (tried {tried})" if len(search) > 1 else "")
 
 
-def demo_explanation(rows: Sequence[dict], size: DemoSize, *, validation_rooms: int) -> str:
+def demo_explanation(rows: Sequence[EffectivenessRow], size: DemoSize, *, validation_rooms: int) -> str:
     """What the table means, in words (a smoke run: that it means nothing)."""
     if size.smoke:
         return (
@@ -257,7 +257,7 @@ def demo_explanation(rows: Sequence[dict], size: DemoSize, *, validation_rooms: 
             "check that every stage runs. These numbers mean nothing; do not read a gain into them. "
             "For a result, run `ppkt demo` (--size default)."
         )
-    fine = [r for r in rows if r["mode"] == "finetune"]
+    fine = [r for r in rows if r.mode == "finetune"]
     lines = [
         f"mIoU: the mean over the classes of the overlap (intersection over union, %) between predicted "
         f"and true labels of every point of the {validation_rooms} validation rooms, at the last "
@@ -270,10 +270,9 @@ def demo_explanation(rows: Sequence[dict], size: DemoSize, *, validation_rooms: 
             f"Each is reported at its better backbone learning rate, chosen on the validation rooms: "
             f"scratch {_rates(r, 'scratch')}; PPKT {_rates(r, 'ppkt')}."
         )
-        if "ppkt_at_scratch_lr_miou" in r and not math.isnan(r["ppkt_at_scratch_lr_miou"]):
+        if r.ppkt_at_scratch_lr is not None and not math.isnan(r.ppkt_at_scratch_lr[0]):
             lines.append(
-                f"PPKT at scratch's rate: {r['ppkt_at_scratch_lr_miou']:.1f} "
-                f"({r['gain_at_scratch_lr_miou']:+.1f})."
+                f"PPKT at scratch's rate: {r.ppkt_at_scratch_lr[0]:.1f} ({r.gain_at_scratch_lr_miou:+.1f})."
             )
     lines.append(
         "How good is good: on these rooms, with this network, 20 labelled points per room give about "
@@ -281,7 +280,7 @@ def demo_explanation(rows: Sequence[dict], size: DemoSize, *, validation_rooms: 
         "28 (the effectiveness benchmark: 4000 pretraining steps, 3 seeds; "
         "benchmarks/results/effectiveness/results.md)."
     )
-    seeds = min((min(r["scratch_seeds"], r["ppkt_seeds"]) for r in rows), default=0)
+    seeds = min((min(r.scratch.seeds, r.ppkt.seeds) for r in rows), default=0)
     lines.append(
         "The gain is PPKT's mIoU minus scratch's: positive means what the 3D network learned from the 2D "
         f"image network helps with few labels. With {_seeds(seeds)} and {size.pretrain_steps} pretraining "

@@ -28,19 +28,27 @@ it would run with, so an interrupted benchmark continues where it stopped.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
 from ppkt.config import apply_overrides, config_to_dict, option
+from ppkt.eval.splits import LabelBudget
+from ppkt.experiments.results import (
+    INITS,
+    EffectivenessResults,
+    EffectivenessRow,
+    InitFigures,
+    RunRecord,
+    mean_std,
+)
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -55,16 +63,44 @@ class ExperimentConfig:
     synthetic_seed: int = option(0, "seed of the synthetic rooms")
     image_hw: tuple[int, int] = option((120, 160), "render size of the synthetic frames (H, W)")
     pretrain_preset: str = option("demo", "pretraining preset (ppkt.train.presets)")
-    pretrain_overrides: tuple[str, ...] = option((), "pretraining overrides as 'key=value' strings")
+    pretrain_steps: int | None = option(
+        None, "pretraining steps, with a checkpoint every quarter of them; None = the preset's"
+    )
+    pretrain_loss: Literal["infonce", "cosine", "superpixel-infonce"] | None = option(
+        None, "pretraining loss (loss.name); None = the preset's"
+    )
+    pretrain_pairs: Literal["frame", "scene"] | None = option(
+        None, "which pixels a point is paired with in pretraining (data.pairs); None = the preset's"
+    )
+    superpixel_cache: Path | None = option(
+        None,
+        "superpixel-infonce: folder of the superpixel cache (loss.superpixel_cache); None = the preset's",
+    )
+    pretrain_overrides: tuple[str, ...] = option(
+        (), "pretraining overrides as 'key=value' strings, applied after every field above"
+    )
     finetune_preset: str = option("demo-finetune", "fine-tuning preset (ppkt.eval.presets)")
-    finetune_overrides: tuple[str, ...] = option((), "fine-tuning overrides as 'key=value' strings")
+    finetune_overrides: tuple[str, ...] = option(
+        (), "fine-tuning overrides as 'key=value' strings, applied after every other field"
+    )
     linear_preset: str = option("demo-linear-probe", "linear-probe preset (ppkt.eval.presets)")
-    linear_overrides: tuple[str, ...] = option((), "linear-probe overrides as 'key=value' strings")
-    budgets: tuple[str, ...] = option(
-        ("scenes:0.0625", "scenes:0.25", "scenes:1.0", "points:20", "points:200"),
+    linear_overrides: tuple[str, ...] = option(
+        (), "linear-probe overrides as 'key=value' strings, applied after every other field"
+    )
+    finetune_steps: int | None = option(
+        None,
+        "steps of every fine-tuning and linear-probe run, evaluated at the last step only; None = the "
+        "presets' steps and evaluation interval",
+    )
+    budgets: tuple[LabelBudget, ...] = option(
+        tuple(
+            LabelBudget.parse(b)
+            for b in ("scenes:0.0625", "scenes:0.25", "scenes:1.0", "points:20", "points:200")
+        ),
         "label budgets 'scenes:FRACTION' or 'points:PER_SCENE'",
     )
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds of the label splits and fine-tuning runs")
+    splits_dir: Path | None = option(None, "folder of the label split files; None = <out>/splits")
     scratch_lr_grid: tuple[float, ...] = option(
         (),
         "backbone learning rates searched for the scratch baseline at each budget; PPKT fine-tunes "
@@ -89,7 +125,9 @@ class ExperimentConfig:
         4, "rate_selection heldout: training scenes held out (a fixed draw) to choose rates on"
     )
     linear_probes: bool = option(True, "also run linear probes of random and PPKT backbones")
-    linear_budgets: tuple[str, ...] = option(("scenes:1.0",), "label budgets of the linear probes")
+    linear_budgets: tuple[LabelBudget, ...] = option(
+        (LabelBudget("scenes", 1.0),), "label budgets of the linear probes"
+    )
     objectives: tuple[str, ...] = option(
         (),
         "the objective axis instead of the scratch/PPKT protocol: pretrain with each of these "
@@ -115,25 +153,6 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One fine-tuning / probing run's outcome (last-step validation metrics)."""
-
-    init: str  # "scratch" or "ppkt"
-    mode: str  # "finetune" or "linear"
-    budget: str
-    seed: int
-    miou: float
-    macc: float
-    overall_accuracy: float
-    seconds: float
-    run_dir: str
-    lr_backbone: float | None = None  # the backbone learning rate of a fine-tuning run
-    diverged: bool = False  # a searched rate's run stopped on a non-finite loss; its metrics are NaN
-    selection_miou: float | None = None  # rate_selection heldout: last-step mIoU on the held-out scenes
-    reused: bool = False  # read from a finished run of an earlier invocation; ``seconds`` are that run's
-
-
-@dataclass(frozen=True)
 class PretrainedBackbone:
     """The exported PPKT backbone the fine-tunes start from.
 
@@ -156,18 +175,6 @@ def _overrides(items: Sequence[str]) -> dict[str, str]:
             raise ValueError(f"override {item!r} is not of the form key=value")
         out[key.strip()] = value.strip()
     return out
-
-
-def parse_budget(budget: str) -> tuple[str, float]:
-    kind, _, value = budget.partition(":")
-    if kind not in ("scenes", "points") or not value:
-        raise ValueError(f"label budget {budget!r}: expected 'scenes:FRACTION' or 'points:COUNT'")
-    return kind, float(value)
-
-
-def budget_label(budget: str) -> str:
-    kind, value = parse_budget(budget)
-    return f"{value * 100:g} % scenes" if kind == "scenes" else f"{value:g} pts/scene"
 
 
 def prepare_data(cfg: ExperimentConfig) -> Path:
@@ -217,25 +224,91 @@ def write_scene_lists(cfg: ExperimentConfig, root: Path) -> Path:
     return folder
 
 
+# The sub-runs are built with dataclasses.replace on the presets' configs, a section at a time, in the
+# small functions below (the one place that names the sub-runs' config fields); the user's own
+# "key=value" overrides are applied last, so they win.
+
+
+def _pretraining_run(pre, cfg: ExperimentConfig, root: Path):
+    """``pre`` on the training scenes of ``root``, run in ``<out>/pretrain`` with the protocol's
+    device, threads and determinism."""
+    pre = replace(
+        pre,
+        data=replace(pre.data, kind="scannet", root=Path(root), split="train"),
+        run=replace(
+            pre.run,
+            out=Path(cfg.out) / "pretrain",
+            device=cfg.device,
+            progress=cfg.progress,
+            deterministic=cfg.deterministic,
+            cpu_threads=cfg.cpu_threads,
+        ),
+    )
+    if cfg.pretrain_loss is not None:
+        pre = replace(pre, loss=replace(pre.loss, name=cfg.pretrain_loss))
+    if cfg.pretrain_pairs is not None:
+        pre = replace(pre, data=replace(pre.data, pairs=cfg.pretrain_pairs))
+    if cfg.superpixel_cache is not None:
+        pre = replace(pre, loss=replace(pre.loss, superpixel_cache=Path(cfg.superpixel_cache)))
+    if cfg.pretrain_steps is not None:
+        steps = cfg.pretrain_steps
+        pre = replace(
+            pre,
+            optim=replace(pre.optim, steps=steps),
+            run=replace(pre.run, checkpoint_every=max(steps // 4, 1)),
+        )
+    return pre
+
+
+def _same_architecture(ft, pre):
+    """The fine-tuning config ``ft`` with the backbone of the pretraining config ``pre``."""
+    spec = pre.model
+    model = replace(
+        ft.model, backbone=spec.backbone, width=spec.width, voxel_size=spec.voxel_size,
+        input_features=spec.input_features,
+    )  # fmt: skip
+    return replace(ft, model=model)
+
+
+def _fine_tuning_run(ft, *, root: Path, mode: str, init: Path | None, out: Path, device: str, progress: bool):
+    """``ft`` on the scenes of ``root``, in ``mode`` from ``init`` (None: from scratch), run in ``out``."""
+    return replace(
+        ft,
+        data=replace(ft.data, kind="scannet", root=Path(root)),
+        model=replace(ft.model, mode=mode, init=None if init is None else Path(init)),
+        run=replace(ft.run, out=Path(out), device=device, progress=progress),
+    )
+
+
+def _labels(ft, budget: LabelBudget, seed: int, splits_dir: Path):
+    """``ft`` with the label budget ``budget`` drawn with ``seed``, its split files in ``splits_dir``."""
+    labels = replace(
+        ft.labels, kind=budget.kind, budget=budget.amount, seed=seed, splits_dir=Path(splits_dir)
+    )
+    return replace(ft, labels=labels)
+
+
+def _held_out_rate_selection(ft, scene_lists: Path):
+    """``ft`` trained on the ``fit`` scenes and scored on the ``select`` ones of ``scene_lists``."""
+    return replace(
+        ft, data=replace(ft.data, scene_lists=Path(scene_lists), train_split="fit", val_split="select")
+    )
+
+
+def _steps(ft, steps: int):
+    """``ft`` with ``steps`` optimisation steps, evaluated at the last one."""
+    return replace(ft, optim=replace(ft.optim, steps=steps), run=replace(ft.run, eval_every=steps))
+
+
+def _backbone_rate(ft, lr_backbone: float):
+    return replace(ft, optim=replace(ft.optim, lr_backbone=float(lr_backbone)))
+
+
 def pretrain_config(cfg: ExperimentConfig, root: Path):
     from ppkt.train.presets import get_preset
 
-    pre = get_preset(cfg.pretrain_preset)
-    pre = apply_overrides(
-        pre,
-        {
-            "data.kind": "scannet",
-            "data.root": str(root),
-            "data.split": "train",
-            "run.out": str(cfg.out / "pretrain"),
-            "run.device": cfg.device,
-            "run.progress": str(cfg.progress),
-            "run.deterministic": str(cfg.deterministic),
-            "run.cpu_threads": "none" if cfg.cpu_threads is None else str(cfg.cpu_threads),
-            **_overrides(cfg.pretrain_overrides),
-        },
-    )
-    return pre
+    pre = _pretraining_run(get_preset(cfg.pretrain_preset), cfg, root)
+    return apply_overrides(pre, _overrides(cfg.pretrain_overrides))
 
 
 def _same_config(run_dir: Path, cfg) -> bool:
@@ -273,7 +346,7 @@ def finetune_config(
     *,
     init: Path | None,
     mode: str,
-    budget: str,
+    budget: LabelBudget,
     seed: int,
     lr_backbone: float | None = None,
 ):
@@ -291,42 +364,29 @@ def finetune_config(
     )
     if mode == "finetune" and init is not None:
         extra = (*extra, *cfg.ppkt_overrides)
-    kind, value = parse_budget(budget)
-    name = f"{mode}-{'ppkt' if init else 'scratch'}-{kind}{value:g}-seed{seed}"
-    searched = {}
+    user = _overrides(extra)
+    name = f"{mode}-{'ppkt' if init else 'scratch'}-{budget.slug}-seed{seed}"
     if lr_backbone is not None:
-        if "optim.lr_backbone" in _overrides(extra):
+        if "optim.lr_backbone" in user:
             raise ValueError("optim.lr_backbone is both overridden and searched (scratch_lr_grid)")
         name += f"-lrb{lr_backbone:g}"
-        searched = {"optim.lr_backbone": str(lr_backbone)}
-    heldout = {}
+    ft = _same_architecture(get_preset(preset), pre)
+    ft = _fine_tuning_run(
+        ft,
+        root=root,
+        mode=mode,
+        init=init,
+        out=cfg.out / "runs" / name,
+        device=cfg.device,
+        progress=cfg.progress,
+    )
+    ft = _labels(ft, budget, seed, cfg.splits_dir or cfg.out / "splits")
     if cfg.rate_selection == "heldout":
-        heldout = {
-            "data.scene_lists": str(cfg.out / SCENE_LISTS),
-            "data.train_split": "fit",
-            "data.val_split": "select",
-        }
-    overrides = {
-        "data.kind": "scannet",
-        "data.root": str(root),
-        "model.voxel_size": str(pre.model.voxel_size),
-        "model.input_features": pre.model.input_features,
-        "model.backbone": pre.model.backbone,
-        "model.width": str(pre.model.width),
-        "model.mode": mode,
-        "model.init": str(init) if init else "none",
-        "labels.kind": kind,
-        "labels.budget": str(value),
-        "labels.seed": str(seed),
-        "labels.splits_dir": str(cfg.out / "splits"),
-        "run.out": str(cfg.out / "runs" / name),
-        "run.device": cfg.device,
-        "run.progress": str(cfg.progress),
-        **heldout,
-        **_overrides(extra),
-        **searched,
-    }
-    return apply_overrides(get_preset(preset), overrides)
+        ft = _held_out_rate_selection(ft, cfg.out / SCENE_LISTS)
+    if cfg.finetune_steps is not None:
+        ft = _steps(ft, cfg.finetune_steps)
+    ft = apply_overrides(ft, user)
+    return ft if lr_backbone is None else _backbone_rate(ft, lr_backbone)
 
 
 def finetune_one(
@@ -335,7 +395,7 @@ def finetune_one(
     *,
     init: Path | None,
     mode: str,
-    budget: str,
+    budget: LabelBudget,
     seed: int,
     lr_backbone: float | None = None,
 ) -> RunRecord:
@@ -410,18 +470,8 @@ def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation of the finite values (NaN = a diverged or empty run)."""
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return float("nan"), float("nan")
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return mean, math.sqrt(var)
-
-
 def lr_search(
-    records: Sequence[RunRecord], budget: str, init: str = "scratch", *, scored_on: str = "selection"
+    records: Sequence[RunRecord], budget: LabelBudget, init: str = "scratch", *, scored_on: str = "selection"
 ) -> dict[float, float]:
     """Mean fine-tuning mIoU (%) of ``init`` over seeds, per backbone learning rate, at ``budget``.
 
@@ -443,77 +493,89 @@ def lr_search(
     return means
 
 
-def best_lr(records: Sequence[RunRecord], budget: str, init: str = "scratch") -> float:
+def best_lr(records: Sequence[RunRecord], budget: LabelBudget, init: str = "scratch") -> float:
     """The backbone learning rate with the best mean mIoU of ``init`` on the scenes rates are chosen
     on (see :func:`lr_search`); the first of equals."""
     means = lr_search(records, budget, init)
     if not means:
-        raise ValueError(f"no {init} fine-tuning run at budget {budget!r}")
+        raise ValueError(f"no {init} fine-tuning run at budget {budget.text!r}")
     return max(means, key=lambda lr: -math.inf if math.isnan(means[lr]) else means[lr])
 
 
-def summarize(records: Sequence[RunRecord]) -> list[dict]:
+def summarize(records: Sequence[RunRecord]) -> list[EffectivenessRow]:
     """Rows (mode, budget) with scratch and PPKT mean/std mIoU and mAcc over seeds, and the gain.
 
     Where an initialisation was fine-tuned with several backbone learning rates, its figures are
     those of its best rate (see :func:`best_lr`), and the row lists every rate's mean on the scenes
-    that chose it (``*_lr_search``) and, when those were held out, on the validation scenes too
-    (``*_lr_val``). Where PPKT was searched too, ``ppkt_at_scratch_lr_*`` give PPKT at the rate
-    scratch chose.
+    that chose it (``lr_search``) and, when those were held out, on the validation scenes too
+    (``lr_val``). Where PPKT was searched too, ``ppkt_at_scratch_lr`` gives PPKT at the rate scratch
+    chose.
     """
     rows = []
-    keys = []
     heldout = any(r.selection_miou is not None for r in records)
-    for r in records:
-        if (r.mode, r.budget) not in keys:
-            keys.append((r.mode, r.budget))
-    for mode, budget in keys:
-        row = {"mode": mode, "budget": budget, "label": budget_label(budget)}
-        chosen = {}
+    for mode, budget in dict.fromkeys((r.mode, r.budget) for r in records):
+        chosen: dict[str, float] = {}
+        searches: dict[str, dict[str, float]] = {}
+        on_val: dict[str, dict[str, float]] = {}
         if mode == "finetune":
-            for init in ("scratch", "ppkt"):
+            for init in INITS:
                 search = lr_search(records, budget, init)
                 if search:
                     chosen[init] = best_lr(records, budget, init)
-                    row[f"{init}_lr_search"] = {f"{lr:g}": mean for lr, mean in search.items()}
+                    searches[init] = {f"{lr:g}": mean for lr, mean in search.items()}
                     if heldout:
-                        on_val = lr_search(records, budget, init, scored_on="val")
-                        row[f"{init}_lr_val"] = {f"{lr:g}": mean for lr, mean in on_val.items()}
-            row["lr_backbone"] = chosen.get("scratch")
-            row["ppkt_lr_backbone"] = chosen.get("ppkt")
-        for init in ("scratch", "ppkt"):
+                        val = lr_search(records, budget, init, scored_on="val")
+                        on_val[init] = {f"{lr:g}": mean for lr, mean in val.items()}
+        figures = {}
+        for init in INITS:
             mine = [r for r in records if r.mode == mode and r.budget == budget and r.init == init]
             if init in chosen:
                 mine = [r for r in mine if r.lr_backbone == chosen[init]]
-            row[f"{init}_miou"], row[f"{init}_miou_std"] = mean_std([100 * r.miou for r in mine])
-            row[f"{init}_macc"], row[f"{init}_macc_std"] = mean_std([100 * r.macc for r in mine])
-            row[f"{init}_seeds"] = len(mine)
-        row["gain_miou"] = row["ppkt_miou"] - row["scratch_miou"]
-        if len(row.get("ppkt_lr_search", {})) > 1 and "scratch" in chosen:
-            at = [
+            miou, miou_std = mean_std([100 * r.miou for r in mine])
+            macc, macc_std = mean_std([100 * r.macc for r in mine])
+            figures[init] = InitFigures(
+                miou,
+                miou_std,
+                macc,
+                macc_std,
+                len(mine),
+                lr_search=searches.get(init),
+                lr_val=on_val.get(init),
+            )
+        at_scratch_lr = None
+        if len(searches.get("ppkt", {})) > 1 and "scratch" in chosen:
+            at_scratch_lr = mean_std([
                 100 * r.miou
                 for r in records
                 if (r.mode, r.budget, r.init, r.lr_backbone) == (mode, budget, "ppkt", chosen["scratch"])
-            ]
-            row["ppkt_at_scratch_lr_miou"], row["ppkt_at_scratch_lr_miou_std"] = mean_std(at)
-            row["gain_at_scratch_lr_miou"] = row["ppkt_at_scratch_lr_miou"] - row["scratch_miou"]
-        rows.append(row)
+            ])  # fmt: skip
+        rows.append(
+            EffectivenessRow(
+                mode,
+                budget,
+                figures["scratch"],
+                figures["ppkt"],
+                lr_backbone=chosen.get("scratch"),
+                ppkt_lr_backbone=chosen.get("ppkt"),
+                ppkt_at_scratch_lr=at_scratch_lr,
+            )  # fmt: skip
+        )
     return rows
 
 
-def results_markdown(rows: Sequence[dict]) -> str:
+def results_markdown(rows: Sequence[EffectivenessRow]) -> str:
     def cell(mean: float, std: float, seeds: int = 2) -> str:
         if math.isnan(mean):
             return "n/a"
         return f"{mean:.1f}" if seeds < 2 else f"{mean:.1f} ± {std:.1f}"  # no spread from one seed
 
-    ppkt_searched = any("ppkt_at_scratch_lr_miou" in r for r in rows)
+    ppkt_searched = any(r.ppkt_at_scratch_lr is not None for r in rows)
 
-    def rates(row: dict, init: str) -> str:
-        if row.get(f"{init}_lr_search") is None:
+    def rates(row: EffectivenessRow, init: str) -> str:
+        search = row.figures(init).lr_search
+        if search is None:
             return "–"
-        search = row[f"{init}_lr_search"]
-        best = row["lr_backbone" if init == "scratch" else "ppkt_lr_backbone"]
+        best = row.lr_backbone if init == "scratch" else row.ppkt_lr_backbone
         if len(search) < 2:
             return f"{best:g}"
         tried = ", ".join(
@@ -533,30 +595,29 @@ def results_markdown(rows: Sequence[dict]) -> str:
         )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
-        n = min(r["scratch_seeds"], r["ppkt_seeds"])
+        n = min(r.scratch.seeds, r.ppkt.seeds)
         cells = [
-            "linear probe" if r["mode"] == "linear" else "fine-tune",
-            r["label"],
-            cell(r["scratch_miou"], r["scratch_miou_std"], n),
-            cell(r["ppkt_miou"], r["ppkt_miou_std"], n),
-            f"{r['gain_miou']:+.1f}",
+            "linear probe" if r.mode == "linear" else "fine-tune",
+            r.label,
+            cell(r.scratch.miou, r.scratch.miou_std, n),
+            cell(r.ppkt.miou, r.ppkt.miou_std, n),
+            f"{r.gain_miou:+.1f}",
         ]
         if ppkt_searched:
-            if "ppkt_at_scratch_lr_miou" in r:
-                at = r["ppkt_at_scratch_lr_miou"], r["ppkt_at_scratch_lr_miou_std"]
-                cells += [cell(*at, n), f"{r['gain_at_scratch_lr_miou']:+.1f}"]
+            if r.ppkt_at_scratch_lr is not None:
+                cells += [cell(*r.ppkt_at_scratch_lr, n), f"{r.gain_at_scratch_lr_miou:+.1f}"]
             else:
                 cells += ["–", "–"]
         cells += [
-            cell(r["scratch_macc"], r["scratch_macc_std"], n),
-            cell(r["ppkt_macc"], r["ppkt_macc_std"], n),
+            cell(r.scratch.macc, r.scratch.macc_std, n),
+            cell(r.ppkt.macc, r.ppkt.macc_std, n),
             str(n),
             rates(r, "scratch"),
         ]
         if ppkt_searched:
             cells.append(rates(r, "ppkt"))
         lines.append("| " + " | ".join(cells) + " |")
-    if any("scratch_lr_val" in r or "ppkt_lr_val" in r for r in rows):
+    if any(r.scratch.lr_val is not None or r.ppkt.lr_val is not None for r in rows):
         lines += [
             "",
             "Learning rates chosen on training scenes held out of the labelled pool; the means per rate "
@@ -565,7 +626,7 @@ def results_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
+def plot_results(rows: Sequence[EffectivenessRow], path: Path) -> Path | None:
     """mIoU against label budget, one line per initialisation, error bars = std over seeds."""
     try:
         import matplotlib
@@ -575,47 +636,47 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
         import matplotlib.ticker
     except ImportError:
         return None
-    fine = [r for r in rows if r["mode"] == "finetune"]
+    fine = [r for r in rows if r.mode == "finetune"]
     groups = [("scenes", "fraction of labelled training scenes"), ("points", "labelled points per scene")]
-    groups = [(k, t) for k, t in groups if any(parse_budget(r["budget"])[0] == k for r in rows)]
+    groups = [(k, t) for k, t in groups if any(r.budget.kind == k for r in rows)]
     if not groups:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False, dpi=100)
     for ax, (kind, title) in zip(axes[0], groups, strict=True):
         mine = sorted(
-            (r for r in fine if parse_budget(r["budget"])[0] == kind),
-            key=lambda r: parse_budget(r["budget"])[1],
+            (r for r in fine if r.budget.kind == kind),
+            key=lambda r: r.budget.amount,
         )
-        xs = [parse_budget(r["budget"])[1] for r in mine]
+        xs = [r.budget.amount for r in mine]
         probes = sorted(
-            (r for r in rows if r["mode"] == "linear" and parse_budget(r["budget"])[0] == kind),
-            key=lambda r: parse_budget(r["budget"])[1],
+            (r for r in rows if r.mode == "linear" and r.budget.kind == kind),
+            key=lambda r: r.budget.amount,
         )
-        if len({*xs, *(parse_budget(r["budget"])[1] for r in probes)}) == 1:
+        if len({*xs, *(r.budget.amount for r in probes)}) == 1:
             _bars(ax, [*mine, *probes], kind)
             continue
         for init, color in (("scratch", "tab:gray"), ("ppkt", "tab:blue")):
             ax.errorbar(
-                xs, [r[f"{init}_miou"] for r in mine], yerr=[r[f"{init}_miou_std"] for r in mine],
+                xs, [r.figures(init).miou for r in mine], yerr=[r.figures(init).miou_std for r in mine],
                 marker="o", capsize=3, color=color, label=LINE_LABELS[init],
             )  # fmt: skip
         for init, color, name in (("scratch", "tab:gray", "random"), ("ppkt", "tab:blue", "PPKT")):
             if probes:
                 ax.errorbar(
-                    [parse_budget(r["budget"])[1] for r in probes], [r[f"{init}_miou"] for r in probes],
-                    yerr=[r[f"{init}_miou_std"] for r in probes], marker="s", ls=":", capsize=3, color=color,
-                    label=f"linear probe, {name}",
+                    [r.budget.amount for r in probes], [r.figures(init).miou for r in probes],
+                    yerr=[r.figures(init).miou_std for r in probes], marker="s", ls=":", capsize=3,
+                    color=color, label=f"linear probe, {name}",
                 )  # fmt: skip
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xticks(sorted({parse_budget(r["budget"])[1] for r in [*mine, *probes]}))
+        ax.set_xticks(sorted({r.budget.amount for r in [*mine, *probes]}))
         ax.set_xlabel(title)
         ax.set_ylabel("validation mIoU (%)")
         ax.set_title(f"mIoU against {title}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    seeds = max((max(r["scratch_seeds"], r["ppkt_seeds"]) for r in rows), default=0)
+    seeds = max((max(r.scratch.seeds, r.ppkt.seeds) for r in rows), default=0)
     spread = "one seed: no error bars" if seeds == 1 else f"mean ± std over {seeds} seeds"
     fig.suptitle(f"Fine-tuning from scratch vs from PPKT pretraining\n({spread})", fontsize=11)
     fig.tight_layout()
@@ -628,15 +689,15 @@ def plot_results(rows: Sequence[dict], path: Path) -> Path | None:
 LINE_LABELS = {"scratch": "from scratch", "ppkt": "PPKT pretrained"}
 
 
-def _bars(ax, rows: Sequence[dict], kind: str) -> None:
+def _bars(ax, rows: Sequence[EffectivenessRow], kind: str) -> None:
     """One budget: a bar per initialisation (and per linear probe), error bars, values on top."""
     names, means, stds, colors = [], [], [], []
     for r in rows:
-        probe = r["mode"] == "linear"
+        probe = r.mode == "linear"
         for init, color in (("scratch", "tab:gray"), ("ppkt", "tab:blue")):
             names.append(("linear probe,\n" if probe else "") + LINE_LABELS[init].replace(" ", "\n", 1))
-            means.append(r[f"{init}_miou"])
-            stds.append(0.0 if r[f"{init}_seeds"] < 2 else r[f"{init}_miou_std"])
+            means.append(r.figures(init).miou)
+            stds.append(0.0 if r.figures(init).seeds < 2 else r.figures(init).miou_std)
             colors.append(color)
     positions = list(range(len(names)))
     errors = stds if any(stds) else None
@@ -646,14 +707,14 @@ def _bars(ax, rows: Sequence[dict], kind: str) -> None:
             ax.text(x, m, f"{m:.1f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(positions, names, fontsize=8)
     ax.set_ylabel("validation mIoU (%)")
-    ax.set_title(f"{budget_label(rows[0]['budget'])}")
+    ax.set_title(rows[0].label)
     ax.grid(alpha=0.3, axis="y")
 
 
 def run_label(record: RunRecord) -> str:
     """``"finetune   20 pts/scene seed 0 scratch lr 0.01"``: which run a record is."""
     rate = "" if record.lr_backbone is None else f" lr {record.lr_backbone:g}"
-    return f"{record.mode:8s} {budget_label(record.budget):>14s} seed {record.seed} {record.init:7s}{rate}"
+    return f"{record.mode:8s} {record.budget.label:>14s} seed {record.seed} {record.init:7s}{rate}"
 
 
 def run_outcome(record: RunRecord) -> str:
@@ -710,10 +771,11 @@ def planned_runs(cfg: ExperimentConfig) -> int:
     return len(cfg.seeds) * (len(cfg.budgets) * (len(grid) + ppkt_runs_per_budget) + 2 * len(linear_budgets))
 
 
-def run_effectiveness(cfg: ExperimentConfig, log=print, *, report: ProtocolLog | None = None) -> dict:
-    """The whole protocol; returns (and writes) the results. Progress goes to ``report`` (default:
-    plain lines through ``log``). With ``cfg.objectives``, the objective axis
-    (:func:`ppkt.experiments.objectives.run_objectives`) instead."""
+def run_effectiveness(cfg: ExperimentConfig, log=print, *, report: ProtocolLog | None = None):
+    """The whole protocol; returns (and writes) the results, :class:`EffectivenessResults`. Progress
+    goes to ``report`` (default: plain lines through ``log``). With ``cfg.objectives``, the objective
+    axis (:func:`ppkt.experiments.objectives.run_objectives`, which returns its ``ObjectiveResults``)
+    instead."""
     if cfg.objectives:
         from ppkt.experiments.objectives import run_objectives
 
@@ -748,7 +810,7 @@ def deterministic_torch(cfg: ExperimentConfig):
         torch.use_deterministic_algorithms(was_deterministic)
 
 
-def _run_effectiveness(cfg: ExperimentConfig, report: ProtocolLog) -> dict:
+def _run_effectiveness(cfg: ExperimentConfig, report: ProtocolLog) -> EffectivenessResults:
     started = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg.out / "experiment.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
@@ -772,7 +834,7 @@ def _run_effectiveness(cfg: ExperimentConfig, report: ProtocolLog) -> dict:
     grid = tuple(cfg.scratch_lr_grid) or (None,)
     linear_budgets = cfg.linear_budgets if cfg.linear_probes else ()
 
-    def run(mode: str, budget: str, seed: int, init: Path | None, lr: float | None = None) -> None:
+    def run(mode: str, budget: LabelBudget, seed: int, init: Path | None, lr: float | None = None) -> None:
         record = finetune_one(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr)
         records.append(record)
         report.run_done(record, len(records))
@@ -786,9 +848,7 @@ def _run_effectiveness(cfg: ExperimentConfig, report: ProtocolLog) -> dict:
         else:
             chosen = best_lr(records, budget) if cfg.scratch_lr_grid else None
             if chosen is not None and len(grid) > 1:
-                report.note(
-                    f"{budget_label(budget)}: scratch is best with backbone lr {chosen:g}; PPKT uses it"
-                )
+                report.note(f"{budget.label}: scratch is best with backbone lr {chosen:g}; PPKT uses it")
             ppkt_rates = (chosen,)
         for lr in ppkt_rates:
             for seed in cfg.seeds:
@@ -798,17 +858,17 @@ def _run_effectiveness(cfg: ExperimentConfig, report: ProtocolLog) -> dict:
             for init in (None, backbone.path):
                 run("linear", budget, seed, init)
     rows = summarize(records)
-    results = {
-        "config": config_to_dict(cfg),
-        "data_root": str(root),
-        "pretrain_seconds": backbone.seconds,
-        "pretrain_reused": backbone.reused,
-        "total_seconds": time.perf_counter() - started,
-        "metric": metric,
-        "rows": rows,
-        "runs": [dataclasses.asdict(r) for r in records],
-    }
-    atomic_write_json(cfg.out / "results.json", results)
+    results = EffectivenessResults(
+        config=config_to_dict(cfg),
+        data_root=Path(root),
+        pretrain_seconds=backbone.seconds,
+        pretrain_reused=backbone.reused,
+        total_seconds=time.perf_counter() - started,
+        metric=metric,
+        rows=tuple(rows),
+        runs=tuple(records),
+    )
+    atomic_write_json(cfg.out / "results.json", results.to_json())
     atomic_write_text(cfg.out / "results.md", results_markdown(rows))
     plot_results(rows, cfg.out / "results.png")
     return results

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ppkt.config import apply_overrides, option
@@ -25,10 +25,10 @@ from ppkt.experiments.effectiveness import (
     ExperimentConfig,
     _overrides,
     _same_config,
-    mean_std,
     prepare_data,
     pretrain_backbone,
 )
+from ppkt.experiments.results import mean_std
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -79,39 +79,44 @@ class DetectionRunRecord:
     run_dir: str
 
 
+def _detection_data(det, cfg: DetectionExperimentConfig, root: Path):
+    """``det`` reading the protocol's scenes: the ScanNet scans of ``root``, or the synthetic rooms
+    cached under its parent (the detection reader generates them with the same settings)."""
+    if cfg.data_root is not None:
+        return replace(det, data=replace(det.data, kind="scannet", root=Path(root)))
+    data = replace(
+        det.data,
+        kind="synthetic",
+        root=Path(root).parent,
+        synthetic_scenes=cfg.synthetic_scenes,
+        synthetic_frames_per_scene=cfg.synthetic_frames_per_scene,
+        synthetic_seed=cfg.synthetic_seed,
+        synthetic_image_hw=tuple(int(x) for x in cfg.image_hw),
+    )
+    return replace(det, data=data)
+
+
+def _detection_run(
+    det, *, budget: float, seed: int, splits_dir: Path, out: Path, device: str, progress: bool
+):
+    """``det`` on ``budget`` of the training scenes drawn with ``seed``, run in ``out``."""
+    labels = replace(det.labels, budget=float(budget), seed=seed, splits_dir=Path(splits_dir))
+    return replace(det, labels=labels, run=replace(det.run, out=Path(out), device=device, progress=progress))
+
+
 def detection_config(
     cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path
 ):
     from ppkt.eval.detection.presets import get_detection_preset
 
-    data = (
-        {"data.kind": "scannet", "data.root": str(root)}
-        if cfg.data_root is not None
-        else {
-            "data.kind": "synthetic",
-            "data.root": str(root.parent),
-            "data.synthetic_scenes": str(cfg.synthetic_scenes),
-            "data.synthetic_frames_per_scene": str(cfg.synthetic_frames_per_scene),
-            "data.synthetic_seed": str(cfg.synthetic_seed),
-            "data.synthetic_image_hw": ",".join(str(x) for x in cfg.image_hw),
-        }  # fmt: skip
-    )
-    run = cfg.out / f"{init}-scenes{budget:g}-seed{seed}"
-    det = apply_overrides(
-        get_detection_preset(cfg.detection_preset),
-        {
-            **data,
-            "labels.budget": str(budget),
-            "labels.seed": str(seed),
-            "labels.splits_dir": str(cfg.out / "splits"),
-            "run.out": str(run),
-            "run.device": cfg.device,
-            "run.progress": str(cfg.progress),
-            **_overrides(cfg.detection_overrides),
-        },  # fmt: skip
-    )
+    det = _detection_data(get_detection_preset(cfg.detection_preset), cfg, root)
+    det = _detection_run(
+        det, budget=budget, seed=seed, splits_dir=cfg.out / "splits",
+        out=cfg.out / f"{init}-scenes{budget:g}-seed{seed}", device=cfg.device, progress=cfg.progress,
+    )  # fmt: skip
+    det = apply_overrides(det, _overrides(cfg.detection_overrides))
     if init == "ppkt":
-        det = dataclasses.replace(det, model=dataclasses.replace(det.model, init=backbone))
+        det = replace(det, model=replace(det.model, init=backbone))
     return det
 
 
@@ -142,25 +147,110 @@ def detection_one(
     )  # fmt: skip
 
 
-def summarize_detection(records: list[DetectionRunRecord]) -> list[dict]:
+@dataclass(frozen=True)
+class DetectionFigures:
+    """One initialisation's figures at one budget: validation mAP (fractions in [0, 1]) over seeds.
+
+    Attributes:
+        map25: mean of the last-step mAP@0.25 (NaN: no finite run).
+        map25_std: its sample standard deviation (0 for one seed).
+        map50: mean of the last-step mAP@0.5.
+        map50_std: its sample standard deviation.
+        runs: how many runs the means are over.
+    """
+
+    map25: float
+    map25_std: float
+    map50: float
+    map50_std: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class DetectionRow:
+    """One scene budget of the summary: scratch against PPKT.
+
+    Attributes:
+        budget: fraction of the training scenes with boxes.
+        scratch: the randomly initialised detector's figures.
+        ppkt: the figures of the detector whose backbone starts from PPKT.
+    """
+
+    budget: float
+    scratch: DetectionFigures
+    ppkt: DetectionFigures
+
+    @property
+    def delta_map25(self) -> float:
+        """PPKT's mAP@0.25 minus scratch's."""
+        return self.ppkt.map25 - self.scratch.map25
+
+    def to_json(self) -> dict:
+        """The row as in ``results.json``: flat keys ``<init>_map25``, ``<init>_map25_std``, ..."""
+        data: dict = {"budget": self.budget}
+        for init, figures in (("scratch", self.scratch), ("ppkt", self.ppkt)):
+            for key in ("map25", "map50"):
+                data[f"{init}_{key}"], data[f"{init}_{key}_std"] = (
+                    getattr(figures, key),
+                    getattr(figures, f"{key}_std"),
+                )
+            data[f"{init}_runs"] = figures.runs
+        data["delta_map25"] = self.delta_map25
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> DetectionRow:
+        figures = {
+            init: DetectionFigures(
+                *(data[f"{init}_{k}"] for k in ("map25", "map25_std", "map50", "map50_std", "runs"))
+            )
+            for init in ("scratch", "ppkt")
+        }
+        return cls(float(data["budget"]), figures["scratch"], figures["ppkt"])
+
+
+@dataclass(frozen=True)
+class DetectionResults:
+    """What the detection protocol found: its ``results.json``.
+
+    Attributes:
+        backbone: the PPKT backbone the PPKT runs start from.
+        pretrain_seconds: wall time of its pretraining and export (0 when it was given).
+        runs: every fine-tune, in the order they ran.
+        rows: one per scene budget.
+    """
+
+    backbone: Path
+    pretrain_seconds: float
+    runs: tuple[DetectionRunRecord, ...]
+    rows: tuple[DetectionRow, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "backbone": str(self.backbone),
+            "pretrain_seconds": self.pretrain_seconds,
+            "runs": [dataclasses.asdict(r) for r in self.runs],
+            "rows": [r.to_json() for r in self.rows],
+        }
+
+
+def summarize_detection(records: list[DetectionRunRecord]) -> list[DetectionRow]:
     """One row per budget: mean and std of mAP@0.25/0.5 for each initialisation, and PPKT - scratch."""
     rows = []
     for budget in sorted({r.budget for r in records}):
-        row: dict = {"budget": budget}
+        figures = {}
         for init in ("scratch", "ppkt"):
             group = [r for r in records if r.budget == budget and r.init == init]
-            for key in ("map25", "map50"):
-                mean, std = mean_std([getattr(r, key) for r in group])
-                row[f"{init}_{key}"], row[f"{init}_{key}_std"] = mean, std
-            row[f"{init}_runs"] = len(group)
-        row["delta_map25"] = row["ppkt_map25"] - row["scratch_map25"]
-        rows.append(row)
+            map25, map25_std = mean_std([r.map25 for r in group])
+            map50, map50_std = mean_std([r.map50 for r in group])
+            figures[init] = DetectionFigures(map25, map25_std, map50, map50_std, len(group))
+        rows.append(DetectionRow(budget, figures["scratch"], figures["ppkt"]))
     return rows
 
 
-def results_markdown(rows: list[dict]) -> str:
-    def cell(row, init, key):
-        return f"{100 * row[f'{init}_{key}']:.1f} ± {100 * row[f'{init}_{key}_std']:.1f}"
+def results_markdown(rows: list[DetectionRow]) -> str:
+    def cell(figures: DetectionFigures, key: str) -> str:
+        return f"{100 * getattr(figures, key):.1f} ± {100 * getattr(figures, f'{key}_std'):.1f}"
 
     lines = [
         "| scenes with boxes | scratch mAP@0.25 | PPKT mAP@0.25 | PPKT - scratch "
@@ -169,15 +259,14 @@ def results_markdown(rows: list[dict]) -> str:
     ]
     for row in rows:
         lines.append(
-            f"| {100 * row['budget']:g} % | {cell(row, 'scratch', 'map25')} | {cell(row, 'ppkt', 'map25')} | "
-            f"{100 * row['delta_map25']:+.1f} | {cell(row, 'scratch', 'map50')} | "
-            f"{cell(row, 'ppkt', 'map50')} | "
-            f"{row['scratch_runs']} |"
+            f"| {100 * row.budget:g} % | {cell(row.scratch, 'map25')} | {cell(row.ppkt, 'map25')} | "
+            f"{100 * row.delta_map25:+.1f} | {cell(row.scratch, 'map50')} | {cell(row.ppkt, 'map50')} | "
+            f"{row.scratch.runs} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def run_detection_effectiveness(cfg: DetectionExperimentConfig, log=print) -> dict:
+def run_detection_effectiveness(cfg: DetectionExperimentConfig, log=print) -> DetectionResults:
     """The whole protocol; writes ``results.json`` and ``results.md`` into ``cfg.out``."""
     cfg.out.mkdir(parents=True, exist_ok=True)
     root = prepare_data(cfg.shared())
@@ -198,12 +287,7 @@ def run_detection_effectiveness(cfg: DetectionExperimentConfig, log=print) -> di
                 )
                 records.append(record)
     rows = summarize_detection(records)
-    result = {
-        "backbone": str(backbone),
-        "pretrain_seconds": pretrain_seconds,
-        "runs": [dataclasses.asdict(r) for r in records],
-        "rows": rows,
-    }
-    atomic_write_json(cfg.out / "results.json", result)
+    result = DetectionResults(Path(backbone), pretrain_seconds, tuple(records), tuple(rows))
+    atomic_write_json(cfg.out / "results.json", result.to_json())
     atomic_write_text(cfg.out / "results.md", results_markdown(rows))
     return result

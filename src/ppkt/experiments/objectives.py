@@ -24,19 +24,36 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
 from ppkt.config import config_to_dict
+from ppkt.eval.splits import LabelBudget
+from ppkt.experiments.results import mean_std
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
-OBJECTIVES: dict[str, tuple[str, ...]] = {
-    "infonce": ("loss.name=infonce",),
-    "cosine": ("loss.name=cosine",),
-    "superpixel-infonce": ("loss.name=superpixel-infonce",),
-    "scene-pairs": ("loss.name=infonce", "data.pairs=scene"),
+
+@dataclass(frozen=True)
+class Objective:
+    """One pretraining objective of the axis: its loss and which pixels a point is paired with.
+
+    Attributes:
+        loss: ``loss.name`` of the pretraining config.
+        pairs: ``data.pairs`` (``"frame"`` or ``"scene"``); None = the pretraining preset's.
+    """
+
+    loss: Literal["infonce", "cosine", "superpixel-infonce"]
+    pairs: Literal["frame", "scene"] | None = None
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "infonce": Objective("infonce"),
+    "cosine": Objective("cosine"),
+    "superpixel-infonce": Objective("superpixel-infonce"),
+    "scene-pairs": Objective("infonce", pairs="scene"),
 }
-"""Objective name -> pretraining overrides on top of the experiment's own."""
+"""Objective name -> what it changes in the experiment's pretraining."""
 
 OBJECTIVE_LABELS = {
     "random": "random backbone (no pretraining)",
@@ -53,21 +70,103 @@ class ObjectiveRecord:
     """One linear probe of one objective's backbone (last-step validation metrics)."""
 
     objective: str
-    budget: str
+    budget: LabelBudget
     seed: int
     miou: float
     macc: float
     seconds: float
     run_dir: str
 
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "budget": self.budget.text}
+
+
+@dataclass(frozen=True)
+class ObjectiveRow:
+    """One (objective, budget) row of the comparison: linear-probe figures in percent.
+
+    Attributes:
+        objective: a name of :data:`OBJECTIVES`, or ``"random"`` (no pretraining).
+        budget: the label budget of the probes.
+        miou: mean over seeds of the last-step validation mIoU.
+        miou_std: sample standard deviation of those.
+        macc: mean of the mAcc.
+        macc_std: sample standard deviation of the mAcc.
+        seeds: probes averaged.
+        vs_infonce: ``miou`` minus :data:`BASELINE`'s at the same budget (None where it was not run).
+    """
+
+    objective: str
+    budget: LabelBudget
+    miou: float
+    miou_std: float
+    macc: float
+    macc_std: float
+    seeds: int
+    vs_infonce: float | None
+
+    @property
+    def label(self) -> str:
+        return self.budget.label
+
+    def to_json(self) -> dict:
+        """The row as in ``results.json``."""
+        data = {"objective": self.objective, "budget": self.budget.text, "label": self.label}
+        return data | {k: v for k, v in dataclasses.asdict(self).items() if k not in data}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ObjectiveRow:
+        names = {f.name for f in dataclasses.fields(cls)} - {"budget"}
+        return cls(budget=LabelBudget.parse(data["budget"]), **{k: data[k] for k in names})
+
+
+@dataclass(frozen=True)
+class ObjectiveResults:
+    """What the objective axis found: its ``results.json``.
+
+    Attributes:
+        config: the experiment's config as saved (``config_to_dict``).
+        data_root: the dataset the runs read.
+        complete: every probe ran (written after each seed, so False until the last).
+        pretrain_seconds: objective -> wall time of its pretraining and export.
+        pretrain_losses: objective -> ``"first -> last"`` logged pretraining loss.
+        total_seconds: wall time so far.
+        metric: what the figures are, in words.
+        rows: one per (objective, budget).
+        runs: every probe, in the order they ran.
+    """
+
+    config: dict
+    data_root: Path
+    complete: bool
+    pretrain_seconds: dict[str, float]
+    pretrain_losses: dict[str, str]
+    total_seconds: float
+    metric: str
+    rows: tuple[ObjectiveRow, ...]
+    runs: tuple[ObjectiveRecord, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "config": self.config,
+            "data_root": str(self.data_root),
+            "complete": self.complete,
+            "pretrain_seconds": self.pretrain_seconds,
+            "pretrain_losses": self.pretrain_losses,
+            "total_seconds": self.total_seconds,
+            "metric": self.metric,
+            "rows": [r.to_json() for r in self.rows],
+            "runs": [r.to_json() for r in self.runs],
+        }
+
 
 def objective_config(cfg, objective: str):
-    """The effectiveness config of one objective: its own folder, its pretraining overrides, the
-    shared split folder."""
+    """The effectiveness config of one objective: its own folder, its loss and pairs, its own
+    overrides (``objective_overrides``), the shared split folder and superpixel cache."""
     if objective not in OBJECTIVES and objective != "random":
         raise ValueError(f"unknown objective {objective!r}; choose from {sorted(OBJECTIVES)}")
     out = Path(cfg.out)
-    extra = OBJECTIVES.get(objective, ())
+    extra: tuple[str, ...] = ()
     for item in cfg.objective_overrides:
         name, sep, override = item.partition(":")
         if not sep or "=" not in override or (name not in OBJECTIVES):
@@ -76,52 +175,53 @@ def objective_config(cfg, objective: str):
             )
         if name == objective:
             extra = (*extra, override)
-    if objective == "superpixel-infonce":
-        extra = (*extra, f"loss.superpixel_cache={out / 'superpixels'}")
-    return dataclasses.replace(
+    sub = dataclasses.replace(
         cfg,
         out=out / objective,
         pretrain_overrides=(*cfg.pretrain_overrides, *extra),
-        linear_overrides=(*cfg.linear_overrides, f"labels.splits_dir={out / 'splits'}"),
+        splits_dir=out / "splits",
     )
+    spec = OBJECTIVES.get(objective)
+    if spec is None:  # the random backbone is not pretrained
+        return sub
+    sub = dataclasses.replace(sub, pretrain_loss=spec.loss, pretrain_pairs=spec.pairs or cfg.pretrain_pairs)
+    if spec.loss == "superpixel-infonce":
+        sub = dataclasses.replace(sub, superpixel_cache=out / "superpixels")
+    return sub
 
 
-def summarize_objectives(records: Sequence[ObjectiveRecord]) -> list[dict]:
+def summarize_objectives(records: Sequence[ObjectiveRecord]) -> list[ObjectiveRow]:
     """One row per (objective, budget): mIoU / mAcc mean ± std over seeds, and the mIoU difference
     to :data:`BASELINE` at the same budget (None where it was not run)."""
-    from ppkt.experiments.effectiveness import budget_label, mean_std
-
+    means = {}
+    for key in dict.fromkeys((r.objective, r.budget) for r in records):
+        mine = [r for r in records if (r.objective, r.budget) == key]
+        means[key] = (
+            *mean_std([100 * r.miou for r in mine]),
+            *mean_std([100 * r.macc for r in mine]),
+            len(mine),
+        )
     rows = []
-    keys = list(dict.fromkeys((r.objective, r.budget) for r in records))
-    for objective, budget in keys:
-        mine = [r for r in records if (r.objective, r.budget) == (objective, budget)]
-        miou, miou_std = mean_std([100 * r.miou for r in mine])
-        macc, macc_std = mean_std([100 * r.macc for r in mine])
-        rows.append(
-            {
-                "objective": objective, "budget": budget, "label": budget_label(budget),
-                "miou": miou, "miou_std": miou_std, "macc": macc, "macc_std": macc_std, "seeds": len(mine),
-            }
-        )  # fmt: skip
-    for row in rows:
-        base = [b for b in rows if b["objective"] == BASELINE and b["budget"] == row["budget"]]
-        row["vs_infonce"] = row["miou"] - base[0]["miou"] if base else None
+    for (objective, budget), (miou, miou_std, macc, macc_std, seeds) in means.items():
+        base = means.get((BASELINE, budget))
+        vs = miou - base[0] if base is not None else None
+        rows.append(ObjectiveRow(objective, budget, miou, miou_std, macc, macc_std, seeds, vs))
     return rows
 
 
-def objectives_markdown(rows: Sequence[dict]) -> str:
+def objectives_markdown(rows: Sequence[ObjectiveRow]) -> str:
     header = "| objective | labels | linear-probe mIoU | vs InfoNCE | mAcc | seeds |"
     lines = [header, "|---|---|---|---|---|---|"]
     for r in rows:
-        delta = "–" if r["vs_infonce"] is None or r["objective"] == BASELINE else f"{r['vs_infonce']:+.1f}"
+        delta = "–" if r.vs_infonce is None or r.objective == BASELINE else f"{r.vs_infonce:+.1f}"
         lines.append(
-            f"| {OBJECTIVE_LABELS.get(r['objective'], r['objective'])} | {r['label']} | {r['miou']:.1f} ± "
-            f"{r['miou_std']:.1f} | {delta} | {r['macc']:.1f} ± {r['macc_std']:.1f} | {r['seeds']} |"
+            f"| {OBJECTIVE_LABELS.get(r.objective, r.objective)} | {r.label} | {r.miou:.1f} ± "
+            f"{r.miou_std:.1f} | {delta} | {r.macc:.1f} ± {r.macc_std:.1f} | {r.seeds} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def plot_objectives(rows: Sequence[dict], path: Path) -> Path | None:
+def plot_objectives(rows: Sequence[ObjectiveRow], path: Path) -> Path | None:
     """Grouped bars: linear-probe mIoU per objective, one group per label budget, error bars = std."""
     try:
         import matplotlib
@@ -130,22 +230,20 @@ def plot_objectives(rows: Sequence[dict], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    budgets = list(dict.fromkeys(r["budget"] for r in rows))
-    objectives = list(dict.fromkeys(r["objective"] for r in rows))
+    budgets = list(dict.fromkeys(r.budget for r in rows))
+    objectives = list(dict.fromkeys(r.objective for r in rows))
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(budgets) * len(objectives) / 2, 4.6), dpi=100)
     width = 0.8 / max(1, len(objectives))
     for k, objective in enumerate(objectives):
         xs, ys, es = [], [], []
         for b, budget in enumerate(budgets):
-            row = [r for r in rows if (r["objective"], r["budget"]) == (objective, budget)]
+            row = [r for r in rows if (r.objective, r.budget) == (objective, budget)]
             if row:
                 xs.append(b + (k - (len(objectives) - 1) / 2) * width)
-                ys.append(row[0]["miou"])
-                es.append(row[0]["miou_std"])
+                ys.append(row[0].miou)
+                es.append(row[0].miou_std)
         ax.bar(xs, ys, width, yerr=es, capsize=3, label=OBJECTIVE_LABELS.get(objective, objective))
-    from ppkt.experiments.effectiveness import budget_label
-
-    ax.set_xticks(range(len(budgets)), [f"linear probe, {budget_label(b)}" for b in budgets])
+    ax.set_xticks(range(len(budgets)), [f"linear probe, {b.label}" for b in budgets])
     ax.set_ylabel("val mIoU (%)")
     ax.grid(axis="y", alpha=0.3)
     # Below the axes: every bar starts at 0, so a legend inside would cover one.
@@ -157,10 +255,10 @@ def plot_objectives(rows: Sequence[dict], path: Path) -> Path | None:
     return path
 
 
-def run_objectives(cfg, log: Callable[..., None] = print) -> dict:
+def run_objectives(cfg, log: Callable[..., None] = print) -> ObjectiveResults:
     """Pretrain with every objective of ``cfg.objectives``, probe each (and a random backbone) at
     ``cfg.linear_budgets`` x ``cfg.seeds``; write and return the results."""
-    from ppkt.experiments.effectiveness import budget_label, finetune_one, prepare_data, pretrain_backbone
+    from ppkt.experiments.effectiveness import finetune_one, prepare_data, pretrain_backbone
 
     started = time.perf_counter()
     out = Path(cfg.out)
@@ -175,30 +273,30 @@ def run_objectives(cfg, log: Callable[..., None] = print) -> dict:
     pretrain_seconds: dict[str, float] = {}
     total = len(cfg.seeds) * len(cfg.linear_budgets) * (len(cfg.objectives) + 1)
 
-    def probe(objective: str, budget: str, seed: int) -> None:
+    def probe(objective: str, budget: LabelBudget, seed: int) -> None:
         sub, backbone = subs[objective], backbones[objective]
         run = finetune_one(sub, root, init=backbone, mode="linear", budget=budget, seed=seed)
         records.append(ObjectiveRecord(objective, budget, seed, run.miou, run.macc, run.seconds, run.run_dir))
         log(
-            f"[{len(records)}/{total}] {objective:18s} {budget_label(budget):>14s} seed {seed} "
+            f"[{len(records)}/{total}] {objective:18s} {budget.label:>14s} seed {seed} "
             f"mIoU {100 * run.miou:5.1f}  mAcc {100 * run.macc:5.1f}  ({run.seconds:.0f} s)"
         )
 
-    def write(complete: bool) -> dict:
+    def write(complete: bool) -> ObjectiveResults:
         # Written after every objective, so a comparison stopped early leaves labelled partial results.
         rows = summarize_objectives(records)
-        results = {
-            "config": config_to_dict(cfg),
-            "data_root": str(root),
-            "complete": complete,
-            "pretrain_seconds": pretrain_seconds,
-            "pretrain_losses": {o: _pretrain_losses(out / o / "pretrain") for o in pretrain_seconds},
-            "total_seconds": time.perf_counter() - started,
-            "metric": "validation mIoU / mAcc of linear probes at the last step, mean ± std over seeds",
-            "rows": rows,
-            "runs": [dataclasses.asdict(r) for r in records],
-        }
-        atomic_write_json(out / "results.json", results)
+        results = ObjectiveResults(
+            config=config_to_dict(cfg),
+            data_root=Path(root),
+            complete=complete,
+            pretrain_seconds=dict(pretrain_seconds),
+            pretrain_losses={o: _pretrain_losses(out / o / "pretrain") for o in pretrain_seconds},
+            total_seconds=time.perf_counter() - started,
+            metric="validation mIoU / mAcc of linear probes at the last step, mean ± std over seeds",
+            rows=tuple(rows),
+            runs=tuple(records),
+        )
+        atomic_write_json(out / "results.json", results.to_json())
         partial = "" if complete else "**PARTIAL: the comparison was stopped before every run finished.**\n\n"
         atomic_write_text(out / "results.md", partial + objectives_markdown(rows))
         plot_objectives(rows, out / "results.png")

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ppkt.experiments.effectiveness import ExperimentConfig
+from ppkt.experiments.results import EffectivenessResults
 from ppkt.viz.panels import hstack, save_png, titled, vstack
 
 
-def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
+def demo_pictures(cfg: ExperimentConfig, results: EffectivenessResults) -> list[Path]:
     """Feature PCA and similarity of the pretrained model on a validation frame, and the
     segmentation of one validation scene by the scratch and the PPKT model side by side.
 
@@ -27,7 +28,7 @@ def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
     )
 
     out = Path(cfg.out) / "pictures"
-    root = Path(results["data_root"])
+    root = Path(results.data_root)
     written: list[Path] = []
 
     # What pretraining learned, on a frame of a scene it never saw (validation split).
@@ -68,27 +69,27 @@ def demo_pictures(cfg: ExperimentConfig, results: dict) -> list[Path]:
     return [Path(p) for p in written]
 
 
-def compared_runs(results: dict) -> dict[str, Path]:
+def compared_runs(results: EffectivenessResults) -> dict[str, Path]:
     """Run folders of the scratch and PPKT fine-tunes the pictures compare: the first budget and seed,
     each at the learning rate the summary reports for it (when one was searched)."""
-    runs = [r for r in results["runs"] if r["mode"] == "finetune"]
+    runs = [r for r in results.runs if r.mode == "finetune"]
     if not runs:
         return {}
-    budget, seed = runs[0]["budget"], runs[0]["seed"]
-    row = next(r for r in results["rows"] if r["mode"] == "finetune" and r["budget"] == budget)
-    chosen = {"scratch": row.get("lr_backbone"), "ppkt": row.get("ppkt_lr_backbone", row.get("lr_backbone"))}
+    budget, seed = runs[0].budget, runs[0].seed
+    row = next(r for r in results.rows if r.mode == "finetune" and r.budget == budget)
+    chosen = {"scratch": row.lr_backbone, "ppkt": row.ppkt_lr_backbone}
     return {
-        r["init"]: Path(r["run_dir"])
+        r.init: Path(r.run_dir)
         for r in runs
-        if r["budget"] == budget and r["seed"] == seed and r.get("lr_backbone") == chosen[r["init"]]
+        if r.budget == budget and r.seed == seed and r.lr_backbone == chosen[r.init]
     }
 
 
-def _run_miou(results: dict, run_dir: Path) -> str:
+def _run_miou(results: EffectivenessResults, run_dir: Path) -> str:
     """``"13.0 %"``: the validation mIoU the results record for the run in ``run_dir``."""
-    for r in results["runs"]:
-        if Path(r["run_dir"]) == Path(run_dir) and not r.get("diverged"):
-            return f"{100 * r['miou']:.1f} %"
+    for r in results.runs:
+        if Path(r.run_dir) == Path(run_dir) and not r.diverged:
+            return f"{100 * r.miou:.1f} %"
     return "n/a"
 
 

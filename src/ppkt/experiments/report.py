@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from ppkt.experiments.results import RunRecord, read_results
 from ppkt.utils.io import atomic_write_text
 
 _STYLE = """
@@ -79,15 +80,17 @@ PICTURE_CAPTIONS = {
 
 def write_html_report(
     path: str | Path,
-    results: dict,
     *,
     title: str,
     table: str,
+    metric: str = "",
+    runs: Sequence[RunRecord] = (),
     explanation: str = "",
     pictures: Sequence[Path] = (),
 ) -> Path:
-    """Write the report: ``table`` (Markdown), ``explanation`` (plain text), the results plot and
-    pretraining loss curve found in the run folder, and every PNG of ``pictures``."""
+    """Write the report: ``metric`` (what the figures are), ``table`` (Markdown), ``explanation``
+    (plain text), the results plot and pretraining loss curve found in the run folder, every PNG of
+    ``pictures`` and a table of ``runs``."""
     out = Path(path)
     folder = out.parent
     images = []
@@ -100,7 +103,7 @@ def write_html_report(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{html.escape(results.get('metric', ''))}</p>",
+        f"<p>{html.escape(metric)}</p>",
         markdown_table_html(table),
     ]
     if explanation:
@@ -111,7 +114,6 @@ def write_html_report(
             f'<figure><img alt="{html.escape(image.name)}" src="{png_data_uri(image)}">'
             f"<figcaption>{html.escape(image.name)}: {html.escape(caption)}</figcaption></figure>"
         )
-    runs = results.get("runs", [])
     if runs:
         parts.append("<h2>Every run</h2>")
         parts.append(markdown_table_html(_runs_table(runs)))
@@ -120,18 +122,18 @@ def write_html_report(
     return out
 
 
-def _runs_table(runs: Sequence[dict]) -> str:
+def _runs_table(runs: Sequence[RunRecord]) -> str:
     lines = [
         "| run | mode | labels | seed | init | backbone lr | mIoU | seconds |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        lr = "" if r.get("lr_backbone") is None else f"{r['lr_backbone']:g}"
-        miou = "diverged" if r.get("diverged") else f"{100 * r['miou']:.1f}"
-        reused = " (reused)" if r.get("reused") else ""
+        lr = "" if r.lr_backbone is None else f"{r.lr_backbone:g}"
+        miou = "diverged" if r.diverged else f"{100 * r.miou:.1f}"
+        reused = " (reused)" if r.reused else ""
         lines.append(
-            f"| {Path(r['run_dir']).name} | {r['mode']} | {r['budget']} | {r['seed']} | {r['init']} | {lr} "
-            f"| {miou} | {r['seconds']:.0f}{reused} |"
+            f"| {Path(r.run_dir).name} | {r.mode} | {r.budget.text} | {r.seed} | {r.init} | {lr} "
+            f"| {miou} | {r.seconds:.0f}{reused} |"
         )
     return "\n".join(lines)
 
@@ -154,19 +156,25 @@ def _loss_curve(folder: Path) -> Path | None:
 
 def effectiveness_report(out: str | Path) -> Path:
     """``<out>/report.html`` of a finished effectiveness run (its ``results.json``, ``results.md``,
-    ``results.png`` and any ``pictures/*.png``)."""
+    ``results.png`` and any ``pictures/*.png``). The objective axis's results have no table of runs."""
     out = Path(out)
     results_path = out / "results.json"
     if not results_path.is_file():
         raise FileNotFoundError(f"{results_path}: no results; is {out} a finished effectiveness run?")
-    results = json.loads(results_path.read_text())
+    data = json.loads(results_path.read_text())
+    if any("objective" in r for r in data.get("rows", [])):
+        metric, runs = data.get("metric", ""), ()
+    else:
+        results = read_results(results_path)
+        metric, runs = results.metric, results.runs
     pictures = sorted((out / "pictures").glob("*.png")) if (out / "pictures").is_dir() else []
     pictures = [p for p in pictures if p.name != "pretrain_loss.png"]
     return write_html_report(
         out / "report.html",
-        results,
         title=f"ppkt effectiveness: {out}",
         table=(out / "results.md").read_text(),
+        metric=metric,
+        runs=runs,
         pictures=pictures,
     )
 
