@@ -39,7 +39,7 @@ from typing import Literal
 
 import yaml
 
-from ppkt.config import apply_overrides, config_to_dict, option
+from ppkt.config import apply_overrides, config_from_dict, config_to_dict, option
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.results import (
     INITS,
@@ -312,8 +312,17 @@ def pretrain_config(cfg: ExperimentConfig, root: Path):
 
 
 def _same_config(run_dir: Path, cfg) -> bool:
+    """Whether ``run_dir`` holds a run of ``cfg``. The saved config is read as a config (old names of
+    renamed options mapped, ``ppkt.config.RENAMED_OPTIONS``), so that a run finished before a rename
+    is still recognised and reused."""
     saved = run_dir / "config.yaml"
-    return saved.is_file() and yaml.safe_load(saved.read_text()) == config_to_dict(cfg)
+    if not saved.is_file():
+        return False
+    try:
+        earlier = config_from_dict(type(cfg), yaml.safe_load(saved.read_text()) or {}, where=str(saved))
+    except ValueError:
+        return False
+    return config_to_dict(earlier) == config_to_dict(cfg)
 
 
 def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> PretrainedBackbone:
