@@ -161,7 +161,7 @@ def test_detection_sub_runs():
         _changes(detection_config(synthetic, ROOT, "ppkt", LabelBudget("scenes", 0.25), 1, BACKBONE), preset),
         {
             "data.root": "/data", "data.synthetic.scenes": 20, "data.synthetic.frames_per_scene": 12,
-            "data.synthetic.image_hw": (120, 160),
+            "data.synthetic.image_hw": [120, 160],
             "labels.budget": 0.25, "labels.seed": 1, "labels.splits_dir": "/runs/eff/splits",
             "model.init": "/b.safetensors", "run.out": "/runs/eff/ppkt-scenes0.25-seed1",
             "run.progress": False,
