@@ -104,7 +104,9 @@ def test_pretraining_renders_at_data_image_hw_unless_told(monkeypatch, tmp_path)
         raise ZeroDivisionError
 
     monkeypatch.setattr(registry, "ensure_dataset", generate)
-    base = apply_overrides(PRETRAIN_PRESETS.get("demo"), {"data.root": str(tmp_path), "data.image_hw": "24,32"})
+    base = apply_overrides(
+        PRETRAIN_PRESETS.get("demo"), {"data.root": str(tmp_path), "data.image_hw": "24,32"}
+    )
     for overrides, expected in [({"data.synthetic.image_hw": "none"}, (24, 32)), ({}, (96, 128))]:
         with pytest.raises(ZeroDivisionError):
             build_frames(apply_overrides(base, overrides))
@@ -121,7 +123,9 @@ def _flat_synthetic(data: dict) -> dict:
 
 def test_a_saved_pretraining_config_with_the_flat_names_resumes_the_same_rooms(tmp_path, capsys):
     # Before, pretraining rendered the rooms at data.image_hw and had no render size of its own.
-    cfg = apply_overrides(PRETRAIN_PRESETS.get("demo"), {"data.synthetic.scenes": "3", "data.image_hw": "48,64"})
+    cfg = apply_overrides(
+        PRETRAIN_PRESETS.get("demo"), {"data.synthetic.scenes": "3", "data.image_hw": "48,64"}
+    )
     old = config_to_dict(cfg)
     _flat_synthetic(old["data"])
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
@@ -145,7 +149,10 @@ def test_old_flat_names_on_the_command_line_and_in_overrides(capsys):
     assert main(["finetune", "--preset", "demo-finetune", *args]) == 0
     out = capsys.readouterr()
     assert yaml.safe_load(out.out)["data"]["synthetic"] == {
-        "scenes": 3, "frames_per_scene": 8, "seed": 0, "image_hw": [24, 32]
+        "scenes": 3,
+        "frames_per_scene": 8,
+        "seed": 0,
+        "image_hw": [24, 32],
     }
     assert "data.synthetic_image_hw is now data.synthetic.image_hw" in out.err
     det = apply_overrides(DETECTION_PRESETS.get("demo-detection"), {"data.synthetic_seed": "2"})
@@ -159,7 +166,10 @@ def test_an_experiment_yaml_written_before_loads(tmp_path):
            "synthetic_seed": 0, "image_hw": [120, 160]}  # fmt: skip
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(old))
     cfg = load_config(ExperimentConfig, tmp_path / "experiment.yaml")
-    assert cfg.synthetic == SyntheticRooms(5, 12, 0, (120, 160)) and ExperimentConfig().synthetic == PROTOCOL_ROOMS
+    assert (
+        cfg.synthetic == SyntheticRooms(5, 12, 0, (120, 160))
+        and ExperimentConfig().synthetic == PROTOCOL_ROOMS
+    )
     assert DetectionExperimentConfig().shared().synthetic == PROTOCOL_ROOMS
 
 
@@ -169,10 +179,13 @@ def test_detection_budgets_are_scene_budgets_and_old_results_read():
     assert cfg.budgets == (LabelBudget("scenes", 0.5),)
     with pytest.raises(ValueError, match="detection budgets are scenes:FRACTION"):
         DetectionExperimentConfig(budgets=(LabelBudget("points", 20),))
-    figures = {f"{i}_{k}": 0.5 for i in ("scratch", "ppkt") for k in ("map25", "map25_std", "map50", "map50_std")}
+    figures = {
+        f"{i}_{k}": 0.5 for i in ("scratch", "ppkt") for k in ("map25", "map25_std", "map50", "map50_std")
+    }
     figures.update(scratch_runs=1, ppkt_runs=1)
-    old, new = DetectionRow.from_json({"budget": 0.25, **figures}), DetectionRow.from_json(
-        {"budget": "scenes:0.25", **figures}
+    old, new = (
+        DetectionRow.from_json({"budget": 0.25, **figures}),
+        DetectionRow.from_json({"budget": "scenes:0.25", **figures}),
     )
     assert old == new and old.budget == LabelBudget("scenes", 0.25)
     assert json.loads(json.dumps(new.to_json()))["budget"] == "scenes:0.25"

@@ -9,7 +9,6 @@ import torch
 
 from ppkt.data.registry import SyntheticRooms
 from ppkt.eval.splits import LabelBudget
-
 from ppkt.experiments.effectiveness_detection import (
     DetectionExperimentConfig,
     DetectionRow,

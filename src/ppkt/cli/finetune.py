@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PRESETS.names + DETECTION_PRESETS.names,
         default=None,
         help="starting config (default: finetune-scannet; with --task detection: votenet-scannet); "
-        + PRESETS.help() + "; " + DETECTION_PRESETS.help(),
+        + PRESETS.help()
+        + "; "
+        + DETECTION_PRESETS.help(),
     )
     parser.add_argument("--config", type=Path, help="start from a saved config.yaml instead of a preset")
     parser.add_argument(

@@ -84,7 +84,7 @@ class SyntheticRooms:
         """The frame size to render: ``image_hw``, else ``default`` (pretraining: ``data.image_hw``)."""
         hw = self.image_hw if self.image_hw is not None else default
         if hw is None:
-            raise ValueError("data.synthetic.image_hw: None here; give the rendered frame size H,W")
+            raise ValueError("synthetic rooms: image_hw is None here; give the rendered frame size H,W")
         return (int(hw[0]), int(hw[1]))
 
 
@@ -94,7 +94,9 @@ class SyntheticRooms:
 DEMO_ROOMS = SyntheticRooms(scenes=6, frames_per_scene=8, seed=0, image_hw=(96, 128))
 
 
-def check_synthetic(check: RangeCheck, rooms: SyntheticRooms, *, required_hw: bool, name: str = "data.synthetic") -> None:
+def check_synthetic(
+    check: RangeCheck, rooms: SyntheticRooms, *, required_hw: bool, name: str = "data.synthetic"
+) -> None:
     """Record the values of ``rooms`` (the config's ``name`` section) that cannot be meant;
     ``required_hw``: the command has no image size of its own to render at."""
     check.number(f"{name}.scenes", low=1)

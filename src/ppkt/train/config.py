@@ -15,8 +15,8 @@ from typing import Literal
 from ppkt.augment.config import AugmentConfig
 from ppkt.backbones.spec import BackboneSpec
 from ppkt.config import option
-from ppkt.data.registry import SyntheticRooms, check_synthetic
 from ppkt.data.images import DEPTH_RANGE
+from ppkt.data.registry import SyntheticRooms, check_synthetic
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ class DataConfig:
         "scenes of fine-tuning) or in the camera frame (y down); frames without a pose use the camera frame",
     )
     synthetic: SyntheticRooms = option(
-        factory=SyntheticRooms, doc="the generated rooms (kind synthetic); rendered at data.image_hw by default"
+        factory=SyntheticRooms,
+        doc="the generated rooms (kind synthetic); rendered at data.image_hw by default",
     )
     num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process)")
     pairs: Literal["frame", "scene"] = option(
