@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ppkt.data.registry import SyntheticRooms
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig, ModelConfig
 from ppkt.eval.data import ScanNetSceneSource, SegmentationDataset
 from ppkt.eval.detection.criterion import votenet_loss
@@ -72,7 +73,7 @@ def main() -> None:
             det_cfg,
             data=replace(
                 det_cfg.data, root=Path(tempfile.mkdtemp(prefix="ppkt-bench-detection-")),
-                synthetic_scenes=3, synthetic_frames_per_scene=1, synthetic_image_hw=(24, 32),
+                synthetic=SyntheticRooms(scenes=3, frames_per_scene=1, image_hw=(24, 32)),
             ),
             model=replace(det_cfg.model, width=0.25, voxel_size=0.1),
             head=replace(det_cfg.head, num_seeds=64, num_proposals=16, hidden=32, proposal_hidden=32),

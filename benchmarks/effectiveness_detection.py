@@ -4,7 +4,9 @@
     python benchmarks/effectiveness_detection.py --backbone runs/pretrain/backbone.safetensors
 
 Any field of ``ppkt.experiments.effectiveness_detection.DetectionExperimentConfig`` can be set
-as ``--field VALUE`` (tuples comma-separated). Writes results.json and results.md into --out.
+as ``--field VALUE`` (tuples comma-separated; sections dotted, e.g. ``--synthetic.scenes 10``;
+budgets as ``scenes:FRACTION``, e.g. ``--budgets scenes:0.25,scenes:1.0``). Writes results.json and
+results.md into --out.
 """
 
 from __future__ import annotations

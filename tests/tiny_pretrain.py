@@ -8,6 +8,7 @@ from ppkt.train.presets import get_preset
 
 TINY_PRETRAIN = {
     "data.image_hw": "24,32",
+    "data.synthetic.image_hw": "24,32",
     "data.num_workers": "0",
     "teacher.stage": "stride8",
     "model.width": "0.25",

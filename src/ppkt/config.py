@@ -51,6 +51,17 @@ RENAMED_OPTIONS: dict[str, str] = {
     "model.backend": "model.sparse_backend",
     "data.voxel_size": "model.voxel_size",
     "data.input_features": "model.input_features",
+    # one synthetic-rooms section in every command (ppkt.data.registry.SyntheticRooms); fine-tuning and
+    # detection called the render size data.synthetic_image_hw
+    "data.synthetic_scenes": "data.synthetic.scenes",
+    "data.synthetic_frames_per_scene": "data.synthetic.frames_per_scene",
+    "data.synthetic_seed": "data.synthetic.seed",
+    "data.synthetic_image_hw": "data.synthetic.image_hw",
+    # the experiments' (ppkt.experiments) own synthetic-rooms fields
+    "synthetic_scenes": "synthetic.scenes",
+    "synthetic_frames_per_scene": "synthetic.frames_per_scene",
+    "synthetic_seed": "synthetic.seed",
+    "image_hw": "synthetic.image_hw",
 }
 
 
@@ -67,6 +78,48 @@ def option(
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset(typing.Generic[T]):
+    """One named starting config: the function that builds it and one line saying where its values
+    come from (shown by ``--help``)."""
+
+    name: str
+    build: typing.Callable[[], T]
+    source: str
+
+
+class PresetRegistry(typing.Generic[T]):
+    """The presets of one command, by name (``ppkt.train.presets``, ``ppkt.eval.presets``,
+    ``ppkt.eval.detection.presets``); iterating gives the names in registration order."""
+
+    def __init__(self, what: str, presets: typing.Iterable[Preset[T]]) -> None:
+        self.what = what
+        self._presets = {p.name: p for p in presets}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._presets)
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self._presets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._presets
+
+    def __len__(self) -> int:
+        return len(self._presets)
+
+    def get(self, name: str) -> T:
+        """A fresh config of preset ``name``; an unknown name is a one-line error listing the choices."""
+        if name not in self._presets:
+            raise ValueError(f"unknown {self.what} preset {name!r}; choose one of {sorted(self._presets)}")
+        return self._presets[name].build()
+
+    def help(self) -> str:
+        """One ``name: source`` line per preset, for ``--help``."""
+        return "; ".join(f"{p.name}: {p.source}" for p in self._presets.values())
 
 
 class ConfigText:
@@ -244,18 +297,23 @@ def _rename_saved_keys(cls: type, data: dict[str, Any], where: str) -> dict[str,
     renames = _renames_for(cls)
     if not renames:
         return data
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    data = _copy_mappings(data)
+    top = {f.name for f in dataclasses.fields(cls)}
     renamed = []
     for old, new in renames.items():
-        old_section, _, old_name = old.partition(".")
-        section = data.get(old_section)
+        *old_path, old_name = old.split(".")
+        section = _walk(data, old_path)[-1] if old_path else data
         if not isinstance(section, dict) or old_name not in section:
             continue
         value = section.pop(old_name)
-        if not section and old_section not in {f.name for f in dataclasses.fields(cls)}:
-            del data[old_section]
-        new_section, _, new_name = new.partition(".")
-        target = data.setdefault(new_section, {})
+        if not section and len(old_path) == 1 and old_path[0] not in top:
+            del data[old_path[0]]
+        *new_path, new_name = new.split(".")
+        target = data
+        for part in new_path:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                break
         if not isinstance(target, dict):
             continue  # config_from_dict reports the section
         renamed.append((old, new))
@@ -266,6 +324,23 @@ def _rename_saved_keys(cls: type, data: dict[str, Any], where: str) -> dict[str,
         target.setdefault(new_name, value)
     _rename_notice(renamed, where)
     return data
+
+
+def _copy_mappings(data: Any) -> Any:
+    """``data`` with every nested dict copied (a saved config is renamed without changing the caller's)."""
+    return {k: _copy_mappings(v) for k, v in data.items()} if isinstance(data, dict) else data
+
+
+def _walk(data: dict[str, Any], path: list[str]) -> list[Any]:
+    """The values along ``path`` in nested dicts (shorter when a step is missing or not a dict)."""
+    out: list[Any] = []
+    value: Any = data
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return out + [None]
+        value = value[part]
+        out.append(value)
+    return out
 
 
 def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:

@@ -125,7 +125,7 @@ PRETRAIN_VALUES = [
     ("data.image_hw", "4,4"),
     ("data.image_hw", "240"),
     ("data.kind", "lidar"),
-    ("data.synthetic_scenes", "0"),
+    ("data.synthetic.scenes", "0"),
     ("augment.hflip", "2"),
     ("augment.flip_3d", "-0.1"),
     ("augment.scale_min", "0"),
@@ -904,7 +904,7 @@ def test_evaluate_a_pretraining_run(capsys, pretrain_run):
 def test_finetune_init_with_another_voxel_size(capsys, backbone, tmp_path):
     argv = ["finetune", "--preset", "demo-finetune", "--init", backbone, "--model.voxel_size", "0.02",
             "--model.backbone", "res16unet14", "--model.width", "0.25", "--data.root", tmp_path / "syn",
-            "--data.synthetic_scenes", "2", "--data.synthetic_frames_per_scene", "1",
+            "--data.synthetic.scenes", "2", "--data.synthetic.frames_per_scene", "1",
             "--run.out", tmp_path / "ft", "--run.progress", "false"]  # fmt: skip
     one_line_error(capsys, argv, "finetune", backbone, "voxel_size")
 

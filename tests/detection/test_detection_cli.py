@@ -7,8 +7,8 @@ import pytest
 from ppkt.cli import main
 
 TINY = [
-    "--model.voxel_size", "0.1", "--data.synthetic_scenes", "3", "--data.synthetic_frames_per_scene", "1",
-    "--data.synthetic_image_hw", "24,32", "--model.width", "0.25", "--head.num_seeds", "64",
+    "--model.voxel_size", "0.1", "--data.synthetic.scenes", "3", "--data.synthetic.frames_per_scene", "1",
+    "--data.synthetic.image_hw", "24,32", "--model.width", "0.25", "--head.num_seeds", "64",
     "--head.num_proposals", "16", "--head.hidden", "32", "--head.proposal_hidden", "32",
     "--optim.steps", "1", "--optim.batch_size", "1", "--run.device", "cpu", "--run.progress", "false",
 ]  # fmt: skip

@@ -8,6 +8,7 @@ import pytest
 import torch
 from detection_rooms import CLASS_NAMES, make_detection_room
 
+from ppkt.data.registry import SyntheticRooms
 from ppkt.eval.config import EvalRunConfig, LabelsConfig, ModelConfig
 from ppkt.eval.detection.config import (
     DetectionAugmentConfig,
@@ -42,8 +43,9 @@ def tiny_config(tmp_path: Path, steps: int = 3, **data) -> DetectionConfig:
 
 def test_tiny_finetune_on_synthetic_rooms_writes_an_map_table(tmp_path):
     cfg = tiny_config(
-        tmp_path, steps=2, kind="synthetic", root=tmp_path / "synthetic", synthetic_scenes=3,
-        synthetic_frames_per_scene=1, synthetic_image_hw=(24, 32),
+        tmp_path, steps=2, kind="synthetic", root=tmp_path / "synthetic", synthetic=SyntheticRooms(
+            scenes=3, frames_per_scene=1, image_hw=(24, 32)
+        ),
     )  # fmt: skip
     result = finetune_detection(cfg)
     run = result.run_dir

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ppkt.data.registry import SyntheticRooms
+from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.effectiveness_detection import (
     DetectionExperimentConfig,
     DetectionRow,
@@ -37,9 +39,9 @@ def test_tiny_detection_effectiveness(tmp_path, monkeypatch):
     save_weights(state, backbone, metadata={CARD_METADATA_KEY: json.dumps(card.to_json())})
     atomic_write_json(card_path_for(backbone), card.to_json())
     cfg = DetectionExperimentConfig(
-        out=tmp_path / "out", synthetic_scenes=3, synthetic_frames_per_scene=1, image_hw=(24, 32),
-        backbone=backbone, detection_overrides=TINY, budgets=(0.5, 1.0), seeds=(0,), device="cpu",
-        progress=False,
+        out=tmp_path / "out", synthetic=SyntheticRooms(scenes=3, frames_per_scene=1, image_hw=(24, 32)),
+        backbone=backbone, detection_overrides=TINY, seeds=(0,), device="cpu", progress=False,
+        budgets=(LabelBudget("scenes", 0.5), LabelBudget("scenes", 1.0)),
     )  # fmt: skip
     result = run_detection_effectiveness(cfg, log=lambda *_: None)
     # Without --backbone the protocol pretrains one (replaced here by the same file).
@@ -49,11 +51,11 @@ def test_tiny_detection_effectiveness(tmp_path, monkeypatch):
     monkeypatch.setattr(protocol, "pretrain_backbone", lambda *_: PretrainedBackbone(backbone, 12.0, False))
     again = run_detection_effectiveness(dataclasses.replace(cfg, backbone=None), log=lambda *_: None)
     assert again.pretrain_seconds == 12.0 and again.rows == result.rows
-    assert len(result.runs) == 4 and [r.budget for r in result.rows] == [0.5, 1.0]
+    assert len(result.runs) == 4 and [r.budget.amount for r in result.rows] == [0.5, 1.0]
     assert all(math.isfinite(r.map25) or math.isnan(r.map25) for r in result.runs)
     assert "| 50 % |" in (cfg.out / "results.md").read_text()
     saved = json.loads((cfg.out / "results.json").read_text())
-    assert [r["budget"] for r in saved["rows"]] == [0.5, 1.0] and len(saved["runs"]) == 4
+    assert [r["budget"] for r in saved["rows"]] == ["scenes:0.5", "scenes:1.0"] and len(saved["runs"]) == 4
     row = result.rows[0]
     assert saved["rows"][0]["delta_map25"] == row.ppkt.map25 - row.scratch.map25 or math.isnan(
         row.delta_map25

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from ppkt.data.registry import SyntheticRooms
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.demo import (
     REF_FINETUNE_STEP_S,
@@ -130,7 +131,9 @@ def test_progress_shows_stages_and_an_eta_learned_from_this_machine_not_from_reu
                     smoke=False, measured="-")  # fmt: skip
     lines, clock = [], _Clock()
     progress = DemoProgress(size, pictures=False, log=lines.append, clock=clock)
-    cfg = ExperimentConfig(out=tmp_path, synthetic_scenes=2, synthetic_frames_per_scene=1)
+    cfg = ExperimentConfig(
+        out=tmp_path, synthetic=SyntheticRooms(scenes=2, frames_per_scene=1, image_hw=(120, 160))
+    )
     progress.planned(cfg, total_runs=3)
     assert lines[-1].startswith("[stage 1/4] synthetic rooms")
     progress.data_ready(tmp_path, reused=True)  # no time, teaches nothing about the speed

@@ -158,9 +158,10 @@ def test_detection_sub_runs():
     preset = get_detection_preset("demo-detection")
     synthetic = DetectionExperimentConfig(out=OUT, progress=False)
     _same(
-        _changes(detection_config(synthetic, ROOT, "ppkt", 0.25, 1, BACKBONE), preset),
+        _changes(detection_config(synthetic, ROOT, "ppkt", LabelBudget("scenes", 0.25), 1, BACKBONE), preset),
         {
-            "data.root": "/data", "data.synthetic_scenes": 20, "data.synthetic_frames_per_scene": 12,
+            "data.root": "/data", "data.synthetic.scenes": 20, "data.synthetic.frames_per_scene": 12,
+            "data.synthetic.image_hw": [120, 160],
             "labels.budget": 0.25, "labels.seed": 1, "labels.splits_dir": "/runs/eff/splits",
             "model.init": "/b.safetensors", "run.out": "/runs/eff/ppkt-scenes0.25-seed1",
             "run.progress": False,
@@ -168,7 +169,7 @@ def test_detection_sub_runs():
     )  # fmt: skip
     scans = DetectionExperimentConfig(out=OUT, data_root=ROOT, detection_overrides=("optim.steps=5",))
     _same(
-        _changes(detection_config(scans, ROOT, "scratch", 1.0, 0, BACKBONE), preset),
+        _changes(detection_config(scans, ROOT, "scratch", LabelBudget("scenes", 1.0), 0, BACKBONE), preset),
         {
             "data.kind": "scannet", "data.root": "/data/rooms", "labels.splits_dir": "/runs/eff/splits",
             "optim.steps": 5, "run.out": "/runs/eff/scratch-scenes1-seed0",

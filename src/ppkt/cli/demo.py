@@ -10,6 +10,7 @@ rate side by side, and writes pictures to the run folder. Runs the same code as
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from ppkt.experiments.demo import SIZES, sizes_help
@@ -75,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def demo_config(args: argparse.Namespace):
     """The protocol's config of the flags; a bad ``--budget`` is a ValueError naming it."""
     from ppkt.eval.splits import LabelBudget
-    from ppkt.experiments.effectiveness import ExperimentConfig
+    from ppkt.experiments.effectiveness import PROTOCOL_ROOMS, ExperimentConfig
 
     size = SIZES[args.size]
     grid = size.lr_grid if args.scratch_lr_grid is None else args.scratch_lr_grid
@@ -85,8 +86,7 @@ def demo_config(args: argparse.Namespace):
         raise ValueError(f"--budget {args.budget}: {err}") from None
     return ExperimentConfig(
         out=args.out,
-        synthetic_scenes=size.rooms,
-        synthetic_frames_per_scene=size.frames_per_room,
+        synthetic=replace(PROTOCOL_ROOMS, scenes=size.rooms, frames_per_scene=size.frames_per_room),
         pretrain_steps=args.pretrain_steps or size.pretrain_steps,
         finetune_steps=args.finetune_steps or size.finetune_steps,
         budgets=(budget,),

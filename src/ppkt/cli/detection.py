@@ -21,7 +21,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("segmentation", "detection"),
         default="segmentation",
         help="segmentation (a per-point head) or detection (VoteNet; presets "
-        + ", ".join(sorted(DETECTION_PRESETS))
+        + ", ".join(DETECTION_PRESETS.names)
         + "); default: %(default)s",
     )
     shared = {name for name, _, _ in leaf_fields(FinetuneConfig)}

@@ -21,9 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS) + sorted(DETECTION_PRESETS),
+        choices=PRESETS.names + DETECTION_PRESETS.names,
         default=None,
-        help="starting config (default: finetune-scannet; with --task detection: votenet-scannet)",
+        help="starting config (default: finetune-scannet; with --task detection: votenet-scannet); "
+        + PRESETS.help()
+        + "; "
+        + DETECTION_PRESETS.help(),
     )
     parser.add_argument("--config", type=Path, help="start from a saved config.yaml instead of a preset")
     parser.add_argument(

@@ -20,8 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ppkt.train.presets import PRESETS
 
     parser.add_argument(
-        "--preset", default="demo", choices=sorted(PRESETS), help="starting config (default demo)"
-    )
+        "--preset", default="demo", choices=PRESETS.names,
+        help="starting config (default demo); " + PRESETS.help(),
+    )  # fmt: skip
     parser.add_argument(
         "--config", type=Path, default=None, help="start from a saved config.yaml instead of a preset"
     )

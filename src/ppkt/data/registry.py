@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ppkt.config import RangeCheck, option
 from ppkt.data import lidar_check
 from ppkt.data.boxes import check_detection_scenes
 from ppkt.data.check import box_check_notes
@@ -64,12 +65,47 @@ class NoUsableData(ValueError):
 
 @dataclass(frozen=True)
 class SyntheticRooms:
-    """Parameters of the generated rooms (``ppkt.data.synthetic``), which are cached by them."""
+    """The generated rooms (``ppkt.data.synthetic``): the ``data.synthetic`` section of every command.
 
-    scenes: int = 8
-    frames_per_scene: int = 8
-    seed: int = 0
-    image_hw: tuple[int, int] = (240, 320)
+    The rooms are cached by these values, so commands and presets that give the same ones share one
+    dataset. The labelled clouds and boxes do not depend on ``image_hw``, only the RGB-D frames do.
+    """
+
+    scenes: int = option(8, "synthetic data: number of rooms")
+    frames_per_scene: int = option(8, "synthetic data: RGB-D frames rendered per room")
+    seed: int = option(0, "synthetic data: generator seed")
+    image_hw: tuple[int, int] | None = option(
+        None,
+        "synthetic data: rendered frame size (H,W), part of the cache key; None = pretraining's "
+        "data.image_hw (required in fine-tuning and detection)",
+    )
+
+    def render_hw(self, default: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The frame size to render: ``image_hw``, else ``default`` (pretraining: ``data.image_hw``)."""
+        hw = self.image_hw if self.image_hw is not None else default
+        if hw is None:
+            raise ValueError("synthetic rooms: image_hw is None here; give the rendered frame size H,W")
+        return (int(hw[0]), int(hw[1]))
+
+
+# The rooms of the demo presets (pretraining ``demo``, ``demo-finetune``, ``demo-linear-probe``,
+# ``demo-detection``): one dataset in the cache for all of them. 96x128 is the demo teacher's input
+# size, so pretraining uses the frames as rendered; fine-tuning and detection read only the clouds.
+DEMO_ROOMS = SyntheticRooms(scenes=6, frames_per_scene=8, seed=0, image_hw=(96, 128))
+
+
+def check_synthetic(
+    check: RangeCheck, rooms: SyntheticRooms, *, required_hw: bool, name: str = "data.synthetic"
+) -> None:
+    """Record the values of ``rooms`` (the config's ``name`` section) that cannot be meant;
+    ``required_hw``: the command has no image size of its own to render at."""
+    check.number(f"{name}.scenes", low=1)
+    check.number(f"{name}.frames_per_scene", low=1)
+    check.number(f"{name}.seed", low=0)
+    if rooms.image_hw is None:
+        check.require(f"{name}.image_hw", not required_hw, "the rendered frame size H,W")
+    else:
+        check.require(f"{name}.image_hw", min(rooms.image_hw) >= 8, "at least 8,8")
 
 
 @dataclass(frozen=True)
@@ -342,7 +378,7 @@ def _synthetic_root(synthetic: SyntheticRooms, root: Path | None, progress: bool
         scenes=synthetic.scenes,
         frames_per_scene=synthetic.frames_per_scene,
         seed=synthetic.seed,
-        image_hw=tuple(synthetic.image_hw),
+        image_hw=synthetic.render_hw(),
         cache_dir=root,
         progress=progress,
     )

@@ -17,6 +17,11 @@ from ppkt.augment.color import ColorAugmentation
 from ppkt.augment.points import SceneAugmentation
 from ppkt.backbones.spec import BackboneSpec
 from ppkt.config import option
+from ppkt.data.registry import SyntheticRooms, check_synthetic
+
+# The render size of the synthetic rooms in fine-tuning and detection, which read only the rooms'
+# clouds (these do not depend on it): the size fine-tuning always had, so its cache folder is kept.
+SYNTHETIC_EVAL_HW = (120, 160)
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,9 @@ class EvalDataConfig:
     )
     cache_scenes: bool = option(True, "keep read scenes in memory (per loader worker)")
     num_workers: int = option(0, "DataLoader worker processes (0 = load in the main process)")
-    synthetic_scenes: int = option(8, "synthetic data: number of rooms")
-    synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames per room (as in pretraining)")
-    synthetic_seed: int = option(0, "synthetic data: generator seed")
-    synthetic_image_hw: tuple[int, int] = option(
-        (120, 160), "synthetic data: rendered image size (H,W); part of the cache key, keep as in pretraining"
+    synthetic: SyntheticRooms = option(
+        factory=lambda: SyntheticRooms(image_hw=SYNTHETIC_EVAL_HW),
+        doc="the generated rooms (kind synthetic); the same values as the pretraining run reuse its rooms",
     )
 
 
@@ -218,10 +221,7 @@ def validate(cfg: FinetuneConfig) -> None:
     data, aug = cfg.data, cfg.augment
     check.number("data.num_classes", low=1)
     check.number("data.num_workers", low=0)
-    check.number("data.synthetic_scenes", low=1)
-    check.number("data.synthetic_frames_per_scene", low=1)
-    check.number("data.synthetic_seed", low=0)
-    check.require("data.synthetic_image_hw", min(data.synthetic_image_hw) >= 8, "at least 8,8")
+    check_synthetic(check, data.synthetic, required_hw=True)
     check.number("augment.max_points", low=0)
     check.number("augment.rotate_up", low=0)
     check.number("augment.flip", low=0, high=1)

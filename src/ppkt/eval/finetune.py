@@ -87,24 +87,10 @@ CONFIG = "config.yaml"
 
 
 # ------------------------------------------------------------------------------------------------ data
-def synthetic_rooms(data):
-    """The synthetic rooms a data section asks for (its ``synthetic_*`` fields; segmentation's and
-    detection's data sections share them)."""
-    from ppkt.data.registry import SyntheticRooms
-
-    return SyntheticRooms(
-        data.synthetic_scenes,
-        data.synthetic_frames_per_scene,
-        data.synthetic_seed,
-        tuple(data.synthetic_image_hw),
-    )
-
-
 def build_source(data: EvalDataConfig) -> SceneSource:
     """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
     from ppkt.data.registry import SceneRequest, open_scenes
 
-    synthetic = synthetic_rooms(data)
     return open_scenes(
         data.kind,
         SceneRequest(
@@ -113,7 +99,7 @@ def build_source(data: EvalDataConfig) -> SceneSource:
             label_set=data.label_set,
             label_map=data.label_map,
             nuscenes_version=data.nuscenes_version,
-            synthetic=synthetic,
+            synthetic=data.synthetic,
         ),
     )
 

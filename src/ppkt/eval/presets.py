@@ -24,17 +24,19 @@ Sources of the values (also tabulated in docs/evaluation.md):
   and its source: docs/evaluation.md, "S3DIS".
 * ``demo-finetune`` / ``demo-linear-probe``: ours, sized to run on a laptop CPU on the synthetic
   rooms in minutes; backbone, width, voxel size, input features and the synthetic dataset's
-  parameters are those of the pretraining ``demo`` preset (ppkt.train.presets), so that a demo
-  backbone loads and the same rooms are reused from the cache.
+  parameters are those of the pretraining ``demo`` preset (ppkt.train.presets; the rooms are
+  ``ppkt.data.registry.DEMO_ROOMS``), so that a demo backbone loads and the same rooms are reused
+  from the cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from ppkt.config import apply_overrides
+from ppkt.config import Preset, PresetRegistry, apply_overrides
+from ppkt.data.registry import DEMO_ROOMS
 from ppkt.eval.config import (
     EvalAugmentConfig,
     EvalDataConfig,
@@ -121,9 +123,7 @@ def demo_finetune() -> FinetuneConfig:
         data=EvalDataConfig(
             kind="synthetic",
             num_classes=20,
-            synthetic_scenes=6,
-            synthetic_frames_per_scene=8,
-            synthetic_image_hw=(120, 160),
+            synthetic=DEMO_ROOMS,
         ),  # fmt: skip
         augment=EvalAugmentConfig(max_points=8000),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
@@ -192,17 +192,18 @@ def pretrained_recipe(cfg: FinetuneConfig, explicit: Mapping[str, object] = ()) 
     )
 
 
-PRESETS: dict[str, Callable[[], FinetuneConfig]] = {
-    "finetune-scannet": finetune_scannet,
-    "finetune-scannet-points": finetune_scannet_points,
-    "linear-probe": linear_probe,
-    "finetune-s3dis": finetune_s3dis,
-    "demo-finetune": demo_finetune,
-    "demo-linear-probe": demo_linear_probe,
-}
-
-
-def get_preset(name: str) -> FinetuneConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown fine-tuning preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+PRESETS: PresetRegistry[FinetuneConfig] = PresetRegistry(
+    "fine-tuning",
+    [
+        Preset("finetune-scannet", finetune_scannet, "Contrastive Scene Contexts' ScanNet script, batch 8"),
+        Preset(
+            "finetune-scannet-points", finetune_scannet_points,
+            "Contrastive Scene Contexts' by-points script, batch 8",
+        ),
+        Preset("linear-probe", linear_probe, "SLidR's downstream config, frozen backbone"),
+        Preset("finetune-s3dis", finetune_s3dis, "PPKT's S3DIS protocol, CSC's S3DIS script, batch 8"),
+        Preset("demo-finetune", demo_finetune, "ours: the demo rooms, minutes on a CPU"),
+        Preset("demo-linear-probe", demo_linear_probe, "ours: demo-finetune with a frozen backbone"),
+    ],
+)  # fmt: skip
+get_preset = PRESETS.get

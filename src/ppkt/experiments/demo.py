@@ -138,7 +138,7 @@ class DemoProgress(ProtocolLog):
     # -- the cost model
     def planned(self, cfg: ExperimentConfig, total_runs: int) -> None:
         super().planned(cfg, total_runs)
-        frames = cfg.synthetic_scenes * cfg.synthetic_frames_per_scene
+        frames = cfg.synthetic.scenes * cfg.synthetic.frames_per_scene
         self.run_reference = REF_RUN_OVERHEAD_S + self.size.finetune_steps * REF_FINETUNE_STEP_S
         self.stage_reference = [
             frames * REF_FRAME_S,
@@ -147,7 +147,7 @@ class DemoProgress(ProtocolLog):
             REF_PICTURES_S if self.pictures else 0.0,
         ]
         self.reference_left = sum(self.stage_reference)
-        self._start_stage(1, f"{cfg.synthetic_scenes} rooms x {cfg.synthetic_frames_per_scene} frames")
+        self._start_stage(1, f"{cfg.synthetic.scenes} rooms x {cfg.synthetic.frames_per_scene} frames")
 
     def eta(self) -> float:
         """Seconds left, estimated."""

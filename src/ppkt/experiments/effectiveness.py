@@ -40,6 +40,7 @@ from typing import Literal
 import yaml
 
 from ppkt.config import apply_overrides, config_from_dict, config_to_dict, option
+from ppkt.data.registry import SyntheticRooms
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.results import (
     INITS,
@@ -51,6 +52,9 @@ from ppkt.experiments.results import (
 )
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
+# The protocols' rooms: 20 rooms (16 to train on, 4 to evaluate), 12 frames each to pretrain on.
+PROTOCOL_ROOMS = SyntheticRooms(scenes=20, frames_per_scene=12, seed=0, image_hw=(120, 160))
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -58,10 +62,9 @@ class ExperimentConfig:
 
     out: Path = option(Path("runs/effectiveness"), "output folder (runs, results.json, results.md, plot)")
     data_root: Path | None = option(None, "existing ScanNet-layout dataset; None = synthetic rooms below")
-    synthetic_scenes: int = option(20, "synthetic rooms (80 % train, 20 % val)")
-    synthetic_frames_per_scene: int = option(12, "RGB-D frames rendered per room (pretraining frames)")
-    synthetic_seed: int = option(0, "seed of the synthetic rooms")
-    image_hw: tuple[int, int] = option((120, 160), "render size of the synthetic frames (H, W)")
+    synthetic: SyntheticRooms = option(
+        factory=lambda: PROTOCOL_ROOMS, doc="the synthetic rooms (80 % train, 20 % val), without data_root"
+    )
     pretrain_preset: str = option("demo", "pretraining preset (ppkt.train.presets)")
     pretrain_steps: int | None = option(
         None, "pretraining steps, with a checkpoint every quarter of them; None = the preset's"
@@ -183,11 +186,12 @@ def prepare_data(cfg: ExperimentConfig) -> Path:
         return Path(cfg.data_root)
     from ppkt.data.synthetic import ensure_dataset
 
+    rooms = cfg.synthetic
     return ensure_dataset(
-        scenes=cfg.synthetic_scenes,
-        frames_per_scene=cfg.synthetic_frames_per_scene,
-        seed=cfg.synthetic_seed,
-        image_hw=tuple(cfg.image_hw),
+        scenes=rooms.scenes,
+        frames_per_scene=rooms.frames_per_scene,
+        seed=rooms.seed,
+        image_hw=rooms.render_hw(),
         progress=cfg.progress,
     )
 

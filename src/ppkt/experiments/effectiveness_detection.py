@@ -21,7 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ppkt.config import apply_overrides, option
+from ppkt.data.registry import SyntheticRooms
+from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.effectiveness import (
+    PROTOCOL_ROOMS,
     ExperimentConfig,
     _overrides,
     _same_config,
@@ -40,10 +43,9 @@ class DetectionExperimentConfig:
     data_root: Path | None = option(
         None, "existing ScanNet scans with instance annotations; None = synthetic rooms"
     )
-    synthetic_scenes: int = option(20, "synthetic rooms (80 % train, 20 % val)")
-    synthetic_frames_per_scene: int = option(12, "RGB-D frames rendered per room (pretraining frames)")
-    synthetic_seed: int = option(0, "seed of the synthetic rooms")
-    image_hw: tuple[int, int] = option((120, 160), "render size of the synthetic frames (H, W)")
+    synthetic: SyntheticRooms = option(
+        factory=lambda: PROTOCOL_ROOMS, doc="the synthetic rooms (80 % train, 20 % val), without data_root"
+    )
     backbone: Path | None = option(
         None, "an exported PPKT backbone; None = pretrain one with pretrain_preset"
     )
@@ -51,17 +53,24 @@ class DetectionExperimentConfig:
     pretrain_overrides: tuple[str, ...] = option((), "pretraining overrides as 'key=value' strings")
     detection_preset: str = option("demo-detection", "detection preset (ppkt.eval.detection.presets)")
     detection_overrides: tuple[str, ...] = option((), "detection overrides as 'key=value' strings")
-    budgets: tuple[float, ...] = option((0.25, 1.0), "fractions of the training scenes with boxes")
+    budgets: tuple[LabelBudget, ...] = option(
+        (LabelBudget("scenes", 0.25), LabelBudget("scenes", 1.0)),
+        "scene budgets 'scenes:FRACTION': fractions of the training scenes with boxes",
+    )
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds of the scene splits and fine-tuning runs")
     device: str = option("auto", "torch device for every run")
     progress: bool = option(True, "progress bars")
 
+    def __post_init__(self) -> None:
+        for budget in self.budgets:
+            if budget.kind != "scenes":
+                raise ValueError(f"budgets: {budget.text}: detection budgets are scenes:FRACTION")
+
     def shared(self) -> ExperimentConfig:
         """The segmentation protocol's config for the shared data and pretraining steps."""
         return ExperimentConfig(
-            out=self.out, data_root=self.data_root, synthetic_scenes=self.synthetic_scenes,
-            synthetic_frames_per_scene=self.synthetic_frames_per_scene, synthetic_seed=self.synthetic_seed,
-            image_hw=self.image_hw, pretrain_preset=self.pretrain_preset,
+            out=self.out, data_root=self.data_root, synthetic=self.synthetic,
+            pretrain_preset=self.pretrain_preset,
             pretrain_overrides=self.pretrain_overrides, device=self.device, progress=self.progress,
         )  # fmt: skip
 
@@ -71,12 +80,28 @@ class DetectionRunRecord:
     """One detection fine-tune's outcome (last-step validation metrics)."""
 
     init: str  # "scratch" or "ppkt"
-    budget: float
+    budget: LabelBudget
     seed: int
     map25: float
     map50: float
     seconds: float
     run_dir: str
+
+    def to_json(self) -> dict:
+        """As in ``results.json`` (the budget as its text, ``scenes:0.25``)."""
+        return {**dataclasses.asdict(self), "budget": self.budget.text}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DetectionRunRecord:
+        return cls(**{**data, "budget": scene_budget(data["budget"])})
+
+
+def scene_budget(value: float | str) -> LabelBudget:
+    """A budget as ``results.json`` holds it: ``scenes:0.25``, or a bare fraction (files written
+    before the budgets were typed)."""
+    if isinstance(value, (int, float)):
+        return LabelBudget("scenes", float(value))
+    return LabelBudget.parse(value)
 
 
 def _detection_data(det, cfg: DetectionExperimentConfig, root: Path):
@@ -88,31 +113,30 @@ def _detection_data(det, cfg: DetectionExperimentConfig, root: Path):
         det.data,
         kind="synthetic",
         root=Path(root).parent,
-        synthetic_scenes=cfg.synthetic_scenes,
-        synthetic_frames_per_scene=cfg.synthetic_frames_per_scene,
-        synthetic_seed=cfg.synthetic_seed,
-        synthetic_image_hw=tuple(int(x) for x in cfg.image_hw),
+        synthetic=replace(cfg.synthetic, image_hw=cfg.synthetic.render_hw()),
     )
     return replace(det, data=data)
 
 
 def _detection_run(
-    det, *, budget: float, seed: int, splits_dir: Path, out: Path, device: str, progress: bool
+    det, *, budget: LabelBudget, seed: int, splits_dir: Path, out: Path, device: str, progress: bool
 ):
     """``det`` on ``budget`` of the training scenes drawn with ``seed``, run in ``out``."""
-    labels = replace(det.labels, budget=float(budget), seed=seed, splits_dir=Path(splits_dir))
+    labels = replace(
+        det.labels, kind=budget.kind, budget=budget.amount, seed=seed, splits_dir=Path(splits_dir)
+    )
     return replace(det, labels=labels, run=replace(det.run, out=Path(out), device=device, progress=progress))
 
 
 def detection_config(
-    cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path
+    cfg: DetectionExperimentConfig, root: Path, init: str, budget: LabelBudget, seed: int, backbone: Path
 ):
     from ppkt.eval.detection.presets import get_detection_preset
 
     det = _detection_data(get_detection_preset(cfg.detection_preset), cfg, root)
     det = _detection_run(
         det, budget=budget, seed=seed, splits_dir=cfg.out / "splits",
-        out=cfg.out / f"{init}-scenes{budget:g}-seed{seed}", device=cfg.device, progress=cfg.progress,
+        out=cfg.out / f"{init}-{budget.slug}-seed{seed}", device=cfg.device, progress=cfg.progress,
     )  # fmt: skip
     det = apply_overrides(det, _overrides(cfg.detection_overrides))
     if init == "ppkt":
@@ -121,7 +145,7 @@ def detection_config(
 
 
 def detection_one(
-    cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path
+    cfg: DetectionExperimentConfig, root: Path, init: str, budget: LabelBudget, seed: int, backbone: Path
 ) -> DetectionRunRecord:
     """One fine-tune (or the finished identical one in its folder)."""
     import json
@@ -171,12 +195,12 @@ class DetectionRow:
     """One scene budget of the summary: scratch against PPKT.
 
     Attributes:
-        budget: fraction of the training scenes with boxes.
+        budget: the fraction of the training scenes with boxes (kind scenes).
         scratch: the randomly initialised detector's figures.
         ppkt: the figures of the detector whose backbone starts from PPKT.
     """
 
-    budget: float
+    budget: LabelBudget
     scratch: DetectionFigures
     ppkt: DetectionFigures
 
@@ -187,7 +211,7 @@ class DetectionRow:
 
     def to_json(self) -> dict:
         """The row as in ``results.json``: flat keys ``<init>_map25``, ``<init>_map25_std``, ..."""
-        data: dict = {"budget": self.budget}
+        data: dict = {"budget": self.budget.text}
         for init, figures in (("scratch", self.scratch), ("ppkt", self.ppkt)):
             for key in ("map25", "map50"):
                 data[f"{init}_{key}"], data[f"{init}_{key}_std"] = (
@@ -206,7 +230,7 @@ class DetectionRow:
             )
             for init in ("scratch", "ppkt")
         }
-        return cls(float(data["budget"]), figures["scratch"], figures["ppkt"])
+        return cls(scene_budget(data["budget"]), figures["scratch"], figures["ppkt"])
 
 
 @dataclass(frozen=True)
@@ -229,7 +253,7 @@ class DetectionResults:
         return {
             "backbone": str(self.backbone),
             "pretrain_seconds": self.pretrain_seconds,
-            "runs": [dataclasses.asdict(r) for r in self.runs],
+            "runs": [r.to_json() for r in self.runs],
             "rows": [r.to_json() for r in self.rows],
         }
 
@@ -237,7 +261,7 @@ class DetectionResults:
 def summarize_detection(records: list[DetectionRunRecord]) -> list[DetectionRow]:
     """One row per budget: mean and std of mAP@0.25/0.5 for each initialisation, and PPKT - scratch."""
     rows = []
-    for budget in sorted({r.budget for r in records}):
+    for budget in sorted({r.budget for r in records}, key=lambda b: b.amount):
         figures = {}
         for init in ("scratch", "ppkt"):
             group = [r for r in records if r.budget == budget and r.init == init]
@@ -259,7 +283,7 @@ def results_markdown(rows: list[DetectionRow]) -> str:
     ]
     for row in rows:
         lines.append(
-            f"| {100 * row.budget:g} % | {cell(row.scratch, 'map25')} | {cell(row.ppkt, 'map25')} | "
+            f"| {100 * row.budget.amount:g} % | {cell(row.scratch, 'map25')} | {cell(row.ppkt, 'map25')} | "
             f"{100 * row.delta_map25:+.1f} | {cell(row.scratch, 'map50')} | {cell(row.ppkt, 'map50')} | "
             f"{row.scratch.runs} |"
         )
@@ -282,7 +306,7 @@ def run_detection_effectiveness(cfg: DetectionExperimentConfig, log=print) -> De
             for init in ("scratch", "ppkt"):
                 record = detection_one(cfg, root, init, budget, seed, backbone)
                 log(
-                    f"{init:7s} scenes {budget:g} seed {seed}: mAP@0.25 {100 * record.map25:.1f} "
+                    f"{init:7s} scenes {budget.amount:g} seed {seed}: mAP@0.25 {100 * record.map25:.1f} "
                     f"({record.seconds:.0f} s)"
                 )
                 records.append(record)

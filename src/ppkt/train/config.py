@@ -16,6 +16,7 @@ from ppkt.augment.config import AugmentConfig
 from ppkt.backbones.spec import BackboneSpec
 from ppkt.config import option
 from ppkt.data.images import DEPTH_RANGE
+from ppkt.data.registry import SyntheticRooms, check_synthetic
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ class DataConfig:
         "RGB-D points enter the 3D network in the world frame of the frame's pose (z up, as the labelled "
         "scenes of fine-tuning) or in the camera frame (y down); frames without a pose use the camera frame",
     )
-    synthetic_scenes: int = option(8, "synthetic data: number of rooms")
-    synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames rendered per room")
-    synthetic_seed: int = option(0, "synthetic data: generator seed")
+    synthetic: SyntheticRooms = option(
+        factory=SyntheticRooms,
+        doc="the generated rooms (kind synthetic); rendered at data.image_hw by default",
+    )
     num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process)")
     pairs: Literal["frame", "scene"] = option(
         "frame",
@@ -210,9 +212,7 @@ def validate(cfg: PretrainConfig) -> None:
     check.number("data.min_depth", low=0)
     check.number("data.max_depth_pixels", low=1, optional=True)
     check.require("data.max_depth", data.min_depth < data.max_depth, "> data.min_depth")
-    check.number("data.synthetic_scenes", low=1)
-    check.number("data.synthetic_frames_per_scene", low=1)
-    check.number("data.synthetic_seed", low=0)
+    check_synthetic(check, data.synthetic, required_hw=False)
     check.number("data.num_workers", low=0)
     check.number("augment.rotate_up", low=0)
     check.number("augment.scale_min", low=0, low_open=True)

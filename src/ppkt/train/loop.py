@@ -93,7 +93,7 @@ def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
     other ranks wait. The lidar readers carry ``beam_spacing_deg``, which :class:`PretrainDataset`
     uses for the occlusion test of the pairs.
     """
-    from ppkt.data.registry import FrameRequest, SyntheticRooms, open_frames
+    from ppkt.data.registry import FrameRequest, open_frames
 
     data, info = cfg.data, info or DistInfo()
     request = FrameRequest(
@@ -102,9 +102,8 @@ def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
         frame_skip=data.frame_skip,
         up_axis=data.up_axis,
         color_from_depth=data.color_from_depth,
-        synthetic=SyntheticRooms(
-            data.synthetic_scenes, data.synthetic_frames_per_scene, data.synthetic_seed, tuple(data.image_hw)
-        ),
+        # Rendered at the teacher's image size unless data.synthetic.image_hw says otherwise.
+        synthetic=replace(data.synthetic, image_hw=data.synthetic.render_hw(tuple(data.image_hw))),
         progress=info.is_main and cfg.run.progress,
     )
     if info.world_size > 1 and not info.is_main:

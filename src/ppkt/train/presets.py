@@ -7,10 +7,11 @@ neither states it) is tabulated in docs/pretraining.md; keep the two in step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ppkt.config import Preset, PresetRegistry
+from ppkt.data.registry import DEMO_ROOMS
 from ppkt.train.config import (
     AugmentConfig,
     DataConfig,
@@ -82,8 +83,7 @@ def demo() -> PretrainConfig:
             frame_skip=1,
             image_hw=(96, 128),
             max_depth=10.0,
-            synthetic_scenes=6,
-            synthetic_frames_per_scene=8,
+            synthetic=DEMO_ROOMS,
             num_workers=1,
         ),
         augment=AugmentConfig(elastic=False, crop_scale_min=0.7),
@@ -147,17 +147,15 @@ def openscene_distill() -> PretrainConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], PretrainConfig]] = {
-    "paper": paper,
-    "slidr-ppkt": slidr_ppkt,
-    "slidr": slidr,
-    "scalr-cosine": scalr_cosine,
-    "openscene-distill": openscene_distill,
-    "demo": demo,
-}
-
-
-def get_preset(name: str) -> PretrainConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown pretraining preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]()
+PRESETS: PresetRegistry[PretrainConfig] = PresetRegistry(
+    "pretraining",
+    [
+        Preset("paper", paper, "PPKT paper, ScanNet, ResNet-50 -> SR-UNet34"),
+        Preset("slidr-ppkt", slidr_ppkt, "SLidR's public code, its PPKT baseline on nuScenes"),
+        Preset("slidr", slidr, "SLidR (CVPR 2022), superpixel-pooled InfoNCE on nuScenes"),
+        Preset("scalr-cosine", scalr_cosine, "ScaLR-style (CVPR 2024) cosine distillation on nuScenes"),
+        Preset("openscene-distill", openscene_distill, "OpenScene (CVPR 2023) 3D distillation on ScanNet"),
+        Preset("demo", demo, "ours: synthetic rooms, minutes on a CPU"),
+    ],
+)
+get_preset = PRESETS.get

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from ppkt.config import option
-from ppkt.eval.config import EvalOptimConfig, EvalRunConfig, LabelsConfig, ModelConfig
+from ppkt.data.registry import SyntheticRooms, check_synthetic
+from ppkt.eval.config import SYNTHETIC_EVAL_HW, EvalOptimConfig, EvalRunConfig, LabelsConfig, ModelConfig
 from ppkt.eval.detection.data import DetectionAugmentation
 
 
@@ -37,10 +38,10 @@ class DetectionDataConfig:
     )
     cache_scenes: bool = option(True, "keep read scenes in memory (per loader worker)")
     num_workers: int = option(0, "DataLoader worker processes (0 = load in the main process)")
-    synthetic_scenes: int = option(8, "synthetic data: number of rooms")
-    synthetic_frames_per_scene: int = option(8, "synthetic data: RGB-D frames per room (as in pretraining)")
-    synthetic_seed: int = option(0, "synthetic data: generator seed")
-    synthetic_image_hw: tuple[int, int] = option((120, 160), "synthetic data: rendered image size (H,W)")
+    synthetic: SyntheticRooms = option(
+        factory=lambda: SyntheticRooms(image_hw=SYNTHETIC_EVAL_HW),
+        doc="the generated rooms (kind synthetic); the same values as the pretraining run reuse its rooms",
+    )
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,7 @@ def validate(cfg: DetectionConfig) -> None:
     check = RangeCheck(cfg)
     data, aug, head = cfg.data, cfg.augment, cfg.head
     check.number("data.num_workers", low=0)
-    check.number("data.synthetic_scenes", low=1)
-    check.number("data.synthetic_frames_per_scene", low=1)
-    check.number("data.synthetic_seed", low=0)
-    check.require("data.synthetic_image_hw", min(data.synthetic_image_hw) >= 8, "at least 8,8")
+    check_synthetic(check, data.synthetic, required_hw=True)
     check.number("augment.flip", low=0, high=1)
     check.number("augment.rotate_up", low=0)
     check.number("augment.scale_min", low=0, low_open=True)

@@ -59,7 +59,6 @@ from ppkt.eval.finetune import (
     interrupted,
     restore_training,
     save_training,
-    synthetic_rooms,
     train_batches,
 )
 from ppkt.eval.model import load_pretrained_backbone
@@ -76,7 +75,7 @@ def build_detection_source(data: DetectionDataConfig) -> DetectionSource:
     from ppkt.data.registry import SceneRequest, open_detection_scenes
 
     return open_detection_scenes(
-        data.kind, SceneRequest(data.root, scene_lists=data.scene_lists, synthetic=synthetic_rooms(data))
+        data.kind, SceneRequest(data.root, scene_lists=data.scene_lists, synthetic=data.synthetic)
     )
 
 

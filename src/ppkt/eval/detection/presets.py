@@ -17,18 +17,19 @@ Sources:
   scale 0.85-1.15; data: the ``sunrgbd_trainval`` export (``ppkt.data.sunrgbd``).
 * ``demo-detection``: ours, sized to run on a laptop CPU in minutes on the synthetic rooms;
   backbone, width, voxel size, input features and the synthetic dataset's parameters are those of
-  the pretraining ``demo`` preset (as ``demo-finetune``), so a demo backbone loads and the same
-  rooms are reused from the cache. Rotations of any angle (the rooms' furniture has any heading,
-  12 heading bins).
+  the pretraining ``demo`` preset (as ``demo-finetune``; the rooms are
+  ``ppkt.data.registry.DEMO_ROOMS``), so a demo backbone loads and the same rooms are reused from
+  the cache. Rotations of any angle (the rooms' furniture has any heading, 12 heading bins).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ppkt.config import Preset, PresetRegistry
+from ppkt.data.registry import DEMO_ROOMS
 from ppkt.eval.config import EvalRunConfig, LabelsConfig, ModelConfig
 from ppkt.eval.detection.config import (
     DetectionAugmentConfig,
@@ -80,9 +81,7 @@ def demo_detection() -> DetectionConfig:
         origin="demo-detection",
         data=DetectionDataConfig(
             kind="synthetic",
-            synthetic_scenes=6,
-            synthetic_frames_per_scene=8,
-            synthetic_image_hw=(120, 160),
+            synthetic=DEMO_ROOMS,
         ),  # fmt: skip
         augment=DetectionAugmentConfig(flip=0.5, rotate_up=math.pi, scale_min=0.9, scale_max=1.1),
         labels=LabelsConfig(kind="scenes", budget=1.0, seed=0),
@@ -99,14 +98,12 @@ def demo_detection() -> DetectionConfig:
     )
 
 
-DETECTION_PRESETS: dict[str, Callable[[], DetectionConfig]] = {
-    "votenet-scannet": votenet_scannet,
-    "votenet-sunrgbd": votenet_sunrgbd,
-    "demo-detection": demo_detection,
-}
-
-
-def get_detection_preset(name: str) -> DetectionConfig:
-    if name not in DETECTION_PRESETS:
-        raise ValueError(f"unknown detection preset {name!r}; choose one of {sorted(DETECTION_PRESETS)}")
-    return DETECTION_PRESETS[name]()
+DETECTION_PRESETS: PresetRegistry[DetectionConfig] = PresetRegistry(
+    "detection",
+    [
+        Preset("votenet-scannet", votenet_scannet, "VoteNet's ScanNet recipe"),
+        Preset("votenet-sunrgbd", votenet_sunrgbd, "VoteNet's SUN RGB-D recipe"),
+        Preset("demo-detection", demo_detection, "ours: the demo rooms, minutes on a CPU"),
+    ],
+)
+get_detection_preset = DETECTION_PRESETS.get
