@@ -39,7 +39,7 @@ from typing import Literal
 
 import yaml
 
-from ppkt.config import apply_overrides, config_from_dict, config_to_dict, option
+from ppkt.config import apply_overrides, config_to_dict, option, saved_with_current_names
 from ppkt.data.registry import SyntheticRooms
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.results import (
@@ -248,12 +248,6 @@ def _pretraining_run(pre, cfg: ExperimentConfig, root: Path):
             cpu_threads=cfg.cpu_threads,
         ),
     )
-    if cfg.pretrain_loss is not None:
-        pre = replace(pre, loss=replace(pre.loss, name=cfg.pretrain_loss))
-    if cfg.pretrain_pairs is not None:
-        pre = replace(pre, data=replace(pre.data, pairs=cfg.pretrain_pairs))
-    if cfg.superpixel_cache is not None:
-        pre = replace(pre, loss=replace(pre.loss, superpixel_cache=Path(cfg.superpixel_cache)))
     if cfg.pretrain_steps is not None:
         steps = cfg.pretrain_steps
         pre = replace(
@@ -312,21 +306,36 @@ def pretrain_config(cfg: ExperimentConfig, root: Path):
     from ppkt.train.presets import get_preset
 
     pre = _pretraining_run(get_preset(cfg.pretrain_preset), cfg, root)
-    return apply_overrides(pre, _overrides(cfg.pretrain_overrides))
+    pre = apply_overrides(pre, _overrides(cfg.pretrain_overrides))
+    return _objective(pre, cfg)
+
+
+def _objective(pre, cfg: ExperimentConfig):
+    """``pre`` with the objective of the protocol's objective axis (loss, pairs, superpixel cache).
+    Applied after the user's ``pretrain_overrides``, so that a general override cannot turn one
+    objective's runs into another's (they would share its run folders)."""
+    if cfg.pretrain_loss is not None:
+        pre = replace(pre, loss=replace(pre.loss, name=cfg.pretrain_loss))
+    if cfg.pretrain_pairs is not None:
+        pre = replace(pre, data=replace(pre.data, pairs=cfg.pretrain_pairs))
+    if cfg.superpixel_cache is not None:
+        pre = replace(pre, loss=replace(pre.loss, superpixel_cache=Path(cfg.superpixel_cache)))
+    return pre
 
 
 def _same_config(run_dir: Path, cfg) -> bool:
-    """Whether ``run_dir`` holds a run of ``cfg``. The saved config is read as a config (old names of
-    renamed options mapped, ``ppkt.config.RENAMED_OPTIONS``), so that a run finished before a rename
-    is still recognised and reused."""
+    """Whether ``run_dir`` holds a run of ``cfg``: its saved config, with the old names of renamed
+    options read as the new ones (``ppkt.config.RENAMED_OPTIONS``), equals ``cfg`` key for key, so
+    that a run finished before a rename is still recognised and reused."""
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return False
     try:
-        earlier = config_from_dict(type(cfg), yaml.safe_load(saved.read_text()) or {}, where=str(saved))
+        earlier = saved_with_current_names(type(cfg), yaml.safe_load(saved.read_text()), where=str(saved))
     except ValueError:
         return False
-    return config_to_dict(earlier) == config_to_dict(cfg)
+    # Every key must be there: a key missing from an older file is not "the default".
+    return earlier == config_to_dict(cfg)
 
 
 def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> PretrainedBackbone:
