@@ -31,7 +31,12 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     [
         ("pretrain_demo.yaml", PretrainConfig, pretrain_preset("demo"), None),
         ("finetune_demo-finetune.yaml", FinetuneConfig, finetune_preset("demo-finetune"), [120, 160]),
-        ("detection_demo-detection.yaml", DetectionConfig, get_detection_preset("demo-detection"), [120, 160]),
+        (
+            "detection_demo-detection.yaml",
+            DetectionConfig,
+            get_detection_preset("demo-detection"),
+            [120, 160],
+        ),
     ],
 )
 def test_a_preset_saved_by_ppkt_0_1_is_todays_preset(file, cls, today, render_hw_then, capsys):
