@@ -40,6 +40,9 @@ from typing import Literal
 import yaml
 
 from ppkt.config import apply_overrides, config_to_dict, option
+from ppkt.data.scannet import scannet_split
+from ppkt.data.synthetic import ensure_dataset
+from ppkt.eval.finetune import evaluate_checkpoint, finetune
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.results import (
     INITS,
@@ -49,6 +52,8 @@ from ppkt.experiments.results import (
     RunRecord,
     mean_std,
 )
+from ppkt.train.export import export_backbone
+from ppkt.train.loop import pretrain
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -181,8 +186,6 @@ def prepare_data(cfg: ExperimentConfig) -> Path:
     """The dataset root (generated and cached for synthetic rooms)."""
     if cfg.data_root is not None:
         return Path(cfg.data_root)
-    from ppkt.data.synthetic import ensure_dataset
-
     return ensure_dataset(
         scenes=cfg.synthetic_scenes,
         frames_per_scene=cfg.synthetic_frames_per_scene,
@@ -203,8 +206,6 @@ def write_scene_lists(cfg: ExperimentConfig, root: Path) -> Path:
     The held-out scenes are one fixed draw, the same for every budget, seed and initialisation.
     Pretraining still sees their frames (it uses no labels).
     """
-    from ppkt.data.scannet import scannet_split
-
     train, val = scannet_split(root, "train"), scannet_split(root, "val")
     if not 1 <= cfg.selection_scenes < len(train):
         raise ValueError(
@@ -305,6 +306,7 @@ def _backbone_rate(ft, lr_backbone: float):
 
 
 def pretrain_config(cfg: ExperimentConfig, root: Path):
+    # local: pretraining and fine-tuning each have a get_preset (one preset registry: issue 25 item 4)
     from ppkt.train.presets import get_preset
 
     pre = _pretraining_run(get_preset(cfg.pretrain_preset), cfg, root)
@@ -318,9 +320,6 @@ def _same_config(run_dir: Path, cfg) -> bool:
 
 def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> PretrainedBackbone:
     """Pretrain (or reuse a finished identical run) and export the backbone."""
-    from ppkt.train.export import export_backbone
-    from ppkt.train.loop import pretrain
-
     pre = pretrain_config(cfg, root)
     run_dir = Path(pre.run.out)
     exported = run_dir / "backbone.safetensors"
@@ -354,6 +353,7 @@ def finetune_config(
 
     ``lr_backbone`` (a learning-rate search) overrides the preset's and is part of the run's name.
     """
+    # local: pretraining and fine-tuning each have a get_preset (one preset registry: issue 25 item 4)
     from ppkt.eval.presets import get_preset
 
     pre = pretrain_config(cfg, root)
@@ -409,8 +409,6 @@ def finetune_one(
     ``select`` ones (``selection_miou``); its last checkpoint is then evaluated on the validation
     scenes (``val_metrics.json``), which give the record's metrics.
     """
-    from ppkt.eval.finetune import evaluate_checkpoint, finetune
-
     ft = finetune_config(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr_backbone)
     run_dir = Path(ft.run.out)
     metrics_path = run_dir / "metrics.json"
@@ -777,6 +775,7 @@ def run_effectiveness(cfg: ExperimentConfig, log=print, *, report: ProtocolLog |
     axis (:func:`ppkt.experiments.objectives.run_objectives`, which returns its ``ObjectiveResults``)
     instead."""
     if cfg.objectives:
+        # local: cycle with ppkt.experiments.objectives (it runs its sub-runs with this module's steps)
         from ppkt.experiments.objectives import run_objectives
 
         with deterministic_torch(cfg):

@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ppkt.config import apply_overrides, option
+from ppkt.eval.detection.loop import finetune_detection
+from ppkt.eval.detection.presets import get_detection_preset
 from ppkt.experiments.effectiveness import (
     ExperimentConfig,
     _overrides,
@@ -107,8 +109,6 @@ def _detection_run(
 def detection_config(
     cfg: DetectionExperimentConfig, root: Path, init: str, budget: float, seed: int, backbone: Path
 ):
-    from ppkt.eval.detection.presets import get_detection_preset
-
     det = _detection_data(get_detection_preset(cfg.detection_preset), cfg, root)
     det = _detection_run(
         det, budget=budget, seed=seed, splits_dir=cfg.out / "splits",
@@ -125,8 +125,6 @@ def detection_one(
 ) -> DetectionRunRecord:
     """One fine-tune (or the finished identical one in its folder)."""
     import json
-
-    from ppkt.eval.detection.loop import finetune_detection
 
     det = detection_config(cfg, root, init, budget, seed, backbone)
     run_dir = Path(det.run.out)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ppkt.config import option
-from ppkt.eval.config import EvalOptimConfig, EvalRunConfig, LabelsConfig, ModelConfig
+from ppkt.config import RangeCheck, option
+from ppkt.eval.config import EvalOptimConfig, EvalRunConfig, LabelsConfig, ModelConfig, check_shared_sections
 from ppkt.eval.detection.data import DetectionAugmentation
 
 
@@ -122,9 +122,6 @@ class DetectionConfig:
 def validate(cfg: DetectionConfig) -> None:
     """Reject values that cannot be meant; the ValueError names each field and its allowed range.
     The labels, model, optim and run sections are checked as segmentation's (same fields)."""
-    from ppkt.config import RangeCheck
-    from ppkt.eval.config import check_shared_sections
-
     check = RangeCheck(cfg)
     data, aug, head = cfg.data, cfg.augment, cfg.head
     check.number("data.num_workers", low=0)
