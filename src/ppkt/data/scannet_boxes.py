@@ -44,6 +44,8 @@ from ppkt.data.boxes import (
     nyu40_to_scannet_detection,
     validate_boxes,
 )
+from ppkt.data.scannet import ScanNetFrames, read_scannet_scene, scannet_split
+from ppkt.geometry.camera import project_points, transform_points
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,6 @@ def read_axis_alignment(meta_path: Path) -> np.ndarray | None:
 def read_scannet_detection_scene(scene_dir: str | Path) -> tuple[DetectionScene, list[AnnotationSkip]]:
     """A scan's aligned vertices, their colours and the boxes of its detection objects (see the
     module docstring), with the annotations that were skipped."""
-    from ppkt.data.scannet import read_scannet_scene
-
     scene_dir = Path(scene_dir)
     scene_id = scene_dir.resolve().name
     cloud = read_scannet_scene(scene_dir, label_set="nyu40")  # class id = NYU40 id - 1, -1 = none
@@ -166,8 +166,6 @@ class ScanNetDetectionSource:
         self.skips: dict[str, list[AnnotationSkip]] = {}
 
     def scene_ids(self, split: str) -> list[str]:
-        from ppkt.data.scannet import scannet_split
-
         return scannet_split(self.scene_lists, split)
 
     def read(self, scene_id: str) -> DetectionScene:
@@ -187,9 +185,6 @@ def read_scannet_scene_camera(
     (``<scene>.txt``; none for the synthetic rooms) takes it into the aligned frame of
     :func:`read_scannet_detection_scene`.
     """
-    from ppkt.data.scannet import ScanNetFrames
-    from ppkt.geometry.camera import project_points, transform_points
-
     frames = ScanNetFrames(root, scenes=[scene_id], frame_skip=1)
     posed = [k for k, r in enumerate(frames.records) if r.world_from_camera is not None]
     if not posed:

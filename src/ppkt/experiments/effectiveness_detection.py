@@ -23,6 +23,8 @@ from pathlib import Path
 from ppkt.backbones.card import load_card, spec_from_card
 from ppkt.config import apply_overrides, option
 from ppkt.data.registry import SyntheticRooms
+from ppkt.eval.detection.loop import finetune_detection
+from ppkt.eval.detection.presets import get_detection_preset
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.effectiveness import (
     PROTOCOL_ROOMS,
@@ -140,8 +142,6 @@ def _detection_run(det, cfg: DetectionExperimentConfig, *, budget: LabelBudget, 
 def detection_config(
     cfg: DetectionExperimentConfig, root: Path, init: str, budget: LabelBudget, seed: int, backbone: Path
 ):
-    from ppkt.eval.detection.presets import get_detection_preset
-
     det = _detection_data(get_detection_preset(cfg.detection_preset), cfg, root)
     det = _detection_run(det, cfg, budget=budget, seed=seed, out=cfg.out / f"{init}-{budget.slug}-seed{seed}")
     user = _overrides(cfg.detection_overrides)
@@ -160,8 +160,6 @@ def detection_one(
 ) -> DetectionRunRecord:
     """One fine-tune (or the finished identical one in its folder)."""
     import json
-
-    from ppkt.eval.detection.loop import finetune_detection
 
     det = detection_config(cfg, root, init, budget, seed, backbone)
     run_dir = Path(det.run.out)
