@@ -6,6 +6,7 @@ uv**, ``ij`` = (row, column) longs. See docs/geometry.md.
 """
 
 from ppkt.geometry.camera import (
+    Camera,
     normalized_grid_coords,
     project_points,
     sample_nearest,
@@ -22,6 +23,7 @@ from ppkt.geometry.visibility import CLIP2SCENE_ABS_TOL, OPENSCENE_REL_TOL, visi
 from ppkt.geometry.voxel import voxelize
 
 __all__ = [
+    "Camera",
     "CLIP2SCENE_ABS_TOL",
     "OPENSCENE_REL_TOL",
     "Pairs",

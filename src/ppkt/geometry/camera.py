@@ -13,6 +13,7 @@ be given as numpy arrays), and is differentiable in the point coordinates and de
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -38,6 +39,21 @@ class PinholeCamera(Protocol):
 
     @property
     def hw(self) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A calibrated camera without its pixels: exactly what geometry needs (a :class:`PinholeCamera`).
+
+    Attributes:
+        K: ``(3, 3)`` intrinsics at the image size ``hw``.
+        camera_from_lidar: ``(4, 4)`` transform from the points' frame to the camera frame.
+        hw: ``(H, W)`` image size.
+    """
+
+    K: object
+    camera_from_lidar: object
+    hw: tuple[int, int]
 
 
 MIN_PROJECTION_DEPTH = 1e-6

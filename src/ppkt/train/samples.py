@@ -48,8 +48,8 @@ from ppkt.backbones import input_features as make_features
 from ppkt.data.images import prepare_image
 from ppkt.data.lidar_common import occlusion_radius_px
 from ppkt.data.superpixels import Superpixels, superpixels_at
-from ppkt.data.types import CameraImage, LidarCameraSample, RGBDFrame
-from ppkt.geometry import lidar_camera_pairs, rgbd_pairs, scale_intrinsics, transform_points, uv_to_ij
+from ppkt.data.types import LidarCameraSample, RGBDFrame
+from ppkt.geometry import Camera, lidar_camera_pairs, rgbd_pairs, scale_intrinsics, transform_points, uv_to_ij
 from ppkt.train.config import DataConfig
 
 MIN_PAIRS_PER_FRAME = 2
@@ -302,13 +302,11 @@ def lidar_sample(
     points = np.asarray(sample.points, dtype=np.float32)
     points = points[np.isfinite(points).all(axis=1)]
     hw = tuple(data.image_hw)
-    # Pairs only need each camera's size: a read-only zero view stands in for the pixels.
-    placeholder = np.broadcast_to(np.zeros((1, 1, 3), dtype=np.uint8), (*hw, 3))
     cameras, images, radius = [], [], 0
     for cam in sample.images:
         images.append(training_image(cam.image, hw))
         K = scale_intrinsics(torch.as_tensor(cam.K, dtype=torch.float64), cam.hw, hw).numpy()
-        cameras.append(CameraImage(placeholder, K, cam.camera_from_lidar, cam.name))
+        cameras.append(Camera(K, cam.camera_from_lidar, hw))
         if beam_spacing_deg is not None:
             radius = max(radius, occlusion_radius_px(K, beam_spacing_deg))
     pairs = lidar_camera_pairs(
