@@ -1,6 +1,7 @@
 """ScanNet boxes from a small fixture written in ScanNet's own layout."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +211,30 @@ def test_the_class_vote_pools_the_ids_outside_the_benchmark_classes(tmp_path, ta
         else [SCANNET_DETECTION_CLASS_NAMES[SCANNET_DETECTION_NYU40_IDS.index(expected)]]
     )
     assert names == ["chair", *table]
+
+
+def test_check_data_reads_each_scan_once(tmp_path, monkeypatch):
+    import ppkt.data.scannet_boxes as scannet_boxes
+    from ppkt.data.check import scan_dataset
+
+    _bad_scans(tmp_path)  # scene0001_00 is unreadable
+    write_scan(tmp_path, "scene0002_00")
+    reads = []
+    real = scannet_boxes.read_scannet_detection_scene
+
+    def spy(scene_dir):
+        reads.append(Path(scene_dir).name)
+        return real(scene_dir)
+
+    monkeypatch.setattr(scannet_boxes, "read_scannet_detection_scene", spy)
+    report = scan_dataset(tmp_path, "scannet", frame_skip=1)
+    assert reads == ["scene0000_00", "scene0001_00", "scene0002_00"]
+    assert any("boxes: 2 of 3 annotated scans read" in n for n in report.notes)
+    reads.clear()
+    with pytest.raises(ValueError, match="scene0001_00_vh_clean_2.ply.*not finite"):
+        scan_dataset(tmp_path, "scannet", strict=True, frame_skip=1)
+    assert reads == ["scene0000_00", "scene0001_00"]  # one pass, stopped at the unreadable scan
+    reads.clear()
+    (tmp_path / "scene0001_00" / "scene0001_00.aggregation.json").unlink()  # no longer a box scan
+    scan_dataset(tmp_path, "scannet", strict=True, frame_skip=1)
+    assert reads == ["scene0000_00", "scene0002_00"]
