@@ -195,15 +195,9 @@ def read_scannet_scene_camera(
     (``<scene>.txt``; none for the synthetic rooms) takes it into the aligned frame of
     :func:`read_scannet_detection_scene`.
     """
-    from ppkt.data.scannet import ScanNetFrames
     from ppkt.geometry.camera import project_points, transform_points
 
-    frames = ScanNetFrames(root, scenes=[scene_id], frame_skip=1)
-    posed = [k for k, r in enumerate(frames.records) if r.world_from_camera is not None]
-    if not posed:
-        raise FileNotFoundError(
-            f"{Path(root) / scene_id}: no posed colour frame (color/, depth/, pose/, intrinsic/)"
-        )
+    frames, posed = _posed_frames(root, scene_id)
     meta_path = Path(root) / scene_id / f"{scene_id}.txt"
     alignment = read_axis_alignment(meta_path) if meta_path.is_file() else None
     aligned_from_world = np.eye(4) if alignment is None else alignment
@@ -212,13 +206,7 @@ def read_scannet_scene_camera(
         return np.linalg.inv(aligned_from_world @ frames.records[k].world_from_camera)
 
     if frame_id is not None:
-        chosen = [k for k in posed if frames.records[k].frame_id == frame_id]
-        if not chosen:
-            names = [frames.records[k].frame_id for k in posed]
-            raise ValueError(
-                f"{Path(root) / scene_id}: no posed frame {frame_id!r} (frames {names[0]}..{names[-1]})"
-            )
-        index = chosen[0]
+        index = _posed_frame_index(frames, posed, frame_id, Path(root) / scene_id)
     elif boxes is not None and len(boxes):
         import torch
 
@@ -241,3 +229,32 @@ def read_scannet_scene_camera(
         frame.color, np.asarray(frame.K_color, np.float64), camera_from_aligned(index),
         f"{scene_id}/{frame.frame_id}",
     )  # fmt: skip
+
+
+def check_scannet_frame(root: str | Path, scene_id: str, frame_id: str) -> None:
+    """Raise the error :func:`read_scannet_scene_camera` would raise for frame ``frame_id`` of the
+    scan (no posed frames, or no posed frame of that name) without decoding any image: a command
+    checks a user's choice of frame before its slow work."""
+    frames, posed = _posed_frames(root, scene_id)
+    _posed_frame_index(frames, posed, frame_id, Path(root) / scene_id)
+
+
+def _posed_frames(root: str | Path, scene_id: str):
+    """``(ScanNetFrames of the scan, indices of its frames with a pose)``; none is an error."""
+    from ppkt.data.scannet import ScanNetFrames
+
+    frames = ScanNetFrames(root, scenes=[scene_id], frame_skip=1)
+    posed = [k for k, r in enumerate(frames.records) if r.world_from_camera is not None]
+    if not posed:
+        raise FileNotFoundError(
+            f"{Path(root) / scene_id}: no posed colour frame (color/, depth/, pose/, intrinsic/)"
+        )
+    return frames, posed
+
+
+def _posed_frame_index(frames, posed: list[int], frame_id: str, scene_dir: Path) -> int:
+    chosen = [k for k in posed if frames.records[k].frame_id == frame_id]
+    if not chosen:
+        names = [frames.records[k].frame_id for k in posed]
+        raise ValueError(f"{scene_dir}: no posed frame {frame_id!r} (frames {names[0]}..{names[-1]})")
+    return chosen[0]
