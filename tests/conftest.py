@@ -15,6 +15,14 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True)
+def fresh_rename_notices():
+    """Every test sees the rename notices it causes (ppkt prints each one once per process)."""
+    from ppkt import config
+
+    config._NOTICES_SHOWN.clear()
+
+
 @pytest.fixture
 def teacher_calls(monkeypatch):
     """Images the pretraining run's teacher saw, one entry per forward call (a hook on the teacher of

@@ -145,7 +145,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+    """A nested config section (a dataclass that is not a one-string :class:`ConfigText` value)."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp) and not issubclass(tp, ConfigText)
 
 
 def _strip_optional(tp: Any) -> tuple[Any, bool]:
@@ -265,10 +266,17 @@ def _renames_for(cls: type) -> dict[str, str]:
     return {old: new for old, new in RENAMED_OPTIONS.items() if new in leaves and old not in leaves}
 
 
+_NOTICES_SHOWN: set[str] = set()
+"""Rename notices already printed: an experiment reads the same old names once per sub-run."""
+
+
 def _rename_notice(renamed: list[tuple[str, str]], where: str) -> None:
     if renamed:
         names = ", ".join(f"{old} is now {new}" for old, new in renamed)
-        print(f"ppkt: renamed options in {where}: {names}; please use the new names", file=sys.stderr)
+        line = f"ppkt: renamed options in {where}: {names}; please use the new names"
+        if line not in _NOTICES_SHOWN:
+            _NOTICES_SHOWN.add(line)
+            print(line, file=sys.stderr)
 
 
 def rename_overrides(cls: type, overrides: dict[str, Any], where: str = "the overrides") -> dict[str, Any]:
@@ -290,6 +298,14 @@ def rename_overrides(cls: type, overrides: dict[str, Any], where: str = "the ove
             out[key] = value
     _rename_notice(renamed, where)
     return out
+
+
+def saved_with_current_names(cls: type, data: Any, where: str = "config") -> dict[str, Any]:
+    """A saved config of ``cls`` (the nested dict of a config.yaml) with the old names of renamed
+    options replaced by the new ones; one notice line names them."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
+    return _rename_saved_keys(cls, data, where)
 
 
 def _rename_saved_keys(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:

@@ -118,3 +118,45 @@ def test_pretraining_segmentation_and_detection_share_one_draw():
         det_scene, np.random.default_rng(9)
     )
     np.testing.assert_array_equal(det.points, want.numpy().astype(np.float32))
+
+
+# Outputs of the two functions this augmentation replaced (ppkt at 2ce7be6: pretraining's torch
+# augment_points and fine-tuning's numpy SceneAugmentation), pinned so that the same seed keeps
+# giving the same points.
+PINNED_POINTS = np.array(
+    [[0.5, -1.25, 2.0], [1.75, 0.3, 3.5], [-0.8, 0.9, 1.2], [2.2, -0.4, 4.1]], dtype=np.float32
+)
+PINNED_PRETRAINING = {
+    3: [[-0.6316645741462708, -1.3253185749053955, -2.0925097465515137],
+        [-0.3088156580924988, 0.318076491355896, -4.137394428253174],
+        [-1.3804354667663574, 0.9542293548583984, -0.6577311754226685],
+        [-0.22519584000110626, -0.42410194873809814, -4.9281768798828125]],
+    11: [[-1.12237548828125, -1.2753745317459106, -1.7789243459701538],
+         [-1.3471975326538086, 0.3060899078845978, -3.758396625518799],
+         [-1.4490317106246948, 0.918269693851471, -0.25614649057388306],
+         [-1.4723811149597168, -0.40811988711357117, -4.513312816619873]],
+}  # fmt: skip
+PINNED_SEGMENTATION = {
+    3: [[1.0853339433670044, 0.8293973207473755, 2.0227649211883545],
+        [1.3698939085006714, -1.1778547763824463, 3.5725133419036865],
+        [-1.165959119796753, -0.3704783618450165, 1.2183125019073486],
+        [2.125138521194458, -0.8023032546043396, 4.16541862487793]],
+    11: [[1.1297956705093384, 0.4524424374103546, 1.8143242597579956],
+         [0.898693859577179, -1.3296947479248047, 3.1608457565307617],
+         [-1.082100510597229, -0.04008983448147774, 1.0902873277664185],
+         [1.638218879699707, -1.1917721033096313, 3.7158403396606445]],
+}  # fmt: skip
+
+
+def test_same_seed_same_points_as_before_the_merge():
+    for seed, want in PINNED_PRETRAINING.items():
+        rng = np.random.default_rng(seed)
+        got = augment_points(torch.from_numpy(PINNED_POINTS), AugmentConfig(), rng, torch.Generator())
+        np.testing.assert_array_equal(got.numpy(), np.array(want, dtype=np.float32))
+    scene = LabeledScene(
+        points=PINNED_POINTS, colors=np.zeros((4, 3), np.uint8), labels=np.zeros(4, np.int64),
+        scene_id="s", class_names=("a",),
+    )  # fmt: skip
+    for seed, want in PINNED_SEGMENTATION.items():
+        got = SceneAugmentation()(scene, np.random.default_rng(seed))
+        np.testing.assert_array_equal(got.points, np.array(want, dtype=np.float32))

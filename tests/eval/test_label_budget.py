@@ -66,3 +66,16 @@ def test_a_config_field_is_parsed_once_and_written_back_as_text():
     assert config_from_dict(_Budgets, yaml.safe_load(saved)) == cfg
     with pytest.raises(ValueError, match=r"^budgets: label budget 'scenes:3': .*\(0, 1\]"):
         apply_overrides(_Budgets(), {"budgets": "scenes:3"})
+
+
+def test_a_single_budget_field_is_one_option():
+    from ppkt.config import leaf_fields
+
+    @dataclass(frozen=True)
+    class WithBudget:
+        budget: LabelBudget = option(LabelBudget.parse("scenes:1.0"), "label budget")
+
+    assert [name for name, _, _ in leaf_fields(WithBudget)] == ["budget"]
+    cfg = apply_overrides(WithBudget(), {"budget": "points:20"})
+    assert cfg.budget == LabelBudget.parse("points:20")
+    assert config_from_dict(WithBudget, config_to_dict(cfg)) == cfg

@@ -156,10 +156,10 @@ def _fake_divergence(calls):
 
 
 def test_a_diverged_searched_run_is_recorded_and_reused(tmp_path, monkeypatch):
-    import ppkt.eval.finetune
+    import ppkt.experiments.effectiveness
 
     calls = []
-    monkeypatch.setattr(ppkt.eval.finetune, "finetune", _fake_divergence(calls))
+    monkeypatch.setattr(ppkt.experiments.effectiveness, "finetune", _fake_divergence(calls))
     cfg = ExperimentConfig(out=tmp_path)
     args = dict(init=tmp_path / "b.safetensors", mode="finetune", budget=P20, seed=0, lr_backbone=0.1)
     record = finetune_one(cfg, tmp_path, **args)

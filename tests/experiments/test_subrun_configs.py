@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytest
+
 from ppkt.config import config_to_dict
 from ppkt.eval.detection.presets import get_detection_preset
 from ppkt.eval.presets import get_preset as finetune_preset
@@ -154,27 +156,47 @@ def test_objective_sub_runs():
     )  # fmt: skip
 
 
-def test_detection_sub_runs():
+def test_detection_sub_runs(tmp_path):
+    from backbone_files import write_backbone_file
+
     preset = get_detection_preset("demo-detection")
+    backbone = write_backbone_file(tmp_path / "b.safetensors", pretrain_preset("demo").model.spec)
     synthetic = DetectionExperimentConfig(out=OUT, progress=False)
     _same(
-        _changes(detection_config(synthetic, ROOT, "ppkt", LabelBudget("scenes", 0.25), 1, BACKBONE), preset),
+        _changes(detection_config(synthetic, ROOT, "ppkt", LabelBudget("scenes", 0.25), 1, backbone), preset),
         {
             "data.root": "/data", "data.synthetic.scenes": 20, "data.synthetic.frames_per_scene": 12,
             "data.synthetic.image_hw": [120, 160],
             "labels.budget": 0.25, "labels.seed": 1, "labels.splits_dir": "/runs/eff/splits",
-            "model.init": "/b.safetensors", "run.out": "/runs/eff/ppkt-scenes0.25-seed1",
-            "run.progress": False,
+            "model.init": str(backbone), "run.out": "/runs/eff/ppkt-scenes0.25-seed1",
+            "run.progress": False, "run.cpu_threads": 1, "run.deterministic": True,
         },
     )  # fmt: skip
     scans = DetectionExperimentConfig(out=OUT, data_root=ROOT, detection_overrides=("optim.steps=5",))
     _same(
-        _changes(detection_config(scans, ROOT, "scratch", LabelBudget("scenes", 1.0), 0, BACKBONE), preset),
+        _changes(detection_config(scans, ROOT, "scratch", LabelBudget("scenes", 1.0), 0, backbone), preset),
         {
             "data.kind": "scannet", "data.root": "/data/rooms", "labels.splits_dir": "/runs/eff/splits",
-            "optim.steps": 5, "run.out": "/runs/eff/scratch-scenes1-seed0",
+            "optim.steps": 5, "run.out": "/runs/eff/scratch-scenes1-seed0", "run.cpu_threads": 1,
+            "run.deterministic": True,
         },
     )  # fmt: skip
+
+
+def test_detection_runs_take_the_pretrained_architecture(tmp_path):
+    from backbone_files import write_backbone_file
+    from ppkt.backbones.spec import BackboneSpec
+
+    wide = write_backbone_file(
+        tmp_path / "w.safetensors", BackboneSpec("res16unet14", 0.25, 0.1, "rgb", "torch")
+    )
+    cfg = DetectionExperimentConfig(out=OUT)
+    for init in ("scratch", "ppkt"):
+        model = detection_config(cfg, ROOT, init, LabelBudget("scenes", 1.0), 0, wide).model
+        assert (model.width, model.voxel_size) == (0.25, 0.1)
+    clash = DetectionExperimentConfig(out=OUT, detection_overrides=("model.width=0.5",))
+    with pytest.raises(ValueError, match="width"):
+        detection_config(clash, ROOT, "ppkt", LabelBudget("scenes", 1.0), 0, wide)
 
 
 def test_demo_sub_runs():

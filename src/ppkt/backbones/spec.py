@@ -53,7 +53,8 @@ class BackboneSpec:
 
     def build(self) -> nn.Module:
         """The backbone, freshly initialised (draws from torch's global generator)."""
-        from ppkt.backbones import build_backbone  # the package imports this module first
+        # local: cycle with ppkt.backbones (the package imports this module first)
+        from ppkt.backbones import build_backbone
 
         return build_backbone(self.backbone, self.in_channels, width=self.width, backend=self.sparse_backend)
 
@@ -66,7 +67,8 @@ WEIGHT_FIELDS: tuple[str, ...] = ("backbone", "width", "voxel_size", "input_feat
 def check_backbone_spec(check: RangeCheck, spec: BackboneSpec, section: str = "model") -> None:
     """Record the spec's impossible values on the ``RangeCheck`` of the config whose ``section``
     holds it (every command's ``validate`` calls this)."""
-    from ppkt.backbones import BACKBONES  # the package imports this module first
+    # local: cycle with ppkt.backbones (the package imports this module first)
+    from ppkt.backbones import BACKBONES
 
     check.require(f"{section}.backbone", spec.backbone in BACKBONES, f"one of {sorted(BACKBONES)}")
     check.number(f"{section}.width", low=0, low_open=True)

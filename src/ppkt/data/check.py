@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from ppkt.data.boxes import check_detection_scenes
+from ppkt.data.gravity import alignment_note
 from ppkt.data.images import DEPTH_RANGE
 from ppkt.data.report import (
     EMPTY_DEPTH,
@@ -28,6 +30,7 @@ from ppkt.data.report import (
     DataReport,
     FrameError,
 )
+from ppkt.data.scannet_boxes import ScanNetDetectionSource
 from ppkt.data.types import RGBDFrame
 
 
@@ -168,9 +171,6 @@ def check_scannet_boxes(path: str | Path, report: DataReport, strict: bool = Fal
     non-positive size) counted and named, unreadable scans named with their error. Scans without
     annotations (ScanNet's test split) are not box scans. With ``strict`` the first unreadable
     scan raises."""
-    from ppkt.data.boxes import check_detection_scenes
-    from ppkt.data.scannet_boxes import ScanNetDetectionSource
-
     root, ids = _annotated_scans(Path(path))
     if not ids:
         report.notes.append("boxes: no scan with instance annotations (<scene>.aggregation.json)")
@@ -186,6 +186,7 @@ def check_scannet_boxes(path: str | Path, report: DataReport, strict: bool = Fal
 
 def detect_format(path: str | Path) -> str:
     """The name of the format at ``path`` (``ppkt.data.registry.detect`` also says which folder)."""
+    # local: cycle with ppkt.data.registry (the registry imports box_check_notes from here)
     from ppkt.data.registry import detect
 
     return detect(path).format
@@ -217,7 +218,7 @@ def scan_dataset(
         boxes: ScanNet: also check the box annotations of the annotated scans
             (:func:`check_scannet_boxes`; reads every scan's mesh).
     """
-    from ppkt.data.gravity import alignment_note
+    # local: cycle with ppkt.data.registry (the registry imports box_check_notes from here)
     from ppkt.data.registry import FrameRequest, detect, frame_poses, get_spec
 
     path = Path(path)

@@ -46,6 +46,9 @@ from ppkt.data.boxes import (
     nyu40_to_scannet_detection,
     validate_boxes,
 )
+from ppkt.data.scannet import ScanNetFrames, read_scannet_scene, scannet_split
+from ppkt.data.scannet_classes import nyu40_to_scannet20
+from ppkt.geometry.camera import project_points, transform_points
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,6 @@ def read_axis_alignment(meta_path: Path) -> np.ndarray | None:
 def read_scannet_detection_scene(scene_dir: str | Path) -> tuple[DetectionScene, list[AnnotationSkip]]:
     """A scan's aligned vertices, their colours and the boxes of its detection objects (see the
     module docstring), with the annotations that were skipped."""
-    from ppkt.data.scannet import read_scannet_scene
-    from ppkt.data.scannet_classes import nyu40_to_scannet20
-
     scene_dir = Path(scene_dir)
     scene_id = scene_dir.resolve().name
     cloud = read_scannet_scene(scene_dir, label_set="nyu40")  # class id = NYU40 id - 1, -1 = none
@@ -174,8 +174,6 @@ class ScanNetDetectionSource:
         self.skips: dict[str, list[AnnotationSkip]] = {}
 
     def scene_ids(self, split: str) -> list[str]:
-        from ppkt.data.scannet import scannet_split
-
         return scannet_split(self.scene_lists, split)
 
     def read(self, scene_id: str) -> DetectionScene:
@@ -195,8 +193,6 @@ def read_scannet_scene_camera(
     (``<scene>.txt``; none for the synthetic rooms) takes it into the aligned frame of
     :func:`read_scannet_detection_scene`.
     """
-    from ppkt.geometry.camera import project_points, transform_points
-
     frames, posed = _posed_frames(root, scene_id)
     meta_path = Path(root) / scene_id / f"{scene_id}.txt"
     alignment = read_axis_alignment(meta_path) if meta_path.is_file() else None
@@ -239,10 +235,8 @@ def check_scannet_frame(root: str | Path, scene_id: str, frame_id: str) -> None:
     _posed_frame_index(frames, posed, frame_id, Path(root) / scene_id)
 
 
-def _posed_frames(root: str | Path, scene_id: str):
+def _posed_frames(root: str | Path, scene_id: str) -> tuple[ScanNetFrames, list[int]]:
     """``(ScanNetFrames of the scan, indices of its frames with a pose)``; none is an error."""
-    from ppkt.data.scannet import ScanNetFrames
-
     frames = ScanNetFrames(root, scenes=[scene_id], frame_skip=1)
     posed = [k for k, r in enumerate(frames.records) if r.world_from_camera is not None]
     if not posed:
@@ -252,7 +246,7 @@ def _posed_frames(root: str | Path, scene_id: str):
     return frames, posed
 
 
-def _posed_frame_index(frames, posed: list[int], frame_id: str, scene_dir: Path) -> int:
+def _posed_frame_index(frames: ScanNetFrames, posed: list[int], frame_id: str, scene_dir: Path) -> int:
     chosen = [k for k in posed if frames.records[k].frame_id == frame_id]
     if not chosen:
         names = [frames.records[k].frame_id for k in posed]

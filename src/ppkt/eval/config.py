@@ -15,8 +15,8 @@ from typing import Literal
 
 from ppkt.augment.color import ColorAugmentation
 from ppkt.augment.points import SceneAugmentation
-from ppkt.backbones.spec import BackboneSpec
-from ppkt.config import option
+from ppkt.backbones.spec import BackboneSpec, check_backbone_spec
+from ppkt.config import RangeCheck, device_problem, option
 from ppkt.data.registry import SyntheticRooms, check_synthetic
 
 # The render size of the synthetic rooms in fine-tuning and detection, which read only the rooms'
@@ -215,8 +215,6 @@ class FinetuneConfig:
 
 def validate(cfg: FinetuneConfig) -> None:
     """Reject values that cannot be meant; the ValueError names each field and its allowed range."""
-    from ppkt.config import RangeCheck
-
     check = RangeCheck(cfg)
     data, aug = cfg.data, cfg.augment
     check.number("data.num_classes", low=1)
@@ -243,9 +241,6 @@ def validate(cfg: FinetuneConfig) -> None:
 def check_shared_sections(check, cfg) -> None:
     """The checks of the sections both fine-tuning tasks share (labels, model, optim, run); the
     detection config's ``validate`` runs them too."""
-    from ppkt.backbones.spec import check_backbone_spec
-    from ppkt.config import device_problem
-
     labels, model = cfg.labels, cfg.model
     if labels.kind == "scenes":
         check.number("labels.budget", low=0, high=1, low_open=True)

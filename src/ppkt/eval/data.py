@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ppkt.augment.points import SceneAugmentation
+from ppkt.backbones import input_features as make_features
 from ppkt.data.scannet import ScanNetSceneSource  # noqa: F401 - part of this module's API
 from ppkt.data.types import IGNORE_LABEL, LabeledScene, SceneSource
 from ppkt.eval.splits import LabelSplit
@@ -77,8 +78,6 @@ class SceneSample:
 
 def scene_sample(scene: LabeledScene, input_features: str, num_classes: int) -> SceneSample:
     """Tensors of a scene; checks its labels against ``num_classes``."""
-    from ppkt.backbones import input_features as make_features
-
     labels = torch.as_tensor(np.asarray(scene.labels), dtype=torch.long)
     if labels.numel() and (int(labels.max()) >= num_classes or int(labels.min()) < IGNORE_LABEL):
         raise ValueError(

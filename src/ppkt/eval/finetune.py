@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ppkt.config import save_config
+from ppkt.config import apply_overrides, load_config, save_config
+from ppkt.data.registry import SceneRequest, open_scenes
 from ppkt.data.types import IGNORE_LABEL
 from ppkt.engine import (
     MetricsLog,
@@ -64,6 +65,8 @@ from ppkt.engine import (
 from ppkt.engine import (
     save_checkpoint as save_training_checkpoint,
 )
+from ppkt.engine.rundir import resume_overrides
+from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig, validate
 from ppkt.eval.data import (
     InMemorySceneSource,
@@ -81,6 +84,7 @@ from ppkt.eval.model import (
 )
 from ppkt.eval.splits import LabelSplit, load_or_create_split, load_published_split
 from ppkt.utils.io import atomic_write_json, atomic_write_text
+from ppkt.utils.weights import load_state_strict
 
 LOG = "log.jsonl"
 CONFIG = "config.yaml"
@@ -89,8 +93,6 @@ CONFIG = "config.yaml"
 # ------------------------------------------------------------------------------------------------ data
 def build_source(data: EvalDataConfig) -> SceneSource:
     """The labelled scenes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
-    from ppkt.data.registry import SceneRequest, open_scenes
-
     return open_scenes(
         data.kind,
         SceneRequest(
@@ -262,8 +264,6 @@ def restore_training(
 ) -> tuple[int, dict]:
     """Weights, optimiser, scaler and RNG of ``point`` into the run; its step and loop entries.
     The resume is then accepted: the config it continues with is saved."""
-    from ppkt.utils.weights import load_state_strict
-
     state = point.state
     load_state_strict(model, point.weights, what=str(point.path))
     optimizer.load_state_dict(state.optimizer)
@@ -437,8 +437,6 @@ def _finetune(
         load_pretrained_backbone(model, cfg.model.init, cfg)
     model.to(device).train()
     if cfg.model.sync_batchnorm and rt.distributed:
-        from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
-
         convert_sync_batchnorm(model.backbone)
     o = cfg.optim
     warmup = o.head_warmup_steps if cfg.model.mode == "finetune" else 0
@@ -609,9 +607,6 @@ def config_with_resume(run_dir: Path, overrides: dict[str, str], config_class: t
     """The saved config (a ``config_class``: segmentation's or detection's) of fine-tuning run
     ``run_dir`` with command-line overrides; ``run.out`` becomes ``run_dir`` wherever the run was
     first written (a moved folder resumes in place)."""
-    from ppkt.config import apply_overrides, load_config
-    from ppkt.engine.rundir import resume_overrides
-
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a fine-tuning run folder (no {CONFIG})")

@@ -24,6 +24,7 @@ import torch
 import yaml
 from torch import nn
 
+from ppkt.backbones import SegmentationHead
 from ppkt.backbones.card import card_mismatches, load_card, read_backbone_file, spec_from_card
 from ppkt.config import config_from_dict, config_to_dict
 from ppkt.eval.config import FinetuneConfig
@@ -55,8 +56,6 @@ class SegmentationModel(nn.Module):
         freeze_batchnorm: bool = False,
     ):
         super().__init__()
-        from ppkt.backbones import SegmentationHead
-
         self.backbone = backbone
         self.head = SegmentationHead(backbone.out_channels, num_classes)
         self.freeze_batchnorm = freeze_batchnorm

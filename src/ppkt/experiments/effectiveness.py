@@ -39,8 +39,12 @@ from typing import Literal
 
 import yaml
 
-from ppkt.config import apply_overrides, config_from_dict, config_to_dict, option
+from ppkt.config import apply_overrides, config_to_dict, option, saved_with_current_names
 from ppkt.data.registry import SyntheticRooms
+from ppkt.data.scannet import scannet_split
+from ppkt.data.synthetic import ensure_dataset
+from ppkt.eval.finetune import evaluate_checkpoint, finetune
+from ppkt.eval.presets import PRESETS as FINETUNE_PRESETS
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.results import (
     INITS,
@@ -50,6 +54,9 @@ from ppkt.experiments.results import (
     RunRecord,
     mean_std,
 )
+from ppkt.train.export import export_backbone
+from ppkt.train.loop import pretrain
+from ppkt.train.presets import PRESETS as PRETRAIN_PRESETS
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
 # The protocols' rooms: 20 rooms (16 to train on, 4 to evaluate), 12 frames each to pretrain on.
@@ -184,8 +191,6 @@ def prepare_data(cfg: ExperimentConfig) -> Path:
     """The dataset root (generated and cached for synthetic rooms)."""
     if cfg.data_root is not None:
         return Path(cfg.data_root)
-    from ppkt.data.synthetic import ensure_dataset
-
     rooms = cfg.synthetic
     return ensure_dataset(
         scenes=rooms.scenes,
@@ -207,8 +212,6 @@ def write_scene_lists(cfg: ExperimentConfig, root: Path) -> Path:
     The held-out scenes are one fixed draw, the same for every budget, seed and initialisation.
     Pretraining still sees their frames (it uses no labels).
     """
-    from ppkt.data.scannet import scannet_split
-
     train, val = scannet_split(root, "train"), scannet_split(root, "val")
     if not 1 <= cfg.selection_scenes < len(train):
         raise ValueError(
@@ -248,12 +251,6 @@ def _pretraining_run(pre, cfg: ExperimentConfig, root: Path):
             cpu_threads=cfg.cpu_threads,
         ),
     )
-    if cfg.pretrain_loss is not None:
-        pre = replace(pre, loss=replace(pre.loss, name=cfg.pretrain_loss))
-    if cfg.pretrain_pairs is not None:
-        pre = replace(pre, data=replace(pre.data, pairs=cfg.pretrain_pairs))
-    if cfg.superpixel_cache is not None:
-        pre = replace(pre, loss=replace(pre.loss, superpixel_cache=Path(cfg.superpixel_cache)))
     if cfg.pretrain_steps is not None:
         steps = cfg.pretrain_steps
         pre = replace(
@@ -309,31 +306,41 @@ def _backbone_rate(ft, lr_backbone: float):
 
 
 def pretrain_config(cfg: ExperimentConfig, root: Path):
-    from ppkt.train.presets import get_preset
+    pre = _pretraining_run(PRETRAIN_PRESETS.get(cfg.pretrain_preset), cfg, root)
+    pre = apply_overrides(pre, _overrides(cfg.pretrain_overrides))
+    return _objective(pre, cfg)
 
-    pre = _pretraining_run(get_preset(cfg.pretrain_preset), cfg, root)
-    return apply_overrides(pre, _overrides(cfg.pretrain_overrides))
+
+def _objective(pre, cfg: ExperimentConfig):
+    """``pre`` with the objective of the protocol's objective axis (loss, pairs, superpixel cache).
+    Applied after the user's ``pretrain_overrides``, so that a general override cannot turn one
+    objective's runs into another's (they would share its run folders)."""
+    if cfg.pretrain_loss is not None:
+        pre = replace(pre, loss=replace(pre.loss, name=cfg.pretrain_loss))
+    if cfg.pretrain_pairs is not None:
+        pre = replace(pre, data=replace(pre.data, pairs=cfg.pretrain_pairs))
+    if cfg.superpixel_cache is not None:
+        pre = replace(pre, loss=replace(pre.loss, superpixel_cache=Path(cfg.superpixel_cache)))
+    return pre
 
 
 def _same_config(run_dir: Path, cfg) -> bool:
-    """Whether ``run_dir`` holds a run of ``cfg``. The saved config is read as a config (old names of
-    renamed options mapped, ``ppkt.config.RENAMED_OPTIONS``), so that a run finished before a rename
-    is still recognised and reused."""
+    """Whether ``run_dir`` holds a run of ``cfg``: its saved config, with the old names of renamed
+    options read as the new ones (``ppkt.config.RENAMED_OPTIONS``), equals ``cfg`` key for key, so
+    that a run finished before a rename is still recognised and reused."""
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return False
     try:
-        earlier = config_from_dict(type(cfg), yaml.safe_load(saved.read_text()) or {}, where=str(saved))
+        earlier = saved_with_current_names(type(cfg), yaml.safe_load(saved.read_text()), where=str(saved))
     except ValueError:
         return False
-    return config_to_dict(earlier) == config_to_dict(cfg)
+    # Every key must be there: a key missing from an older file is not "the default".
+    return earlier == config_to_dict(cfg)
 
 
 def pretrain_backbone(cfg: ExperimentConfig, root: Path) -> PretrainedBackbone:
     """Pretrain (or reuse a finished identical run) and export the backbone."""
-    from ppkt.train.export import export_backbone
-    from ppkt.train.loop import pretrain
-
     pre = pretrain_config(cfg, root)
     run_dir = Path(pre.run.out)
     exported = run_dir / "backbone.safetensors"
@@ -367,8 +374,6 @@ def finetune_config(
 
     ``lr_backbone`` (a learning-rate search) overrides the preset's and is part of the run's name.
     """
-    from ppkt.eval.presets import get_preset
-
     pre = pretrain_config(cfg, root)
     preset, extra = (
         (cfg.finetune_preset, cfg.finetune_overrides)
@@ -383,7 +388,7 @@ def finetune_config(
         if "optim.lr_backbone" in user:
             raise ValueError("optim.lr_backbone is both overridden and searched (scratch_lr_grid)")
         name += f"-lrb{lr_backbone:g}"
-    ft = _same_architecture(get_preset(preset), pre)
+    ft = _same_architecture(FINETUNE_PRESETS.get(preset), pre)
     ft = _fine_tuning_run(
         ft,
         root=root,
@@ -422,8 +427,6 @@ def finetune_one(
     ``select`` ones (``selection_miou``); its last checkpoint is then evaluated on the validation
     scenes (``val_metrics.json``), which give the record's metrics.
     """
-    from ppkt.eval.finetune import evaluate_checkpoint, finetune
-
     ft = finetune_config(cfg, root, init=init, mode=mode, budget=budget, seed=seed, lr_backbone=lr_backbone)
     run_dir = Path(ft.run.out)
     metrics_path = run_dir / "metrics.json"
@@ -790,6 +793,7 @@ def run_effectiveness(cfg: ExperimentConfig, log=print, *, report: ProtocolLog |
     axis (:func:`ppkt.experiments.objectives.run_objectives`, which returns its ``ObjectiveResults``)
     instead."""
     if cfg.objectives:
+        # local: cycle with ppkt.experiments.objectives (it runs its sub-runs with this module's steps)
         from ppkt.experiments.objectives import run_objectives
 
         with deterministic_torch(cfg):

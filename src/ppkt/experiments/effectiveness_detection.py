@@ -20,8 +20,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ppkt.backbones.card import load_card, spec_from_card
 from ppkt.config import apply_overrides, option
 from ppkt.data.registry import SyntheticRooms
+from ppkt.eval.detection.loop import finetune_detection
+from ppkt.eval.detection.presets import get_detection_preset
 from ppkt.eval.splits import LabelBudget
 from ppkt.experiments.effectiveness import (
     PROTOCOL_ROOMS,
@@ -59,6 +62,10 @@ class DetectionExperimentConfig:
     )
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds of the scene splits and fine-tuning runs")
     device: str = option("auto", "torch device for every run")
+    cpu_threads: int | None = option(
+        1, "torch CPU threads of every run, as in the segmentation protocol (ExperimentConfig.cpu_threads)"
+    )
+    deterministic: bool = option(True, "deterministic algorithms in every run (same command, same table)")
     progress: bool = option(True, "progress bars")
 
     def __post_init__(self) -> None:
@@ -71,7 +78,8 @@ class DetectionExperimentConfig:
         return ExperimentConfig(
             out=self.out, data_root=self.data_root, synthetic=self.synthetic,
             pretrain_preset=self.pretrain_preset,
-            pretrain_overrides=self.pretrain_overrides, device=self.device, progress=self.progress,
+            pretrain_overrides=self.pretrain_overrides, device=self.device, cpu_threads=self.cpu_threads,
+            deterministic=self.deterministic, progress=self.progress,
         )  # fmt: skip
 
 
@@ -118,30 +126,33 @@ def _detection_data(det, cfg: DetectionExperimentConfig, root: Path):
     return replace(det, data=data)
 
 
-def _detection_run(
-    det, *, budget: LabelBudget, seed: int, splits_dir: Path, out: Path, device: str, progress: bool
-):
-    """``det`` on ``budget`` of the training scenes drawn with ``seed``, run in ``out``."""
+def _detection_run(det, cfg: DetectionExperimentConfig, *, budget: LabelBudget, seed: int, out: Path):
+    """``det`` on ``budget`` of the training scenes drawn with ``seed``, run in ``out`` with the
+    protocol's device, threads and determinism."""
     labels = replace(
-        det.labels, kind=budget.kind, budget=budget.amount, seed=seed, splits_dir=Path(splits_dir)
+        det.labels, kind=budget.kind, budget=budget.amount, seed=seed, splits_dir=cfg.out / "splits"
     )
-    return replace(det, labels=labels, run=replace(det.run, out=Path(out), device=device, progress=progress))
+    run = replace(
+        det.run, out=Path(out), device=cfg.device, progress=cfg.progress, cpu_threads=cfg.cpu_threads,
+        deterministic=cfg.deterministic,
+    )  # fmt: skip
+    return replace(det, labels=labels, run=run)
 
 
 def detection_config(
     cfg: DetectionExperimentConfig, root: Path, init: str, budget: LabelBudget, seed: int, backbone: Path
 ):
-    from ppkt.eval.detection.presets import get_detection_preset
-
     det = _detection_data(get_detection_preset(cfg.detection_preset), cfg, root)
-    det = _detection_run(
-        det, budget=budget, seed=seed, splits_dir=cfg.out / "splits",
-        out=cfg.out / f"{init}-{budget.slug}-seed{seed}", device=cfg.device, progress=cfg.progress,
-    )  # fmt: skip
-    det = apply_overrides(det, _overrides(cfg.detection_overrides))
+    det = _detection_run(det, cfg, budget=budget, seed=seed, out=cfg.out / f"{init}-{budget.slug}-seed{seed}")
+    user = _overrides(cfg.detection_overrides)
+    det = apply_overrides(det, user)
+    # Both initialisations get the pretrained backbone's architecture (its card), as segmentation's
+    # protocol does; an architecture option the user set that differs from the card is an error.
+    given = {key.removeprefix("model.") for key in user if key.startswith("model.")}
+    model, _ = spec_from_card(det.model, load_card(backbone), given, where=str(backbone))
     if init == "ppkt":
-        det = replace(det, model=replace(det.model, init=backbone))
-    return det
+        model = replace(model, init=backbone)
+    return replace(det, model=model)
 
 
 def detection_one(
@@ -149,8 +160,6 @@ def detection_one(
 ) -> DetectionRunRecord:
     """One fine-tune (or the finished identical one in its folder)."""
     import json
-
-    from ppkt.eval.detection.loop import finetune_detection
 
     det = detection_config(cfg, root, init, budget, seed, backbone)
     run_dir = Path(det.run.out)

@@ -30,6 +30,7 @@ import yaml
 
 from ppkt.config import config_to_dict
 from ppkt.eval.splits import LabelBudget
+from ppkt.experiments.effectiveness import finetune_one, prepare_data, pretrain_backbone
 from ppkt.experiments.results import mean_std
 from ppkt.utils.io import atomic_write_json, atomic_write_text
 
@@ -258,8 +259,6 @@ def plot_objectives(rows: Sequence[ObjectiveRow], path: Path) -> Path | None:
 def run_objectives(cfg, log: Callable[..., None] = print) -> ObjectiveResults:
     """Pretrain with every objective of ``cfg.objectives``, probe each (and a random backbone) at
     ``cfg.linear_budgets`` x ``cfg.seeds``; write and return the results."""
-    from ppkt.experiments.effectiveness import finetune_one, prepare_data, pretrain_backbone
-
     started = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

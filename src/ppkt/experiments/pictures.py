@@ -6,8 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ppkt.data.scannet import ScanNetFrames, read_scannet_scene, scannet_split
+from ppkt.eval.finetune import load_checkpoint
 from ppkt.experiments.effectiveness import ExperimentConfig
 from ppkt.experiments.results import EffectivenessResults
+from ppkt.viz.model_figures import (
+    frame_embeddings,
+    load_pretrain_run,
+    pretrain_feature_figures,
+    segmentation_figures,
+    similarity_figures,
+)
 from ppkt.viz.panels import hstack, save_png, titled, vstack
 
 
@@ -17,16 +26,6 @@ def demo_pictures(cfg: ExperimentConfig, results: EffectivenessResults) -> list[
 
     Written to ``<out>/pictures/``; returns the paths written.
     """
-    from ppkt.data.scannet import ScanNetFrames, read_scannet_scene, scannet_split
-    from ppkt.eval.finetune import load_checkpoint
-    from ppkt.viz.model_figures import (
-        frame_embeddings,
-        load_pretrain_run,
-        pretrain_feature_figures,
-        segmentation_figures,
-        similarity_figures,
-    )
-
     out = Path(cfg.out) / "pictures"
     root = Path(results.data_root)
     written: list[Path] = []

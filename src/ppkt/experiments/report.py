@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ppkt.experiments.results import RunRecord, read_results
 from ppkt.utils.io import atomic_write_text
+from ppkt.viz.figures import read_metrics, training_curves_figure
+from ppkt.viz.panels import save_png
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -145,9 +147,6 @@ def _loss_curve(folder: Path) -> Path | None:
     if not metrics.is_file():
         return None
     try:
-        from ppkt.viz.figures import read_metrics, training_curves_figure
-        from ppkt.viz.panels import save_png
-
         picture = training_curves_figure(read_metrics(metrics), ["loss"], title="PPKT pretraining")
     except (ImportError, ValueError):
         return None

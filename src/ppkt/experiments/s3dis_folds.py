@@ -17,6 +17,7 @@ import numpy as np
 from ppkt.data.s3dis import S3DIS_AREAS
 from ppkt.data.types import SceneSource
 from ppkt.eval.config import FinetuneConfig
+from ppkt.eval.finetune import finetune
 from ppkt.eval.metrics import SegmentationMetrics
 
 
@@ -45,8 +46,6 @@ def six_fold(
     cfg: FinetuneConfig, *, folds: Sequence[str] = S3DIS_AREAS, source: SceneSource | None = None
 ) -> list[FoldResult]:
     """Run :func:`ppkt.eval.finetune.finetune` once per fold of ``folds`` (default: all six areas)."""
-    from ppkt.eval.finetune import finetune
-
     if cfg.data.kind != "s3dis":
         raise ValueError(f"the 6-fold protocol is for data.kind s3dis, not {cfg.data.kind}")
     results = []

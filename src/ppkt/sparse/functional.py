@@ -146,6 +146,7 @@ def sparse_conv(
     if backend == "torch":
         return _TorchSparseConv.apply(feats, weight, kernel_map)
     if backend == "spconv":
+        # local: cycle with ppkt.sparse.spconv_backend (it builds on _TorchSparseConv from here)
         from ppkt.sparse.spconv_backend import spconv_conv
 
         return spconv_conv(feats, weight, kernel_map)

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Literal
 
 from ppkt.augment.config import AugmentConfig
-from ppkt.backbones.spec import BackboneSpec
-from ppkt.config import option
+from ppkt.backbones.spec import BackboneSpec, check_backbone_spec
+from ppkt.config import RangeCheck, device_problem, option
 from ppkt.data.images import DEPTH_RANGE
 from ppkt.data.registry import SyntheticRooms, check_synthetic
+from ppkt.teachers import TEACHERS
 
 
 @dataclass(frozen=True)
@@ -201,10 +202,6 @@ class PretrainConfig:
 
 def validate(cfg: PretrainConfig) -> None:
     """Reject values that cannot be meant; the ValueError names each field and its allowed range."""
-    from ppkt.backbones.spec import check_backbone_spec
-    from ppkt.config import RangeCheck, device_problem
-    from ppkt.teachers import TEACHERS
-
     check = RangeCheck(cfg)
     data, aug, run = cfg.data, cfg.augment, cfg.run
     check.number("data.frame_skip", low=1)

@@ -15,6 +15,7 @@ from ppkt.data.superpixels import Superpixels
 from ppkt.data.types import LidarCameraSample, RGBDFrame
 from ppkt.train.config import AugmentConfig, DataConfig
 from ppkt.train.samples import FrameSkipped, PretrainSample, lidar_sample, rgbd_sample
+from ppkt.train.scene_samples import scene_sample
 
 if TYPE_CHECKING:
     from ppkt.teachers import TeacherFeatureCache
@@ -92,8 +93,6 @@ class PretrainDataset(torch.utils.data.Dataset):
     def _one(self, index: int, epoch: int) -> PretrainSample:
         rng = np.random.default_rng([self.seed, epoch, index])
         if self.scenes is not None:
-            from ppkt.train.scene_samples import scene_sample
-
             return scene_sample(
                 self.frames, index, self.scenes, self.data, self.augment, self.input_features, rng,
                 superpixels=self.superpixels,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ppkt import __version__
 from ppkt.backbones.card import (  # noqa: F401 - the card's names, re-exported for export's users
     CARD_FORMAT,
     CARD_METADATA_KEY,
@@ -21,8 +22,11 @@ from ppkt.backbones.card import (  # noqa: F401 - the card's names, re-exported 
     load_card,
     tensors_sha256,
 )
+from ppkt.engine.checkpoint import latest_checkpoint, load_checkpoint
+from ppkt.engine.guards import check_finite_file
+from ppkt.train.loop import load_run_config
 from ppkt.utils.io import atomic_write_json
-from ppkt.utils.weights import load_weights, remap_keys, save_weights
+from ppkt.utils.weights import load_state_strict, load_weights, remap_keys, save_weights
 
 
 def export_backbone(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path, BackboneCard]:
@@ -33,12 +37,6 @@ def export_backbone(run_dir: str | Path, out: str | Path | None = None) -> tuple
     match its card cannot be written; a checkpoint holding NaN/inf is refused (``NonFiniteError``
     naming the file and the first bad tensor).
     """
-    from ppkt import __version__
-    from ppkt.engine.checkpoint import latest_checkpoint, load_checkpoint
-    from ppkt.engine.guards import check_finite_file
-    from ppkt.train.loop import load_run_config
-    from ppkt.utils.weights import load_state_strict
-
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     ckpt = latest_checkpoint(run_dir)

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ppkt.config import config_from_dict, config_to_dict, save_config
+from ppkt.config import apply_overrides, config_from_dict, config_to_dict, load_config, save_config
+from ppkt.data.registry import FrameRequest, get_spec, open_frames
 from ppkt.engine import (
     DistInfo,
     MetricsLog,
@@ -37,12 +38,16 @@ from ppkt.engine import (
     setup_runtime,
     training_state_problem,
 )
+from ppkt.engine.rundir import resume_overrides
+from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
+from ppkt.teachers import TeacherFeatureCache
 from ppkt.train.batch import Collator
 from ppkt.train.config import PretrainConfig, validate
 from ppkt.train.dataset import PretrainDataset
 from ppkt.train.model import PPKTModel, build_model
 from ppkt.train.objectives import Objective, superpixel_source
 from ppkt.train.sampler import StepBatchSampler
+from ppkt.train.scene_samples import SceneIndex
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.yaml"
@@ -93,8 +98,6 @@ def build_frames(cfg: PretrainConfig, info: DistInfo | None = None) -> Sequence:
     other ranks wait. The lidar readers carry ``beam_spacing_deg``, which :class:`PretrainDataset`
     uses for the occlusion test of the pairs.
     """
-    from ppkt.data.registry import FrameRequest, open_frames
-
     data, info = cfg.data, info or DistInfo()
     request = FrameRequest(
         data.root,
@@ -155,11 +158,7 @@ def open_teacher_cache(cfg: PretrainConfig, teacher_identity: str):
     """
     if cfg.teacher.cache is None:
         return None
-    from ppkt.teachers import TeacherFeatureCache
-
     root = Path(cfg.teacher.cache)
-    from ppkt.data.registry import get_spec
-
     if get_spec(cfg.data.kind).modality != "rgbd":
         raise ValueError(f"teacher.cache={root}: the teacher cache holds RGB-D frames, not {cfg.data.kind}")
     if not (root / "manifest.json").is_file():
@@ -176,8 +175,6 @@ def open_teacher_cache(cfg: PretrainConfig, teacher_identity: str):
 
 def load_run_config(run_dir: Path) -> PretrainConfig:
     """The config saved in a run folder."""
-    from ppkt.config import load_config
-
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a pretraining run folder (no {CONFIG})")
@@ -239,8 +236,6 @@ def _pretrain(
 
     model = build_model(cfg).to(device)
     if cfg.model.sync_batchnorm and rt.distributed:
-        from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
-
         convert_sync_batchnorm(model.backbone)
     teacher_cache = open_teacher_cache(cfg, _teacher_identity(model))
     frames = build_frames(cfg, info) if frames is None else frames
@@ -470,14 +465,10 @@ def scene_index(cfg: PretrainConfig, frames: Sequence):
     (a ScanNet-layout reader, or frames given with a ``scene_index`` attribute); else None."""
     if cfg.data.pairs != "scene":
         return None
-    from ppkt.data.registry import get_spec
-
     if get_spec(cfg.data.kind).modality != "rgbd":
         raise ValueError(
             f"data.pairs=scene pairs RGB-D scene clouds with posed frames, not {cfg.data.kind} data"
         )
-    from ppkt.train.scene_samples import SceneIndex
-
     given = getattr(frames, "scene_index", None)
     return given if given is not None else SceneIndex.from_reader(frames)
 
@@ -503,9 +494,6 @@ def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> PretrainConf
     ``run.out`` becomes ``run_dir``, wherever the run was first written, so a moved or copied run
     folder resumes in place.
     """
-    from ppkt.config import apply_overrides
-    from ppkt.engine.rundir import resume_overrides
-
     cfg = load_run_config(run_dir)
     cfg = apply_overrides(cfg, resume_overrides(run_dir, overrides))
     return config_from_dict(PretrainConfig, config_to_dict(cfg))

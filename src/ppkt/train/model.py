@@ -16,8 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ppkt.backbones import MLPProjectionHead, ProjectionHead
+from ppkt.teachers import UpsamplingProjection, build_teacher
 from ppkt.train.batch import PretrainBatch
 from ppkt.train.config import PretrainConfig
+from ppkt.utils.weights import load_state_strict, remap_keys
 
 TRAINABLE_PARTS = ("backbone", "head", "upl")
 """The submodules saved in checkpoints (the teacher is rebuilt from its own weights)."""
@@ -65,9 +68,6 @@ class PPKTModel(nn.Module):
         pixel_target: str = "upl",
         head: str = "linear",
     ) -> None:
-        from ppkt.backbones import MLPProjectionHead, ProjectionHead
-        from ppkt.teachers import UpsamplingProjection
-
         super().__init__()
         if pixel_target not in ("upl", "teacher"):
             raise ValueError(f"pixel_target must be 'upl' or 'teacher', got {pixel_target!r}")
@@ -152,8 +152,6 @@ class PPKTModel(nn.Module):
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor], what: str) -> None:
         """Strictly load :meth:`trainable_state_dict` output (any missing or extra key is an error)."""
-        from ppkt.utils.weights import load_state_strict, remap_keys
-
         for part in TRAINABLE_PARTS:
             sub = remap_keys(
                 {k: v for k, v in state.items() if k.startswith(part + ".")}, strip_prefixes=(part + ".",)
@@ -166,11 +164,10 @@ class PPKTModel(nn.Module):
 
 def build_model(cfg: PretrainConfig) -> PPKTModel:
     """Teacher (frozen, from its weights), backbone, heads, as the config says."""
-    from ppkt.teachers import build_teacher
-
     weights = None if cfg.teacher.weights is None else str(cfg.teacher.weights)
     teacher = build_teacher(cfg.teacher.name, weights=weights, stage=cfg.teacher.stage)
     backbone = cfg.model.build()
+    # local: cycle with ppkt.train.objectives (it imports PairEmbeddings from here)
     from ppkt.train.objectives import pixel_target
 
     return PPKTModel(

@@ -44,9 +44,12 @@ from ppkt.augment.color import ColorAugmentation
 from ppkt.augment.config import AugmentConfig
 from ppkt.augment.image import augment_image
 from ppkt.augment.points import augment_points
+from ppkt.backbones import input_features as make_features
 from ppkt.data.images import prepare_image
+from ppkt.data.lidar_common import occlusion_radius_px
 from ppkt.data.superpixels import Superpixels, superpixels_at
-from ppkt.data.types import LidarCameraSample, RGBDFrame
+from ppkt.data.types import CameraImage, LidarCameraSample, RGBDFrame
+from ppkt.geometry import lidar_camera_pairs, rgbd_pairs, scale_intrinsics, transform_points, uv_to_ij
 from ppkt.train.config import DataConfig
 
 MIN_PAIRS_PER_FRAME = 2
@@ -106,8 +109,6 @@ class FrameSkipped(Exception):
 
 def color_at(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """``(P, 3)`` colour of the pixel containing each ``uv`` in a ``(3, H, W)`` image."""
-    from ppkt.geometry import uv_to_ij
-
     ij = uv_to_ij(uv)
     H, W = int(image.shape[1]), int(image.shape[2])
     # One gather per colour plane: advanced indexing image[:, i, j] and row gathers from an
@@ -166,8 +167,6 @@ def augment_sample(
 ) -> PretrainSample:
     """Augment one frame (any number of images) and compute its per-point input features
     (``pair_superpixel (P,)``, when given, follows the kept pairs)."""
-    from ppkt.backbones import input_features as make_features
-
     generator = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
     aug_points = augment_points(points, augment, rng, generator, up_axis=up_axis)
     if len(images) == 1:  # RGB-D: every pair is in the one image, no per-image selection
@@ -224,8 +223,6 @@ def rgbd_sample(
     frame missing from the teacher cache). With ``superpixels`` each pair carries the superpixel of
     its pixel in the un-augmented image (so crops and flips keep superpixels whole).
     """
-    from ppkt.geometry import rgbd_pairs, scale_intrinsics
-
     name = f"{frame.scene_id}/{frame.frame_id}"
     image = training_image(frame.color, data.image_hw)
     K_color = scale_intrinsics(
@@ -255,8 +252,6 @@ def rgbd_sample(
         # Fine-tuning sees gravity-aligned scenes (z up); a 3D network pretrained on camera-frame
         # points (y down, tilted with the camera) would meet its vertical axis on another axis.
         # Measured on the synthetic rooms, see docs/pretraining.md.
-        from ppkt.geometry import transform_points
-
         world_from_camera = torch.as_tensor(frame.world_from_camera, dtype=torch.float64)
         points, up_axis = transform_points(world_from_camera, points.double()).float(), (0.0, 0.0, 1.0)
     sample = augment_sample(
@@ -300,10 +295,6 @@ def lidar_sample(
     more than :data:`LIDAR_DEPTH_TOL` metres nearer. Non-finite points (a corrupt sweep) are
     dropped. Lidar points have no colour: only ``input_features="constant"`` is supported here.
     """
-    from ppkt.data.lidar_common import occlusion_radius_px
-    from ppkt.data.types import CameraImage
-    from ppkt.geometry import lidar_camera_pairs, scale_intrinsics
-
     if input_features != "constant":
         raise ValueError(
             f"lidar samples carry no colour; use model.input_features=constant, not {input_features}"

@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ppkt.data.ply import read_ply_vertices
 from ppkt.data.superpixels import Superpixels
 from ppkt.data.types import RGBDFrame
+from ppkt.geometry import scale_intrinsics
+from ppkt.geometry.scene_pairs import PosedView, scene_view_pairs
 from ppkt.train.config import AugmentConfig, DataConfig
 from ppkt.train.samples import (
     MIN_PAIRS_PER_FRAME,
@@ -43,8 +46,6 @@ class SceneCloud:
 
 def read_scene_cloud(path: Path) -> SceneCloud:
     """``<scene>_vh_clean_2.ply`` (x, y, z, red, green, blue vertices); errors name the file."""
-    from ppkt.data.ply import read_ply_vertices
-
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: scene cloud not found (data.pairs=scene needs <scene>_vh_clean_2.ply)"
@@ -118,9 +119,6 @@ def scene_sample(
 ) -> PretrainSample:
     """The scene cloud of frame ``index`` paired with that frame and ``data.scene_views - 1`` other
     frames of its scene (drawn by ``rng``), augmented as one sample with one image per view."""
-    from ppkt.geometry import scale_intrinsics
-    from ppkt.geometry.scene_pairs import PosedView, scene_view_pairs
-
     scene = scenes.scene_of[index]
     others = [i for i in scenes.frames_of(scene) if i != index]
     count = min(len(others), data.scene_views - 1)

@@ -16,6 +16,7 @@ import torch
 from ppkt.data.boxes import Boxes3D, SceneCamera
 from ppkt.geometry.camera import project_points, transform_points
 from ppkt.viz.colors import class_palette
+from ppkt.viz.panels import caption, hstack, legend
 
 BOX_EDGES = np.array(
     [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]]
@@ -162,8 +163,6 @@ def detection_image_figure(
 ) -> np.ndarray:
     """:func:`draw_boxes_in_image` with a caption (``title``, which line is which) and a legend of
     the classes drawn."""
-    from ppkt.viz.panels import caption, hstack, legend
-
     picture = draw_boxes_in_image(
         camera, truth, predicted, scores, class_names, score_threshold=score_threshold
     )

@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ppkt.config import option
+from ppkt.config import RangeCheck, option
 from ppkt.data.registry import SyntheticRooms, check_synthetic
-from ppkt.eval.config import SYNTHETIC_EVAL_HW, EvalOptimConfig, EvalRunConfig, LabelsConfig, ModelConfig
+from ppkt.eval.config import (
+    SYNTHETIC_EVAL_HW,
+    EvalOptimConfig,
+    EvalRunConfig,
+    LabelsConfig,
+    ModelConfig,
+    check_shared_sections,
+)
 from ppkt.eval.detection.data import DetectionAugmentation
 
 
@@ -123,9 +130,6 @@ class DetectionConfig:
 def validate(cfg: DetectionConfig) -> None:
     """Reject values that cannot be meant; the ValueError names each field and its allowed range.
     The labels, model, optim and run sections are checked as segmentation's (same fields)."""
-    from ppkt.config import RangeCheck
-    from ppkt.eval.config import check_shared_sections
-
     check = RangeCheck(cfg)
     data, aug, head = cfg.data, cfg.augment, cfg.head
     check.number("data.num_workers", low=0)

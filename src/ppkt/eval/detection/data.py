@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ppkt.augment.points import Z_UP, PointAugmentation
+from ppkt.backbones import input_features as make_features
 from ppkt.data.boxes import (  # noqa: F401 (check-data for boxes, re-exported)
     Boxes3D,
     DetectionCheck,
@@ -134,8 +135,6 @@ class DetectionSample:
 
 
 def detection_sample(scene: DetectionScene, input_features: str) -> DetectionSample:
-    from ppkt.backbones import input_features as make_features
-
     if len(scene.points) == 0:
         raise ValueError(f"scene {scene.scene_id}: no points")
     points = np.asarray(scene.points, dtype=np.float32)

@@ -33,6 +33,7 @@ import torch
 import yaml
 
 from ppkt.config import config_from_dict, config_to_dict
+from ppkt.data.registry import SceneRequest, open_detection_scenes
 from ppkt.engine import (
     MetricsLog,
     NonFiniteError,
@@ -45,6 +46,7 @@ from ppkt.engine import (
     resolve_device,
     setup_runtime,
 )
+from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
 from ppkt.eval.detection.config import DetectionConfig, DetectionDataConfig, validate
 from ppkt.eval.detection.criterion import votenet_loss
 from ppkt.eval.detection.data import DetectionDataset, DetectionSource
@@ -72,8 +74,6 @@ CLASS_NAMES_METADATA_KEY = "class_names"
 
 def build_detection_source(data: DetectionDataConfig) -> DetectionSource:
     """The scenes with boxes of ``data`` from the registry of formats (``ppkt.data.registry``)."""
-    from ppkt.data.registry import SceneRequest, open_detection_scenes
-
     return open_detection_scenes(
         data.kind, SceneRequest(data.root, scene_lists=data.scene_lists, synthetic=data.synthetic)
     )
@@ -324,8 +324,6 @@ def _finetune_detection(
         load_pretrained_backbone(model, cfg.model.init, cfg)
     model.to(device).train()
     if cfg.model.sync_batchnorm and rt.distributed:
-        from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
-
         convert_sync_batchnorm(model.backbone)
     o = cfg.optim
     optimizer = build_optimizer(model, cfg)
