@@ -14,7 +14,7 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_finetune_evaluate_and_viz_detection(tmp_path, capsys):
+def test_finetune_evaluate_and_viz_detection(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     args = ["finetune", "--task", "detection", "--preset", "demo-detection", *TINY,
             "--data.root", str(tmp_path / "synthetic"), "--run.out", str(run),
@@ -43,8 +43,27 @@ def test_finetune_evaluate_and_viz_detection(tmp_path, capsys):
     with Image.open(photo) as image:
         width, height = image.size
     assert width > 32 and height > 24
-    assert main(["viz", "detections", str(run), "--frame", "nope", "--out", str(tmp_path / "d.png")]) == 2
-    assert "no posed frame 'nope'" in capsys.readouterr().err
+    # An unknown --frame: one line, exit 2, before the evaluation and before any picture.
+    import ppkt.eval.detection.loop as detection_loop
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated before checking --frame")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(detection_loop, "evaluate_detection_checkpoint", no_evaluation)
+        assert main(["viz", "detections", str(run), "--frame", "nope", "--out", str(tmp_path / "d.png")]) == 2
+    captured = capsys.readouterr()
+    assert "no posed frame 'nope'" in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert not (tmp_path / "d.png").exists() and captured.out == ""
+    # A photo that cannot be decoded: one "no photo" line naming the file, the top-down picture kept.
+    colors = sorted((tmp_path / "synthetic").rglob("color/*.jpg"))
+    assert colors
+    for color in colors:
+        color.write_bytes(b"not a jpeg")
+    assert main(["viz", "detections", str(run), "--score", "0.0", "--out", str(tmp_path / "e.png")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("no photo")]
+    assert len(lines) == 1 and ".jpg: " in lines[0] and str(tmp_path / "synthetic") in lines[0], lines
+    assert (tmp_path / "e.png").is_file() and not (tmp_path / "e_image.png").exists()
 
 
 def test_detection_flags_are_checked(capsys):

@@ -1,6 +1,7 @@
 """ScanNet boxes from a small fixture written in ScanNet's own layout."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,74 @@ def test_check_data_counts_and_names_scannet_box_annotations(tmp_path, capsys):
     assert "note: boxes: 2 usable, 3 annotations left out" in out
     assert main(["check-data", str(tmp_path), "--format", "scannet", "--frame-skip", "1", "--no-boxes"]) == 0
     assert "boxes:" not in capsys.readouterr().out
+
+
+def _old_vote(nyu40_ids):
+    """The class vote before the NYU40 reading (2ce7be6), naively: ids outside the 20 benchmark
+    classes and 0 pool into one "other" (0); ties go to the smaller id; "other" is no box."""
+    from collections import Counter
+
+    from ppkt.data.boxes import SCANNET_DETECTION_NYU40_IDS
+    from ppkt.data.scannet_classes import SCANNET20_NYU40_IDS
+
+    counts = Counter(i if i in SCANNET20_NYU40_IDS else 0 for i in nyu40_ids)
+    winner = min(counts, key=lambda i: (-counts[i], i))
+    return winner if winner in SCANNET_DETECTION_NYU40_IDS else None
+
+
+CABINET, OTHERPROP, CEILING, FLOOR = 3, 40, 22, 2
+
+
+@pytest.mark.parametrize(
+    "table_ids, expected",
+    [
+        ([CABINET] * 32 + [OTHERPROP] * 24 + [CEILING] * 24, None),  # 40/30/30: "other" wins, no box
+        ([CABINET] * 32 + [1] * 24 + [FLOOR] * 24, CABINET),  # wall and floor vote each for themselves
+        ([CABINET] * 32 + [0] * 48, None),  # mostly unannotated: no box, but not an "unknown class"
+        ([CABINET] * 40 + [OTHERPROP] * 40, None),  # a tie goes to "other"
+        ([CABINET] * 41 + [OTHERPROP] * 20 + [0] * 19, CABINET),
+    ],
+)
+def test_the_class_vote_pools_the_ids_outside_the_benchmark_classes(tmp_path, table_ids, expected):
+    from scannet_fixtures import CHAIR, WALL
+
+    from ppkt.data.boxes import SCANNET_DETECTION_CLASS_NAMES, SCANNET_DETECTION_NYU40_IDS
+
+    assert _old_vote(table_ids) == expected
+    write_scan(tmp_path, labels_override=np.concatenate([[CHAIR] * 60, table_ids, [WALL] * 50]))
+    scene, skips = read_scannet_detection_scene(tmp_path / "scene0000_00")
+    assert skips == []
+    names = [scene.boxes.class_names[k] for k in scene.boxes.labels]
+    table = (
+        []
+        if expected is None
+        else [SCANNET_DETECTION_CLASS_NAMES[SCANNET_DETECTION_NYU40_IDS.index(expected)]]
+    )
+    assert names == ["chair", *table]
+
+
+def test_check_data_reads_each_scan_once(tmp_path, monkeypatch):
+    import ppkt.data.scannet_boxes as scannet_boxes
+    from ppkt.data.check import scan_dataset
+
+    _bad_scans(tmp_path)  # scene0001_00 is unreadable
+    write_scan(tmp_path, "scene0002_00")
+    reads = []
+    real = scannet_boxes.read_scannet_detection_scene
+
+    def spy(scene_dir):
+        reads.append(Path(scene_dir).name)
+        return real(scene_dir)
+
+    monkeypatch.setattr(scannet_boxes, "read_scannet_detection_scene", spy)
+    report = scan_dataset(tmp_path, "scannet", frame_skip=1)
+    assert reads == ["scene0000_00", "scene0001_00", "scene0002_00"]
+    assert any("boxes: 2 of 3 annotated scans read" in n for n in report.notes)
+    reads.clear()
+    with pytest.raises(ValueError, match="scene0001_00_vh_clean_2.ply.*not finite"):
+        scan_dataset(tmp_path, "scannet", strict=True, frame_skip=1)
+    assert reads == ["scene0000_00", "scene0001_00"]  # one pass, stopped at the unreadable scan
+    reads.clear()
+    (tmp_path / "scene0001_00" / "scene0001_00.aggregation.json").unlink()  # no longer a box scan
+    scan_dataset(tmp_path, "scannet", strict=True, frame_skip=1)
+    assert reads == ["scene0000_00", "scene0002_00"]

@@ -190,6 +190,10 @@ def run_viz(args: argparse.Namespace) -> int:
             raise ValueError(f"split {args.split or cfg.data.val_split!r} has no scenes")
         scene_id = ids[0]
     scene = source.read(scene_id)
+    if args.frame is not None:  # a wrong frame name stops before the slow evaluation
+        from ppkt.data.scannet_boxes import check_scannet_frame
+
+        check_scannet_frame(source.root, scene_id, args.frame)
     one = InMemoryDetectionSource({"scene": [scene]}, class_names)
     metrics, _, kept = evaluate_detection_checkpoint(
         path, split="scene", device=args.device, progress=False, source=one, keep_predictions=True
@@ -208,8 +212,11 @@ def run_viz(args: argparse.Namespace) -> int:
     print(f"{scene_id}: {len(truth)} true boxes, {shown} predictions >= {args.score}\nwrote {png}")
     try:
         camera, why = _scene_camera(cfg.data.kind, source, scene, args.frame)
-    except FileNotFoundError as err:  # e.g. scans without exported frames: the top-down picture stands
-        camera, why = None, str(err)
+    except (OSError, ValueError) as err:
+        # e.g. scans without exported frames, an undecodable image: the top-down picture stands
+        from ppkt.cli import error_line
+
+        camera, why = None, error_line(err)
     if camera is None:
         print(f"no photo: {why}")
         return 0

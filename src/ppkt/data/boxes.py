@@ -274,11 +274,12 @@ class DetectionCheck:
     failed: dict[str, str]
 
 
-def check_detection_scenes(source, scene_ids: Sequence[str]) -> DetectionCheck:
-    """Check-data for boxes: read every scene, count and name the annotations left out (the
+def check_detection_scenes(source, scene_ids: Sequence[str], *, strict: bool = False) -> DetectionCheck:
+    """Check-data for boxes: read every scene once, count and name the annotations left out (the
     readers' own skips, in ``source.skips`` where a reader keeps them) and the boxes that
     :func:`~ppkt.data.boxes.validate_boxes` rejects, e.g. a box with no point inside; a scene that
-    cannot be read is reported with its error instead of stopping the check."""
+    cannot be read is reported with its error instead of stopping the check (with ``strict`` the
+    first one raises its error)."""
     skips: dict[str, int] = {}
     named: list[str] = []
     failed: dict[str, str] = {}
@@ -287,6 +288,8 @@ def check_detection_scenes(source, scene_ids: Sequence[str]) -> DetectionCheck:
         try:
             scene = source.read(sid)
         except (FileNotFoundError, ValueError, KeyError) as err:
+            if strict:
+                raise
             failed[sid] = str(err)
             continue
         scenes += 1

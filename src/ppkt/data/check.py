@@ -175,11 +175,7 @@ def check_scannet_boxes(path: str | Path, report: DataReport, strict: bool = Fal
     if not ids:
         report.notes.append("boxes: no scan with instance annotations (<scene>.aggregation.json)")
         return report
-    source = ScanNetDetectionSource(root)
-    if strict:
-        for sid in ids:
-            source.read(sid)
-    check = check_detection_scenes(source, ids)
+    check = check_detection_scenes(ScanNetDetectionSource(root), ids, strict=strict)
     notes = [f"boxes: {check.scenes} of {len(ids)} annotated scans read"]
     notes += [f"unreadable scan: {sid}: {error}" for sid, error in list(check.failed.items())[:MAX_EXAMPLES]]
     if len(check.failed) > MAX_EXAMPLES:

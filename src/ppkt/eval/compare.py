@@ -20,6 +20,9 @@ from typing import Any
 
 import yaml
 
+from ppkt.config import config_from_dict, config_to_dict
+from ppkt.eval.config import FinetuneConfig
+
 SEED_KEYS = ("labels.seed", "run.seed")
 IGNORED_KEYS = (
     "run.out",
@@ -70,7 +73,11 @@ class RunRecord:
 
 
 def load_run(path: str | Path) -> RunRecord:
-    """Read ``config.yaml`` and ``metrics.json`` of a run folder."""
+    """Read ``config.yaml`` and ``metrics.json`` of a run folder.
+
+    The config is read as a :class:`FinetuneConfig` (old names of renamed options become the new
+    ones, missing keys take their defaults) so that runs saved before and after a rename, with the
+    same settings, fall in one group."""
     path = Path(path)
     config_path, metrics_path = path / "config.yaml", path / "metrics.json"
     for p in (config_path, metrics_path):
@@ -80,6 +87,7 @@ def load_run(path: str | Path) -> RunRecord:
         config = yaml.safe_load(config_path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{config_path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    config = config_to_dict(config_from_dict(FinetuneConfig, config, where=str(config_path)))
     try:
         metrics = json.loads(metrics_path.read_text())
     except json.JSONDecodeError as err:
