@@ -88,3 +88,23 @@ def test_check_data_counts_and_names_bad_sunrgbd_annotations(tmp_path, capsys):
     assert main(["check-data", str(root)]) == 0
     out = capsys.readouterr().out
     assert "format: sunrgbd" in out and "000001: line 3 (malformed)" in out
+
+
+def test_strict_check_data_stops_at_the_first_unreadable_scene_in_one_pass(tmp_path, monkeypatch):
+    from ppkt.data.check import scan_dataset
+
+    root = tmp_path / "sunrgbd_trainval"
+    write_export(root)
+    (root / "val_data_idx.txt").write_text("1\n2\n")  # scene 2 has no files
+    reads = []
+    real_read = SunRGBDDetectionSource.read
+    monkeypatch.setattr(
+        SunRGBDDetectionSource, "read", lambda self, sid: reads.append(sid) or real_read(self, sid)
+    )
+    with pytest.raises(FileNotFoundError, match="000002"):
+        scan_dataset(root, strict=True)
+    assert reads == ["000001", "000002"]  # each scene read once, the bad one last
+    reads.clear()
+    (root / "val_data_idx.txt").write_text("1\n")
+    scan_dataset(root, strict=True)
+    assert reads == ["000001"]  # not once to check readability and again for the boxes

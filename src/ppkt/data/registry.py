@@ -425,10 +425,8 @@ def _scan_sunrgbd(path: Path, strict: bool, **options) -> DataReport:
     ids = sorted({sid for split in splits for sid in source.scene_ids(split)}) or sorted(
         p.stem for p in (path / "label").glob("*.txt")
     )
-    if strict:  # the first unreadable scene raises with its own message
-        for sid in ids:
-            source.read(sid)
-    return box_report(path, "sunrgbd", check_detection_scenes(source, ids), len(ids))
+    # strict: the first unreadable scene raises with its own message, in the one pass
+    return box_report(path, "sunrgbd", check_detection_scenes(source, ids, strict=strict), len(ids))
 
 
 def box_report(path: Path, format: str, check, scenes: int) -> DataReport:
