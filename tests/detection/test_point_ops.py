@@ -250,3 +250,19 @@ def test_nms_hand_case():
     assert nms_3d(boxes, scores, 0.5).tolist() == [1, 2]
     assert nms_3d(boxes, scores, 0.5, labels=torch.tensor([0, 1, 0])).tolist() == [1, 0, 2]
     assert nms_3d(torch.zeros(0, 7), torch.zeros(0), 0.5).tolist() == []
+
+
+def test_batched_seed_sampling_equals_per_scene_fps():
+    from ppkt.eval.detection.model import seed_voxels
+
+    rng = np.random.default_rng(4)
+    sizes = [40, 25, 33]
+    xyz = torch.tensor(rng.uniform(0, 3, (sum(sizes), 3)), dtype=torch.float32)
+    offsets = torch.tensor([0, 40, 65, 98])
+    for seeds in (8, 25, 30):  # 30 > 25: the small scene is sampled alone, its order repeating
+        for batched in (True, False, None):
+            got = seed_voxels(xyz, offsets, seeds, batched=batched)
+            for b in range(3):
+                lo, hi = int(offsets[b]), int(offsets[b + 1])
+                want = lo + farthest_point_sample(xyz[lo:hi], seeds)
+                assert got[b].tolist() == want.tolist()
