@@ -194,9 +194,10 @@ def test_detection_runs_take_the_pretrained_architecture(tmp_path):
     for init in ("scratch", "ppkt"):
         model = detection_config(cfg, ROOT, init, LabelBudget("scenes", 1.0), 0, wide).model
         assert (model.width, model.voxel_size) == (0.25, 0.1)
-    clash = DetectionExperimentConfig(out=OUT, detection_overrides=("model.width=0.5",))
-    with pytest.raises(ValueError, match="width"):
-        detection_config(clash, ROOT, "ppkt", LabelBudget("scenes", 1.0), 0, wide)
+    for override in ("model.width=0.5", "model.voxel_size=0.05", "data.voxel_size=0.05"):  # old name too
+        clash = DetectionExperimentConfig(out=OUT, detection_overrides=(override,))
+        with pytest.raises(ValueError, match="width|voxel_size"):
+            detection_config(clash, ROOT, "ppkt", LabelBudget("scenes", 1.0), 0, wide)
 
 
 def test_demo_sub_runs():

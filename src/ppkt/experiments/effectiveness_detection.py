@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ppkt.backbones.card import load_card, spec_from_card
-from ppkt.config import apply_overrides, option
+from ppkt.config import apply_overrides, option, rename_overrides
 from ppkt.data.registry import SyntheticRooms
 from ppkt.eval.detection.loop import finetune_detection
 from ppkt.eval.detection.presets import get_detection_preset
@@ -148,7 +148,8 @@ def detection_config(
     det = apply_overrides(det, user)
     # Both initialisations get the pretrained backbone's architecture (its card), as segmentation's
     # protocol does; an architecture option the user set that differs from the card is an error.
-    given = {key.removeprefix("model.") for key in user if key.startswith("model.")}
+    named = rename_overrides(type(det), user)  # an old name (data.voxel_size) counts as set too
+    given = {key.removeprefix("model.") for key in named if key.startswith("model.")}
     model, _ = spec_from_card(det.model, load_card(backbone), given, where=str(backbone))
     if init == "ppkt":
         model = replace(model, init=backbone)

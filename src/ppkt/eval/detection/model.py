@@ -236,26 +236,29 @@ def seed_voxels(
     (two scenes of 48k and 52k voxels, one thread), so each scene is sampled alone.
 
     Batched, each scene is padded to the largest with copies of its last voxel: a copy is never
-    picked while the scene has ``S`` distinct voxels (it is as far as the original, which has the
-    lower index, and at distance 0 once that is picked); a scene with fewer voxels than ``S`` is
-    sampled alone, where FPS repeats its order.
+    picked before its original (it is exactly as far, and the original has the lower index) and is
+    at distance 0 once that is picked. Scenes with fewer than ``S`` voxels, where FPS repeats its
+    order, are sampled alone; the others still share one loop.
     """
     offsets = voxel_offsets.tolist()
     counts = [offsets[b + 1] - offsets[b] for b in range(len(offsets) - 1)]
     if batched is None:
         batched = voxel_xyz.device.type != "cpu"
-    if not batched or min(counts) < num_seeds:
-        return torch.stack(
-            [
-                offsets[b] + farthest_point_sample(voxel_xyz[offsets[b] : offsets[b + 1]], num_seeds)
-                for b in range(len(counts))
-            ]
-        )
-    local = torch.arange(max(counts), device=voxel_xyz.device)
-    start = voxel_offsets[:-1].to(voxel_xyz.device)[:, None]
-    last = torch.tensor(counts, device=voxel_xyz.device)[:, None] - 1
-    padded = start + torch.minimum(local[None], last)  # (B, N_max) rows of voxel_xyz
-    return start + farthest_point_sample(voxel_xyz[padded], num_seeds)
+    seeds: list[torch.Tensor | None] = [None] * len(counts)
+    together = [b for b, n in enumerate(counts) if batched and n >= num_seeds]
+    if len(together) > 1:
+        count = torch.tensor([counts[b] for b in together], device=voxel_xyz.device)[:, None]
+        start = torch.tensor([offsets[b] for b in together], device=voxel_xyz.device)[:, None]
+        local = torch.arange(int(count.max()), device=voxel_xyz.device)[None]
+        padded = start + torch.minimum(local, count - 1)  # (B', N_max) rows of voxel_xyz
+        for row, picks in zip(
+            together, start + farthest_point_sample(voxel_xyz[padded], num_seeds), strict=True
+        ):
+            seeds[row] = picks
+    for b in range(len(counts)):
+        if seeds[b] is None:
+            seeds[b] = offsets[b] + farthest_point_sample(voxel_xyz[offsets[b] : offsets[b + 1]], num_seeds)
+    return torch.stack(seeds)
 
 
 def build_detection_model(cfg: DetectionConfig, num_classes: int, mean_sizes: np.ndarray) -> DetectionModel:
