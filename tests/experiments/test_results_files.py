@@ -90,3 +90,13 @@ def test_a_row_round_trips_with_nan_and_a_file_that_is_not_one_is_named(tmp_path
     bad.write_text(json.dumps({"rows": [{"mode": "finetune", "budget": "pixels:3"}]}))
     with pytest.raises(ValueError, match=r"results\.json: not an effectiveness results file .*pixels:3"):
         read_results(bad)
+
+
+def test_committed_detection_results_give_their_table():
+    from ppkt.experiments.effectiveness_detection import DetectionRunRecord, results_markdown, summarize_detection
+
+    folder = RESULTS / "detection-effectiveness-cpu"
+    saved = json.loads((folder / "results.json").read_text())
+    records = [DetectionRunRecord.from_json(run) for run in saved["runs"]]  # budgets as bare floats
+    assert len(records) == 12
+    assert results_markdown(summarize_detection(records)) == (folder / "results.md").read_text()

@@ -66,7 +66,9 @@ SIZES: dict[str, DemoSize] = {
     ),
     "long": DemoSize(
         rooms=32, frames_per_room=16, pretrain_steps=1500, finetune_steps=1000, lr_grid=(0.01, 0.001),
-        smoke=False, measured="not re-measured",
+        smoke=False,
+        measured="2573 CPU-seconds (user+sys), 47 min 39 s wall on a shared 2-core CPU under load (load "
+        "average about 3-4 from other jobs), rooms cached (/usr/bin/time -v ppkt demo --size long)",
     ),
 }  # fmt: skip
 
@@ -87,8 +89,10 @@ def sizes_help() -> str:
 # Reference costs (seconds of wall time on a quiet 2-core CPU) from which the first ETA is estimated;
 # the ETA then rescales them by the speed measured on this machine as stages finish. Measured with
 # --size default (SIZES, rooms cached): pretraining 400 steps in 5 min 40 s, each fine-tuning run of
-# 400 steps 88-93 s, 11 min 51 s in all; the pictures and frame costs are estimates.
-REF_FRAME_S = 0.15  # rendering one synthetic frame
+# 400 steps 88-93 s, 11 min 51 s in all; the pictures cost is an estimate. A frame: --size long
+# rendered its 512 frames at about 41 frames/s on the loaded machine (0.15 s, the earlier estimate,
+# made the ETA after the rooms 4x too short: "9 min left" before 45 min of work).
+REF_FRAME_S = 0.025  # rendering one synthetic frame
 REF_PRETRAIN_STEP_S = 0.85  # one pretraining step of the demo preset
 REF_FINETUNE_STEP_S = 0.21  # one fine-tuning step of demo-finetune
 REF_RUN_OVERHEAD_S = 6.0  # reading the rooms, building the model, the final evaluation
