@@ -68,7 +68,7 @@ SIZES: dict[str, DemoSize] = {
         rooms=32, frames_per_room=16, pretrain_steps=1500, finetune_steps=1000, lr_grid=(0.01, 0.001),
         smoke=False,
         measured="2573 CPU-seconds (user+sys), 47 min 39 s wall on a shared 2-core CPU under load (load "
-        "average about 3-4 from other jobs), rooms cached (/usr/bin/time -v ppkt demo --size long)",
+        "average about 3-4 from other jobs), rooms generated (/usr/bin/time -v ppkt demo --size long)",
     ),
 }  # fmt: skip
 
