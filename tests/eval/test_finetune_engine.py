@@ -88,6 +88,10 @@ def test_resume_below_the_checkpoint_step_is_an_error(tmp_path, rooms_source, ca
     assert main(["finetune", "--resume", str(cfg.run.out), "--optim.steps", "2"]) == 2
     assert "raise optim.steps" in capsys.readouterr().err
     assert (cfg.run.out / "config.yaml").read_text() == saved
+    for option, value in (("--optim.accumulate", "2"), ("--optim.batch_size", "7"), ("--run.seed", "9")):
+        assert main(["finetune", "--resume", str(cfg.run.out), option, value, "--optim.steps", "4"]) == 2
+        assert f"keeps {option[2:]}" in capsys.readouterr().err
+    assert (cfg.run.out / "config.yaml").read_text() == saved
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         finetune(replace(cfg, run=replace(cfg.run, out=tmp_path / "empty")), source=rooms_source, resume=True)
 

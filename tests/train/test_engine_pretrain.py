@@ -107,6 +107,10 @@ def test_refused_resume_keeps_config_and_a_moved_folder_resumes(tmp_path, frames
     assert main(["pretrain", "--resume", str(run), "--optim.steps", "1"]) == 2
     assert "has already done 2 steps" in capsys.readouterr().err
     assert (run / "config.yaml").read_text() == saved  # the refused resume changed nothing
+    # Options that fixed the data of the steps already taken cannot change on resume.
+    assert main(["pretrain", "--resume", str(run), "--optim.accumulate", "2"]) == 2
+    assert "keeps optim.accumulate 1" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == saved
     moved = tmp_path / "moved" / "run"
     shutil.copytree(run, moved)
     shutil.rmtree(run)

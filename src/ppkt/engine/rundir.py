@@ -13,6 +13,8 @@ import shutil
 import socket
 from pathlib import Path
 
+from ppkt.config import get_dotted
+
 LOCK = "run.lock"
 
 
@@ -114,3 +116,20 @@ def resume_overrides(run_dir: str | Path, overrides: dict[str, str]) -> dict[str
     if "run.out" in overrides and Path(overrides["run.out"]).resolve() != Path(run_dir).resolve():
         raise ValueError(f"--resume {run_dir} continues that folder; drop --run.out {overrides['run.out']}")
     return {**overrides, "run.out": str(run_dir)}
+
+
+KEPT_ON_RESUME = ("optim.batch_size", "optim.accumulate", "run.seed")
+"""Options a resumed run cannot change: they fix which data every step saw, so a resume that
+changed them would silently shift the data order against the steps already taken."""
+
+
+def check_kept_on_resume(run_dir: str | Path, saved, resumed) -> None:
+    """One error line naming the first of :data:`KEPT_ON_RESUME` that ``resumed`` (the saved config
+    with the command line's overrides) changes from ``saved``."""
+    for name in KEPT_ON_RESUME:
+        before, after = get_dotted(saved, name), get_dotted(resumed, name)
+        if before != after:
+            raise ValueError(
+                f"--resume {run_dir} keeps {name} {before} (it fixes which data every step saw); "
+                f"start a new run to use {after}"
+            )

@@ -65,7 +65,7 @@ from ppkt.engine import (
 from ppkt.engine import (
     save_checkpoint as save_training_checkpoint,
 )
-from ppkt.engine.rundir import resume_overrides
+from ppkt.engine.rundir import check_kept_on_resume, resume_overrides
 from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig, validate
 from ppkt.eval.data import (
@@ -610,7 +610,10 @@ def config_with_resume(run_dir: Path, overrides: dict[str, str], config_class: t
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a fine-tuning run folder (no {CONFIG})")
-    return apply_overrides(load_config(config_class, path), resume_overrides(run_dir, overrides))
+    saved = load_config(config_class, path)
+    cfg = apply_overrides(saved, resume_overrides(run_dir, overrides))
+    check_kept_on_resume(run_dir, saved, cfg)
+    return cfg
 
 
 def evaluate_checkpoint(

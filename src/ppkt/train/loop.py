@@ -38,7 +38,7 @@ from ppkt.engine import (
     setup_runtime,
     training_state_problem,
 )
-from ppkt.engine.rundir import resume_overrides
+from ppkt.engine.rundir import check_kept_on_resume, resume_overrides
 from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
 from ppkt.teachers import TeacherFeatureCache
 from ppkt.train.batch import Collator
@@ -494,6 +494,7 @@ def config_with_resume(run_dir: Path, overrides: dict[str, str]) -> PretrainConf
     ``run.out`` becomes ``run_dir``, wherever the run was first written, so a moved or copied run
     folder resumes in place.
     """
-    cfg = load_run_config(run_dir)
-    cfg = apply_overrides(cfg, resume_overrides(run_dir, overrides))
+    saved = load_run_config(run_dir)
+    cfg = apply_overrides(saved, resume_overrides(run_dir, overrides))
+    check_kept_on_resume(run_dir, saved, cfg)
     return config_from_dict(PretrainConfig, config_to_dict(cfg))
