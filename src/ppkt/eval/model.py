@@ -137,10 +137,14 @@ def with_card_spec(cfg: C, given: Collection[str]) -> tuple[C, str]:
     return dataclasses.replace(cfg, model=model), note
 
 
-def save_model_file(model: SegmentationModel, path: Path, cfg: FinetuneConfig, class_names, **extra) -> None:
-    """Write the model's weights with the run's config and class names in the metadata (atomic)."""
+def save_model_file(
+    model: nn.Module, path: Path, cfg, class_names, *, config_key: str = CONFIG_METADATA_KEY, **extra
+) -> None:
+    """Write the model's weights with the run's config and class names in the metadata (atomic).
+    ``config_key`` names the kind of checkpoint (segmentation's, or detection's
+    ``ppkt_detection_config``), so that each loader refuses the other's files."""
     metadata = {
-        CONFIG_METADATA_KEY: yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
+        config_key: yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
         CLASS_NAMES_METADATA_KEY: json.dumps(list(class_names)),
         **{k: str(v) for k, v in extra.items()},
     }

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import yaml
 
-from ppkt.config import config_from_dict, config_to_dict
+from ppkt.config import config_from_dict
 from ppkt.data.registry import SceneRequest, open_detection_scenes
 from ppkt.engine import (
     MetricsLog,
@@ -63,13 +63,12 @@ from ppkt.eval.finetune import (
     save_training,
     train_batches,
 )
-from ppkt.eval.model import load_pretrained_backbone
+from ppkt.eval.model import CLASS_NAMES_METADATA_KEY, load_pretrained_backbone, save_model_file
 from ppkt.eval.splits import LabelSplit, load_or_create_split
 from ppkt.utils.io import atomic_write_json, atomic_write_text
-from ppkt.utils.weights import load_state_strict, load_weights, save_weights
+from ppkt.utils.weights import load_state_strict, load_weights
 
 CONFIG_METADATA_KEY = "ppkt_detection_config"
-CLASS_NAMES_METADATA_KEY = "class_names"
 
 
 def build_detection_source(data: DetectionDataConfig) -> DetectionSource:
@@ -113,17 +112,6 @@ def build_optimizer(model: DetectionModel, cfg: DetectionConfig) -> torch.optim.
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
-def save_detection_checkpoint(
-    model: DetectionModel, path: Path, cfg: DetectionConfig, class_names, **extra
-) -> None:
-    metadata = {
-        CONFIG_METADATA_KEY: yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
-        CLASS_NAMES_METADATA_KEY: json.dumps(list(class_names)),
-        **{k: str(v) for k, v in extra.items()},
-    }
-    save_weights(model.state_dict(), path, metadata=metadata)
-
-
 def load_detection_checkpoint(path: str | Path) -> tuple[DetectionModel, DetectionConfig, tuple[str, ...]]:
     """A checkpoint written by :func:`finetune_detection`: (model in eval mode, config, class names)."""
     path = Path(path)
@@ -421,9 +409,10 @@ def _finetune_detection(
                     best, best_step = last, step
                     check_training_state(model, optimizer, rt, run_dir, step, "best.safetensors")
                     if main:
-                        save_detection_checkpoint(
-                            model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, map25=map25
-                        )
+                        save_model_file(
+                            model, ckpt_dir / "best.safetensors", cfg, class_names,
+                            config_key=CONFIG_METADATA_KEY, step=step, map25=map25,
+                        )  # fmt: skip
             if step % cfg.run.checkpoint_every == 0 or step == o.steps:
                 checkpoint()
     except KeyboardInterrupt as err:
@@ -436,7 +425,9 @@ def _finetune_detection(
     check_training_state(model, optimizer, rt, run_dir, step, "last.safetensors")
     assert best is not None and last is not None  # the last step always evaluates
     if main:
-        save_detection_checkpoint(model, ckpt_dir / "last.safetensors", cfg, class_names, step=o.steps)
+        save_model_file(
+            model, ckpt_dir / "last.safetensors", cfg, class_names, config_key=CONFIG_METADATA_KEY, step=o.steps
+        )
         atomic_write_json(run_dir / "metrics.json", _summary(cfg, split, best, last, best_step))
         atomic_write_text(
             run_dir / "metrics.md",
