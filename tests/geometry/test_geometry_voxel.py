@@ -139,6 +139,22 @@ def test_every_key_width_matches_naive_reference(spread):
             assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("origin", [0.0, -1e6, 1e6, 2.0**50], ids=["origin", "neg-1e6", "1e6", "2^50"])
+def test_far_from_origin_matches_naive_reference(origin):
+    """A small grid far from the origin: the key is computed on the unshifted cells (float32 or
+    float64 by the cells' magnitude) or, beyond 2^53, on cells shifted to 0 first."""
+    g = torch.Generator().manual_seed(6)
+    points = torch.rand(400, 3, generator=g, dtype=torch.float64) * 10.0
+    points[:, 0] += origin
+    points[:, 2] -= origin / 2
+    points[1:30] = points[0] + 0.4 * torch.rand(29, 3, generator=g, dtype=torch.float64)
+    for batch_offsets in (None, [0, 100, 400]):
+        batch = None if batch_offsets is None else [0] * 100 + [1] * 300
+        got = voxelize(points, 1.0, batch_offsets=batch_offsets)
+        for a, b in zip(got, naive_voxelize(points, 1.0, batch), strict=True):
+            assert torch.equal(a, b)
+
+
 def scan_order_cloud(seed: int, n: int = 3000) -> torch.Tensor:
     """Points in scan order along a wobbly surface, as back-projected depth rows: consecutive
     points mostly share a voxel, so runs of equal keys occur (the collapsed-run path)."""

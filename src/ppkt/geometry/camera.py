@@ -19,6 +19,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ppkt.utils.indexing import nonzero_rows_cols
+
 _DEFAULT_DTYPE = torch.float32
 
 
@@ -162,11 +164,17 @@ def unproject_pixels(depth: Tensor, K, mask: Tensor) -> tuple[Tensor, Tensor]:
     K = _intrinsics(K, depth)
     if K.ndim != 2:
         raise ValueError(f"unproject_depth takes one (3, 3) K, got {tuple(K.shape)}")
+    points, i, j = _unproject_rows_cols(depth, K, mask)
+    return points, torch.stack((i, j), dim=1)
+
+
+def _unproject_rows_cols(depth: Tensor, K: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`unproject_pixels` with the pixels as ``(N,)`` rows and columns (no ``(N, 2)`` copy)."""
+    _check_depth(depth)
     H, W = depth.shape
-    ij = torch.nonzero(mask)  # row-major, as the pairs' order promises
-    i, j = ij[:, 0], ij[:, 1]
+    flat, i, j = nonzero_rows_cols(mask)  # row-major, as the pairs' order promises
     # index_select on the flat map is several times faster than boolean-mask indexing on CPU.
-    z = depth.reshape(-1).index_select(0, i * W + j)
+    z = depth.reshape(-1).index_select(0, flat)
     fx, fy, cx, cy, skew = K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[0, 1]
     # Per-row / per-column ray factors: 2 small vectors instead of a full (H, W) grid.
     ray_y = (torch.arange(H, device=depth.device, dtype=depth.dtype) - cy) / fy
@@ -182,7 +190,7 @@ def unproject_pixels(depth: Tensor, K, mask: Tensor) -> tuple[Tensor, Tensor]:
         torch.mul(rx, z, out=points[:, 0])
         torch.mul(ry, z, out=points[:, 1])
         points[:, 2] = z
-    return points, ij
+    return points, i, j
 
 
 def transform_points(a_from_b, points_b: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from ppkt.geometry.camera import (
     PinholeCamera,
     _check_hw,
     _intrinsics,
+    _unproject_rows_cols,
     as_float_tensor,
     normalized_grid_coords,
     project_points,
@@ -224,10 +225,10 @@ def _registered_rgbd_pairs(
     col_ok = (u_col >= -0.5) & (u_col < Wc - 0.5)
     row_ok = (v_row >= -0.5) & (v_row < Hc - 0.5)
     keep = valid & row_ok[:, None] & col_ok[None, :]
-    points, ij = unproject_pixels(depth, K_d, keep)
-    uv = torch.empty((ij.shape[0], 2), dtype=torch.float32, device=depth.device)
-    torch.index_select(u_col, 0, ij[:, 1], out=uv[:, 0])
-    torch.index_select(v_row, 0, ij[:, 0], out=uv[:, 1])
+    points, i, j = _unproject_rows_cols(depth, K_d, keep)
+    uv = torch.empty((i.shape[0], 2), dtype=torch.float32, device=depth.device)
+    torch.index_select(u_col, 0, j, out=uv[:, 0])
+    torch.index_select(v_row, 0, i, out=uv[:, 1])
     return points, uv
 
 
