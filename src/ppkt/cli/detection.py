@@ -34,8 +34,8 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    """``ppkt finetune --task detection`` (the command's steps: ``ppkt.cli.finetune.run_task``)."""
-    from ppkt.cli.finetune import run_task
+    """``ppkt finetune --task detection`` (the command's steps: ``ppkt.cli.finetune.finetune_command``)."""
+    from ppkt.cli.finetune import finetune_command
     from ppkt.config import apply_overrides, load_config, overrides_from_namespace, rename_overrides
     from ppkt.eval.detection.config import DetectionConfig, validate
     from ppkt.eval.detection.loop import finetune_detection
@@ -53,7 +53,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         cfg = load_config(DetectionConfig, args.config) if args.config else get_detection_preset(preset)
         return apply_overrides(cfg, overrides)
 
-    return run_task(
+    return finetune_command(
         args, DetectionConfig, overrides, start=start, validate=validate, train=finetune_detection,
         not_with_resume=("--config", "--init", "--preset"),
     )  # fmt: skip

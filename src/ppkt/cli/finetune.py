@@ -77,13 +77,13 @@ def run(args: argparse.Namespace) -> int:
         if result.skipped_batches:
             print(f"skipped {result.skipped_batches} training batches without any labelled voxel")
 
-    return run_task(
+    return finetune_command(
         args, FinetuneConfig, overrides, start=start, validate=validate, train=finetune,
         not_with_resume=("--config", "--init"), adjust=recipe, report=report,
     )  # fmt: skip
 
 
-def run_task(
+def finetune_command(
     args: argparse.Namespace,
     config_class: type,
     overrides: dict[str, str],
