@@ -34,32 +34,16 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    """``ppkt finetune --task detection``; bad values raise (``ppkt.cli.main`` prints one line)."""
-    import dataclasses
-    import sys
-
-    import yaml
-
-    from ppkt.config import (
-        apply_overrides,
-        config_to_dict,
-        load_config,
-        overrides_from_namespace,
-        rename_overrides,
-    )
-    from ppkt.engine import NonFiniteError
+    """``ppkt finetune --task detection`` (the command's steps: ``ppkt.cli.finetune.finetune_command``)."""
+    from ppkt.cli.finetune import finetune_command
+    from ppkt.config import apply_overrides, load_config, overrides_from_namespace, rename_overrides
     from ppkt.eval.detection.config import DetectionConfig, validate
     from ppkt.eval.detection.loop import finetune_detection
     from ppkt.eval.detection.presets import DETECTION_PRESETS, get_detection_preset
-    from ppkt.eval.finetune import config_with_resume
-    from ppkt.eval.model import with_card_spec
 
     overrides = rename_overrides(DetectionConfig, overrides_from_namespace(args))
-    if args.resume is not None and (args.config is not None or args.init is not None or args.preset):
-        raise ValueError("--resume reads the run's own config.yaml; drop --config, --init and --preset")
-    if args.resume is not None:
-        cfg = config_with_resume(args.resume, overrides, DetectionConfig)
-    else:
+
+    def start() -> DetectionConfig:
         preset = args.preset or "votenet-scannet"
         if not args.config and preset not in DETECTION_PRESETS:
             raise ValueError(
@@ -67,25 +51,12 @@ def run_finetune(args: argparse.Namespace) -> int:
                 + ", ".join(sorted(DETECTION_PRESETS))
             )
         cfg = load_config(DetectionConfig, args.config) if args.config else get_detection_preset(preset)
-        cfg = apply_overrides(cfg, overrides)
-    if args.init is not None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
-    if args.resume is None:  # a resumed run's config already holds its card's spec
-        cfg, note = with_card_spec(cfg, overrides)
-        if note:
-            print(note, file=sys.stderr if args.print_config else sys.stdout)
-    validate(cfg)
-    if args.print_config:
-        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
-        return 0
-    try:
-        result = finetune_detection(cfg, resume=args.resume is not None)
-    except NonFiniteError as err:
-        print(f"ppkt finetune: {err}", file=sys.stderr)
-        return 1
-    print(f"run: {result.run_dir}  best step {result.best_step}")
-    print(result.best.to_markdown(), end="")
-    return 0
+        return apply_overrides(cfg, overrides)
+
+    return finetune_command(
+        args, DetectionConfig, overrides, start=start, validate=validate, train=finetune_detection,
+        not_with_resume=("--config", "--init", "--preset"),
+    )  # fmt: skip
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,21 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import yaml
-
-    from ppkt.config import (
-        apply_overrides,
-        config_to_dict,
-        load_config,
-        overrides_from_namespace,
-        rename_overrides,
-    )
-    from ppkt.engine import NonFiniteError
+    from ppkt.config import apply_overrides, load_config, overrides_from_namespace, rename_overrides
     from ppkt.eval.config import FinetuneConfig, validate
-    from ppkt.eval.finetune import config_with_resume, finetune
-    from ppkt.eval.model import with_card_spec
+    from ppkt.eval.finetune import finetune
     from ppkt.eval.presets import get_preset, pretrained_recipe
 
     if args.task == "detection":
@@ -73,36 +63,89 @@ def run(args: argparse.Namespace) -> int:
 
         return run_finetune(args)
     overrides = rename_overrides(FinetuneConfig, overrides_from_namespace(args))
-    # Bad values, files and folders raise; ppkt.cli.main turns them into one line (exit 2).
-    if args.resume is not None and (args.config is not None or args.init is not None):
-        raise ValueError("--resume reads the run's own config.yaml; drop --config and --init")
-    if args.resume is not None:
-        cfg = config_with_resume(args.resume, overrides)
-    else:
+
+    def start() -> FinetuneConfig:
         preset = args.preset or "finetune-scannet"
         cfg = load_config(FinetuneConfig, args.config) if args.config else get_preset(preset)
-        cfg = apply_overrides(cfg, overrides)
+        return apply_overrides(cfg, overrides)
+
+    def recipe(cfg: FinetuneConfig) -> tuple[FinetuneConfig, str]:
+        # A saved config is taken as it is; a preset takes the recipe of the backbone's pretraining.
+        return pretrained_recipe(cfg, overrides) if args.config is None and args.resume is None else (cfg, "")
+
+    def report(result) -> None:
+        if result.skipped_batches:
+            print(f"skipped {result.skipped_batches} training batches without any labelled voxel")
+
+    return finetune_command(
+        args, FinetuneConfig, overrides, start=start, validate=validate, train=finetune,
+        not_with_resume=("--config", "--init"), adjust=recipe, report=report,
+    )  # fmt: skip
+
+
+def finetune_command(
+    args: argparse.Namespace,
+    config_class: type,
+    overrides: dict[str, str],
+    *,
+    start: Callable[[], Any],
+    validate: Callable[[Any], None],
+    train: Callable[..., Any],
+    not_with_resume: tuple[str, ...],
+    adjust: Callable[[Any], tuple[Any, str]] | None = None,
+    report: Callable[[Any], None] | None = None,
+) -> int:
+    """What ``ppkt finetune`` does for every task: the config (``--resume``: the run's own, else
+    ``start()``), ``--init`` and its card's spec, ``--print-config``, the run, its NaN/inf stop (exit 1)
+    and the result. Bad values, files and folders raise; ppkt.cli.main turns them into one line (exit 2).
+
+    Args:
+        config_class: the task's config (segmentation's or detection's).
+        start: a fresh run's config (preset or ``--config``, with the overrides).
+        validate: the task's config check.
+        train: the task's run (``cfg, resume=...``), returning a result with ``run_dir``,
+            ``best_step`` and ``best`` (metrics with ``to_markdown``).
+        not_with_resume: options ``--resume`` refuses (it reads the run's own config.yaml).
+        adjust: a last change to the config and a note on it (segmentation's pretrained recipe).
+        report: prints the task's own lines of the result, after the run line.
+    """
+    import dataclasses
+
+    import yaml
+
+    from ppkt.config import config_to_dict
+    from ppkt.engine import NonFiniteError
+    from ppkt.eval.finetune import config_with_resume
+    from ppkt.eval.model import with_card_spec
+
+    given = [o for o in not_with_resume if getattr(args, o.lstrip("-").replace("-", "_"))]
+    if args.resume is not None and given:
+        named = ", ".join(not_with_resume[:-1]) + " and " + not_with_resume[-1]
+        raise ValueError(f"--resume reads the run's own config.yaml; drop {named}")
+    cfg = config_with_resume(args.resume, overrides, config_class) if args.resume is not None else start()
     if args.init is not None:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init=args.init))
+    # Notes go to stderr under --print-config, so that its stdout stays a loadable config.
+    notes = sys.stderr if args.print_config else sys.stdout
     if args.resume is None:  # a resumed run's config already holds its card's spec
         cfg, note = with_card_spec(cfg, overrides)
         if note:
-            print(note, file=sys.stderr if args.print_config else sys.stdout)
-    if args.config is None and args.resume is None:  # a saved config is taken as it is
-        cfg, recipe = pretrained_recipe(cfg, overrides)
-        if recipe:
-            print(recipe, file=sys.stderr if args.print_config else sys.stdout)
+            print(note, file=notes)
+    if adjust is not None:
+        cfg, note = adjust(cfg)
+        if note:
+            print(note, file=notes)
     validate(cfg)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
     try:
-        result = finetune(cfg, resume=args.resume is not None)
+        result = train(cfg, resume=args.resume is not None)
     except NonFiniteError as err:
         print(f"ppkt finetune: {err}", file=sys.stderr)
         return 1
     print(f"run: {result.run_dir}  best step {result.best_step}")
-    if result.skipped_batches:
-        print(f"skipped {result.skipped_batches} training batches without any labelled voxel")
+    if report is not None:
+        report(result)
     print(result.best.to_markdown(), end="")
     return 0

@@ -23,8 +23,9 @@ on voxels, so that the voxel size does not change what is measured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,21 +108,98 @@ def voxel_majority_labels(
 
 
 # --------------------------------------------------------------------------------------------- dataset
-class SegmentationDataset(torch.utils.data.Dataset):
+class SceneDataset(torch.utils.data.Dataset):
+    """Scenes of one split for a fine-tuning task (segmentation's and detection's datasets): the
+    scene cache and the seeding of each item's augmentation, owned here for both.
+
+    A subclass turns a (read, augmented) scene into a sample (:meth:`sample`) and samples into a
+    batch (:meth:`collate`); :meth:`read_scene` may change a scene as read (segmentation masks the
+    labels outside its split), before it is cached.
+
+    Args:
+        source: where scenes come from (``read(scene_id)``).
+        scene_ids: the scenes of this dataset.
+        voxel_size: voxel edge in metres.
+        input_features: feature kind for ``ppkt.backbones.input_features``.
+        augmentation: training-time augmentation ``(scene, rng) -> scene``, None at evaluation.
+        seed: base seed; the augmentation of item ``i`` in epoch ``e`` uses ``(seed, e, i)``, so a
+            run is reproducible whatever the number of loader workers.
+        cache_scenes: keep read scenes in memory (per worker process).
+    """
+
+    task = "scene"  # named in the error of an empty dataset
+
+    def __init__(
+        self,
+        source,
+        scene_ids: Sequence[str],
+        *,
+        voxel_size: float,
+        input_features: str,
+        augmentation: Callable[[Any, np.random.Generator], Any] | None = None,
+        seed: int = 0,
+        cache_scenes: bool = True,
+    ):
+        if not scene_ids:
+            raise ValueError(f"a {self.task} dataset needs at least one scene")
+        self.source = source
+        self.scene_ids = list(scene_ids)
+        self.voxel_size = float(voxel_size)
+        self.input_features = input_features
+        self.augmentation = augmentation
+        self.seed = int(seed)
+        self.epoch = 0
+        self.cache_scenes = cache_scenes
+        self._cache: dict[str, Any] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.scene_ids)
+
+    def read_scene(self, scene_id: str):
+        """The scene as this dataset uses it, before augmentation (uncached)."""
+        return self.source.read(scene_id)
+
+    def scene(self, index: int):
+        """The scene of item ``index`` as :meth:`read_scene` gives it, from the cache when kept."""
+        sid = self.scene_ids[index]
+        if sid in self._cache:
+            return self._cache[sid]
+        scene = self.read_scene(sid)
+        if self.cache_scenes:
+            self._cache[sid] = scene
+        return scene
+
+    def __getitem__(self, index: int):
+        scene = self.scene(index)
+        if self.augmentation is not None:
+            scene = self.augmentation(scene, np.random.default_rng([self.seed, self.epoch, index]))
+        return self.sample(scene)
+
+    def sample(self, scene):
+        """One (augmented) scene as the task's sample."""
+        raise NotImplementedError
+
+    def collate(self, samples: Sequence):
+        """Samples voxelised together into the task's batch."""
+        raise NotImplementedError
+
+
+class SegmentationDataset(SceneDataset):
     """Voxelised labelled scenes of one split, optionally limited and augmented.
 
     Args:
         source: where scenes come from.
         scene_ids: the scenes of this dataset (for training: ``label_split.scenes``).
-        voxel_size: voxel edge in metres.
-        input_features: feature kind for ``ppkt.backbones.input_features``.
         num_classes: number of classes.
         label_split: masks labels outside the split (and checks the scene against it).
-        augmentation: training-time augmentation, None at evaluation.
-        seed: base seed; the augmentation of item ``i`` in epoch ``e`` uses ``(seed, e, i)``, so a
-            run is reproducible whatever the number of loader workers.
-        cache_scenes: keep read scenes in memory (per worker process).
+        others: :class:`SceneDataset`'s (``voxel_size``, ``input_features``, ``augmentation``,
+            ``seed``, ``cache_scenes``).
     """
+
+    task = "segmentation"
 
     def __init__(
         self,
@@ -136,43 +214,19 @@ class SegmentationDataset(torch.utils.data.Dataset):
         seed: int = 0,
         cache_scenes: bool = True,
     ):
-        if not scene_ids:
-            raise ValueError("a segmentation dataset needs at least one scene")
-        self.source = source
-        self.scene_ids = list(scene_ids)
-        self.voxel_size = float(voxel_size)
-        self.input_features = input_features
+        super().__init__(
+            source, scene_ids, voxel_size=voxel_size, input_features=input_features,
+            augmentation=augmentation, seed=seed, cache_scenes=cache_scenes,
+        )  # fmt: skip
         self.num_classes = int(num_classes)
         self.label_split = label_split
-        self.augmentation = augmentation
-        self.seed = int(seed)
-        self.epoch = 0
-        self.cache_scenes = cache_scenes
-        self._cache: dict[str, LabeledScene] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def read_scene(self, scene_id: str) -> LabeledScene:
+        """The scene with its labels masked by the split (checked against it)."""
+        scene = self.source.read(scene_id)
+        return scene if self.label_split is None else self.label_split.apply(scene)
 
-    def __len__(self) -> int:
-        return len(self.scene_ids)
-
-    def scene(self, index: int) -> LabeledScene:
-        """The scene as used by this dataset (labels masked by the split), before augmentation."""
-        sid = self.scene_ids[index]
-        if sid in self._cache:
-            return self._cache[sid]
-        scene = self.source.read(sid)
-        if self.label_split is not None:
-            scene = self.label_split.apply(scene)
-        if self.cache_scenes:
-            self._cache[sid] = scene
-        return scene
-
-    def __getitem__(self, index: int) -> SceneSample:
-        scene = self.scene(index)
-        if self.augmentation is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            scene = self.augmentation(scene, rng)
+    def sample(self, scene: LabeledScene) -> SceneSample:
         return scene_sample(scene, self.input_features, self.num_classes)
 
     def collate(self, samples: Sequence[SceneSample]) -> SegmentationBatch:

@@ -1,6 +1,15 @@
-"""Semantic segmentation on top of a (pretrained or random) 3D backbone: the fine-tuning loop.
+"""Fine-tuning runs: the one run body of every task, and semantic segmentation on top of a
+(pretrained or random) 3D backbone.
 
-A run (:func:`finetune`) writes into ``run.out``::
+:func:`run_task` is the run body of both fine-tuning tasks: run start and resume, the datasets'
+endless training batches, the step (schedule, gradient accumulation, skipped micro-batches,
+precision, the NaN/inf stop, DDP), evaluation cadence and the best result, checkpoints, model
+files and the summary. A :class:`FinetuneTask` brings what differs: its scenes and label split,
+datasets, model, optimiser, the loss of a micro-batch, evaluation and its score, the best result
+to and from a checkpoint's loop state, and the summary. :class:`SegmentationTask` is below;
+detection's (VoteNet) is ``ppkt.eval.detection.loop.DetectionTask``.
+
+A segmentation run (:func:`finetune`) writes into ``run.out`` (a detection run the same files)::
 
     config.yaml                  the resolved FinetuneConfig
     log.jsonl                    one JSON object a line: training steps and validation results
@@ -38,6 +47,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,12 +80,15 @@ from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
 from ppkt.eval.config import EvalDataConfig, FinetuneConfig, validate
 from ppkt.eval.data import (
     InMemorySceneSource,
+    SceneDataset,
     SceneSource,
+    SegmentationBatch,
     SegmentationDataset,
 )
 from ppkt.eval.evaluation import confusion_matrix, evaluate_model, predict_points
 from ppkt.eval.metrics import ConfusionMatrix, SegmentationMetrics
 from ppkt.eval.model import (
+    CONFIG_METADATA_KEY,
     SegmentationModel,
     build_model,
     load_checkpoint,
@@ -317,7 +330,335 @@ def interrupted(run_dir: Path, step: int, command: str) -> RunInterrupted:
     return RunInterrupted(step, f"{command} {run_dir}" if latest_checkpoint(run_dir) else None)
 
 
-# -------------------------------------------------------------------------------------------- training
+# ------------------------------------------------------------------------------------- the one run body
+# Both fine-tuning tasks run through run_task below; a FinetuneTask brings what differs.
+@dataclass
+class StepLoss:
+    """The training loss of one micro-batch: ``total`` (scalar tensor, what is backpropagated) and
+    the numbers of it that the log records (``"loss"`` is the total; detection adds its parts)."""
+
+    total: torch.Tensor
+
+    def to_log(self) -> dict[str, float]:
+        return {"loss": float(self.total.detach())}
+
+
+@dataclass
+class Evaluation:
+    """One validation of a run, as its task measured it.
+
+    Attributes:
+        metrics: the task's metrics (``SegmentationMetrics``, ``DetectionMetrics``).
+        score: what the best checkpoint maximises (mIoU, mAP@0.25); NaN never beats a number.
+        record: the log's numbers of it (the ``val`` event's entries besides ``event`` and ``step``).
+        saved: what ``TrainingState.loop`` keeps of it while it is the best, so that a resumed run
+            compares against it and reports it (:meth:`FinetuneTask.restore_best` reads it back).
+    """
+
+    metrics: Any
+    score: float
+    record: dict[str, float]
+    saved: dict[str, Any]
+
+
+class FinetuneTask:
+    """What one fine-tuning task brings to the shared run body (:func:`run_task`); everything else
+    (runtime, run folder, resume, data order, schedule, steps with accumulation, precision, finite
+    guards and DDP, evaluation cadence, checkpoints, best and last model files, metrics files) is
+    the body's, the same for every task.
+
+    One object per run, holding its config (``cfg``: ``FinetuneConfig`` or ``DetectionConfig``,
+    which share the labels, model, optim and run sections).
+
+    Attributes:
+        label: the run's kind in the progress bar and metrics.md (``finetune``, ``detection``).
+        log_prefix: TensorBoard tag prefix of the log.
+        resume_command: the command that resumes an interrupted run (the run folder follows).
+        config_key: the metadata key of the config in the model files (each loader refuses the
+            other task's files).
+        skip_reason: why a micro-batch that :meth:`usable` refuses is skipped (None: the task never
+            skips one).
+    """
+
+    label: str
+    log_prefix: str
+    resume_command: str
+    config_key: str = CONFIG_METADATA_KEY
+    skip_reason: str | None = None
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+
+    def open_source(self):
+        """The scenes of ``cfg.data`` (from the registry of formats)."""
+        raise NotImplementedError
+
+    def label_split(self, source) -> tuple[tuple[str, ...], LabelSplit]:
+        """The class names of ``source`` and the run's limited-label split of its training scenes."""
+        raise NotImplementedError
+
+    def datasets(self, source, split: LabelSplit) -> tuple[SceneDataset, SceneDataset]:
+        """Training (split's scenes, augmented) and validation datasets."""
+        raise NotImplementedError
+
+    def split_record(self) -> dict[str, Any]:
+        """More entries of the log's ``split`` event (after :meth:`datasets`)."""
+        return {}
+
+    def build_model(self, class_names: tuple[str, ...]) -> torch.nn.Module:
+        """The model, with ``backbone`` and ``head`` submodules (after :meth:`datasets`)."""
+        raise NotImplementedError
+
+    def optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """The optimiser; each group has ``name`` and ``initial_lr`` (the schedule scales it)."""
+        raise NotImplementedError
+
+    @property
+    def head_warmup(self) -> int:
+        """Steps the backbone stays frozen first (``set_backbone_frozen``); 0 = none."""
+        return 0
+
+    def usable(self, batch) -> bool:
+        """Whether a micro-batch can be trained on (see ``skip_reason``)."""
+        return True
+
+    def loss(self, net: torch.nn.Module, model: torch.nn.Module, batch):
+        """The loss of a micro-batch (a :class:`StepLoss` or an object with ``total`` and
+        ``to_log()``); ``net`` is the model as trained (DDP-wrapped), ``model`` the bare one."""
+        raise NotImplementedError
+
+    def evaluate(self, model: torch.nn.Module, dataset, class_names, rt: Runtime) -> Evaluation:
+        raise NotImplementedError
+
+    def restore_best(self, loop: dict[str, Any], class_names) -> Evaluation | None:
+        """The best result a checkpoint's loop state holds (:attr:`Evaluation.saved`), if any."""
+        raise NotImplementedError
+
+    def postfix(self, evaluation: Evaluation) -> dict[str, str]:
+        """What the progress bar shows of a validation."""
+        return {}
+
+    def file_metadata(self, evaluation: Evaluation, best: bool) -> dict[str, Any]:
+        """Metadata of the best (``best``) or last model file besides config, classes and step."""
+        return {}
+
+    def summary(self, split: LabelSplit, best, last, best_step: int) -> dict[str, Any]:
+        """metrics.json of the finished run (``best`` and ``last``: the task's metrics)."""
+        raise NotImplementedError
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_task` produced (each task's result type is made from it).
+
+    Attributes:
+        run_dir: the run folder.
+        best, last: the task's validation metrics of the best checkpoint and of the last step.
+        best_step: step of the best checkpoint.
+        skipped_batches: micro-batches the task could not train on (see ``skip_reason``).
+        losses: training loss of every step run in this session that trained, by step (1-based).
+        model: the trained model.
+    """
+
+    run_dir: Path
+    best: Any
+    last: Any
+    best_step: int
+    skipped_batches: int
+    losses: dict[int, float]
+    model: torch.nn.Module
+
+
+def run_finetuning(task: FinetuneTask, source, resume: bool, overwrite: bool) -> RunOutcome:
+    """Run ``task`` as its (validated) config says: runtime, the run folder's lock, then :func:`run_task`."""
+    cfg = task.cfg
+    rt = setup_runtime(
+        cfg.run.device,
+        seed=cfg.train_seed,
+        cpu_threads=cfg.run.cpu_threads,
+        deterministic=cfg.run.deterministic,
+    )
+    with RunFolder(cfg.run.out, enabled=rt.is_main) as folder:
+        return run_task(task, rt, folder, source, resume, overwrite)
+
+
+def run_task(
+    task: FinetuneTask, rt: Runtime, folder: RunFolder, source, resume: bool, overwrite: bool
+) -> RunOutcome:
+    """The fine-tuning run body of every task (see the module docstring for its files)."""
+    from tqdm import tqdm
+
+    cfg = task.cfg
+    run_dir, device, main = folder.path, rt.device, rt.is_main
+    ckpt = begin_run(run_dir, cfg, rt, resume, overwrite)
+
+    with rt.main_first():  # synthetic data and split files are written once
+        source = source if source is not None else task.open_source()
+        class_names, split = task.label_split(source)
+    train_set, val_set = task.datasets(source, split)
+
+    model = task.build_model(class_names)
+    if cfg.model.init is not None and ckpt is None:  # a resumed run has its weights in the checkpoint
+        load_pretrained_backbone(model, cfg.model.init, cfg)
+    model.to(device).train()
+    if cfg.model.sync_batchnorm and rt.distributed:
+        convert_sync_batchnorm(model.backbone)
+    o = cfg.optim
+    warmup = task.head_warmup
+    optimizer = task.optimizer(model)
+    precision = Precision(cfg.run.precision, device)
+    position = DataPosition()
+    step = skipped = best_step = 0
+    best: Evaluation | None = None
+    if ckpt is not None:
+        step, loop = restore_training(ckpt, model, optimizer, precision, rt, cfg)
+        position = DataPosition.from_loop(loop)
+        # Detection checkpoints written before the one run body have no skip count (it never skipped).
+        skipped, best_step = loop.get("skipped", 0), loop["best_step"]
+        best = task.restore_best(loop, class_names)
+
+    net: torch.nn.Module = model
+    if rt.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=warmup > 0,  # the backbone gets no gradient during the head warm-up
+        )
+    if warmup > 0 and step < warmup:
+        model.set_backbone_frozen(True)
+    log = MetricsLog(
+        run_dir / LOG,
+        enabled=main,
+        resume_step=step if ckpt is not None else None,
+        tensorboard=run_dir / "tensorboard" if cfg.run.tensorboard else None,
+        tensorboard_prefix=task.log_prefix,
+    )
+    if ckpt is None:
+        sizes = {"train_scenes": len(split.scenes), "val_scenes": len(val_set)}
+        log.write({"event": "split", "name": split.name, **sizes, **task.split_record()})
+    batches = train_batches(train_set, cfg, rt, position)
+
+    ckpt_dir = run_dir / "checkpoints"
+    last: Evaluation | None = None
+    losses: dict[int, float] = {}
+    started = time.perf_counter()
+
+    def guard(what: str) -> None:
+        check_training_state(model, optimizer, rt, run_dir, step, what)
+
+    def save_model(name: str, evaluation: Evaluation, at_step: int, is_best: bool) -> None:
+        save_model_file(
+            model, ckpt_dir / name, cfg, class_names, config_key=task.config_key, step=at_step,
+            **task.file_metadata(evaluation, is_best),
+        )  # fmt: skip
+
+    def checkpoint() -> None:
+        loop = {
+            **position.to_loop(),
+            "skipped": skipped,
+            "best_step": best_step,
+            **(best.saved if best else {}),
+        }
+        save_training(run_dir, model, optimizer, precision, rt, step, loop, cfg.run.keep_checkpoints)
+
+    bar = tqdm(
+        range(step + 1, o.steps + 1),
+        desc=f"{task.label} {split.name}",
+        disable=not (cfg.run.progress and main),
+    )
+    try:
+        shown_loss = "?"  # the postfix is a formatted string; reusing it printed loss=loss=...
+        for step in bar:
+            if warmup > 0 and step == warmup + 1:
+                model.set_backbone_frozen(False)
+                log.write({"event": "backbone_released", "step": step})
+            factor = lr_factor(
+                step - 1, o.steps, warmup=o.warmup_steps, schedule=o.schedule, power=o.poly_power
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            step_losses: list[dict[str, float]] = []
+            for _ in range(o.accumulate):
+                batch = next(batches).to(device)
+                if task.skip_reason is not None and not rt.all_true(task.usable(batch)):
+                    skipped += 1
+                    log.write(
+                        {"event": "skip", "step": step, "reason": task.skip_reason, "scenes": batch.scene_ids}
+                    )
+                    continue
+                with precision.autocast():
+                    loss = task.loss(net, model, batch)
+                if not rt.all_true(bool(torch.isfinite(loss.total))):
+                    raise NonFiniteError(
+                        f"{run_dir}: non-finite training loss {float(loss.total.detach())} at step {step} "
+                        f"(scenes {batch.scene_ids}); "
+                        f"last good checkpoint: {latest_checkpoint(run_dir) or 'none'}"
+                    )
+                if not step_losses:
+                    optimizer.zero_grad(set_to_none=True)
+                precision.backward(loss.total, o.accumulate)
+                step_losses.append(loss.to_log())
+            if step_losses:
+                if len(step_losses) < o.accumulate:
+                    # Micro-batches the task could not use were skipped; each used one was divided
+                    # by optim.accumulate, so the step's gradient is brought back to their mean.
+                    scale = o.accumulate / len(step_losses)
+                    for param in model.parameters():
+                        if param.grad is not None:
+                            param.grad.mul_(scale)
+                precision.step(optimizer, model.parameters(), o.grad_clip)
+                # The step's loss (and its parts): means over its micro-batches.
+                means = {k: sum(p[k] for p in step_losses) / len(step_losses) for k in step_losses[0]}
+                losses[step] = means["loss"]
+                if step % cfg.run.log_every == 0 or step == 1:
+                    record = {
+                        "event": "train",
+                        "step": step,
+                        **means,
+                        "seconds": time.perf_counter() - started,
+                    }
+                    record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
+                    log.write(record)
+                    shown_loss = f"{means['loss']:.3f}"
+                    bar.set_postfix(loss=shown_loss)
+            folder.mark_started()
+            if step % cfg.run.eval_every == 0 or step == o.steps:
+                last = task.evaluate(model, val_set, class_names, rt)
+                log.write({"event": "val", "step": step, **last.record})
+                if best is None or (
+                    not math.isnan(last.score) and (math.isnan(best.score) or last.score > best.score)
+                ):
+                    best, best_step = last, step
+                    guard("best.safetensors")
+                    if main:
+                        save_model("best.safetensors", last, step, True)
+                bar.set_postfix(loss=shown_loss, **task.postfix(last))
+            if step % cfg.run.checkpoint_every == 0 or step == o.steps:
+                checkpoint()
+    except KeyboardInterrupt as err:
+        if isinstance(err, RunInterrupted):
+            raise
+        raise interrupted(run_dir, step, task.resume_command) from None
+    finally:
+        bar.close()
+        log.close()
+    guard("last.safetensors")
+    assert best is not None and last is not None  # the last step always evaluates
+    if main:
+        save_model("last.safetensors", last, o.steps, False)
+        atomic_write_json(
+            run_dir / "metrics.json", task.summary(split, best.metrics, last.metrics, best_step)
+        )
+        atomic_write_text(
+            run_dir / "metrics.md",
+            f"# {run_dir.name}: {task.label}, labels {split.name}, init {cfg.model.init or 'scratch'}\n\n"
+            f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n"
+            + best.metrics.to_markdown(),
+        )
+    return RunOutcome(run_dir, best.metrics, last.metrics, best_step, skipped, losses, model)
+
+
+# -------------------------------------------------------------------------------------- segmentation
 @dataclass
 class FinetuneResult:
     """What a run produced.
@@ -354,19 +695,107 @@ def _optimizer(model: SegmentationModel, cfg: FinetuneConfig) -> torch.optim.Opt
     )
 
 
-def _summary(
-    cfg: FinetuneConfig, best: SegmentationMetrics, last: SegmentationMetrics, best_step: int
-) -> dict:
-    return {
-        "origin": cfg.origin,
-        "mode": cfg.model.mode,
-        "init": str(cfg.model.init) if cfg.model.init else None,
-        "labels": {"kind": cfg.labels.kind, "budget": cfg.labels.budget, "seed": cfg.labels.seed},
-        "split": cfg.data.val_split,
-        "best_step": best_step,
-        "best": best.to_dict(),
-        "last": last.to_dict(),
-    }
+class SegmentationTask(FinetuneTask):
+    """Semantic segmentation: per-voxel cross-entropy over the labelled voxels, mIoU on the points."""
+
+    log_prefix = "finetune/"
+    resume_command = "ppkt finetune --resume"
+    skip_reason = "no labelled voxel"
+    cfg: FinetuneConfig
+
+    @property
+    def label(self) -> str:
+        return self.cfg.model.mode
+
+    def open_source(self) -> SceneSource:
+        return build_source(self.cfg.data)
+
+    def label_split(self, source: SceneSource) -> tuple[tuple[str, ...], LabelSplit]:
+        cfg = self.cfg
+        class_names = tuple(source.class_names)
+        if len(class_names) != cfg.data.num_classes:
+            raise ValueError(
+                f"data.num_classes is {cfg.data.num_classes} but the dataset has {len(class_names)} classes"
+            )
+        return class_names, make_label_split(cfg, source)
+
+    def datasets(
+        self, source: SceneSource, split: LabelSplit
+    ) -> tuple[SegmentationDataset, SegmentationDataset]:
+        cfg = self.cfg
+        common = dict(
+            voxel_size=cfg.model.voxel_size,
+            input_features=cfg.model.input_features,
+            num_classes=cfg.data.num_classes,
+            cache_scenes=cfg.data.cache_scenes,
+        )
+        train_set = SegmentationDataset(
+            source,
+            split.scenes,
+            label_split=split,
+            augmentation=cfg.augment.build(),
+            seed=cfg.train_seed,
+            **common,
+        )
+        return train_set, SegmentationDataset(source, source.scene_ids(cfg.data.val_split), **common)
+
+    def build_model(self, class_names: tuple[str, ...]) -> SegmentationModel:
+        return build_model(self.cfg)
+
+    def optimizer(self, model: SegmentationModel) -> torch.optim.Optimizer:
+        return _optimizer(model, self.cfg)
+
+    @property
+    def head_warmup(self) -> int:
+        return self.cfg.optim.head_warmup_steps if self.cfg.model.mode == "finetune" else 0
+
+    def usable(self, batch: SegmentationBatch) -> bool:
+        return bool((batch.voxel_labels != IGNORE_LABEL).any())
+
+    def loss(self, net: torch.nn.Module, model: torch.nn.Module, batch: SegmentationBatch) -> StepLoss:
+        logits = net(batch.sparse.tensor)
+        return StepLoss(F.cross_entropy(logits, batch.voxel_labels, ignore_index=IGNORE_LABEL))
+
+    def evaluate(self, model, dataset, class_names, rt: Runtime) -> Evaluation:
+        matrix = confusion_matrix(
+            model, dataset, class_names=class_names, device=rt.device, num_workers=self.cfg.data.num_workers,
+            runtime=rt,
+        )  # fmt: skip
+        return self._evaluation(matrix)
+
+    def _evaluation(self, matrix: ConfusionMatrix) -> Evaluation:
+        metrics = matrix.compute()
+        record = {"miou": metrics.miou, "macc": metrics.macc, "overall_accuracy": metrics.overall_accuracy}
+        return Evaluation(metrics, metrics.miou, record, {"best_matrix": matrix.matrix.cpu()})
+
+    def restore_best(self, loop: dict[str, Any], class_names) -> Evaluation | None:
+        if loop.get("best_matrix") is None:
+            return None
+        matrix = ConfusionMatrix(self.cfg.data.num_classes, IGNORE_LABEL, class_names=class_names)
+        matrix.matrix = loop["best_matrix"]
+        return self._evaluation(matrix)
+
+    def postfix(self, evaluation: Evaluation) -> dict[str, str]:
+        return {"val_miou": f"{100 * evaluation.score:.1f}"}
+
+    def file_metadata(self, evaluation: Evaluation, best: bool) -> dict[str, Any]:
+        return {"miou": evaluation.score}
+
+    def summary(
+        self, split: LabelSplit, best: SegmentationMetrics, last: SegmentationMetrics, best_step: int
+    ):
+        cfg = self.cfg
+        return {
+            "origin": cfg.origin,
+            "mode": cfg.model.mode,
+            "init": str(cfg.model.init) if cfg.model.init else None,
+            "labels": {"kind": cfg.labels.kind, "budget": cfg.labels.budget, "seed": cfg.labels.seed},
+            "split": cfg.data.val_split,
+            "best_step": best_step,
+            "best": best.to_dict(),
+            "last": last.to_dict(),
+        }
+
 
 def finetune(
     cfg: FinetuneConfig,
@@ -391,206 +820,16 @@ def finetune(
         RunInterrupted: Ctrl-C; the message says how to resume.
     """
     validate(cfg)
-    rt = setup_runtime(
-        cfg.run.device, seed=cfg.train_seed, cpu_threads=cfg.run.cpu_threads, deterministic=cfg.run.deterministic
+    run = run_finetuning(SegmentationTask(cfg), source, resume, overwrite)
+    return FinetuneResult(
+        run.run_dir,
+        run.best,
+        run.last,
+        run.best_step,
+        run.skipped_batches,
+        losses=run.losses,
+        model=run.model,
     )
-    with RunFolder(cfg.run.out, enabled=rt.is_main) as folder:
-        return _finetune(cfg, rt, folder, source, resume, overwrite)
-
-
-def _finetune(
-    cfg: FinetuneConfig,
-    rt: Runtime,
-    folder: RunFolder,
-    source: SceneSource | None,
-    resume: bool,
-    overwrite: bool,
-) -> FinetuneResult:
-    from tqdm import tqdm
-
-    run_dir, device, main = folder.path, rt.device, rt.is_main
-    ckpt = begin_run(run_dir, cfg, rt, resume, overwrite)
-
-    with rt.main_first():  # synthetic data and split files are written once
-        source = source if source is not None else build_source(cfg.data)
-        class_names = tuple(source.class_names)
-        if len(class_names) != cfg.data.num_classes:
-            raise ValueError(
-                f"data.num_classes is {cfg.data.num_classes} but the dataset has {len(class_names)} classes"
-            )
-        split = make_label_split(cfg, source)
-    common = dict(
-        voxel_size=cfg.model.voxel_size,
-        input_features=cfg.model.input_features,
-        num_classes=cfg.data.num_classes,
-    )
-    train_set = SegmentationDataset(
-        source, split.scenes, label_split=split, augmentation=cfg.augment.build(), seed=cfg.train_seed,
-        cache_scenes=cfg.data.cache_scenes, **common,
-    )  # fmt: skip
-    val_set = SegmentationDataset(
-        source, source.scene_ids(cfg.data.val_split), cache_scenes=cfg.data.cache_scenes, **common
-    )
-
-    model = build_model(cfg)
-    if cfg.model.init is not None and ckpt is None:  # a resumed run has its weights in the checkpoint
-        load_pretrained_backbone(model, cfg.model.init, cfg)
-    model.to(device).train()
-    if cfg.model.sync_batchnorm and rt.distributed:
-        convert_sync_batchnorm(model.backbone)
-    o = cfg.optim
-    warmup = o.head_warmup_steps if cfg.model.mode == "finetune" else 0
-    optimizer = _optimizer(model, cfg)
-    precision = Precision(cfg.run.precision, device)
-    position = DataPosition()
-    step = skipped = best_step = 0
-    best_matrix: torch.Tensor | None = None
-    if ckpt is not None:
-        step, loop = restore_training(ckpt, model, optimizer, precision, rt, cfg)
-        position = DataPosition.from_loop(loop)
-        skipped, best_step, best_matrix = loop["skipped"], loop["best_step"], loop.get("best_matrix")
-
-    net: torch.nn.Module = model
-    if rt.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=warmup > 0,  # the backbone gets no gradient during the head warm-up
-        )
-    if warmup > 0 and step < warmup:
-        model.set_backbone_frozen(True)
-    log = MetricsLog(
-        run_dir / LOG,
-        enabled=main,
-        resume_step=step if ckpt is not None else None,
-        tensorboard=run_dir / "tensorboard" if cfg.run.tensorboard else None,
-        tensorboard_prefix="finetune/",
-    )
-    if ckpt is None:
-        log.write(
-            {"event": "split", "name": split.name, "train_scenes": len(split.scenes), "val_scenes": len(val_set)}
-        )
-    batches = train_batches(train_set, cfg, rt, position)
-
-    ckpt_dir = run_dir / "checkpoints"
-    best = None if best_matrix is None else _metrics(best_matrix, cfg, class_names)
-    last: SegmentationMetrics | None = None
-    losses: dict[int, float] = {}
-    started = time.perf_counter()
-
-    def guard(what: str) -> None:
-        check_training_state(model, optimizer, rt, run_dir, step, what)
-
-    def checkpoint() -> None:
-        loop = {
-            **position.to_loop(),
-            "skipped": skipped,
-            "best_step": best_step,
-            **({} if best_matrix is None else {"best_matrix": best_matrix}),
-        }
-        save_training(run_dir, model, optimizer, precision, rt, step, loop, cfg.run.keep_checkpoints)
-
-    bar = tqdm(
-        range(step + 1, o.steps + 1),
-        desc=f"{cfg.model.mode} {split.name}",
-        disable=not (cfg.run.progress and main),
-    )
-    try:
-        shown_loss = "?"  # the postfix is a formatted string; reusing it printed loss=loss=...
-        for step in bar:
-            if warmup > 0 and step == warmup + 1:
-                model.set_backbone_frozen(False)
-                log.write({"event": "backbone_released", "step": step})
-            factor = lr_factor(step - 1, o.steps, warmup=o.warmup_steps, schedule=o.schedule, power=o.poly_power)
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-            step_losses = []
-            for _ in range(o.accumulate):
-                batch = next(batches).to(device)
-                if not rt.all_true(bool((batch.voxel_labels != IGNORE_LABEL).any())):
-                    skipped += 1
-                    log.write({"event": "skip", "step": step, "reason": "no labelled voxel", "scenes": batch.scene_ids})
-                    continue
-                with precision.autocast():
-                    logits = net(batch.sparse.tensor)
-                    loss = F.cross_entropy(logits, batch.voxel_labels, ignore_index=IGNORE_LABEL)
-                if not rt.all_true(bool(torch.isfinite(loss))):
-                    raise NonFiniteError(
-                        f"{run_dir}: non-finite training loss {float(loss)} at step {step} "
-                        f"(scenes {batch.scene_ids}); last good checkpoint: {latest_checkpoint(run_dir) or 'none'}"
-                    )
-                if not step_losses:
-                    optimizer.zero_grad(set_to_none=True)
-                precision.backward(loss, o.accumulate)
-                step_losses.append(float(loss.detach()))
-            if step_losses:
-                if len(step_losses) < o.accumulate:
-                    # Micro-batches without a labelled voxel were skipped; each used one was divided
-                    # by optim.accumulate, so the step's gradient is brought back to their mean.
-                    scale = o.accumulate / len(step_losses)
-                    for param in model.parameters():
-                        if param.grad is not None:
-                            param.grad.mul_(scale)
-                precision.step(optimizer, model.parameters(), o.grad_clip)
-                value = sum(step_losses) / len(step_losses)
-                losses[step] = value
-                if step % cfg.run.log_every == 0 or step == 1:
-                    record = {"event": "train", "step": step, "loss": value, "seconds": time.perf_counter() - started}
-                    record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
-                    log.write(record)
-                    shown_loss = f"{value:.3f}"
-                    bar.set_postfix(loss=shown_loss)
-            folder.mark_started()
-            if step % cfg.run.eval_every == 0 or step == o.steps:
-                matrix = confusion_matrix(
-                    model, val_set, class_names=class_names, device=device, num_workers=cfg.data.num_workers,
-                    runtime=rt,
-                )  # fmt: skip
-                last = matrix.compute()
-                log.write(
-                    {
-                        "event": "val",
-                        "step": step,
-                        "miou": last.miou,
-                        "macc": last.macc,
-                        "overall_accuracy": last.overall_accuracy,
-                    }
-                )
-                if best is None or (not math.isnan(last.miou) and (math.isnan(best.miou) or last.miou > best.miou)):
-                    best, best_step, best_matrix = last, step, matrix.matrix.cpu()
-                    guard("best.safetensors")
-                    if main:
-                        save_model_file(
-                            model, ckpt_dir / "best.safetensors", cfg, class_names, step=step, miou=last.miou
-                        )
-                bar.set_postfix(loss=shown_loss, val_miou=f"{100 * last.miou:.1f}")
-            if step % cfg.run.checkpoint_every == 0 or step == o.steps:
-                checkpoint()
-    except KeyboardInterrupt as err:
-        if isinstance(err, RunInterrupted):
-            raise
-        raise interrupted(run_dir, step, "ppkt finetune --resume") from None
-    finally:
-        bar.close()
-        log.close()
-    guard("last.safetensors")
-    assert best is not None and last is not None  # the last step always evaluates
-    if main:
-        save_model_file(model, ckpt_dir / "last.safetensors", cfg, class_names, step=o.steps, miou=last.miou)
-        atomic_write_json(run_dir / "metrics.json", _summary(cfg, best, last, best_step))
-        atomic_write_text(
-            run_dir / "metrics.md",
-            f"# {run_dir.name}: {cfg.model.mode}, labels {split.name}, "
-            f"init {cfg.model.init or 'scratch'}\n\n"
-            f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n" + best.to_markdown(),
-        )
-    return FinetuneResult(run_dir, best, last, best_step, skipped, losses=losses, model=model)
-
-
-def _metrics(matrix: torch.Tensor, cfg: FinetuneConfig, class_names) -> SegmentationMetrics:
-    cm = ConfusionMatrix(cfg.data.num_classes, IGNORE_LABEL, class_names=class_names)
-    cm.matrix = matrix
-    return cm.compute()
 
 
 def _remove_step_checkpoints(run_dir: Path) -> None:
@@ -657,9 +896,14 @@ def evaluate_checkpoint(
 
 
 __all__ = [
+    "Evaluation",
     "FinetuneResult",
+    "FinetuneTask",
     "InMemorySceneSource",
+    "RunOutcome",
     "SegmentationModel",
+    "SegmentationTask",
+    "StepLoss",
     "build_model",
     "config_with_resume",
     "evaluate_checkpoint",
@@ -668,4 +912,6 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained_backbone",
     "predict_points",
+    "run_finetuning",
+    "run_task",
 ]

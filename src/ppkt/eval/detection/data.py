@@ -32,6 +32,7 @@ from ppkt.data.boxes import (  # noqa: F401 (check-data for boxes, re-exported)
     check_detection_scenes,
 )
 from ppkt.data.synthetic.boxes import SyntheticDetectionSource  # noqa: F401 (re-exported)
+from ppkt.eval.data import SceneDataset
 from ppkt.sparse import SparseBatch, SparseTensor, sparse_batch_from_points
 
 
@@ -148,61 +149,16 @@ def detection_sample(scene: DetectionScene, input_features: str) -> DetectionSam
     )
 
 
-class DetectionDataset(torch.utils.data.Dataset):
-    """Detection scenes of one split, optionally augmented.
+class DetectionDataset(SceneDataset):
+    """Detection scenes of one split, optionally augmented (a :class:`DetectionAugmentation`).
 
-    Args:
-        source: where scenes come from.
-        scene_ids: the scenes of this dataset.
-        voxel_size: voxel edge in metres.
-        input_features: feature kind for ``ppkt.backbones.input_features``.
-        augmentation: training-time augmentation, None at evaluation.
-        seed: base seed; item ``i`` in epoch ``e`` is augmented with ``(seed, e, i)``.
-        cache_scenes: keep read scenes in memory.
+    The arguments, the scene cache and the augmentation's seeds are those of
+    :class:`ppkt.eval.data.SceneDataset` (segmentation's too); ``source`` is a :class:`DetectionSource`.
     """
 
-    def __init__(
-        self,
-        source: DetectionSource,
-        scene_ids: Sequence[str],
-        *,
-        voxel_size: float,
-        input_features: str,
-        augmentation: DetectionAugmentation | None = None,
-        seed: int = 0,
-        cache_scenes: bool = True,
-    ):
-        if not scene_ids:
-            raise ValueError("a detection dataset needs at least one scene")
-        self.source = source
-        self.scene_ids = list(scene_ids)
-        self.voxel_size = float(voxel_size)
-        self.input_features = input_features
-        self.augmentation = augmentation
-        self.seed = int(seed)
-        self.epoch = 0
-        self.cache_scenes = cache_scenes
-        self._cache: dict[str, DetectionScene] = {}
+    task = "detection"
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.scene_ids)
-
-    def scene(self, index: int) -> DetectionScene:
-        sid = self.scene_ids[index]
-        if sid not in self._cache:
-            scene = self.source.read(sid)
-            if not self.cache_scenes:
-                return scene
-            self._cache[sid] = scene
-        return self._cache[sid]
-
-    def __getitem__(self, index: int) -> DetectionSample:
-        scene = self.scene(index)
-        if self.augmentation is not None:
-            scene = self.augmentation(scene, np.random.default_rng([self.seed, self.epoch, index]))
+    def sample(self, scene: DetectionScene) -> DetectionSample:
         return detection_sample(scene, self.input_features)
 
     def collate(self, samples: Sequence[DetectionSample]) -> DetectionBatch:

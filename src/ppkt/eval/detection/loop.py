@@ -8,13 +8,15 @@ A run (:func:`finetune_detection`) writes into ``run.out``, as segmentation runs
     checkpoints/last.safetensors model at the last step
     metrics.json, metrics.md     per-class AP and mAP@0.25/0.5 of the best checkpoint (and of the last)
 
-Run machinery is ``ppkt.engine``'s, driven exactly as the segmentation loop drives it and through
-the same pieces of ``ppkt.eval.finetune`` (nothing copied): runtime (device, seeding, threads,
+A run is the one fine-tuning run body (``ppkt.eval.finetune.run_task``, segmentation's too), with
+:class:`DetectionTask` bringing what differs (scenes, size templates, model, optimiser, VoteNet's
+loss, evaluation). The body drives ``ppkt.engine``: runtime (device, seeding, threads,
 determinism), the one learning-rate schedule, the metrics log, atomic step checkpoints with the
 finite guards, precision and gradient accumulation, the run folder's lock, Ctrl-C as
 ``RunInterrupted``, and resume (``resume=True``, ``ppkt finetune --task detection --resume RUN``):
 ``checkpoints/step_*`` and ``latest`` hold weights, optimiser, scaler, RNG, the training data order
-and the best result so far. The backbone loads strictly and card-checked (``load_pretrained_backbone``).
+and the best result so far. The backbone loads strictly and card-checked
+(``load_pretrained_backbone``).
 Limited labels: a fraction of the training scenes (``labels.kind scenes``), drawn and saved by
 ``ppkt.eval.splits`` exactly as for segmentation (into ``run.out/splits`` unless
 ``labels.splits_dir``), so both tasks use the same scenes at the same budget and seed.
@@ -24,9 +26,9 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,38 +36,15 @@ import yaml
 
 from ppkt.config import config_from_dict
 from ppkt.data.registry import SceneRequest, open_detection_scenes
-from ppkt.engine import (
-    MetricsLog,
-    NonFiniteError,
-    Precision,
-    RunFolder,
-    RunInterrupted,
-    Runtime,
-    latest_checkpoint,
-    lr_factor,
-    resolve_device,
-    setup_runtime,
-)
-from ppkt.engine.sync_batchnorm import convert_sync_batchnorm
+from ppkt.engine import Runtime, resolve_device
 from ppkt.eval.detection.config import DetectionConfig, DetectionDataConfig, validate
 from ppkt.eval.detection.criterion import votenet_loss
-from ppkt.eval.detection.data import DetectionDataset, DetectionSource
+from ppkt.eval.detection.data import DetectionBatch, DetectionDataset, DetectionSource
 from ppkt.eval.detection.metrics import DetectionEvaluator, DetectionMetrics
 from ppkt.eval.detection.model import DetectionModel, build_detection_model, mean_box_sizes, predict_boxes
-from ppkt.eval.finetune import (
-    LOG,
-    DataPosition,
-    _optimizer,
-    begin_run,
-    check_training_state,
-    interrupted,
-    restore_training,
-    save_training,
-    train_batches,
-)
-from ppkt.eval.model import CLASS_NAMES_METADATA_KEY, load_pretrained_backbone, save_model_file
+from ppkt.eval.finetune import Evaluation, FinetuneTask, _optimizer, run_finetuning
+from ppkt.eval.model import CLASS_NAMES_METADATA_KEY
 from ppkt.eval.splits import LabelSplit, load_or_create_split
-from ppkt.utils.io import atomic_write_json, atomic_write_text
 from ppkt.utils.weights import load_state_strict, load_weights
 
 CONFIG_METADATA_KEY = "ppkt_detection_config"
@@ -203,26 +182,6 @@ class DetectionResult:
     model: DetectionModel | None = None
 
 
-def _summary(
-    cfg: DetectionConfig, split: LabelSplit, best: DetectionMetrics, last: DetectionMetrics, best_step: int
-) -> dict:
-    return {
-        "origin": cfg.origin,
-        "task": "detection",
-        "init": str(cfg.model.init) if cfg.model.init else None,
-        "labels": {
-            "kind": "scenes",
-            "budget": cfg.labels.budget,
-            "seed": cfg.labels.seed,
-            "train_scenes": len(split.scenes),
-        },
-        "split": cfg.data.val_split,
-        "best_step": best_step,
-        "best": best.to_dict(),
-        "last": last.to_dict(),
-    }
-
-
 def _metrics_to_loop(metrics: DetectionMetrics) -> dict:
     """The best result as tensors and numbers for ``TrainingState.loop`` (a resumed run compares
     against it)."""
@@ -245,6 +204,83 @@ def _metrics_from_loop(saved: dict, class_names: tuple[str, ...]) -> DetectionMe
         saved["num_ground_truth"].numpy(),
         saved["num_scenes"],
     )
+
+
+class DetectionTask(FinetuneTask):
+    """VoteNet detection: its loss (and parts, logged), mAP@0.25 picks the best checkpoint."""
+
+    label = "detection"
+    log_prefix = "detection/"
+    resume_command = "ppkt finetune --task detection --resume"
+    config_key = CONFIG_METADATA_KEY
+    cfg: DetectionConfig
+
+    def open_source(self) -> DetectionSource:
+        return build_detection_source(self.cfg.data)
+
+    def label_split(self, source: DetectionSource) -> tuple[tuple[str, ...], LabelSplit]:
+        return tuple(source.class_names), make_detection_split(self.cfg, source)
+
+    def datasets(self, source: DetectionSource, split: LabelSplit) -> tuple[DetectionDataset, ...]:
+        cfg = self.cfg
+        common = dict(
+            voxel_size=cfg.model.voxel_size,
+            input_features=cfg.model.input_features,
+            cache_scenes=cfg.data.cache_scenes,
+        )
+        train_set = DetectionDataset(
+            source, split.scenes, augmentation=cfg.augment.build(), seed=cfg.train_seed, **common
+        )
+        # VoteNet's size templates: the training scenes' mean box size of each class.
+        boxes = [train_set.scene(i).boxes for i in range(len(train_set))]
+        self.mean_sizes = mean_box_sizes(boxes, len(source.class_names))
+        return train_set, DetectionDataset(source, source.scene_ids(cfg.data.val_split), **common)
+
+    def split_record(self) -> dict[str, Any]:
+        return {"mean_sizes": self.mean_sizes.round(4).tolist()}
+
+    def build_model(self, class_names: tuple[str, ...]) -> DetectionModel:
+        return build_detection_model(self.cfg, len(class_names), self.mean_sizes)
+
+    def optimizer(self, model: DetectionModel) -> torch.optim.Optimizer:
+        return build_optimizer(model, self.cfg)
+
+    def loss(self, net: torch.nn.Module, model: DetectionModel, batch: DetectionBatch):
+        return votenet_loss(net(batch), batch, model.head.mean_sizes, self.cfg.head)
+
+    def evaluate(self, model, dataset, class_names, rt: Runtime) -> Evaluation:
+        metrics, _ = evaluate_detection(model, dataset, self.cfg, class_names, device=rt.device)
+        return self._evaluation(metrics, _metrics_to_loop(metrics))
+
+    def _evaluation(self, metrics: DetectionMetrics, saved: dict) -> Evaluation:
+        record = {"mAP@0.25": metrics.map(0.25), "mAP@0.5": metrics.map(0.5)}
+        return Evaluation(metrics, metrics.map(0.25), record, {"best_metrics": saved})
+
+    def restore_best(self, loop: dict[str, Any], class_names) -> Evaluation | None:
+        if "best_metrics" not in loop:
+            return None
+        return self._evaluation(_metrics_from_loop(loop["best_metrics"], class_names), loop["best_metrics"])
+
+    def file_metadata(self, evaluation: Evaluation, best: bool) -> dict[str, Any]:
+        return {"map25": evaluation.score} if best else {}
+
+    def summary(self, split: LabelSplit, best: DetectionMetrics, last: DetectionMetrics, best_step: int):
+        cfg = self.cfg
+        return {
+            "origin": cfg.origin,
+            "task": "detection",
+            "init": str(cfg.model.init) if cfg.model.init else None,
+            "labels": {
+                "kind": "scenes",
+                "budget": cfg.labels.budget,
+                "seed": cfg.labels.seed,
+                "train_scenes": len(split.scenes),
+            },
+            "split": cfg.data.val_split,
+            "best_step": best_step,
+            "best": best.to_dict(),
+            "last": last.to_dict(),
+        }
 
 
 def finetune_detection(
@@ -270,174 +306,12 @@ def finetune_detection(
         RunInterrupted: Ctrl-C; the message says how to resume.
     """
     validate(cfg)
-    rt = setup_runtime(
-        cfg.run.device,
-        seed=cfg.train_seed,
-        cpu_threads=cfg.run.cpu_threads,
-        deterministic=cfg.run.deterministic,
-    )
-    with RunFolder(cfg.run.out, enabled=rt.is_main) as folder:
-        return _finetune_detection(cfg, rt, folder, source, resume, overwrite)
-
-
-def _finetune_detection(
-    cfg: DetectionConfig,
-    rt: Runtime,
-    folder: RunFolder,
-    source: DetectionSource | None,
-    resume: bool,
-    overwrite: bool,
-) -> DetectionResult:
-    from tqdm import tqdm
-
-    run_dir, device, main = folder.path, rt.device, rt.is_main
-    ckpt = begin_run(run_dir, cfg, rt, resume, overwrite)
-    with rt.main_first():  # synthetic data and split files are written once
-        source = source if source is not None else build_detection_source(cfg.data)
-        class_names = tuple(source.class_names)
-        split = make_detection_split(cfg, source)
-    common = dict(
-        voxel_size=cfg.model.voxel_size,
-        input_features=cfg.model.input_features,
-        cache_scenes=cfg.data.cache_scenes,
-    )
-    train_set = DetectionDataset(
-        source, split.scenes, augmentation=cfg.augment.build(), seed=cfg.train_seed, **common
-    )
-    val_set = DetectionDataset(source, source.scene_ids(cfg.data.val_split), **common)
-    mean_sizes = mean_box_sizes([train_set.scene(i).boxes for i in range(len(train_set))], len(class_names))
-
-    model = build_detection_model(cfg, len(class_names), mean_sizes)
-    if cfg.model.init is not None and ckpt is None:  # a resumed run has its weights in the checkpoint
-        load_pretrained_backbone(model, cfg.model.init, cfg)
-    model.to(device).train()
-    if cfg.model.sync_batchnorm and rt.distributed:
-        convert_sync_batchnorm(model.backbone)
-    o = cfg.optim
-    optimizer = build_optimizer(model, cfg)
-    precision = Precision(cfg.run.precision, device)
-    position = DataPosition()
-    step = best_step = 0
-    best: DetectionMetrics | None = None
-    if ckpt is not None:
-        step, loop = restore_training(ckpt, model, optimizer, precision, rt, cfg)
-        position = DataPosition.from_loop(loop)
-        best_step = loop["best_step"]
-        if "best_metrics" in loop:
-            best = _metrics_from_loop(loop["best_metrics"], class_names)
-
-    net: torch.nn.Module = model
-    if rt.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    log = MetricsLog(
-        run_dir / LOG,
-        enabled=main,
-        resume_step=step if ckpt is not None else None,
-        tensorboard=run_dir / "tensorboard" if cfg.run.tensorboard else None,
-        tensorboard_prefix="detection/",
-    )
-    if ckpt is None:
-        log.write(
-            {"event": "split", "name": split.name, "train_scenes": len(split.scenes),
-             "val_scenes": len(val_set), "mean_sizes": mean_sizes.round(4).tolist()}
-        )  # fmt: skip
-    batches = train_batches(train_set, cfg, rt, position)
-
-    ckpt_dir = run_dir / "checkpoints"
-    last: DetectionMetrics | None = None
-    losses: dict[int, float] = {}
-    started = time.perf_counter()
-
-    def checkpoint() -> None:
-        loop = {
-            **position.to_loop(),
-            "best_step": best_step,
-            **({} if best is None else {"best_metrics": _metrics_to_loop(best)}),
-        }
-        save_training(run_dir, model, optimizer, precision, rt, step, loop, cfg.run.keep_checkpoints)
-
-    bar = tqdm(
-        range(step + 1, o.steps + 1), desc=f"detection {split.name}", disable=not (cfg.run.progress and main)
-    )
-    try:
-        for step in bar:
-            factor = lr_factor(
-                step - 1, o.steps, warmup=o.warmup_steps, schedule=o.schedule, power=o.poly_power
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-            step_losses = []
-            for _ in range(o.accumulate):
-                batch = next(batches).to(device)
-                with precision.autocast():
-                    parts = votenet_loss(net(batch), batch, model.head.mean_sizes, cfg.head)
-                if not rt.all_true(bool(torch.isfinite(parts.total))):
-                    raise NonFiniteError(
-                        f"{run_dir}: non-finite training loss {float(parts.total.detach())} at step {step} "
-                        f"(scenes {batch.scene_ids}); "
-                        f"last good checkpoint: {latest_checkpoint(run_dir) or 'none'}"
-                    )
-                if not step_losses:
-                    optimizer.zero_grad(set_to_none=True)
-                precision.backward(parts.total, o.accumulate)
-                step_losses.append(parts.to_log())
-            precision.step(optimizer, model.parameters(), o.grad_clip)
-            # The step's loss and its parts: means over its micro-batches (optim.accumulate).
-            parts_mean = {k: sum(p[k] for p in step_losses) / len(step_losses) for k in step_losses[0]}
-            value = parts_mean["loss"]
-            losses[step] = value
-            if step % cfg.run.log_every == 0 or step == 1:
-                record = {
-                    "event": "train",
-                    "step": step,
-                    **parts_mean,
-                    "seconds": time.perf_counter() - started,
-                }
-                record.update({f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups})
-                log.write(record)
-                bar.set_postfix(loss=f"{value:.3f}")
-            folder.mark_started()
-            if step % cfg.run.eval_every == 0 or step == o.steps:
-                last, _ = evaluate_detection(model, val_set, cfg, class_names, device=device)
-                map25 = last.map(0.25)
-                log.write({"event": "val", "step": step, "mAP@0.25": map25, "mAP@0.5": last.map(0.5)})
-                if best is None or (
-                    not math.isnan(map25) and (math.isnan(best.map(0.25)) or map25 > best.map(0.25))
-                ):
-                    best, best_step = last, step
-                    check_training_state(model, optimizer, rt, run_dir, step, "best.safetensors")
-                    if main:
-                        save_model_file(
-                            model, ckpt_dir / "best.safetensors", cfg, class_names,
-                            config_key=CONFIG_METADATA_KEY, step=step, map25=map25,
-                        )  # fmt: skip
-            if step % cfg.run.checkpoint_every == 0 or step == o.steps:
-                checkpoint()
-    except KeyboardInterrupt as err:
-        if isinstance(err, RunInterrupted):
-            raise
-        raise interrupted(run_dir, step, "ppkt finetune --task detection --resume") from None
-    finally:
-        bar.close()
-        log.close()
-    check_training_state(model, optimizer, rt, run_dir, step, "last.safetensors")
-    assert best is not None and last is not None  # the last step always evaluates
-    if main:
-        save_model_file(
-            model, ckpt_dir / "last.safetensors", cfg, class_names, config_key=CONFIG_METADATA_KEY, step=o.steps
-        )
-        atomic_write_json(run_dir / "metrics.json", _summary(cfg, split, best, last, best_step))
-        atomic_write_text(
-            run_dir / "metrics.md",
-            f"# {run_dir.name}: detection, labels {split.name}, init {cfg.model.init or 'scratch'}\n\n"
-            f"Best checkpoint (step {best_step}), split {cfg.data.val_split}:\n\n" + best.to_markdown(),
-        )
-    first_loss = losses.get(1, math.nan)
+    run = run_finetuning(DetectionTask(cfg), source, resume, overwrite)
+    first_loss = run.losses.get(1, math.nan)
     return DetectionResult(
-        run_dir, best, last, best_step, first_loss, losses[o.steps], losses=losses, model=model
-    )
+        run.run_dir, run.best, run.last, run.best_step, first_loss, run.losses[cfg.optim.steps],
+        losses=run.losses, model=run.model,
+    )  # fmt: skip
 
 
 def evaluate_detection_checkpoint(
