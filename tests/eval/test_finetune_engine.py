@@ -198,7 +198,7 @@ def test_a_fresh_run_never_deletes_an_earlier_runs_checkpoints(tmp_path, rooms_s
 def test_a_skipped_micro_batch_leaves_the_step_the_mean_of_the_used_ones(tmp_path, rooms_source, monkeypatch):
     """accumulate=2 where the second micro-batch has no labelled voxel: the step equals one step on
     the first micro-batch alone (accumulate=1), not half of it."""
-    import ppkt.eval.finetune as loop
+    import ppkt.eval.training_loop as loop
     from ppkt.data.types import IGNORE_LABEL
 
     real = loop.train_batches

@@ -1,4 +1,4 @@
-"""The fine-tuning run body (``ppkt.eval.finetune.run_task``) with a task of its own: what the body
+"""The fine-tuning run body (``ppkt.eval.training_loop.run_task``) with a task of its own: what the body
 does for any task (best result by score with NaN, skipped micro-batches, resume of both), apart
 from segmentation's and detection's own runs (tested in their files)."""
 
@@ -15,8 +15,8 @@ import torch
 from ppkt.engine import RunInterrupted
 from ppkt.eval.config import EvalOptimConfig, EvalRunConfig, FinetuneConfig
 from ppkt.eval.data import SceneDataset
-from ppkt.eval.finetune import Evaluation, FinetuneTask, StepLoss, run_finetuning
 from ppkt.eval.splits import LabelSplit
+from ppkt.eval.training_loop import Evaluation, FinetuneTask, StepLoss, run_finetuning
 
 SCENES = ("s0", "s1", "s2", "s3")
 

@@ -115,8 +115,8 @@ def finetune_command(
 
     from ppkt.config import config_to_dict
     from ppkt.engine import NonFiniteError
-    from ppkt.eval.finetune import config_with_resume
     from ppkt.eval.model import with_card_spec
+    from ppkt.eval.training_loop import config_with_resume
 
     given = [o for o in not_with_resume if getattr(args, o.lstrip("-").replace("-", "_"))]
     if args.resume is not None and given:

@@ -8,7 +8,7 @@ A run (:func:`finetune_detection`) writes into ``run.out``, as segmentation runs
     checkpoints/last.safetensors model at the last step
     metrics.json, metrics.md     per-class AP and mAP@0.25/0.5 of the best checkpoint (and of the last)
 
-A run is the one fine-tuning run body (``ppkt.eval.finetune.run_task``, segmentation's too), with
+A run is the one fine-tuning run body (``ppkt.eval.training_loop.run_task``, segmentation's too), with
 :class:`DetectionTask` bringing what differs (scenes, size templates, model, optimiser, VoteNet's
 loss, evaluation). The body drives ``ppkt.engine``: runtime (device, seeding, threads,
 determinism), the one learning-rate schedule, the metrics log, atomic step checkpoints with the
@@ -42,9 +42,10 @@ from ppkt.eval.detection.criterion import votenet_loss
 from ppkt.eval.detection.data import DetectionBatch, DetectionDataset, DetectionSource
 from ppkt.eval.detection.metrics import DetectionEvaluator, DetectionMetrics
 from ppkt.eval.detection.model import DetectionModel, build_detection_model, mean_box_sizes, predict_boxes
-from ppkt.eval.finetune import Evaluation, FinetuneTask, _optimizer, run_finetuning
+from ppkt.eval.finetune import _optimizer
 from ppkt.eval.model import CLASS_NAMES_METADATA_KEY
 from ppkt.eval.splits import LabelSplit, load_or_create_split
+from ppkt.eval.training_loop import Evaluation, FinetuneTask, run_finetuning
 from ppkt.utils.weights import load_state_strict, load_weights
 
 CONFIG_METADATA_KEY = "ppkt_detection_config"
