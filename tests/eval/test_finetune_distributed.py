@@ -24,7 +24,11 @@ def _free_port() -> int:
 def _join(rank: int, world: int, port: int) -> None:
     sys.path.insert(0, str(HERE))
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
 
@@ -71,7 +75,9 @@ def test_sparse_sync_batchnorm_equals_batchnorm_on_the_concatenated_batch(tmp_pa
         torch.testing.assert_close(r["state"]["running_mean"], reference.running_mean)
         torch.testing.assert_close(r["state"]["running_var"], reference.running_var)
     # DDP averages the ranks' weight gradients; their sum is the single-process gradient.
-    torch.testing.assert_close(ranks[0]["wgrad"] + ranks[1]["wgrad"], reference.weight.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        ranks[0]["wgrad"] + ranks[1]["wgrad"], reference.weight.grad, rtol=1e-4, atol=1e-5
+    )
 
 
 def _finetune_worker(rank: int, world: int, port: int, out: str) -> None:
@@ -93,7 +99,12 @@ def _finetune_worker(rank: int, world: int, port: int, out: str) -> None:
         result = finetune(cfg, source=rooms_source_fixture())
         state = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
         torch.save(
-            {"state": state, "losses": result.losses, "val_points": result.last.num_points, "miou": result.last.miou},
+            {
+                "state": state,
+                "losses": result.losses,
+                "val_points": result.last.num_points,
+                "miou": result.last.miou,
+            },
             Path(out) / f"rank{rank}.pt",
         )
     finally:
@@ -145,3 +156,59 @@ def test_main_first_tells_the_others_when_the_main_process_fails(tmp_path):
     mp.spawn(_main_first_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     assert (tmp_path / "0.txt").read_text() == "ValueError: bad dataset"
     assert (tmp_path / "1.txt").read_text().startswith("RuntimeError: the main process (rank 0) failed")
+
+
+def _accumulate_worker(rank: int, world: int, port: int, out: str) -> None:
+    """accumulate=2 over 2 steps; in step 1 the second micro-batch of every rank has no label."""
+    _join(rank, world, port)
+    import torch.distributed as dist
+    from eval_rooms import rooms_source_fixture
+    from test_eval_finetune import tiny_config
+
+    import ppkt.eval.training_loop as loop
+    from ppkt.data.types import IGNORE_LABEL
+    from ppkt.eval.finetune import finetune
+
+    real_batches, real_sync = loop.train_batches, loop.gradient_sync
+    syncs: list[bool] = []
+
+    def batches_with_an_unlabelled_one(*args, **kwargs):
+        for taken, batch in enumerate(real_batches(*args, **kwargs)):
+            if taken == 1:  # step 1, second micro-batch
+                batch = replace(batch, voxel_labels=torch.full_like(batch.voxel_labels, IGNORE_LABEL))
+            yield batch
+
+    def recording_sync(net, last_micro_batch):
+        syncs.append(last_micro_batch)
+        return real_sync(net, last_micro_batch)
+
+    loop.train_batches, loop.gradient_sync = batches_with_an_unlabelled_one, recording_sync
+    cfg = tiny_config(Path(out), kind="scenes", budget=1.0, seed=1)
+    cfg = replace(
+        cfg,
+        optim=replace(cfg.optim, steps=2, accumulate=2),
+        run=replace(cfg.run, eval_every=2, tensorboard=False),
+    )
+    try:
+        result = finetune(cfg, source=rooms_source_fixture())
+        # Parameters only: without sync_batchnorm each rank keeps its own running statistics.
+        params = {k: v.detach().clone() for k, v in result.model.named_parameters()}
+        torch.save(
+            {"params": params, "syncs": syncs, "skipped": result.skipped_batches}, Path(out) / f"acc{rank}.pt"
+        )
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_accumulation_all_reduces_once_per_step_even_when_the_last_micro_batch_is_skipped(tmp_path):
+    """DDP all-reduces on the last micro-batch that trains (no_sync before it). When the step's last
+    micro-batch is skipped, the one before it must all-reduce, or the ranks' weights drift apart."""
+    mp.spawn(_accumulate_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"acc{r}.pt", weights_only=True) for r in range(2))
+    # step 1: micro-batch 0 trains and syncs, micro-batch 1 is skipped; step 2: no_sync, then sync
+    assert r0["syncs"] == r1["syncs"] == [True, False, True]
+    assert r0["skipped"] == r1["skipped"] == 1
+    for key in r0["params"]:
+        assert torch.equal(r0["params"][key], r1["params"][key]), key

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppkt.sparse import DownConv3d, SparseTensor, SubmanifoldConv3d, UpConv3d, sparse_conv
+from ppkt.sparse import BatchNorm, DownConv3d, SparseTensor, SubmanifoldConv3d, UpConv3d, sparse_conv
 from ppkt.sparse.kernel_map import kernel_offsets
 
 G = 6  # dense grid edge
@@ -198,3 +198,17 @@ def test_cpu_thread_setting_keeps_results_and_restores_threads():
     torch.testing.assert_close(results[0][1], results[1][1])
     with pytest.raises(ValueError, match="threads must be"):
         set_cpu_threads(0)
+
+
+def test_single_site_batchnorm_keeps_its_weight_in_the_graph():
+    """One site normalises to the bias; the weight still gets its exact gradient (0), not None:
+    a parameter outside the graph stops DDP without find_unused_parameters at the next step."""
+    bn = BatchNorm(3).train()
+    with torch.no_grad():
+        bn.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    x = SparseTensor(torch.tensor([[0, 1, 2, 3]]), torch.randn(1, 3, requires_grad=True))
+    y = bn(x).feats
+    assert torch.equal(y.detach(), bn.bias.detach()[None])
+    (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert bn.weight.grad is not None and torch.equal(bn.weight.grad, torch.zeros(3))
+    assert torch.equal(bn.bias.grad, torch.tensor([1.0, 2.0, 3.0]))

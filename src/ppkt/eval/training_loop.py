@@ -36,6 +36,7 @@ from ppkt.engine import (
     RunInterrupted,
     Runtime,
     TrainingState,
+    gradient_sync,
     latest_checkpoint,
     lr_factor,
     setup_runtime,
@@ -503,25 +504,31 @@ def run_task(
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * factor
             step_losses: list[dict[str, float]] = []
-            for _ in range(o.accumulate):
-                batch = next(batches).to(device)
-                if task.skip_reason is not None and not rt.all_true(task.usable(batch)):
+            # The step's micro-batches are drawn first, so that the last one the task can use is
+            # known before any backward: DDP all-reduces the gradients there only (no_sync before).
+            micro_batches = [next(batches) for _ in range(o.accumulate)]
+            usable = [task.skip_reason is None or rt.all_true(task.usable(b)) for b in micro_batches]
+            last_used = max((i for i, ok in enumerate(usable) if ok), default=-1)
+            for micro, batch in enumerate(micro_batches):
+                if not usable[micro]:
                     skipped += 1
                     log.write(
                         {"event": "skip", "step": step, "reason": task.skip_reason, "scenes": batch.scene_ids}
                     )
                     continue
-                with precision.autocast():
-                    loss = task.loss(net, model, batch)
-                if not rt.all_true(bool(torch.isfinite(loss.total))):
-                    raise NonFiniteError(
-                        f"{run_dir}: non-finite training loss {float(loss.total.detach())} at step {step} "
-                        f"(scenes {batch.scene_ids}); "
-                        f"last good checkpoint: {latest_checkpoint(run_dir) or 'none'}"
-                    )
-                if not step_losses:
-                    optimizer.zero_grad(set_to_none=True)
-                precision.backward(loss.total, o.accumulate)
+                batch = batch.to(device)
+                with gradient_sync(net, micro == last_used):
+                    with precision.autocast():
+                        loss = task.loss(net, model, batch)
+                    if not rt.all_true(bool(torch.isfinite(loss.total))):
+                        raise NonFiniteError(
+                            f"{run_dir}: non-finite training loss {float(loss.total.detach())} "
+                            f"at step {step} (scenes {batch.scene_ids}); "
+                            f"last good checkpoint: {latest_checkpoint(run_dir) or 'none'}"
+                        )
+                    if not step_losses:
+                        optimizer.zero_grad(set_to_none=True)
+                    precision.backward(loss.total, o.accumulate)
                 step_losses.append(loss.to_log())
             if step_losses:
                 if len(step_losses) < o.accumulate:

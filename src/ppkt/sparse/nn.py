@@ -119,7 +119,9 @@ class BatchNorm(nn.BatchNorm1d):
     def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
         feats = x.feats
         if self.training and feats.shape[0] <= 1:
-            out = feats * 0.0 + self.bias if self.affine else feats * 0.0
+            # weight * 0 keeps the weight in the graph with its exact gradient (0): a parameter
+            # left out of the graph stops DDP (without find_unused_parameters) at the next step.
+            out = feats * 0.0 * self.weight + self.bias if self.affine else feats * 0.0
             return x.replace_feats(out)
         if feats.shape[0] == 0:
             return x
