@@ -138,12 +138,11 @@ def run_viz(args: argparse.Namespace) -> int:
         evaluate_detection_checkpoint,
         load_detection_checkpoint,
     )
+    from ppkt.eval.model import model_file
     from ppkt.viz.detection import detection_figure, detection_image_figure
     from ppkt.viz.panels import save_png
 
-    path = (
-        args.checkpoint / "checkpoints" / "best.safetensors" if args.checkpoint.is_dir() else args.checkpoint
-    )
+    path = model_file(args.checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no detection checkpoint")
     _, cfg, class_names = load_detection_checkpoint(path)

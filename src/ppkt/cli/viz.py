@@ -120,11 +120,10 @@ def _segmentation(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ppkt.eval.finetune import build_source, load_checkpoint
+    from ppkt.eval.model import model_file
     from ppkt.viz.model_figures import segmentation_figures
 
-    path = args.checkpoint
-    if path.is_dir():
-        path = path / "checkpoints" / "best.safetensors"
+    path = model_file(args.checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no fine-tuning checkpoint")
     model, cfg, class_names = load_checkpoint(path)

@@ -60,6 +60,7 @@ from ppkt.eval.model import (
     build_model,
     load_checkpoint,
     load_pretrained_backbone,
+    model_file,
 )
 from ppkt.eval.splits import LabelSplit, load_or_create_split, load_published_split
 from ppkt.eval.training_loop import Evaluation, FinetuneTask, StepLoss, run_finetuning
@@ -290,11 +291,9 @@ def evaluate_checkpoint(
 
     ``data_root`` and ``split`` override the checkpoint's own ``data.root`` / ``data.val_split``.
     """
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "checkpoints" / "best.safetensors"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: run folder has no best checkpoint")
+    path = model_file(checkpoint)
+    if Path(checkpoint).is_dir() and not path.is_file():
+        raise FileNotFoundError(f"{path}: run folder has no best checkpoint")
     model, cfg, class_names = load_checkpoint(path)
     if data_root is not None:
         from dataclasses import replace

@@ -137,6 +137,13 @@ def with_card_spec(cfg: C, given: Collection[str]) -> tuple[C, str]:
     return dataclasses.replace(cfg, model=model), note
 
 
+def model_file(path: str | Path) -> Path:
+    """The fine-tuned model file ``path`` names: the file itself, or a run folder's best
+    (``checkpoints/best.safetensors``); whether it exists is the caller's to check."""
+    path = Path(path)
+    return path / "checkpoints" / "best.safetensors" if path.is_dir() else path
+
+
 def save_model_file(
     model: nn.Module, path: Path, cfg, class_names, *, config_key: str = CONFIG_METADATA_KEY, **extra
 ) -> None:

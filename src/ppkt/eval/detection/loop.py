@@ -43,7 +43,7 @@ from ppkt.eval.detection.data import DetectionBatch, DetectionDataset, Detection
 from ppkt.eval.detection.metrics import DetectionEvaluator, DetectionMetrics
 from ppkt.eval.detection.model import DetectionModel, build_detection_model, mean_box_sizes, predict_boxes
 from ppkt.eval.finetune import _optimizer
-from ppkt.eval.model import CLASS_NAMES_METADATA_KEY
+from ppkt.eval.model import CLASS_NAMES_METADATA_KEY, model_file
 from ppkt.eval.splits import LabelSplit, load_or_create_split
 from ppkt.eval.training_loop import Evaluation, FinetuneTask, run_finetuning
 from ppkt.utils.weights import load_state_strict, load_weights
@@ -111,9 +111,7 @@ def is_detection_checkpoint(path: str | Path) -> bool:
     """Whether a checkpoint file (or run folder) holds a detection model."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "best.safetensors"
+    path = model_file(path)
     if not path.is_file():
         return False
     try:  # the metadata alone, not the tensors
@@ -328,11 +326,9 @@ def evaluate_detection_checkpoint(
     """Evaluate a detection checkpoint file, or a run folder (its ``checkpoints/best.safetensors``)."""
     from dataclasses import replace
 
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "checkpoints" / "best.safetensors"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: run folder has no best checkpoint")
+    path = model_file(checkpoint)
+    if Path(checkpoint).is_dir() and not path.is_file():
+        raise FileNotFoundError(f"{path}: run folder has no best checkpoint")
     model, cfg, class_names = load_detection_checkpoint(path)
     if data_root is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=Path(data_root)))
