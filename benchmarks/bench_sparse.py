@@ -234,20 +234,40 @@ def _spconv_maps(coords: torch.Tensor) -> None:
         shape = [(d + 1) // 2 for d in shape]
 
 
-def maps_section(sizes: list[int], repeats: int) -> None:
+def _table_reads_maps(coords: torch.Tensor, batched: bool) -> None:
+    """The stride-1 kernel-5 and kernel-3 maps with the table read offset by offset or batched."""
+    from ppkt.sparse.kernel_map import submanifold_map
+
+    submanifold_map(coords, 1, 5, batched=batched)
+    submanifold_map(coords, 1, 3, batched=batched)
+    if coords.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def maps_section(sizes: list[int], repeats: int, device: str = "cpu") -> None:
     from ppkt.sparse import spconv_available
 
-    print("kernel maps of one Res16UNet forward (k5 + k3 at stride 1, k3 at 2-16, 4 coarsenings)")
+    print(f"kernel maps of one Res16UNet forward (k5 + k3 at stride 1, k3 at 2-16, 4 coarsenings), {device}")
     for size in sizes:
-        coords = room_coords(size)
-        jobs = {"this code": lambda c=coords: _ppkt_maps(c), "previous": lambda c=coords: _previous_maps(c)}
-        if spconv_available():
-            jobs["spconv"] = lambda c=coords: _spconv_maps(c)
+        coords = room_coords(size).to(device)
+        jobs = {"this code": lambda c=coords: _ppkt_maps(c)}
+        if device == "cpu":
+            jobs["previous"] = lambda c=coords: _previous_maps(c)
+            if spconv_available():
+                jobs["spconv"] = lambda c=coords: _spconv_maps(c)
+        # The table read per offset (the CPU default) against all offsets at once (the default
+        # elsewhere: one host sync per map instead of one per offset).
+        jobs["k5+k3, table per offset"] = lambda c=coords: _table_reads_maps(c, False)
+        jobs["k5+k3, table batched"] = lambda c=coords: _table_reads_maps(c, True)
         t = _median_times(jobs, repeats)
         line = ", ".join(f"{name} {1e3 * v:.1f} ms" for name, v in t.items())
         ratios = ", ".join(
-            f"{name} / this code {v / t['this code']:.2f}x" for name, v in t.items() if name != "this code"
+            f"{name} / this code {v / t['this code']:.2f}x"
+            for name, v in t.items()
+            if name in ("previous", "spconv")
         )
+        per_offset, batched = t["k5+k3, table per offset"], t["k5+k3, table batched"]
+        ratios += f"{', ' if ratios else ''}table per offset / batched {per_offset / batched:.2f}x"
         print(f"  {len(coords)} voxels: {line}; {ratios}", flush=True)
 
 
@@ -349,6 +369,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per run")
     parser.add_argument("--maps", action="store_true", help="kernel maps: this code / previous / spconv")
+    parser.add_argument("--device", default="cpu", help="device of --maps (previous and spconv: cpu only)")
     parser.add_argument("--ab", action="store_true", help="torch / spconv backend / dense GEMM, one process")
     parser.add_argument("--batched", action="store_true", help="padded bmm over offsets / per-offset loop")
     parser.add_argument("--width", type=float, default=1.0, help="backbone width for --ab")
@@ -358,7 +379,7 @@ def main() -> None:
         torch.set_num_threads(1)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, voxel {VOXEL} m")
         if args.maps:
-            maps_section(args.sizes, args.repeats)
+            maps_section(args.sizes, args.repeats, args.device)
         if args.ab:
             ab_section(args.backbones, args.sizes, args.width, args.repeats)
         if args.batched:

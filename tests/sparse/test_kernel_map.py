@@ -43,6 +43,18 @@ def test_dense_table_equals_sorted_search(dense_always, kernel_size, stride, shu
     )
 
 
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("shuffle", [False, True], ids=["mirrored", "shuffled"])
+def test_batched_table_reads_equal_the_per_offset_loop(dense_always, kernel_size, shuffle):
+    """All searched offsets read in one (K, M) gather (the default off the CPU) give the map of the
+    per-offset loop, with and without the mirrored half; also with offsets that find nothing."""
+    coords = _sites(1, 2500, 10, stride=2, shuffle=shuffle)
+    for cloud in (coords, coords[:1], coords[::50]):
+        batched = km.submanifold_map(cloud, 2, kernel_size, batched=True)
+        _same(batched, km.submanifold_map(cloud, 2, kernel_size, batched=False))
+        _same(batched, km._submanifold_map_sorted(cloud, 2, kernel_size))
+
 def test_too_many_cells_fall_back_to_sorted_search(dense_always, monkeypatch):
     coords = _sites(1, 200, 60, batches=1)  # a sparse spread: many cells per site
     assert km._dense_grid(coords, 1, 1, km._max_table_cells(len(coords))) is not None
