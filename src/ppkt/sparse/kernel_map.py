@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ppkt.utils.indexing import stable_sort_ints
+
 # Key layout: 12 bits batch, 17 bits per spatial axis (63 bits, keeps int64 keys positive).
 _AXIS_BITS = 17
 _BATCH_BITS = 12
@@ -345,9 +347,9 @@ def downsample_map(coords: torch.Tensor, stride: int) -> Downsampling:
     coarse_coords = coarse.index_select(0, member)
     local = torch.div(coords[:, 1:] - coarse[:, 1:], stride, rounding_mode="floor")  # in {0, 1}
     k = (local[:, 0] * 2 + local[:, 1]) * 2 + local[:, 2]
-    # Stable grouping by offset: 8 passes over k are cheaper than a stable sort of k.
-    groups = [(k == j).nonzero().squeeze(1) for j in range(8)]
-    order = torch.cat(groups)
-    counts = torch.tensor([g.numel() for g in groups], dtype=torch.long)
+    # Stable grouping by offset (fine rows ascending within each): one stable sort of k, numpy's
+    # on CPU (2x faster there than 8 nonzero passes), and no host sync per offset elsewhere.
+    _, order = stable_sort_ints(k)
+    counts = torch.bincount(k, minlength=8).cpu()
     km = KernelMap(order, inverse.index_select(0, order), counts, m, num_coarse)
     return Downsampling(coarse_coords, km)
