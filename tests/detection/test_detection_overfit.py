@@ -44,7 +44,9 @@ def _targets_as_output(proposal_xyz, truth, mean_sizes, cfg: VoteNetConfig) -> V
     def one_hot(index, n):
         return torch.nn.functional.one_hot(index, n).float() * 20 - 10
 
-    heading_residuals = torch.zeros(b, p, nh).scatter(2, t.heading_bin[..., None], t.heading_residual[..., None])
+    heading_residuals = torch.zeros(b, p, nh).scatter(
+        2, t.heading_bin[..., None], t.heading_residual[..., None]
+    )
     size_residuals = torch.zeros(b, p, c, 3).scatter(
         2, t.labels[..., None, None].expand(-1, -1, 1, 3), t.size_residual[:, :, None, :]
     )
@@ -119,9 +121,8 @@ def test_votenet_overfits_one_room_to_a_high_map(tmp_path):
         run=replace(cfg.run, eval_every=200, log_every=10, cpu_threads=1, tensorboard=False),
     )
     result = finetune_detection(cfg, source=source)
-    train = [
-        e for e in map(json.loads, (cfg.run.out / "log.jsonl").read_text().splitlines()) if e["event"] == "train"
-    ]
+    log = map(json.loads, (cfg.run.out / "log.jsonl").read_text().splitlines())
+    train = [e for e in log if e["event"] == "train"]
     assert np.mean([e["loss"] for e in train[-5:]]) < 0.5 * np.mean([e["loss"] for e in train[:3]])
     assert result.last.map(0.25) > 0.5, result.last.to_dict()
     assert not math.isnan(result.last.map(0.5))
