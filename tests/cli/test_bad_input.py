@@ -1014,3 +1014,15 @@ def test_debug_in_a_shell_prints_the_traceback():
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" in result.stderr and "FileNotFoundError" in result.stderr
+
+
+def test_evaluate_names_a_run_folder_without_a_best_model(capsys, tmp_path):
+    """A fine-tuning run stopped before its first evaluation is told apart from a pretraining run."""
+    finetuning = tmp_path / "ft"
+    (finetuning / "checkpoints" / "step_00000001").mkdir(parents=True)
+    (finetuning / "log.jsonl").write_text("")
+    line = one_line_error(capsys, ["evaluate", finetuning], "evaluate", "without a best checkpoint", "--resume")
+    assert "pretraining" not in line
+    pretraining = tmp_path / "pre"
+    (pretraining / "checkpoints" / "step_00000001").mkdir(parents=True)
+    one_line_error(capsys, ["evaluate", pretraining], "evaluate", "a pretraining run", "ppkt export")

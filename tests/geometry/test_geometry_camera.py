@@ -11,6 +11,7 @@ from ppkt.geometry import (
     scale_intrinsics,
     transform_points,
     unproject_depth,
+    unproject_pixels,
     uv_to_feature_ij,
     uv_to_ij,
 )
@@ -346,3 +347,17 @@ def test_gradcheck_unproject_wrt_intrinsics():
     depth = room_depth(3, 4, dtype=torch.float64, holes=0.0) + 0.1
     K = torch.tensor([[5.0, 0.0, 2.0], [0, 6.0, 1.5], [0, 0, 1]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda k: unproject_depth(depth, k)[0], (K,))
+
+
+def test_unproject_pixels_checks_the_mask_and_reads_any_nonzero_mask():
+    depth = torch.arange(1.0, 25.0).reshape(4, 6)
+    K = torch.tensor([[2.0, 0.0, 3.0], [0.0, 2.0, 2.0], [0.0, 0.0, 1.0]])
+    narrow = torch.zeros(4, 5, dtype=torch.bool)
+    narrow[3, 4] = True
+    with pytest.raises(ValueError, match=r"mask must have the depth's shape \(4, 6\)"):
+        unproject_pixels(depth, K, narrow)
+    counts = torch.zeros(4, 6, dtype=torch.uint8)
+    counts[3, 4], counts[1, 0] = 7, 1
+    points, ij = unproject_pixels(depth, K, counts)
+    assert ij.tolist() == [[1, 0], [3, 4]]
+    assert points[:, 2].tolist() == [depth[1, 0].item(), depth[3, 4].item()]

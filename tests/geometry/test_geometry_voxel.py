@@ -155,6 +155,31 @@ def test_far_from_origin_matches_naive_reference(origin):
             assert torch.equal(a, b)
 
 
+
+@pytest.mark.parametrize("origin", [-37.3, 1000.0], ids=["neg-37m", "1km"])
+def test_float32_key_with_an_offset_matches_naive_reference(origin):
+    """The usual indoor case: float32 points away from 0 at 5 cm, where the key is a float32
+    product on the unshifted cells minus a non-zero constant (the cells' bound stays below 2^24)."""
+    g = torch.Generator().manual_seed(7)
+    points = torch.rand(3000, 3, generator=g) * 4.0 + torch.tensor([origin, -origin / 3, 0.5])
+    points[1:40] = points[0] + 0.03 * torch.rand(39, 3, generator=g)
+    for a, b in zip(voxelize(points, 0.05), naive_voxelize(points, 0.05), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cells", [126, 128], ids=["bound-below-2^24", "bound-above-2^24"])
+def test_key_around_the_float32_bound_matches_naive_reference(cells):
+    """x up to ``cells`` on a 256 x 256 (y, z) grid: the key's bound (sum of |cell| x weight, plus
+    the key range) is 131072 (cells + 1), just below 2^24 for 126 and above it for 128, where the
+    key switches from float32 to float64."""
+    g = torch.Generator().manual_seed(8)
+    size = torch.tensor([cells, 255.0, 255.0], dtype=torch.float64)
+    corners = torch.stack([torch.zeros(3, dtype=torch.float64), size + 0.5])
+    inner = torch.rand(500, 3, generator=g, dtype=torch.float64) * size
+    points = torch.cat([corners, inner, inner[:50] + 0.2])
+    for a, b in zip(voxelize(points, 1.0), naive_voxelize(points, 1.0), strict=True):
+        assert torch.equal(a, b)
+
 def scan_order_cloud(seed: int, n: int = 3000) -> torch.Tensor:
     """Points in scan order along a wobbly surface, as back-projected depth rows: consecutive
     points mostly share a voxel, so runs of equal keys occur (the collapsed-run path)."""

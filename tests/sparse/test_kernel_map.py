@@ -55,6 +55,16 @@ def test_batched_table_reads_equal_the_per_offset_loop(dense_always, kernel_size
         _same(batched, km.submanifold_map(cloud, 2, kernel_size, batched=False))
         _same(batched, km._submanifold_map_sorted(cloud, 2, kernel_size))
 
+
+def test_batched_table_reads_in_chunks_equal_one_batch(dense_always, monkeypatch):
+    """Offsets read a few at a time (the reads' cap) give the map of one batched read."""
+    coords = _sites(2, 2000, 10, shuffle=True)
+    whole = km.submanifold_map(coords, 1, 5, batched=True)
+    monkeypatch.setattr(km, "_BATCHED_READS", 3 * len(coords) + 1)  # 3 offsets a chunk
+    _same(km.submanifold_map(coords, 1, 5, batched=True), whole)
+    monkeypatch.setattr(km, "_BATCHED_READS", 1)  # one offset a chunk
+    _same(km.submanifold_map(coords, 1, 5, batched=True), whole)
+
 def test_too_many_cells_fall_back_to_sorted_search(dense_always, monkeypatch):
     coords = _sites(1, 200, 60, batches=1)  # a sparse spread: many cells per site
     assert km._dense_grid(coords, 1, 1, km._max_table_cells(len(coords))) is not None

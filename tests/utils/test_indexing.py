@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ppkt.utils.indexing import flat_nonzero, stable_sort_ints
+from ppkt.utils.indexing import flat_nonzero, nonzero_rows_cols, stable_sort_ints
 
 
 @pytest.mark.parametrize("shape", [(0,), (1,), (7,), (48, 64), (3, 5, 4)])
@@ -47,9 +47,9 @@ def test_stable_sort_matches_torch_stable_sort(dtype, low, high, n):
     key = torch.randint(low, high, (n,), generator=g, dtype=torch.int64).to(dtype)
     got_key, got_order = stable_sort_ints(key)
     ref_key, ref_order = torch.sort(key, stable=True)
-    assert got_order.dtype == torch.long
+    assert got_order.dtype == torch.long and got_key.dtype == key.dtype
     assert torch.equal(got_order, ref_order)  # ties in index order
-    assert torch.equal(got_key.long(), ref_key.long())
+    assert torch.equal(got_key, ref_key)
 
 
 def test_stable_sort_hand_case_and_bad_input():
@@ -59,3 +59,23 @@ def test_stable_sort_hand_case_and_bad_input():
         stable_sort_ints(torch.tensor([0.5, 1.0]))
     with pytest.raises(TypeError, match="integer"):
         stable_sort_ints(torch.zeros(2, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (4, 0), (1, 1), (30, 41)])
+@pytest.mark.parametrize("transposed", [False, True], ids=["contiguous", "transposed-view"])
+def test_nonzero_rows_cols_matches_torch(shape, transposed):
+    g = torch.Generator().manual_seed(2)
+    mask = torch.rand(shape[::-1] if transposed else shape, generator=g) < 0.4
+    mask = mask.t() if transposed else mask
+    flat, rows, cols = nonzero_rows_cols(mask)
+    ij = torch.nonzero(mask)
+    assert flat.dtype == rows.dtype == cols.dtype == torch.long
+    assert torch.equal(rows, ij[:, 0]) and torch.equal(cols, ij[:, 1])
+    assert torch.equal(flat, ij[:, 0] * mask.shape[1] + ij[:, 1])
+
+
+def test_nonzero_rows_cols_rejects_bad_masks():
+    with pytest.raises(TypeError, match="bool"):
+        nonzero_rows_cols(torch.ones(2, 2))
+    with pytest.raises(TypeError, match="bool"):
+        nonzero_rows_cols(torch.ones(2, 2, 2, dtype=torch.bool))

@@ -28,10 +28,17 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ppkt.eval.finetune import evaluate_checkpoint
+    from ppkt.eval.model import model_file
+    from ppkt.eval.training_loop import LOG
     from ppkt.utils.io import atomic_write_json, atomic_write_text
 
     checkpoints = args.checkpoint / "checkpoints"
-    if args.checkpoint.is_dir() and not (checkpoints / "best.safetensors").is_file():
+    if args.checkpoint.is_dir() and not model_file(args.checkpoint).is_file():
+        if (args.checkpoint / LOG).is_file():  # only fine-tuning runs write log.jsonl
+            raise ValueError(
+                f"{args.checkpoint}: a fine-tuning run without a best checkpoint yet (it stopped before "
+                f"its first evaluation); continue it with ppkt finetune --resume {args.checkpoint}"
+            )
         if (checkpoints / "latest").exists() or any(checkpoints.glob("step_*")):
             raise ValueError(
                 f"{args.checkpoint}: a pretraining run; evaluate takes a fine-tuning run or checkpoint "

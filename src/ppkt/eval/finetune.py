@@ -114,7 +114,8 @@ class FinetuneResult:
         best: validation metrics of the best checkpoint.
         last: validation metrics at the last step.
         best_step: step of the best checkpoint.
-        skipped_batches: training batches without any labelled voxel (no step taken).
+        skipped_batches: training micro-batches without any labelled voxel (skipped; a step
+            whose micro-batches are all skipped is not taken).
         losses: training loss of every step run in this session that trained, by step (1-based).
         model: the trained model (not saved again; for notebooks and tests).
     """

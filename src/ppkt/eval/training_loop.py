@@ -150,7 +150,7 @@ def train_batches(dataset, cfg, rt: Runtime, position: DataPosition) -> Iterator
 
 
 # ------------------------------------------------------------------------- run start, resume, checkpoints
-# Shared by the segmentation loop below and the detection loop (ppkt.eval.detection.loop).
+# Used by run_task below, for every task.
 @dataclass
 class ResumePoint:
     """The checkpoint a run continues from: its folder, weights and training state."""
@@ -479,12 +479,12 @@ def run_task(
         )  # fmt: skip
 
     def checkpoint() -> None:
-        loop = {
-            **position.to_loop(),
-            "skipped": skipped,
-            "best_step": best_step,
-            **(best.saved if best else {}),
-        }
+        loop = {**position.to_loop(), "skipped": skipped, "best_step": best_step}
+        if best is not None:
+            clash = sorted(set(loop) & set(best.saved))
+            if clash:  # a task's key would overwrite the data position or the best step
+                raise ValueError(f"{task.label}: Evaluation.saved uses the run body's loop keys {clash}")
+            loop.update(best.saved)
         save_training(run_dir, model, optimizer, precision, rt, step, loop, cfg.run.keep_checkpoints)
 
     bar = tqdm(

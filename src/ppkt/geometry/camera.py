@@ -169,9 +169,13 @@ def unproject_pixels(depth: Tensor, K, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _unproject_rows_cols(depth: Tensor, K: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`unproject_pixels` with the pixels as ``(N,)`` rows and columns (no ``(N, 2)`` copy)."""
-    _check_depth(depth)
+    """:func:`unproject_pixels` with the pixels as ``(N,)`` rows and columns (no ``(N, 2)`` copy).
+    ``depth`` is checked by the caller."""
     H, W = depth.shape
+    if tuple(mask.shape) != (H, W):
+        raise ValueError(f"mask must have the depth's shape {(H, W)}, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        mask = mask != 0  # any nonzero value selects its pixel, as torch.nonzero reads it
     flat, i, j = nonzero_rows_cols(mask)  # row-major, as the pairs' order promises
     # index_select on the flat map is several times faster than boolean-mask indexing on CPU.
     z = depth.reshape(-1).index_select(0, flat)

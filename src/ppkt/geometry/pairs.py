@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ppkt.geometry.camera import (
     PinholeCamera,
+    _check_depth,
     _check_hw,
     _intrinsics,
     _unproject_rows_cols,
@@ -190,6 +191,7 @@ def rgbd_pairs(
     color_hw = _check_hw(color_hw, "color_hw")
     with torch.no_grad():
         depth = as_float_tensor(depth)
+        _check_depth(depth)
         valid = valid_depth_mask(depth, min_depth=min_depth, max_depth=max_depth)
         K_d, K_c = _intrinsics(K_depth, depth), _intrinsics(K_color, depth)
         if color_from_depth is not None:

@@ -111,8 +111,9 @@ def _group_keys(key: Tensor) -> tuple[Tensor, Tensor]:
     device = key.device
     run_start = torch.ones(N, dtype=torch.bool, device=device)
     torch.ne(key[1:], key[:-1], out=run_start[1:])
-    starts = flat_nonzero(run_start)  # first point of each run, increasing
-    collapse = starts.shape[0] * 4 < N * 3
+    collapse = int(run_start.sum()) * 4 < N * 3
+    if collapse:
+        starts = flat_nonzero(run_start)  # first point of each run, increasing
     run_key = key.index_select(0, starts) if collapse else key
     sorted_key, order = stable_sort_ints(run_key)
     R = run_key.shape[0]

@@ -43,6 +43,9 @@ int32 cells, so at most 256 bytes per site, freed when the map is built. A room 
 has ~50 bounding-box cells per occupied voxel at the finest level, fewer at coarser ones."""
 _MIN_TABLE_CELLS = 1 << 22
 _SMALL_QUERIES = 1 << 16
+# Table reads per batched gather (submanifold_map off the CPU): 2^25 reads keep its temporaries
+# (indices, reads, mask, nonzero) near 0.5 GB at the most.
+_BATCHED_READS = 1 << 25
 
 
 def check_coordinate_range(coords: torch.Tensor) -> None:
@@ -248,17 +251,22 @@ def submanifold_map(
     searched = [k for k in range(k_vol) if k != centre and not (mirrored and k > centre)]
     found: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     if batched and searched:
-        deltas = torch.tensor([delta[k] for k in searched], dtype=key.dtype, device=device)
-        # (K_searched * M,) reads, offset-major; the flat nonzero keeps that order: grouped by
-        # searched offset, then output row (as the loop's).
-        neighbours = table.index_select(0, (key[None, :] + deltas[:, None]).reshape(-1))
-        flat = (neighbours >= 0).nonzero().squeeze(1)
-        in_idx = neighbours.index_select(0, flat).long()
-        k_idx = torch.div(flat, m, rounding_mode="floor")
-        out_idx = flat - k_idx * m
-        sizes = torch.bincount(k_idx, minlength=len(searched)).tolist()
-        for k, i, o in zip(searched, in_idx.split(sizes), out_idx.split(sizes), strict=True):
-            found[k] = (i, o)
+        # Offsets in chunks of at most _BATCHED_READS reads, so that the (K, M) temporaries stay
+        # bounded (kernel 5 without mirroring searches 124 offsets).
+        per_chunk = max(1, _BATCHED_READS // m)
+        for first in range(0, len(searched), per_chunk):
+            chunk = searched[first : first + per_chunk]
+            deltas = torch.tensor([delta[k] for k in chunk], dtype=key.dtype, device=device)
+            # (K_chunk * M,) reads, offset-major; the flat nonzero keeps that order: grouped by
+            # offset, then output row (as the loop's).
+            neighbours = table.index_select(0, (key[None, :] + deltas[:, None]).reshape(-1))
+            flat = (neighbours >= 0).nonzero().squeeze(1)
+            in_idx = neighbours.index_select(0, flat).long()
+            k_idx = torch.div(flat, m, rounding_mode="floor")
+            out_idx = flat - k_idx * m
+            sizes = torch.bincount(k_idx, minlength=len(chunk)).tolist()
+            for k, i, o in zip(chunk, in_idx.split(sizes), out_idx.split(sizes), strict=True):
+                found[k] = (i, o)
     else:
         for k in searched:
             # Site i looks at i + offset_k (cross-correlation); the padding keeps every query
