@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from config_trees import flat_keys
 from ppkt.config import config_to_dict, load_config
 from ppkt.eval.config import FinetuneConfig
 from ppkt.eval.detection.config import DetectionConfig
@@ -14,16 +15,6 @@ from ppkt.train.config import PretrainConfig
 from ppkt.train.presets import get_preset as pretrain_preset
 
 SAVED = Path(__file__).parent / "fixtures" / "configs_0.1"
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 @pytest.mark.parametrize(
@@ -40,9 +31,9 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     ],
 )
 def test_a_preset_saved_by_ppkt_0_1_is_todays_preset(file, cls, today, render_hw_then, capsys):
-    saved = _flat(config_to_dict(load_config(cls, SAVED / file)))
+    saved = flat_keys(config_to_dict(load_config(cls, SAVED / file)))
     assert "renamed options" in capsys.readouterr().err
-    now = _flat(config_to_dict(today))
+    now = flat_keys(config_to_dict(today))
     assert saved.keys() == now.keys()
     differ = {key: (saved[key], now[key]) for key in saved if saved[key] != now[key]}
     # The one deliberate change: the demo presets now share one synthetic dataset (DEMO_ROOMS)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from config_trees import flat_keys
 from ppkt.config import config_to_dict
 from ppkt.eval.detection.presets import get_detection_preset
 from ppkt.eval.presets import get_preset as finetune_preset
@@ -28,19 +29,9 @@ OUT = Path("/runs/eff")
 BACKBONE = Path("/b.safetensors")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _changes(cfg, preset) -> dict:
     """Dotted name -> value of every leaf of ``cfg`` that differs from ``preset`` (in value or type)."""
-    mine, base = _flat(config_to_dict(cfg)), _flat(config_to_dict(preset))
+    mine, base = flat_keys(config_to_dict(cfg)), flat_keys(config_to_dict(preset))
     assert mine.keys() == base.keys()
     return {k: v for k, v in mine.items() if base[k] != v or type(base[k]) is not type(v)}
 
