@@ -105,7 +105,7 @@ def _group_keys(key: Tensor) -> tuple[Tensor, Tensor]:
     On a 640x480 depth frame at 2.5 cm that sorts 2.5-5x fewer keys. The stable sort keeps equal
     keys in index order, so the first run of each voxel holds its lowest point index. Inputs
     without runs skip the collapse. ``nonzero`` and the sort go through ``ppkt.utils.indexing``
-    (numpy on CPU, 3x faster here than torch's; same result).
+    (numpy on CPU, faster there than torch's: ``benchmarks/bench_indexing.py``; same result).
     """
     N = key.shape[0]
     device = key.device

@@ -356,7 +356,8 @@ def downsample_map(coords: torch.Tensor, stride: int) -> Downsampling:
     local = torch.div(coords[:, 1:] - coarse[:, 1:], stride, rounding_mode="floor")  # in {0, 1}
     k = (local[:, 0] * 2 + local[:, 1]) * 2 + local[:, 2]
     # Stable grouping by offset (fine rows ascending within each): one stable sort of k, numpy's
-    # on CPU (2x faster there than 8 nonzero passes), and no host sync per offset elsewhere.
+    # on CPU (faster there than 8 nonzero passes: benchmarks/bench_indexing.py), and no host
+    # sync per offset elsewhere.
     _, order = stable_sort_ints(k)
     counts = torch.bincount(k, minlength=8).cpu()
     km = KernelMap(order, inverse.index_select(0, order), counts, m, num_coarse)
