@@ -11,8 +11,10 @@ Both run on one thread (torch.set_num_threads(1), OMP_NUM_THREADS=1).
 A second set of frames is real: the Middlebury 2014 "Motorcycle" RGB-D frame shipped with
 scikit-image (``ppkt.data.real_frame``), centre-cropped to 480x640, colour and depth registered
 (``--real-only`` / ``--synthetic-only`` pick one set). "previous" is the same ppkt frame with the
-voxelisation this code replaced (``benchmarks/_previous.py``). The jobs take turns in every
-repeat; the figures are medians over the repeats, so their ratios are measured under one load.
+voxelisation this code replaced (``benchmarks/_previous.py``), on the torch path. "torch path"
+is ppkt with its compiled kernels switched off (what runs without numba; ``ppkt.utils.compiled``).
+The jobs take turns in every repeat; the figures are medians over the repeats, so their ratios
+are measured under one load.
 
     python benchmarks/bench_geometry.py [--frames 20] [--repeats 5]
     python benchmarks/bench_geometry.py --strides --frames 3   # voxels kept by a depth stride
@@ -38,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ppkt.geometry import rgbd_pairs, sample_nearest, unproject_depth, voxelize  # noqa: E402
+from ppkt.utils.compiled import compiled_kernels, use_compiled  # noqa: E402
 
 K_DEPTH = np.array([[577.87, 0.0, 319.5], [0.0, 577.87, 239.5], [0.0, 0.0, 1.0]])
 K_COLOR = np.array([[1170.19, 0.0, 647.75], [0.0, 1170.19, 483.75], [0.0, 0.0, 1.0]])
@@ -86,6 +89,16 @@ def time_interleaved(jobs: dict[str, tuple], repeats: int) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in times.items()}
 
 
+def _torch_path(fn):
+    """``fn`` with ppkt's compiled (numba) kernels switched off: the path without numba."""
+
+    def run(*args):
+        with compiled_kernels(False):
+            return fn(*args)
+
+    return run
+
+
 def real_frames(count: int):
     """The Middlebury frame, centre-cropped to 480x640: (depth, colour uint8, K)."""
     from ppkt.data.real_frame import middlebury_motorcycle_frame
@@ -113,14 +126,16 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
     clouds = [(rgbd_pairs(f[0], K_depth, K_color, color_hw).points,) for f in frames]
     jobs = {
         "ppkt": (ppkt_frame, frames, points_per_frame),
+        "ppkt torch path": (_torch_path(ppkt_frame), frames, points_per_frame),
         "ppkt previous": (
-            lambda *f: ppkt_frame(*f, voxelize_fn=_previous.voxelize),
+            _torch_path(lambda *f: ppkt_frame(*f, voxelize_fn=_previous.voxelize)),
             frames,
             points_per_frame,
         ),
         "  unproject_depth": (lambda d, *rest: unproject_depth(d, K_depth), frames, None),
         "  rgbd_pairs": (lambda d, *rest: rgbd_pairs(d, K_depth, K_color, color_hw), frames, None),
         "  voxelize(2.5 cm)": (lambda p: voxelize(p, VOXEL), clouds, None),
+        "  voxelize, torch path": (_torch_path(lambda p: voxelize(p, VOXEL)), clouds, None),
         "  previous voxelize": (lambda p: _previous.voxelize(p, VOXEL), clouds, None),
     }
     try:
@@ -171,6 +186,10 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
             line += f"  {n / total:6.1f} frames/s  {n * points / total / 1e6:5.2f} M points/s"
         print(line)
     print(
+        f"  compiled kernels: {'on (numba)' if use_compiled() else 'off (numba missing or PPKT_NUMBA=0)'}; "
+        f"ppkt torch path / ppkt (frame time): {seconds['ppkt torch path'] / seconds['ppkt']:.2f}x"
+    )
+    print(
         f"  ppkt previous / ppkt (frame time): {seconds['ppkt previous'] / seconds['ppkt']:.2f}x; "
         "voxelize previous / this code: "
         f"{seconds['  previous voxelize'] / seconds['  voxelize(2.5 cm)']:.2f}x"
@@ -178,7 +197,8 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
     if o3d is not None:
         print(
             f"  open3d {o3d.__version__} ({o3d_points:.0f} points/frame): speed ratio ppkt / open3d "
-            f"(frames/s) {seconds['open3d'] / seconds['ppkt']:.2f}x (colour pre-resized for open3d)"
+            f"(frames/s) {seconds['open3d'] / seconds['ppkt']:.2f}x, torch path / open3d "
+            f"{seconds['open3d'] / seconds['ppkt torch path']:.2f}x (colour pre-resized for open3d)"
         )
 
 

@@ -19,6 +19,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ppkt.utils.compiled import use_compiled
 from ppkt.utils.indexing import nonzero_rows_cols
 
 _DEFAULT_DTYPE = torch.float32
@@ -108,13 +109,18 @@ def _check_hw(image_hw: Sequence[int], name: str = "image_hw") -> tuple[int, int
     return H, W
 
 
+def check_depth_range(min_depth: float) -> None:
+    """Raise unless ``min_depth >= 0`` (the depth range's rule, checked by every path)."""
+    if not min_depth >= 0:
+        raise ValueError(f"min_depth must be >= 0, got {min_depth}")
+
+
 def valid_depth_mask(depth: Tensor, *, min_depth: float = 0.0, max_depth: float = float("inf")) -> Tensor:
     """``(H, W)`` bool: finite depth with ``min_depth < depth <= max_depth`` (``min_depth >= 0``).
 
     0 (the sensor's "no reading"), negative, NaN and infinite values are always invalid.
     """
-    if not min_depth >= 0:
-        raise ValueError(f"min_depth must be >= 0, got {min_depth}")
+    check_depth_range(min_depth)
     # NaN fails every comparison and -inf fails "> min_depth", so two comparisons suffice.
     if max_depth == float("inf"):
         return (depth > min_depth) & (depth < max_depth)
@@ -179,10 +185,8 @@ def _unproject_rows_cols(depth: Tensor, K: Tensor, mask: Tensor) -> tuple[Tensor
     flat, i, j = nonzero_rows_cols(mask)  # row-major, as the pairs' order promises
     # index_select on the flat map is several times faster than boolean-mask indexing on CPU.
     z = depth.reshape(-1).index_select(0, flat)
-    fx, fy, cx, cy, skew = K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[0, 1]
-    # Per-row / per-column ray factors: 2 small vectors instead of a full (H, W) grid.
-    ray_y = (torch.arange(H, device=depth.device, dtype=depth.dtype) - cy) / fy
-    ray_x = (torch.arange(W, device=depth.device, dtype=depth.dtype) - cx) / fx
+    fx, skew = K[0, 0], K[0, 1]
+    ray_x, ray_y = pixel_rays(K, (H, W), depth.dtype)
     ry = ray_y.index_select(0, i)
     rx = ray_x.index_select(0, j)
     if K.requires_grad or float(skew) != 0.0:  # 0 for every dataset we know; kept for general K
@@ -195,6 +199,17 @@ def _unproject_rows_cols(depth: Tensor, K: Tensor, mask: Tensor) -> tuple[Tensor
         torch.mul(ry, z, out=points[:, 1])
         points[:, 2] = z
     return points, i, j
+
+
+def pixel_rays(K: Tensor, image_hw: tuple[int, int], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Per-column and per-row ray factors of an unskewed camera: ``(ray_x (W,), ray_y (H,))``
+    with ``ray_x[j] = (j - cx) / fx`` and ``ray_y[i] = (i - cy) / fy``, so that pixel ``(i, j)``
+    at depth ``z`` is ``(ray_x[j] z, ray_y[i] z, z)``: 2 small vectors instead of an (H, W) grid.
+    ``K`` is a ``(3, 3)`` tensor (its dtype and device are used)."""
+    H, W = image_hw
+    ray_y = (torch.arange(H, device=K.device, dtype=dtype) - K[1, 2]) / K[1, 1]
+    ray_x = (torch.arange(W, device=K.device, dtype=dtype) - K[0, 2]) / K[0, 0]
+    return ray_x, ray_y
 
 
 def transform_points(a_from_b, points_b: Tensor) -> Tensor:
@@ -277,6 +292,8 @@ def sample_nearest(image: Tensor, uv: Tensor) -> Tensor:
     if image.ndim not in (2, 3):
         raise ValueError(f"image must be (H, W) or (H, W, C), got {tuple(image.shape)}")
     H, W = image.shape[:2]
+    if use_compiled() and _compiled_sample_ok(image, uv):
+        return _sample_nearest_compiled(image, uv)
     # One flat index_select: advanced indexing image[i, j] on an (H, W, 3) uint8 image is ~20x slower.
     index_dtype = torch.int32 if H * W < 2**31 else torch.long
     cell = torch.floor(uv + 0.5).to(index_dtype)
@@ -287,6 +304,35 @@ def sample_nearest(image: Tensor, uv: Tensor) -> Tensor:
     u, v = cell[:, 0], cell[:, 1]
     flat = image.reshape(H * W, -1) if image.ndim == 3 else image.reshape(H * W)
     return flat.index_select(0, v * W + u)
+
+
+def _compiled_sample_ok(image: Tensor, uv: Tensor) -> bool:
+    """Whether :func:`sample_nearest` can take the numba loop: CPU, no gradient to keep, numpy
+    dtypes (not bfloat16), at least one point."""
+    return (
+        image.device.type == "cpu"
+        and uv.device.type == "cpu"
+        and uv.dtype in (torch.float32, torch.float64)
+        and image.dtype not in (torch.bfloat16, torch.float16, torch.bool)
+        and not image.is_complex()
+        and not (torch.is_grad_enabled() and image.requires_grad)
+        and uv.ndim == 2
+        and uv.shape[1] == 2
+        and uv.shape[0] > 0
+    )
+
+
+def _sample_nearest_compiled(image: Tensor, uv: Tensor) -> Tensor:
+    from ppkt.geometry import _kernels  # local: imports numba, only when a compiled path runs
+
+    H, W = image.shape[:2]
+    flat = image.detach().contiguous().reshape(H * W, -1).numpy()
+    coords = uv.detach().contiguous().numpy()
+    values, inside = _kernels.nearest_pixels(flat, coords, coords.dtype.type(0.5), H, W)
+    if not inside:
+        raise IndexError(f"sample_nearest: uv outside the {H}x{W} image")
+    out = torch.from_numpy(values)
+    return out if image.ndim == 3 else out.reshape(-1)
 
 
 def uv_to_feature_ij(uv: Tensor, stride: int, feature_hw: Sequence[int] | None = None) -> Tensor:
