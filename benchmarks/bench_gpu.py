@@ -94,7 +94,9 @@ def _pretrain_runner(args, data_root: Path, backend: str, precision: str, batch:
         frames = ScanNetFrames(data_root, split="train", frame_skip=1)
         dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
         collate = Collator(cfg.model.voxel_size)
-        _BATCHES["pretrain", batch] = [collate([dataset[(i, epoch)] for i in range(batch)]) for epoch in range(2)]
+        _BATCHES["pretrain", batch] = [
+            collate([dataset[(i, epoch)] for i in range(batch)]) for epoch in range(2)
+        ]
     batches = _BATCHES["pretrain", batch]
     model = build_model(cfg).to(device).train()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -189,12 +191,16 @@ def _measure(args, task: str, data_root: Path, backend: str, precision: str, dev
                 torch.cuda.empty_cache()
             batch //= 2
         except Exception as err:  # a backend/precision pair that does not run is a row, not a crash
-            return Row(task, backend, precision, batch, None, None, f"failed: {type(err).__name__}: {err}"[:120])
+            return Row(
+                task, backend, precision, batch, None, None, f"failed: {type(err).__name__}: {err}"[:120]
+            )
     return Row(task, backend, precision, 0, None, None, "out of memory at batch 1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
@@ -210,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         help="ResNet-50 weight file, or 'random' (the same network untrained: the cost of the paper's step)",
     )
     parser.add_argument("--backends", default="torch,spconv")
+    parser.add_argument(
+        "--conv-algorithms",
+        default="",
+        help="torch backend's algorithms to compare, e.g. offsets,table,auto (default: the device's default "
+        "only); auto:N sets auto's table limit to 2^N gathered elements",
+    )
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--tasks", default="pretrain,finetune")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the rows as JSON")
@@ -220,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     device = torch.device(args.device or "cuda")
     from ppkt.data.synthetic import ensure_dataset
+    from ppkt.sparse import functional
+    from ppkt.sparse.functional import set_conv_algorithm
     from ppkt.sparse.spconv_backend import spconv_available
+
+    default_limit = functional._AUTO_TABLE_LIMIT
 
     backends = [b for b in args.backends.split(",") if b]
     if "spconv" in backends and not spconv_available():
@@ -229,14 +245,29 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data_root = ensure_dataset(
-            scenes=2, frames_per_scene=4, image_hw=tuple(args.image_hw), cache_dir=Path(tmp), max_points=60_000
+            scenes=2,
+            frames_per_scene=4,
+            image_hw=tuple(args.image_hw),
+            cache_dir=Path(tmp),
+            max_points=60_000,
         )
-        rows = [
-            _measure(args, task, data_root, backend, precision, device)
-            for task in args.tasks.split(",")
-            for backend in backends
-            for precision in args.precisions.split(",")
-        ]
+        rows = []
+        for task in args.tasks.split(","):
+            for backend in backends:
+                algorithms = [a for a in args.conv_algorithms.split(",") if a] if backend == "torch" else []
+                for algorithm in algorithms or [None]:
+                    # "auto:N" = auto with its table limit at 2^N gathered elements (calibration)
+                    name, _, exponent = (algorithm or "").partition(":")
+                    set_conv_algorithm(name or None)
+                    if exponent:
+                        functional._AUTO_TABLE_LIMIT = 2 ** int(exponent)
+                    for precision in args.precisions.split(","):
+                        row = _measure(args, task, data_root, backend, precision, device)
+                        if algorithm is not None:
+                            row.backend = f"{backend} ({algorithm})"
+                        rows.append(row)
+                    set_conv_algorithm(None)
+                    functional._AUTO_TABLE_LIMIT = default_limit
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\n{name}, torch {torch.__version__}, {args.steps} timed steps after {args.warmup} warm-up")
     print("| task | backend | precision | batch | steps/s | peak MiB | note |")
@@ -248,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json is not None:
         args.json.write_text(
-            json.dumps({"device": name, "torch": torch.__version__, "rows": [asdict(r) for r in rows]}, indent=2)
+            json.dumps(
+                {"device": name, "torch": torch.__version__, "rows": [asdict(r) for r in rows]}, indent=2
+            )
         )
     return 0
 

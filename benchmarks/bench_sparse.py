@@ -18,6 +18,8 @@ torch thread (spconv 2.3 on CPU is wrong with more):
     python benchmarks/bench_sparse.py --maps       # kernel maps: this code / previous / spconv's
     python benchmarks/bench_sparse.py --ab         # networks: torch backend / spconv, / dense GEMM
     python benchmarks/bench_sparse.py --batched    # one padded bmm over offsets / per-offset loop
+    python benchmarks/bench_sparse.py --algorithms --device cuda --backbones res16unet14 --width 0.5
+                                                   # torch backend: per-offset loop / dense table
 
 ``--maps`` builds every map a Res16UNet forward uses (kernel 5 and 3 at stride 1, kernel 3 at
 strides 2-16, four coarsenings) with this code, with the previous implementation
@@ -315,6 +317,51 @@ def _ab_one(name: str, size: int, width: float, repeats: int) -> None:
     print(line, flush=True)
 
 
+def algorithms_section(
+    backbones: list[str], sizes: list[int], width: float, repeats: int, device: str
+) -> None:
+    """The torch backend's algorithms, fwd+bwd of whole networks on ``device``: a gather, product
+    and scatter-add per kernel offset, one gather and one product through the map's dense table,
+    and auto (the table for small layers; ``ppkt.sparse.functional.set_conv_algorithm``). Maps and
+    tables are built inside every step, as in training (a new batch has new maps)."""
+    from ppkt.backbones import build_backbone
+    from ppkt.sparse import SparseTensor
+    from ppkt.sparse.functional import CONV_ALGORITHMS, set_conv_algorithm
+
+    dev = torch.device(device)
+    print(f"torch backend on {device}: per-offset loop / dense table / auto (fwd+bwd, median, alternated)")
+    for name in backbones:
+        for size in sizes:
+            torch.manual_seed(0)
+            coords = room_coords(size).to(dev)
+            feats = (torch.rand(len(coords), 3) - 0.5).to(dev)
+            net = build_backbone(name, 3, width=width).to(dev).train()
+            outputs = {}
+
+            def step(algorithm: str, net=net, coords=coords, feats=feats, outputs=outputs):
+                set_conv_algorithm(algorithm)
+                out = net(SparseTensor(coords, feats)).feats
+                out.square().mean().backward()
+                outputs[algorithm] = out.detach()
+                net.zero_grad(set_to_none=True)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+
+            try:
+                t = _median_times({a: (lambda a=a: step(a)) for a in CONV_ALGORITHMS}, repeats)
+            finally:
+                set_conv_algorithm(None)
+            gap = (outputs["offsets"] - outputs["table"]).abs().max().item()
+            print(
+                f"  {name} x{width}, {len(coords)} voxels: "
+                + ", ".join(f"{a} {1e3 * v:.1f} ms" for a, v in t.items())
+                + "; "
+                + ", ".join(f"offsets / {a} {t['offsets'] / t[a]:.2f}x" for a in CONV_ALGORITHMS[1:])
+                + f" (max |difference| of the outputs {gap:.1e})",
+                flush=True,
+            )
+
+
 def batched_section(repeats: int) -> None:
     """One padded ``bmm`` over the non-centre offsets (one gather, one scatter) against the loop."""
     from ppkt.sparse.functional import conv_forward_torch
@@ -369,13 +416,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per run")
     parser.add_argument("--maps", action="store_true", help="kernel maps: this code / previous / spconv")
-    parser.add_argument("--device", default="cpu", help="device of --maps (previous and spconv: cpu only)")
+    parser.add_argument(
+        "--device", default="cpu", help="device of --maps and --algorithms (previous and spconv: cpu only)"
+    )
     parser.add_argument("--ab", action="store_true", help="torch / spconv backend / dense GEMM, one process")
     parser.add_argument("--batched", action="store_true", help="padded bmm over offsets / per-offset loop")
-    parser.add_argument("--width", type=float, default=1.0, help="backbone width for --ab")
+    parser.add_argument(
+        "--algorithms", action="store_true", help="torch backend: per-offset loop / dense table, on --device"
+    )
+    parser.add_argument("--width", type=float, default=1.0, help="backbone width for --ab / --algorithms")
     parser.add_argument("--repeats", type=int, default=3, help="alternated repeats for --maps/--ab/--batched")
     args = parser.parse_args()
-    if args.maps or args.ab or args.batched:
+    if args.maps or args.ab or args.batched or args.algorithms:
         torch.set_num_threads(1)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, voxel {VOXEL} m")
         if args.maps:
@@ -384,6 +436,8 @@ def main() -> None:
             ab_section(args.backbones, args.sizes, args.width, args.repeats)
         if args.batched:
             batched_section(args.repeats)
+        if args.algorithms:
+            algorithms_section(args.backbones, args.sizes, args.width, args.repeats, args.device)
         return
 
     from ppkt.sparse import spconv_available

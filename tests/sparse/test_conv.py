@@ -4,10 +4,28 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppkt.sparse import BatchNorm, DownConv3d, SparseTensor, SubmanifoldConv3d, UpConv3d, sparse_conv
+from ppkt.sparse import (
+    BatchNorm,
+    DownConv3d,
+    SparseTensor,
+    SubmanifoldConv3d,
+    UpConv3d,
+    functional,
+    sparse_conv,
+)
 from ppkt.sparse.kernel_map import kernel_offsets
 
 G = 6  # dense grid edge
+
+
+@pytest.fixture(params=["offsets", "table"], autouse=True)
+def conv_algorithm(request):
+    """Every test here runs with both algorithms of the torch backend (the CPU default and the
+    one "auto" picks for small layers on a GPU), so each is checked against dense convolutions
+    and gradcheck."""
+    functional.set_conv_algorithm(request.param)
+    yield request.param
+    functional.set_conv_algorithm(None)
 
 
 def _dense_to_sparse_weight(dense_weight: torch.Tensor) -> torch.Tensor:
@@ -212,3 +230,54 @@ def test_single_site_batchnorm_keeps_its_weight_in_the_graph():
     (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
     assert bn.weight.grad is not None and torch.equal(bn.weight.grad, torch.zeros(3))
     assert torch.equal(bn.bias.grad, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_algorithms_agree_in_float64_and_tables_are_chunked(monkeypatch):
+    coords = _random_sites(0.5, seed=11, grid=12)
+    x = SparseTensor(coords, torch.randn(len(coords), 5, dtype=torch.float64))
+    maps = {
+        "sub3": x.cache.submanifold(1, 3),
+        "sub5": x.cache.submanifold(1, 5),
+        "down": x.cache.downsampling(1).kernel_map,
+        "up": x.cache.downsampling(1).kernel_map.transposed(),
+    }
+    for name, kernel_map in maps.items():
+        feats = torch.randn(kernel_map.num_in, 5, dtype=torch.float64)
+        weight = torch.randn(kernel_map.kernel_volume, 5, 4, dtype=torch.float64)
+        grad_out = torch.randn(kernel_map.num_out, 4, dtype=torch.float64)
+        reference = functional.conv_forward_torch(feats, weight, kernel_map)
+        reference_grads = functional.conv_backward_torch(feats, weight, grad_out, kernel_map)
+        for block in (2**27, 7 * kernel_map.kernel_volume * 5):  # one block; chunks of a few rows
+            monkeypatch.setattr(functional, "_TABLE_BLOCK", block)
+            out = functional.conv_forward_table(feats, weight, kernel_map)
+            grads = functional.conv_backward_table(feats, weight, grad_out, kernel_map)
+            torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-12, msg=name)
+            for a, b in zip(grads, reference_grads, strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_algorithm_by_device_and_bad_name():
+    functional.set_conv_algorithm(None)
+    assert functional.conv_algorithm(torch.device("cpu")) == "offsets"
+    assert functional.conv_algorithm(torch.device("cuda")) == "auto"
+    with pytest.raises(ValueError, match="conv algorithm"):
+        functional.set_conv_algorithm("implicit-gemm")
+
+
+def test_auto_takes_the_table_for_small_layers_only(monkeypatch):
+    calls = []
+    original = functional.conv_forward_table
+    monkeypatch.setattr(
+        functional, "conv_forward_table", lambda *a: calls.append(a[2].num_out) or original(*a)
+    )
+    coords = _random_sites(0.5, seed=3, grid=8)
+    x = SparseTensor(coords, torch.randn(len(coords), 4))
+    small, large = x.cache.downsampling(1).kernel_map, x.cache.submanifold(1, 3)
+    functional.set_conv_algorithm("auto")
+    # the limit between the two layers' gathered blocks (num_out * K * C_in elements)
+    monkeypatch.setattr(functional, "_AUTO_TABLE_LIMIT", small.num_out * 8 * 4)
+    for kernel_map in (small, large):
+        feats = torch.randn(kernel_map.num_in, 4, requires_grad=True)
+        weight = torch.randn(kernel_map.kernel_volume, 4, 2, requires_grad=True)
+        sparse_conv(feats, weight, kernel_map).sum().backward()
+    assert calls == [small.num_out]

@@ -43,7 +43,6 @@ def test_dense_table_equals_sorted_search(dense_always, kernel_size, stride, shu
     )
 
 
-
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 @pytest.mark.parametrize("shuffle", [False, True], ids=["mirrored", "shuffled"])
 def test_batched_table_reads_equal_the_per_offset_loop(dense_always, kernel_size, shuffle):
@@ -64,6 +63,7 @@ def test_batched_table_reads_in_chunks_equal_one_batch(dense_always, monkeypatch
     _same(km.submanifold_map(coords, 1, 5, batched=True), whole)
     monkeypatch.setattr(km, "_BATCHED_READS", 1)  # one offset a chunk
     _same(km.submanifold_map(coords, 1, 5, batched=True), whole)
+
 
 def test_too_many_cells_fall_back_to_sorted_search(dense_always, monkeypatch):
     coords = _sites(1, 200, 60, batches=1)  # a sparse spread: many cells per site
@@ -147,3 +147,17 @@ def test_dense_path_convolution_equals_dense_conv3d(dense_always, kernel_size):
     w = conv.weight.detach().permute(2, 1, 0).reshape(4, 3, kernel_size, kernel_size, kernel_size)
     ref = F.conv3d(dense, w, padding=kernel_size // 2)[0, :, local[:, 0], local[:, 1], local[:, 2]].t()
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_neighbour_table_holds_every_pair_and_is_shared_with_the_transposed_map():
+    from ppkt.sparse.kernel_map import KernelMap
+
+    # 3 inputs, 2 outputs, 2 offsets: offset 0 pairs (0->0), (2->1); offset 1 pairs (1->0)
+    km = KernelMap(torch.tensor([0, 2, 1]), torch.tensor([0, 1, 0]), torch.tensor([2, 1]), 3, 2)
+    assert km.neighbour_table(by_out=True).tolist() == [[0, 1], [2, 3]]  # 3 = num_in: none
+    assert km.neighbour_table(by_out=False).tolist() == [[0, 2], [2, 0], [1, 2]]  # 2 = num_out
+    assert km.neighbour_table().dtype == torch.int32
+    t = km.transposed()
+    assert t.neighbour_table(by_out=True) is km.neighbour_table(by_out=False)
+    assert t.neighbour_table(by_out=False) is km.neighbour_table(by_out=True)
+    assert t.transposed().neighbour_table() is km.neighbour_table()

@@ -31,6 +31,52 @@ def set_cpu_threads(threads: int | None) -> None:
     _CPU_CONV_THREADS = threads
 
 
+# How the torch backend convolves (see conv_forward_table): None = by device, the per-offset loop
+# on the CPU (faster there, and the exact reference) and "auto" elsewhere: a GPU spends a per-offset
+# loop's time launching its ~200 small kernels per layer, which one gather and one matrix product
+# through the map's dense table avoid, until the padded gather outgrows the launches it saves.
+CONV_ALGORITHMS = ("offsets", "table", "auto")
+_CONV_ALGORITHM: str | None = None
+
+# "auto" takes the table for a layer whose gathered (num_out, K * C_in) block has at most 2^26
+# elements (256 MiB in float32), the per-offset loop above it: there the padded gather costs more
+# memory traffic than the launches it saves. Calibrated on an H200 (docs/backbones.md): with 2^26,
+# auto ran paper pretraining steps (batch 24) 1.13x and fine-tuning steps (batch 8) 1.19-1.26x
+# faster than the loop; with 2^28, fine-tuning ran 0.89-0.98x.
+_AUTO_TABLE_LIMIT = 2**26
+
+# Elements of one gathered (rows, K * C) block of the table algorithm: 2^27 float32 = 512 MB.
+# Larger layers go through in row chunks, so the temporaries stay bounded.
+_TABLE_BLOCK = 2**27
+
+
+def set_conv_algorithm(algorithm: str | None) -> None:
+    """Pick the torch backend's algorithm: ``"offsets"`` (a gather, matrix product and
+    scatter-add per kernel offset), ``"table"`` (one gather of every neighbour through the map's
+    dense table and one matrix product: padded to the full kernel, about 3x the arithmetic for a
+    surface, in a few launches), ``"auto"`` (the table for layers up to ``_AUTO_TABLE_LIMIT``
+    gathered elements, else offsets) or None (by device: offsets on the CPU, auto elsewhere).
+    The results agree to float rounding (a different order of the sums)."""
+    global _CONV_ALGORITHM
+    if algorithm is not None and algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"conv algorithm must be one of {CONV_ALGORITHMS} or None, got {algorithm!r}")
+    _CONV_ALGORITHM = algorithm
+
+
+def conv_algorithm(device: torch.device) -> str:
+    """The algorithm setting the torch backend uses on ``device`` now (``"auto"`` decides per layer)."""
+    if _CONV_ALGORITHM is not None:
+        return _CONV_ALGORITHM
+    return "offsets" if device.type == "cpu" else "auto"
+
+
+def _uses_table(feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap) -> bool:
+    algorithm = conv_algorithm(feats.device)
+    if algorithm == "auto":
+        return kernel_map.num_out * weight.shape[0] * weight.shape[1] <= _AUTO_TABLE_LIMIT
+    return algorithm == "table"
+
+
 def _cpu_threads(device: torch.device):
     return torch_threads(_CPU_CONV_THREADS, device)
 
@@ -97,11 +143,76 @@ def conv_backward_torch(
     return grad_feats, grad_weight
 
 
+def _table_rows(kernel_volume: int, channels: int) -> int:
+    return max(1, _TABLE_BLOCK // max(1, kernel_volume * channels))
+
+
+def _gathered(padded: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``(rows, K * C)``: the rows of ``padded`` named by ``table (rows, K)``, side by side."""
+    return padded.index_select(0, table.reshape(-1)).reshape(table.shape[0], -1)
+
+
+def conv_forward_table(feats: torch.Tensor, weight: torch.Tensor, kernel_map: KernelMap) -> torch.Tensor:
+    """:func:`conv_forward_torch` as ``out = [feats[T[o, 0]], ..., feats[T[o, K-1]]] @ W`` with the
+    map's dense table ``T`` (:meth:`KernelMap.neighbour_table`; missing neighbours read an appended
+    zero row) and ``W = weight`` stacked to ``(K * C_in, C_out)``."""
+    K, c_in, c_out = weight.shape
+    out = feats.new_empty(kernel_map.num_out, c_out)
+    if kernel_map.num_out == 0:
+        return out
+    table = kernel_map.neighbour_table(by_out=True)
+    padded = torch.cat((feats, feats.new_zeros(1, c_in)))
+    stacked = weight.reshape(K * c_in, c_out)
+    step = _table_rows(K, c_in)
+    for start in range(0, kernel_map.num_out, step):
+        torch.mm(_gathered(padded, table[start : start + step]), stacked, out=out[start : start + step])
+    return out
+
+
+def conv_backward_table(
+    feats: torch.Tensor,
+    weight: torch.Tensor,
+    grad_out: torch.Tensor,
+    kernel_map: KernelMap,
+    need_feats_grad: bool = True,
+    need_weight_grad: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of :func:`conv_forward_table`. The feature gradient is the transposed
+    convolution through the other table (``grad_feats[i] = sum_k grad_out[T'[i, k]] @ W[k]^T``):
+    a gather and a product again, no scatter-add, so it is deterministic on a GPU."""
+    K, c_in, c_out = weight.shape
+    grad_feats = grad_weight = None
+    if need_feats_grad:
+        grad_feats = feats.new_zeros(feats.shape)
+        if kernel_map.num_out > 0:
+            table = kernel_map.neighbour_table(by_out=False)
+            padded = torch.cat((grad_out, grad_out.new_zeros(1, c_out)))
+            stacked = weight.transpose(1, 2).reshape(K * c_out, c_in)
+            step = _table_rows(K, c_out)
+            for start in range(0, kernel_map.num_in, step):
+                rows = _gathered(padded, table[start : start + step])
+                torch.mm(rows, stacked, out=grad_feats[start : start + step])
+    if need_weight_grad:
+        grad_weight = torch.zeros_like(weight)
+        if kernel_map.num_out > 0:
+            table = kernel_map.neighbour_table(by_out=True)
+            padded = torch.cat((feats, feats.new_zeros(1, c_in)))
+            flat = grad_weight.view(K * c_in, c_out)
+            step = _table_rows(K, c_in)
+            for start in range(0, kernel_map.num_out, step):
+                rows = _gathered(padded, table[start : start + step])
+                flat.addmm_(rows.t(), grad_out[start : start + step])
+    return grad_feats, grad_weight
+
+
 class _TorchSparseConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats, weight, kernel_map):
         ctx.kernel_map = kernel_map
         ctx.save_for_backward(feats, weight)
+        ctx.table = _uses_table(feats, weight, kernel_map)
+        if ctx.table:
+            return conv_forward_table(feats, weight, kernel_map)
         with _cpu_threads(feats.device):
             return conv_forward_torch(feats, weight, kernel_map)
 
@@ -109,7 +220,8 @@ class _TorchSparseConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         feats, weight = ctx.saved_tensors
-        grad_feats, grad_weight = conv_backward_torch(
+        backward = conv_backward_table if ctx.table else conv_backward_torch
+        grad_feats, grad_weight = backward(
             feats,
             weight,
             grad_out.contiguous(),

@@ -22,7 +22,7 @@ same map. A smaller odd kernel's map at a stride is cut out of a larger one's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -109,6 +109,10 @@ class KernelMap:
     num_in: int
     num_out: int
     identity_offset: int = -1
+    # neighbour_table's cache, keyed by the orientation of the map it was built for; a transposed
+    # map shares it (with _flipped set), so an up-sampling layer reuses the down-sampling tables.
+    _tables: dict = field(default_factory=dict, compare=False, repr=False)
+    _flipped: bool = field(default=False, compare=False, repr=False)
 
     @property
     def kernel_volume(self) -> int:
@@ -117,8 +121,45 @@ class KernelMap:
     def transposed(self) -> KernelMap:
         """The same pairs with input and output swapped (for transposed convolution)."""
         return KernelMap(
-            self.out_index, self.in_index, self.offset_counts, self.num_out, self.num_in, self.identity_offset
+            self.out_index,
+            self.in_index,
+            self.offset_counts,
+            self.num_out,
+            self.num_in,
+            self.identity_offset,
+            self._tables,
+            not self._flipped,
         )
+
+    def neighbour_table(self, by_out: bool = True) -> torch.Tensor:
+        """The pairs as a dense table, for convolutions done as one gather and one matrix product.
+
+        ``by_out=True``: ``(num_out, K)`` int32 (int64 beyond 2^31 rows), entry ``[o, k]`` = the
+        input row paired with output ``o`` at offset ``k``, or ``num_in`` where there is none (a
+        zero row the convolution appends). ``by_out=False``: ``(num_in, K)``, output rows, or
+        ``num_out``. A convolution pairs an output and an offset with at most one input (and an
+        input and an offset with at most one output), so the table holds every pair. Built once
+        per map and cached on the device of the indices.
+        """
+        key = by_out != self._flipped
+        table = self._tables.get(key)
+        if table is None:
+            rows, values, fill = (
+                (self.out_index, self.in_index, self.num_in)
+                if by_out
+                else (self.in_index, self.out_index, self.num_out)
+            )
+            num_rows = self.num_out if by_out else self.num_in
+            device = rows.device
+            K = self.kernel_volume
+            offset = torch.repeat_interleave(
+                torch.arange(K, device=device), self.offset_counts.to(device), output_size=rows.numel()
+            )
+            dtype = torch.int32 if max(fill, num_rows) < 2**31 else torch.long
+            table = torch.full((num_rows, K), fill, dtype=dtype, device=device)
+            table[rows, offset] = values.to(dtype)
+            self._tables[key] = table
+        return table
 
     def split(self) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
         """``[(k, in_index_k, out_index_k)]`` for every offset with at least one pair."""

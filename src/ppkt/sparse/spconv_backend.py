@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ppkt.sparse.functional import _TorchSparseConv
+from ppkt.sparse.functional import _TorchSparseConv, _uses_table
 from ppkt.sparse.kernel_map import KernelMap
 from ppkt.utils.threads import torch_threads
 
@@ -96,6 +96,7 @@ class _SpconvSparseConv(_TorchSparseConv):
     def forward(ctx, feats, weight, kernel_map):
         ctx.kernel_map = kernel_map
         ctx.save_for_backward(feats, weight)
+        ctx.table = _uses_table(feats, weight, kernel_map)  # which torch backward runs
         return _forward(feats, weight.detach(), kernel_map)
 
 
