@@ -11,10 +11,13 @@
 "Motorcycle" from scikit-image (``ppkt.data.real_frame``), cropped to 480x640 like a Kinect
 frame, augmented differently at every index. ``--ab`` alternates whole steps (data + model + loss
 + backward + optimiser) of two variants, ``--steps`` of each after one warm-up each, and prints
-the median step times and their ratio, measured in one run: ``previous`` runs every other step
+the median step times and their ratio, measured in one run, whole and split into the data part
+(CPU, in this process) and the model part (the device's): ``previous`` runs every other step
 with the implementations this code replaced (``benchmarks/_previous.py``: all pairs embedded,
 the previous voxelisation, kernel maps and colour lookup); ``real-frames`` runs every other step
-on real frames instead of the preset's frames (same batch size).
+on real frames instead of the preset's frames (same batch size); ``algorithms`` runs the torch
+backend's convolutions per kernel offset, then through the maps' dense tables
+(``ppkt.sparse.functional.set_conv_algorithm``; the CPU and GPU defaults).
 
 Parts: data (read + pairs + augmentation + voxelisation + collation, in this process), teacher,
 UPL sampling, 3D forward (backbone + head + gather at the pairs), loss, backward, optimiser step.
@@ -28,6 +31,7 @@ peak allocation (CUDA).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import shutil
 import statistics
@@ -76,7 +80,7 @@ def profile_step(args, cfg, device) -> int:
     """Where one step's time goes: torch.profiler's ops, and the kernel maps timed on their own."""
     from bench_sparse import _ppkt_maps
 
-    frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
+    frames = real_frames(max(16, cfg.optim.batch_size)) if args.frames == "real" else build_frames(cfg)
     model = build_model(cfg).to(device).train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     dataset = PretrainDataset(frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
@@ -123,53 +127,76 @@ def ab_steps(args, cfg, device) -> int:
     import copy
 
     import _previous
+    from ppkt.sparse.functional import set_conv_algorithm
 
-    frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
-    variants = {"this code": (frames, False)}
+    frames = real_frames(max(16, cfg.optim.batch_size)) if args.frames == "real" else build_frames(cfg)
+    # name -> (frames, previous implementation?, torch backend's conv algorithm: None = by device)
+    variants = {"this code": (frames, False, None)}
     if args.ab == "previous":
-        variants["previous"] = (frames, True)
+        variants["previous"] = (frames, True, None)
+    elif args.ab == "algorithms":
+        variants = {
+            "conv per offset": (frames, False, "offsets"),
+            "conv dense table": (frames, False, "table"),
+        }
     else:
         variants = {
-            "preset frames": (build_frames(cfg), False),
-            "real 640x480 frames": (real_frames(16), False),
+            "preset frames": (build_frames(cfg), False, None),
+            "real 640x480 frames": (real_frames(max(16, cfg.optim.batch_size)), False, None),
         }
+    if args.reverse:  # the other variant first in every step: an order effect shows as a changed ratio
+        variants = dict(reversed(variants.items()))
     model = build_model(cfg).to(device).train()
     collate = Collator(cfg.model.voxel_size)
-    sampler = StepBatchSampler(16, cfg.optim.batch_size, seed=0, total_steps=args.steps + 1)
+    # One warm-up step, the timed steps, then (with --profile) one untimed step under the profiler.
+    last = args.steps + 1
+    # 16 frames (the first of each set), or a batch of them when the batch is larger
+    count = min(max(16, cfg.optim.batch_size), *(len(f) for f, _, _ in variants.values()))
+    sampler = StepBatchSampler(count, cfg.optim.batch_size, seed=0, total_steps=last + int(args.profile))
     loss_fn = PointInfoNCE(cfg.loss.tau)
     runs = {}
-    for name, (data_frames, previous) in variants.items():
+    for name, (data_frames, previous, algorithm) in variants.items():
         net = copy.deepcopy(model)
         optimizer = build_optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
         dataset = PretrainDataset(data_frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
-        runs[name] = (net, optimizer, dataset, previous)
+        runs[name] = (net, optimizer, dataset, previous, algorithm)
     times: dict[str, list[float]] = {name: [] for name in runs}
+    data_times: dict[str, list[float]] = {name: [] for name in runs}
     sizes: dict[str, tuple] = {}
+    tables: dict[str, str] = {}
     for step, keys in enumerate(sampler):
-        for name, (net, optimizer, dataset, previous) in runs.items():
+        for name, (net, optimizer, dataset, previous, algorithm) in runs.items():
+            set_conv_algorithm(algorithm)
             generator = pair_generator(0, step, 0)
-            _sync(device)
-            start = time.perf_counter()
-            if previous:
-                with _previous.previous_implementation():
-                    batch = collate([dataset[k] for k in keys]).to(device)
+            profiler = (
+                torch.profiler.profile(activities=_profiler_activities(device))
+                if args.profile and step == last
+                else contextlib.nullcontext()
+            )
+            with profiler, _previous.previous_implementation() if previous else contextlib.nullcontext():
+                _sync(device)
+                start = time.perf_counter()
+                batch = collate([dataset[k] for k in keys]).to(device)
+                _sync(device)
+                data_end = time.perf_counter()
+                if previous:
                     loss = _previous.all_pairs_loss(
                         net, batch, generator, cfg.loss.num_pairs, cfg.loss.tau, cfg.loss.sampling
                     )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-            else:
-                batch = collate([dataset[k] for k in keys]).to(device)
-                pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
-                emb = net(batch, pairs.index)
-                loss = loss_fn(emb.points, emb.pixels, pairs.group)
+                else:
+                    pairs = sample_pairs(batch.pair_frame, cfg.loss.num_pairs, cfg.loss.sampling, generator)
+                    emb = net(batch, pairs.index)
+                    loss = loss_fn(emb.points, emb.pixels, pairs.group)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            _sync(device)
-            if step > 0:  # the first step of each variant is a warm-up
-                times[name].append(time.perf_counter() - start)
+                _sync(device)
+                end = time.perf_counter()
+            if args.profile and step == last:
+                tables[name] = _profile_tables(profiler, device, args.profile_rows)
+            if 0 < step < last:  # the first step of each variant is a warm-up
+                times[name].append(end - start)
+                data_times[name].append(data_end - start)
             sparse = batch.sparse
             sizes[name] = (int(sparse.point_to_voxel.numel()), sparse.tensor.num_sites, batch.num_pairs)
     print(
@@ -185,10 +212,37 @@ def ab_steps(args, cfg, device) -> int:
             f"(steps: {', '.join(f'{v:.2f}' for v in values)}; last batch {points} points, "
             f"{voxels} voxels, {pairs} pairs)"
         )
-    a, b = (statistics.median(v) for v in times.values())
+    set_conv_algorithm(None)
     names = list(times)
+    a, b = (statistics.median(v) for v in times.values())
     print(f"ratio {names[1]} / {names[0]} (step time): {b / a:.2f}x")
+    # The data part (read, pairs, augmentation, voxelisation, collation, copy to the device) runs on
+    # the CPU in this process; the rest is the model's work on the device. On a GPU they differ in
+    # kind, so a ratio of the whole step alone cannot say which side moved.
+    for part, series in (
+        ("data", data_times),
+        ("model", {n: [t - d for t, d in zip(times[n], data_times[n], strict=True)] for n in names}),
+    ):
+        a, b = (statistics.median(series[n]) for n in names)
+        print(f"  {part:5s} median {names[0]} {a:.3f} s, {names[1]} {b:.3f} s; ratio {b / a:.2f}x")
+    for name, table in tables.items():
+        print(f"\nprofile of the last step, {name}:\n{table}")
     return 0
+
+
+def _profiler_activities(device: torch.device) -> list:
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return activities
+
+
+def _profile_tables(profiler, device: torch.device, rows: int) -> str:
+    averages = profiler.key_averages()
+    text = averages.table(sort_by="self_cpu_time_total", row_limit=rows)
+    if device.type == "cuda":
+        text += "\n" + averages.table(sort_by="self_cuda_time_total", row_limit=rows)
+    return text
 
 
 def _sync(device: torch.device) -> None:
@@ -206,11 +260,17 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--frames", choices=("preset", "real"), default="preset", help="see above")
-    parser.add_argument("--ab", choices=("previous", "real-frames"), default=None, help="see above")
     parser.add_argument(
-        "--profile", action="store_true", help="torch.profiler table of one step (after a warm-up step)"
+        "--ab", choices=("previous", "real-frames", "algorithms"), default=None, help="see above"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="torch.profiler table of one step (after a warm-up step); with --ab, of one extra "
+        "untimed step of each variant (sorted by CPU time, and by CUDA time on a GPU)",
     )
     parser.add_argument("--profile-rows", type=int, default=12)
+    parser.add_argument("--reverse", action="store_true", help="with --ab: run the second variant first")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -222,7 +282,7 @@ def main() -> int:
     if args.profile:
         return profile_step(args, cfg, device)
 
-    frames = real_frames(16) if args.frames == "real" else build_frames(cfg)
+    frames = real_frames(max(16, cfg.optim.batch_size)) if args.frames == "real" else build_frames(cfg)
     model = build_model(cfg).to(device)
     model.train()
     optimizer = build_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
