@@ -124,6 +124,7 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
     n_points, n_voxels = zip(*(ppkt_frame(*f) for f in frames), strict=True)
     points_per_frame = float(np.mean(n_points))
     clouds = [(rgbd_pairs(f[0], K_depth, K_color, color_hw).points,) for f in frames]
+    lookups = [(f[1], rgbd_pairs(f[0], K_depth, K_color, color_hw).uv) for f in frames]
     jobs = {
         "ppkt": (ppkt_frame, frames, points_per_frame),
         "ppkt torch path": (_torch_path(ppkt_frame), frames, points_per_frame),
@@ -134,6 +135,7 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
         ),
         "  unproject_depth": (lambda d, *rest: unproject_depth(d, K_depth), frames, None),
         "  rgbd_pairs": (lambda d, *rest: rgbd_pairs(d, K_depth, K_color, color_hw), frames, None),
+        "  sample_nearest": (sample_nearest, lookups, None),
         "  voxelize(2.5 cm)": (lambda p: voxelize(p, VOXEL), clouds, None),
         "  voxelize, torch path": (_torch_path(lambda p: voxelize(p, VOXEL)), clouds, None),
         "  previous voxelize": (lambda p: _previous.voxelize(p, VOXEL), clouds, None),
