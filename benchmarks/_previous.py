@@ -19,6 +19,7 @@ from torch import Tensor
 from ppkt.geometry.camera import _check_points
 from ppkt.geometry.voxel import _check_offsets
 from ppkt.sparse.kernel_map import Downsampling, KernelMap, kernel_offsets, pack_keys
+from ppkt.utils.compiled import compiled_kernels
 
 
 def voxelize(
@@ -219,7 +220,8 @@ def all_pairs_loss(model, batch, generator, num_pairs: int, tau: float, sampling
 
 @contextmanager
 def previous_implementation():
-    """Within the block ppkt voxelises, builds kernel maps and reads colours the previous way."""
+    """Within the block ppkt voxelises, builds kernel maps and reads colours the previous way, and
+    back-projects without the numba kernels."""
     import ppkt.geometry
     import ppkt.sparse.tensor
     import ppkt.train.samples
@@ -235,7 +237,8 @@ def previous_implementation():
     try:
         for owner, name, value in patches:
             setattr(owner, name, value)
-        yield
+        with compiled_kernels(False):  # the previous code had no compiled (numba) kernels
+            yield
     finally:
         for owner, name, value in saved:
             setattr(owner, name, value)

@@ -14,10 +14,10 @@ frame, augmented differently at every index. ``--ab`` alternates whole steps (da
 the median step times and their ratio, measured in one run, whole and split into the data part
 (CPU, in this process) and the model part (the device's): ``previous`` runs every other step
 with the implementations this code replaced (``benchmarks/_previous.py``: all pairs embedded,
-the previous voxelisation, kernel maps and colour lookup); ``real-frames`` runs every other step
-on real frames instead of the preset's frames (same batch size); ``algorithms`` runs the torch
-backend's convolutions per kernel offset, then through the maps' dense tables
-(``ppkt.sparse.functional.set_conv_algorithm``; the CPU and GPU defaults).
+the previous voxelisation, kernel maps and colour lookup, no numba kernels, the per-offset
+convolution loop); ``real-frames`` runs every other step on real frames instead of the preset's
+frames (same batch size); ``algorithms`` runs the torch backend's convolutions per kernel
+offset, then through the maps' dense tables (``ppkt.sparse.functional.set_conv_algorithm``).
 
 Parts: data (read + pairs + augmentation + voxelisation + collation, in this process), teacher,
 UPL sampling, 3D forward (backbone + head + gather at the pairs), loss, backward, optimiser step.
@@ -133,7 +133,7 @@ def ab_steps(args, cfg, device) -> int:
     # name -> (frames, previous implementation?, torch backend's conv algorithm: None = by device)
     variants = {"this code": (frames, False, None)}
     if args.ab == "previous":
-        variants["previous"] = (frames, True, None)
+        variants["previous"] = (frames, True, "offsets")  # the previous code had only the loop
     elif args.ab == "algorithms":
         variants = {
             "conv per offset": (frames, False, "offsets"),
