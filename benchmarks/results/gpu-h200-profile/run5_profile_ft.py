@@ -46,7 +46,8 @@ with tempfile.TemporaryDirectory() as tmp:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
         print(
-            f"== {alg}: {time.perf_counter() - t:.3f} s under the profiler; {b.sparse.tensor.num_sites} voxels"
+            f"== {alg}: {time.perf_counter() - t:.3f} s under the profiler; "
+            f"{b.sparse.tensor.num_sites} voxels"
         )
         key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=key, row_limit=a.rows, max_name_column_width=60))
