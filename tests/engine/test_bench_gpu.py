@@ -30,7 +30,18 @@ def test_without_cuda_it_says_so_and_exits_0(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_cpu_smoke_run_prints_the_table_and_writes_json(capsys, tmp_path):
-    args = ["--device", "cpu", "--steps", "1", "--warmup", "0", "--batch-size", "1", "--finetune-batch-size", "1"]
+    args = [
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--batch-size",
+        "1",
+        "--finetune-batch-size",
+        "1",
+    ]
     args += ["--width", "0.25", "--image-hw", "48", "64", "--voxel-size", "0.2", "--backends", "torch"]
     args += ["--precisions", "fp32,bf16", "--json", str(tmp_path / "gpu.json")]
     assert _bench().main(args) == 0
@@ -38,3 +49,33 @@ def test_cpu_smoke_run_prints_the_table_and_writes_json(capsys, tmp_path):
     assert "| pretrain | torch | bf16 | 1 |" in out and "| finetune | torch | fp32 | 1 |" in out
     rows = json.loads((tmp_path / "gpu.json").read_text())["rows"]
     assert len(rows) == 4 and all(r["steps_per_s"] and r["steps_per_s"] > 0 for r in rows), rows
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_compares_conv_algorithms_and_restores_the_default(capsys):
+    from ppkt.sparse import functional
+
+    args = [
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--batch-size",
+        "1",
+        "--finetune-batch-size",
+        "1",
+    ]
+    args += ["--width", "0.25", "--image-hw", "48", "64", "--voxel-size", "0.2", "--backends", "torch"]
+    args += ["--precisions", "fp32", "--tasks", "finetune", "--conv-algorithms", "offsets,auto:20"]
+    limit = functional._AUTO_TABLE_LIMIT
+    assert _bench().main(args) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| finetune | torch (offsets) | fp32 | 1 |" in out
+        and "| finetune | torch (auto:20) | fp32 | 1 |" in out
+    )
+    assert (
+        functional._AUTO_TABLE_LIMIT == limit and functional.conv_algorithm(torch.device("cpu")) == "offsets"
+    )
