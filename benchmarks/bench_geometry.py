@@ -13,8 +13,9 @@ scikit-image (``ppkt.data.real_frame``), centre-cropped to 480x640, colour and d
 (``--real-only`` / ``--synthetic-only`` pick one set). "previous" is the same ppkt frame with the
 voxelisation this code replaced (``benchmarks/_previous.py``), on the torch path. "torch path"
 is ppkt with its compiled kernels switched off (what runs without numba; ``ppkt.utils.compiled``).
-The jobs take turns in every repeat; the figures are medians over the repeats, so their ratios
-are measured under one load.
+Three groups are timed one after the other, the jobs of each taking turns in every repeat (medians
+over the repeats, so a group's ratios are measured under one load): ppkt against open3d alone, ppkt
+against its torch path and the previous code, and the parts.
 
     python benchmarks/bench_geometry.py [--frames 20] [--repeats 5]
     python benchmarks/bench_geometry.py --strides --frames 3   # voxels kept by a depth stride
@@ -125,7 +126,11 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
     points_per_frame = float(np.mean(n_points))
     clouds = [(rgbd_pairs(f[0], K_depth, K_color, color_hw).points,) for f in frames]
     lookups = [(f[1], rgbd_pairs(f[0], K_depth, K_color, color_hw).uv) for f in frames]
-    jobs = {
+    # Three groups, each timed on its own with its jobs taking turns: the headline A/B (ppkt
+    # against open3d, nothing else between them, so neither inherits the other jobs' cache and
+    # heap state), ppkt against its torch path and the previous code, and the parts.
+    against_open3d = {"ppkt": (ppkt_frame, frames, points_per_frame)}
+    paths = {
         "ppkt": (ppkt_frame, frames, points_per_frame),
         "ppkt torch path": (_torch_path(ppkt_frame), frames, points_per_frame),
         "ppkt previous": (
@@ -133,12 +138,14 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
             frames,
             points_per_frame,
         ),
-        "  unproject_depth": (lambda d, *rest: unproject_depth(d, K_depth), frames, None),
-        "  rgbd_pairs": (lambda d, *rest: rgbd_pairs(d, K_depth, K_color, color_hw), frames, None),
-        "  sample_nearest": (sample_nearest, lookups, None),
-        "  voxelize(2.5 cm)": (lambda p: voxelize(p, VOXEL), clouds, None),
-        "  voxelize, torch path": (_torch_path(lambda p: voxelize(p, VOXEL)), clouds, None),
-        "  previous voxelize": (lambda p: _previous.voxelize(p, VOXEL), clouds, None),
+    }
+    parts = {
+        "unproject_depth": (lambda d, *rest: unproject_depth(d, K_depth), frames, None),
+        "rgbd_pairs": (lambda d, *rest: rgbd_pairs(d, K_depth, K_color, color_hw), frames, None),
+        "sample_nearest": (sample_nearest, lookups, None),
+        "voxelize(2.5 cm)": (lambda p: voxelize(p, VOXEL), clouds, None),
+        "voxelize, torch path": (_torch_path(lambda p: voxelize(p, VOXEL)), clouds, None),
+        "previous voxelize": (lambda p: _previous.voxelize(p, VOXEL), clouds, None),
     }
     try:
         import open3d as o3d
@@ -170,38 +177,45 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
             return open3d_cloud(depth_img, color_img).voxel_down_sample(VOXEL)
 
         o3d_points = float(np.mean([len(open3d_cloud(*f).points) for f in o3d_frames]))
-        jobs["open3d"] = (open3d_frame, o3d_frames, o3d_points)
-        jobs["  create_from_rgbd_image"] = (open3d_cloud, o3d_frames, None)
+        against_open3d["open3d"] = (open3d_frame, o3d_frames, o3d_points)
+        parts["open3d create_from_rgbd_image"] = (open3d_cloud, o3d_frames, None)
         o3d_clouds = [(open3d_cloud(*f),) for f in o3d_frames]
-        jobs["  voxel_down_sample"] = (lambda cloud: cloud.voxel_down_sample(VOXEL), o3d_clouds, None)
+        parts["open3d voxel_down_sample"] = (lambda cloud: cloud.voxel_down_sample(VOXEL), o3d_clouds, None)
 
-    seconds = time_interleaved(jobs, repeats)
     n = len(frames)
     print(
         f"{label}: {points_per_frame:.0f} points/frame, "
-        f"{np.mean(n_voxels):.0f} voxels at {VOXEL * 100:.1f} cm"
+        f"{np.mean(n_voxels):.0f} voxels at {VOXEL * 100:.1f} cm; "
+        f"compiled kernels {'on (numba)' if use_compiled() else 'off (numba missing or PPKT_NUMBA=0)'}"
     )
-    for name, total in seconds.items():
-        line = f"  {name:26s} {1e3 * total / n:7.1f} ms/frame"
-        points = jobs[name][2]
-        if points is not None:
-            line += f"  {n / total:6.1f} frames/s  {n * points / total / 1e6:5.2f} M points/s"
-        print(line)
-    print(
-        f"  compiled kernels: {'on (numba)' if use_compiled() else 'off (numba missing or PPKT_NUMBA=0)'}; "
-        f"ppkt torch path / ppkt (frame time): {seconds['ppkt torch path'] / seconds['ppkt']:.2f}x"
-    )
-    print(
-        f"  ppkt previous / ppkt (frame time): {seconds['ppkt previous'] / seconds['ppkt']:.2f}x; "
-        "voxelize previous / this code: "
-        f"{seconds['  previous voxelize'] / seconds['  voxelize(2.5 cm)']:.2f}x"
-    )
+
+    def report(title: str, jobs: dict) -> dict[str, float]:
+        seconds = time_interleaved(jobs, repeats)
+        print(f"  {title}:")
+        for name, total in seconds.items():
+            line = f"    {name:30s} {1e3 * total / n:7.1f} ms/frame"
+            points = jobs[name][2]
+            if points is not None:
+                line += f"  {n / total:6.1f} frames/s  {n * points / total / 1e6:5.2f} M points/s"
+            print(line)
+        return seconds
+
     if o3d is not None:
+        a = report("ppkt against open3d (alternated, nothing between)", against_open3d)
         print(
-            f"  open3d {o3d.__version__} ({o3d_points:.0f} points/frame): speed ratio ppkt / open3d "
-            f"(frames/s) {seconds['open3d'] / seconds['ppkt']:.2f}x, torch path / open3d "
-            f"{seconds['open3d'] / seconds['ppkt torch path']:.2f}x (colour pre-resized for open3d)"
+            f"    open3d {o3d.__version__} ({o3d_points:.0f} points/frame): speed ratio ppkt / open3d "
+            f"(frames/s) {a['open3d'] / a['ppkt']:.2f}x (colour pre-resized for open3d)"
         )
+    b = report("ppkt paths (alternated)", paths)
+    print(
+        f"    ppkt torch path / ppkt (frame time): {b['ppkt torch path'] / b['ppkt']:.2f}x; "
+        f"ppkt previous / ppkt: {b['ppkt previous'] / b['ppkt']:.2f}x"
+    )
+    c = report("parts (alternated)", parts)
+    print(
+        f"    voxelize torch path / compiled: {c['voxelize, torch path'] / c['voxelize(2.5 cm)']:.2f}x; "
+        f"previous / compiled: {c['previous voxelize'] / c['voxelize(2.5 cm)']:.2f}x"
+    )
 
 
 def stride_retention(frames: int) -> None:

@@ -20,22 +20,18 @@ CELL_LIMIT = 2.0**61
 @njit
 def voxel_runs(points, size, offsets, run_of_point):
     """Each point's cell ``floor(points / size)``, collapsed to runs of consecutive points with
-    the same cell (within one sample), and each axis' min and max cell.
+    the same cell (within one sample).
 
     points ``(N, 3)`` float32/64; size ``(3,)`` of the same dtype; offsets ``(B + 1,)`` int64
     sample boundaries (``[0, N]`` for one sample); run_of_point ``(N,)`` int32/64, filled with
-    each point's run. Returns ``(run_cell (R, 3) points' dtype (integer values), run_start (R,)
-    int64, lo (3,) int64, hi (3,) int64, ok)``, runs in point order; ``ok`` is False when a cell
-    is NaN, infinite or beyond ``CELL_LIMIT`` (the caller then falls back to torch, which reports
-    NaN / inf), and the other outputs mean nothing.
+    each point's run. Returns ``(run_cell (R, 3) points' dtype, run_start (R,) int64)``, runs in
+    point order. Every point's cell is its run's cell, so :func:`run_bounds` checks the cells
+    (NaN / inf / size) on the runs alone: a NaN cell differs from every cell, so it is a run.
     """
     n = points.shape[0]
     s0, s1, s2 = size[0], size[1], size[2]
     run_cell = np.empty((n + 1, 3), points.dtype)
     run_start = np.empty(n + 1, np.int64)
-    lo0 = lo1 = lo2 = s0 * np.inf
-    hi0 = hi1 = hi2 = -lo0
-    nan = 0  # inf shows in lo / hi; NaN in no comparison, so it is counted
     runs = 0
     for b in range(offsets.shape[0] - 1):
         x0 = y0 = z0 = s0 - s0 - s0 / s0 / 2  # never a cell: the sample's first point starts a run
@@ -43,9 +39,6 @@ def voxel_runs(points, size, offsets, run_of_point):
             x = np.floor(points[i, 0] / s0)
             y = np.floor(points[i, 1] / s1)
             z = np.floor(points[i, 2] / s2)
-            nan += (x != x) + (y != y) + (z != z)
-            lo0, lo1, lo2 = min(lo0, x), min(lo1, y), min(lo2, z)
-            hi0, hi1, hi2 = max(hi0, x), max(hi1, y), max(hi2, z)
             # Branch-free: a run starts about every third point of a depth frame, too irregular
             # for the branch predictor. The slot is written every time and kept on a new cell.
             run_cell[runs, 0] = x
@@ -55,15 +48,31 @@ def voxel_runs(points, size, offsets, run_of_point):
             runs += (x != x0) | (y != y0) | (z != z0)
             run_of_point[i] = runs - 1
             x0, y0, z0 = x, y, z
+    return run_cell[:runs], run_start[:runs]
+
+
+@njit
+def run_bounds(run_cell):
+    """Each axis' min and max cell, ``(lo (3,) int64, hi (3,) int64, ok)``; ``ok`` is False when
+    a cell is NaN, infinite or beyond ``CELL_LIMIT`` (the caller then falls back to torch, which
+    reports NaN / inf), and lo / hi mean nothing then."""
+    x_lo = y_lo = z_lo = np.inf
+    x_hi = y_hi = z_hi = -np.inf
+    nan = 0  # NaN passes min / max unseen, so it is counted
+    for r in range(run_cell.shape[0]):
+        x, y, z = run_cell[r, 0], run_cell[r, 1], run_cell[r, 2]
+        nan += (x != x) + (y != y) + (z != z)
+        x_lo, y_lo, z_lo = min(x_lo, x), min(y_lo, y), min(z_lo, z)
+        x_hi, y_hi, z_hi = max(x_hi, x), max(y_hi, y), max(z_hi, z)
     lo = np.zeros(3, np.int64)
     hi = np.zeros(3, np.int64)
     ok = nan == 0
-    for value in (lo0, lo1, lo2, hi0, hi1, hi2):
+    for value in (x_lo, y_lo, z_lo, x_hi, y_hi, z_hi):
         ok = ok and -CELL_LIMIT < value < CELL_LIMIT
     if ok:
-        lo[0], lo[1], lo[2] = np.int64(lo0), np.int64(lo1), np.int64(lo2)
-        hi[0], hi[1], hi[2] = np.int64(hi0), np.int64(hi1), np.int64(hi2)
-    return run_cell[:runs], run_start[:runs], lo, hi, ok
+        lo[0], lo[1], lo[2] = np.int64(x_lo), np.int64(y_lo), np.int64(z_lo)
+        hi[0], hi[1], hi[2] = np.int64(x_hi), np.int64(y_hi), np.int64(z_hi)
+    return lo, hi, ok
 
 
 @njit

@@ -106,7 +106,7 @@ def voxelize(
 def _voxelize_compiled(
     points: Tensor, size: Tensor, offsets: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor] | None:
-    """:func:`voxelize` in four numba loops (``ppkt.geometry._kernels``): the same cells, keys,
+    """:func:`voxelize` in five numba passes (``ppkt.geometry._kernels``): the same cells, keys,
     order and outputs as the torch path below, about 2x faster on one CPU thread. None where
     the torch path must decide: NaN / inf (it raises), cells or keys beyond int64."""
     from ppkt.geometry import _kernels  # local: imports numba, only when a compiled path runs
@@ -116,7 +116,8 @@ def _voxelize_compiled(
     bounds = np.array([0, array.shape[0]]) if offsets is None else offsets.numpy()
     # int32 when it fits: the map is written and read once per point, so its width is time.
     run_of_point = np.empty(array.shape[0], np.int32 if array.shape[0] < 2**31 else np.int64)
-    run_cell, run_start, lo, hi, ok = _kernels.voxel_runs(array, sizes, bounds, run_of_point)
+    run_cell, run_start = _kernels.voxel_runs(array, sizes, bounds, run_of_point)
+    lo, hi, ok = _kernels.run_bounds(run_cell)
     if not ok:
         return None
     extents = hi - lo + 1
