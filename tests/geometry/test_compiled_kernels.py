@@ -190,3 +190,30 @@ def test_sample_nearest_compiled_path_is_taken(counted):
         sample_nearest(image.float().requires_grad_(), uv)  # keeps its gradient: torch
         sample_nearest(image, uv[:0])  # empty: torch
     assert counted == {"nearest_pixels": 1}
+
+
+def test_voxel_sizes_of_any_accepted_shape_and_with_gradient():
+    points = torch.rand(200, 3) * 3 - 1
+    for size in ([[0.1, 0.03, 0.07]], [[0.1]], torch.tensor(0.05, requires_grad=True), 0.1):
+        assert_same(voxelize, points, size)
+
+
+def test_sample_nearest_other_dtypes_and_an_empty_image_behave_alike():
+    uv = torch.tensor([[1.0, 2.0], [0.2, 0.4]])
+    image = torch.rand(4, 5, 3)
+    assert_same(sample_nearest, image.to(torch.float8_e4m3fn).float(), uv)
+    for dtype in (torch.float8_e4m3fn, torch.bfloat16, torch.bool, torch.uint16):
+        reference, compiled = both_paths(sample_nearest, (image * 2).to(dtype), uv)
+        assert torch.equal(reference[0].float(), compiled[0].float())
+    for enabled in (False, True):
+        with compiled_kernels(enabled), pytest.raises(IndexError, match="outside"):
+            sample_nearest(torch.zeros(0, 5, 3), uv)
+
+
+def test_depth_bounds_beyond_float32_drop_infinite_depth_on_both_paths():
+    depth = torch.tensor([[1.0, float("inf")], [2.0, 0.0]])
+    for max_depth in (1e39, 10**40, float("inf")):
+        reference, compiled = both_paths(rgbd_pairs, depth, K_DEPTH, K_DEPTH, (2, 2), max_depth=max_depth)
+        assert reference[0].num_points == compiled[0].num_points == 2
+        assert torch.equal(reference[0].points, compiled[0].points)
+        assert bool(torch.isfinite(compiled[0].points).all())

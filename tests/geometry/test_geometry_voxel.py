@@ -155,7 +155,6 @@ def test_far_from_origin_matches_naive_reference(origin):
             assert torch.equal(a, b)
 
 
-
 @pytest.mark.parametrize("origin", [-37.3, 1000.0], ids=["neg-37m", "1km"])
 def test_float32_key_with_an_offset_matches_naive_reference(origin):
     """The usual indoor case: float32 points away from 0 at 5 cm, where the key is a float32
@@ -179,6 +178,7 @@ def test_key_around_the_float32_bound_matches_naive_reference(cells):
     points = torch.cat([corners, inner, inner[:50] + 0.2])
     for a, b in zip(voxelize(points, 1.0), naive_voxelize(points, 1.0), strict=True):
         assert torch.equal(a, b)
+
 
 def scan_order_cloud(seed: int, n: int = 3000) -> torch.Tensor:
     """Points in scan order along a wobbly surface, as back-projected depth rows: consecutive

@@ -281,3 +281,17 @@ def test_auto_takes_the_table_for_small_layers_only(monkeypatch):
         weight = torch.randn(kernel_map.kernel_volume, 4, 2, requires_grad=True)
         sparse_conv(feats, weight, kernel_map).sum().backward()
     assert calls == [small.num_out]
+
+
+def test_table_backward_takes_a_non_contiguous_weight():
+    coords = _random_sites(0.5, seed=12, grid=6)
+    kernel_map = SparseTensor(coords, torch.zeros(len(coords), 1)).cache.submanifold(1, 3)
+    feats = torch.randn(kernel_map.num_in, 4, dtype=torch.float64)
+    weight = torch.randn(kernel_map.kernel_volume, 3, 4, dtype=torch.float64).transpose(1, 2)
+    grad_out = torch.randn(kernel_map.num_out, 3, dtype=torch.float64)
+    assert not weight.is_contiguous()
+    expected = functional.conv_backward_torch(feats, weight, grad_out, kernel_map)
+    for a, b in zip(
+        functional.conv_backward_table(feats, weight, grad_out, kernel_map), expected, strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -2,6 +2,8 @@
 the fallback) and maps cut out of larger kernels give the same pairs; convolutions on the dense
 path equal dense conv3d."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -150,14 +152,15 @@ def test_dense_path_convolution_equals_dense_conv3d(dense_always, kernel_size):
 
 
 def test_neighbour_table_holds_every_pair_and_is_shared_with_the_transposed_map():
-    from ppkt.sparse.kernel_map import KernelMap
-
     # 3 inputs, 2 outputs, 2 offsets: offset 0 pairs (0->0), (2->1); offset 1 pairs (1->0)
-    km = KernelMap(torch.tensor([0, 2, 1]), torch.tensor([0, 1, 0]), torch.tensor([2, 1]), 3, 2)
-    assert km.neighbour_table(by_out=True).tolist() == [[0, 1], [2, 3]]  # 3 = num_in: none
-    assert km.neighbour_table(by_out=False).tolist() == [[0, 2], [2, 0], [1, 2]]  # 2 = num_out
-    assert km.neighbour_table().dtype == torch.int32
-    t = km.transposed()
-    assert t.neighbour_table(by_out=True) is km.neighbour_table(by_out=False)
-    assert t.neighbour_table(by_out=False) is km.neighbour_table(by_out=True)
-    assert t.transposed().neighbour_table() is km.neighbour_table()
+    kmap = km.KernelMap(torch.tensor([0, 2, 1]), torch.tensor([0, 1, 0]), torch.tensor([2, 1]), 3, 2)
+    assert kmap.neighbour_table(by_out=True).tolist() == [[0, 1], [2, 3]]  # 3 = num_in: none
+    assert kmap.neighbour_table(by_out=False).tolist() == [[0, 2], [2, 0], [1, 2]]  # 2 = num_out
+    assert kmap.neighbour_table().dtype == torch.int32
+    t = kmap.transposed()
+    assert t.neighbour_table(by_out=True) is kmap.neighbour_table(by_out=False)
+    assert t.neighbour_table(by_out=False) is kmap.neighbour_table(by_out=True)
+    assert t.transposed().neighbour_table() is kmap.neighbour_table()
+    # a map with other pairs never inherits the cache
+    other = dataclasses.replace(kmap, in_index=torch.tensor([1, 0, 2]))
+    assert other.neighbour_table(by_out=True).tolist() == [[1, 2], [0, 3]]

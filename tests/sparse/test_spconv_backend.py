@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ppkt.sparse import SparseTensor, sparse_conv, spconv_available
+from ppkt.sparse import SparseTensor, functional, sparse_conv, spconv_available
 
 needs_spconv = pytest.mark.skipif(not spconv_available(), reason="spconv not installed")
 
@@ -20,11 +20,15 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @needs_spconv
+@pytest.mark.parametrize("algorithm", ["offsets", "table"])
 @pytest.mark.parametrize("kind", ["sub3", "sub5", "down", "up"])
-def test_spconv_equals_torch_forward_and_gradients(kind):
+def test_spconv_equals_torch_forward_and_gradients(kind, algorithm):
+    """With either torch algorithm (the spconv backend's backward is the torch one: the table on
+    a GPU for small layers)."""
     torch.manual_seed(0)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)  # the multi-thread CPU bug of spconv must not leak through
+    functional.set_conv_algorithm(algorithm)
     try:
         coords = _cloud(1)
         x = SparseTensor(coords, torch.randn(len(coords), 16))
@@ -49,6 +53,7 @@ def test_spconv_equals_torch_forward_and_gradients(kind):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(previous)
+        functional.set_conv_algorithm(None)
 
 
 @needs_spconv

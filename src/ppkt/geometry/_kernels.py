@@ -34,7 +34,9 @@ def voxel_runs(points, size, offsets, run_of_point):
     run_start = np.empty(n + 1, np.int64)
     runs = 0
     for b in range(offsets.shape[0] - 1):
-        x0 = y0 = z0 = s0 - s0 - s0 / s0 / 2  # never a cell: the sample's first point starts a run
+        # -0.5 in the points' dtype: never a cell (cells are whole numbers), so the sample's
+        # first point starts a run.
+        x0 = y0 = z0 = s0 - s0 - s0 / s0 / 2
         for i in range(offsets[b], offsets[b + 1]):
             x = np.floor(points[i, 0] / s0)
             y = np.floor(points[i, 1] / s1)

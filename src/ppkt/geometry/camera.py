@@ -109,10 +109,17 @@ def _check_hw(image_hw: Sequence[int], name: str = "image_hw") -> tuple[int, int
     return H, W
 
 
-def check_depth_range(min_depth: float) -> None:
-    """Raise unless ``min_depth >= 0`` (the depth range's rule, checked by every path)."""
+def depth_range(min_depth: float, max_depth: float, dtype: torch.dtype) -> tuple[float, float, bool]:
+    """The valid depth range as a depth image of ``dtype`` compares it: ``(min, max,
+    max_inclusive)``, both bounds rounded to ``dtype`` (torch compares a tensor with a Python
+    number in the tensor's dtype: 0.1 keeps a float32 depth of 0.1). A ``max_depth`` beyond the
+    dtype's range rounds to infinity; infinity is never a depth, so the comparison with an
+    infinite bound is strict. Every path (torch, numba) takes its bounds from here."""
     if not min_depth >= 0:
         raise ValueError(f"min_depth must be >= 0, got {min_depth}")
+    low = torch.tensor(min_depth, dtype=torch.float64).to(dtype).item()
+    high = torch.tensor(max_depth, dtype=torch.float64).to(dtype).item()
+    return low, high, high != float("inf")
 
 
 def valid_depth_mask(depth: Tensor, *, min_depth: float = 0.0, max_depth: float = float("inf")) -> Tensor:
@@ -120,11 +127,9 @@ def valid_depth_mask(depth: Tensor, *, min_depth: float = 0.0, max_depth: float 
 
     0 (the sensor's "no reading"), negative, NaN and infinite values are always invalid.
     """
-    check_depth_range(min_depth)
+    low, high, inclusive = depth_range(min_depth, max_depth, depth.dtype)
     # NaN fails every comparison and -inf fails "> min_depth", so two comparisons suffice.
-    if max_depth == float("inf"):
-        return (depth > min_depth) & (depth < max_depth)
-    return (depth > min_depth) & (depth <= max_depth)
+    return (depth > low) & ((depth <= high) if inclusive else (depth < high))
 
 
 def unproject_depth(
@@ -306,6 +311,18 @@ def sample_nearest(image: Tensor, uv: Tensor) -> Tensor:
     return flat.index_select(0, v * W + u)
 
 
+# Image dtypes the numba loop reads (numpy has them); any other goes through torch.
+_NUMBA_IMAGE_DTYPES = (
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.float32,
+    torch.float64,
+)
+
+
 def _compiled_sample_ok(image: Tensor, uv: Tensor) -> bool:
     """Whether :func:`sample_nearest` can take the numba loop: CPU, no gradient to keep, numpy
     dtypes (not bfloat16), at least one point."""
@@ -313,9 +330,9 @@ def _compiled_sample_ok(image: Tensor, uv: Tensor) -> bool:
         image.device.type == "cpu"
         and uv.device.type == "cpu"
         and uv.dtype in (torch.float32, torch.float64)
-        and image.dtype not in (torch.bfloat16, torch.float16, torch.bool)
-        and not image.is_complex()
+        and image.dtype in _NUMBA_IMAGE_DTYPES
         and not (torch.is_grad_enabled() and image.requires_grad)
+        and image.shape[0] * image.shape[1] > 0
         and uv.ndim == 2
         and uv.shape[1] == 2
         and uv.shape[0] > 0

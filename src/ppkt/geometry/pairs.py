@@ -21,7 +21,7 @@ from ppkt.geometry.camera import (
     _intrinsics,
     _unproject_rows_cols,
     as_float_tensor,
-    check_depth_range,
+    depth_range,
     normalized_grid_coords,
     pixel_rays,
     project_points,
@@ -195,7 +195,7 @@ def rgbd_pairs(
     with torch.no_grad():
         depth = as_float_tensor(depth)
         _check_depth(depth)
-        check_depth_range(min_depth)
+        depth_range(min_depth, max_depth, depth.dtype)  # checks the range on every path
         K_d, K_c = _intrinsics(K_depth, depth), _intrinsics(K_color, depth)
         if color_from_depth is not None:
             color_from_depth = as_float_tensor(color_from_depth, like=depth, name="color_from_depth")
@@ -256,12 +256,14 @@ def _registered_rgbd_pairs_compiled(
     from ppkt.geometry import _kernels  # local: imports numba, only when a compiled path runs
 
     ray_x, ray_y = pixel_rays(K_d, depth.shape, depth.dtype)
-    scalar = depth.numpy().dtype.type  # thresholds compare in depth's dtype, as torch's do
+    low, high, inclusive = depth_range(min_depth, max_depth, depth.dtype)
+    array = depth.contiguous().numpy()
+    scalar = array.dtype.type  # exact: the bounds are already values of depth's dtype
     points, uv = _kernels.registered_pairs(
-        depth.contiguous().numpy(),
-        scalar(min_depth),
-        scalar(max_depth),
-        max_depth != float("inf"),
+        array,
+        scalar(low),
+        scalar(high),
+        inclusive,
         row_ok.numpy(),
         col_ok.numpy(),
         ray_x.numpy(),

@@ -107,12 +107,12 @@ def _voxelize_compiled(
     points: Tensor, size: Tensor, offsets: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """:func:`voxelize` in five numba passes (``ppkt.geometry._kernels``): the same cells, keys,
-    order and outputs as the torch path below, about 2x faster on one CPU thread. None where
+    order and outputs as the torch path below, 1.25-1.4x faster on one CPU thread. None where
     the torch path must decide: NaN / inf (it raises), cells or keys beyond int64."""
     from ppkt.geometry import _kernels  # local: imports numba, only when a compiled path runs
 
     array = points.detach().contiguous().numpy()
-    sizes = np.broadcast_to(size.numpy(), (3,)).astype(array.dtype)
+    sizes = size.detach().reshape(-1).expand(3).contiguous().numpy()  # numel 1 or 3 (checked above)
     bounds = np.array([0, array.shape[0]]) if offsets is None else offsets.numpy()
     # int32 when it fits: the map is written and read once per point, so its width is time.
     run_of_point = np.empty(array.shape[0], np.int32 if array.shape[0] < 2**31 else np.int64)

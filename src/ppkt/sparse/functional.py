@@ -193,7 +193,7 @@ def conv_backward_table(
                 rows = _gathered(padded, table[start : start + step])
                 torch.mm(rows, stacked, out=grad_feats[start : start + step])
     if need_weight_grad:
-        grad_weight = torch.zeros_like(weight)
+        grad_weight = torch.zeros_like(weight, memory_format=torch.contiguous_format)  # viewed flat below
         if kernel_map.num_out > 0:
             table = kernel_map.neighbour_table(by_out=True)
             padded = torch.cat((feats, feats.new_zeros(1, c_in)))

@@ -111,8 +111,9 @@ class KernelMap:
     identity_offset: int = -1
     # neighbour_table's cache, keyed by the orientation of the map it was built for; a transposed
     # map shares it (with _flipped set), so an up-sampling layer reuses the down-sampling tables.
-    _tables: dict = field(default_factory=dict, compare=False, repr=False)
-    _flipped: bool = field(default=False, compare=False, repr=False)
+    # Not constructor arguments: a map built from other pairs (dataclasses.replace too) starts empty.
+    _tables: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+    _flipped: bool = field(default=False, init=False, compare=False, repr=False)
 
     @property
     def kernel_volume(self) -> int:
@@ -120,16 +121,12 @@ class KernelMap:
 
     def transposed(self) -> KernelMap:
         """The same pairs with input and output swapped (for transposed convolution)."""
-        return KernelMap(
-            self.out_index,
-            self.in_index,
-            self.offset_counts,
-            self.num_out,
-            self.num_in,
-            self.identity_offset,
-            self._tables,
-            not self._flipped,
+        flipped = KernelMap(
+            self.out_index, self.in_index, self.offset_counts, self.num_out, self.num_in, self.identity_offset
         )
+        object.__setattr__(flipped, "_tables", self._tables)  # frozen: the shared cache is set once
+        object.__setattr__(flipped, "_flipped", not self._flipped)
+        return flipped
 
     def neighbour_table(self, by_out: bool = True) -> torch.Tensor:
         """The pairs as a dense table, for convolutions done as one gather and one matrix product.
