@@ -107,7 +107,7 @@ def _voxelize_compiled(
     points: Tensor, size: Tensor, offsets: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """:func:`voxelize` in five numba passes (``ppkt.geometry._kernels``): the same cells, keys,
-    order and outputs as the torch path below, 1.25-1.4x faster on one CPU thread. None where
+    order and outputs as the torch path below, 1.3-1.5x faster on one CPU thread. None where
     the torch path must decide: NaN / inf (it raises), cells or keys beyond int64."""
     from ppkt.geometry import _kernels  # local: imports numba, only when a compiled path runs
 
