@@ -10,7 +10,25 @@ from pathlib import Path
 import pytest
 import torch
 
+from ppkt.sparse import functional
+
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+
+
+# A CPU run of the benchmark's code in seconds: tiny network, images and batches.
+SMOKE = (
+    "--device",
+    "cpu",
+    "--steps",
+    "1",
+    "--warmup",
+    "0",
+    "--batch-size",
+    "1",
+    "--finetune-batch-size",
+    "1",
+)
+SMOKE += ("--width", "0.25", "--image-hw", "48", "64", "--voxel-size", "0.2", "--backends", "torch")
 
 
 def _bench():
@@ -30,19 +48,7 @@ def test_without_cuda_it_says_so_and_exits_0(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_cpu_smoke_run_prints_the_table_and_writes_json(capsys, tmp_path):
-    args = [
-        "--device",
-        "cpu",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--batch-size",
-        "1",
-        "--finetune-batch-size",
-        "1",
-    ]
-    args += ["--width", "0.25", "--image-hw", "48", "64", "--voxel-size", "0.2", "--backends", "torch"]
+    args = list(SMOKE)
     args += ["--precisions", "fp32,bf16", "--json", str(tmp_path / "gpu.json")]
     assert _bench().main(args) == 0
     out = capsys.readouterr().out
@@ -53,21 +59,7 @@ def test_cpu_smoke_run_prints_the_table_and_writes_json(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_cpu_smoke_run_compares_conv_algorithms_and_restores_the_default(capsys):
-    from ppkt.sparse import functional
-
-    args = [
-        "--device",
-        "cpu",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--batch-size",
-        "1",
-        "--finetune-batch-size",
-        "1",
-    ]
-    args += ["--width", "0.25", "--image-hw", "48", "64", "--voxel-size", "0.2", "--backends", "torch"]
+    args = list(SMOKE)
     args += ["--precisions", "fp32", "--tasks", "finetune", "--conv-algorithms", "offsets,auto:20"]
     limit = functional._AUTO_TABLE_LIMIT
     assert _bench().main(args) == 0
