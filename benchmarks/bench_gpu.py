@@ -197,6 +197,44 @@ def _measure(args, task: str, data_root: Path, backend: str, precision: str, dev
     return Row(task, backend, precision, 0, None, None, "out of memory at batch 1")
 
 
+def _alternated(args, task: str, data_root: Path, precision: str, device: torch.device) -> list[Row]:
+    """The torch backend's ``--conv-algorithms`` taking turns step by step on one batch (one
+    model each, same initial weights), so that their ratio is measured under one load: rows in
+    sequence moved 10-20 % between machines. Median step time; no peak memory (shared)."""
+    import statistics
+
+    from ppkt.sparse import functional
+
+    runner = _pretrain_runner if task == "pretrain" else _finetune_runner
+    batch = args.batch_size if task == "pretrain" else args.finetune_batch_size
+    algorithms = [a for a in args.conv_algorithms.split(",") if a]
+    default_limit = functional._AUTO_TABLE_LIMIT
+    steps, note = {}, ""
+    for algorithm in algorithms:
+        torch.manual_seed(0)
+        steps[algorithm], note = runner(args, data_root, "torch", precision, batch, device)
+    times: dict[str, list[float]] = {a: [] for a in algorithms}
+    try:
+        for index in range(args.warmup + args.steps):
+            for algorithm in algorithms:
+                name, _, exponent = algorithm.partition(":")
+                functional.set_conv_algorithm(name)
+                functional._AUTO_TABLE_LIMIT = 2 ** int(exponent) if exponent else default_limit
+                _sync(device)
+                start = time.perf_counter()
+                steps[algorithm]()
+                _sync(device)
+                if index >= args.warmup:
+                    times[algorithm].append(time.perf_counter() - start)
+    finally:
+        functional.set_conv_algorithm(None)
+        functional._AUTO_TABLE_LIMIT = default_limit
+    return [
+        Row(task, f"torch ({a}, alternated)", precision, batch, 1 / statistics.median(times[a]), None, note)
+        for a in algorithms
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -225,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--tasks", default="pretrain,finetune")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument(
+        "--alternate",
+        action="store_true",
+        help="with --conv-algorithms: the algorithms take turns step by step (torch backend only)",
+    )
     args = parser.parse_args(argv)
 
     if args.device is None and not torch.cuda.is_available():
@@ -252,7 +295,14 @@ def main(argv: list[str] | None = None) -> int:
             max_points=60_000,
         )
         rows = []
-        for task in args.tasks.split(","):
+        if args.alternate:
+            rows = [
+                row
+                for task in args.tasks.split(",")
+                for precision in args.precisions.split(",")
+                for row in _alternated(args, task, data_root, precision, device)
+            ]
+        for task in [] if args.alternate else args.tasks.split(","):
             for backend in backends:
                 algorithms = [a for a in args.conv_algorithms.split(",") if a] if backend == "torch" else []
                 for algorithm in algorithms or [None]:

@@ -71,3 +71,15 @@ def test_cpu_smoke_run_compares_conv_algorithms_and_restores_the_default(capsys)
     assert (
         functional._AUTO_TABLE_LIMIT == limit and functional.conv_algorithm(torch.device("cpu")) == "offsets"
     )
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_alternates_conv_algorithms(capsys):
+    args = list(SMOKE) + ["--precisions", "fp32", "--tasks", "finetune,pretrain", "--alternate"]
+    args += ["--conv-algorithms", "offsets,table"]
+    assert _bench().main(args) == 0
+    out = capsys.readouterr().out
+    for task in ("finetune", "pretrain"):
+        for algorithm in ("offsets", "table"):
+            assert f"| {task} | torch ({algorithm}, alternated) | fp32 | 1 |" in out
+    assert functional.conv_algorithm(torch.device("cpu")) == "offsets"
