@@ -17,7 +17,8 @@ with the implementations this code replaced (``benchmarks/_previous.py``: all pa
 the previous voxelisation, kernel maps and colour lookup, no numba kernels, the per-offset
 convolution loop); ``real-frames`` runs every other step on real frames instead of the preset's
 frames (same batch size); ``algorithms`` runs the torch backend's convolutions per kernel
-offset, then through the maps' dense tables (``ppkt.sparse.functional.set_conv_algorithm``).
+offset, then through the maps' dense tables (``ppkt.sparse.functional.set_conv_algorithm``);
+``compiled`` runs with the numba kernels, then without (``ppkt.utils.compiled``).
 
 Parts: data (read + pairs + augmentation + voxelisation + collation, in this process), teacher,
 UPL sampling, 3D forward (backbone + head + gather at the pairs), loss, backward, optimiser step.
@@ -51,6 +52,7 @@ from ppkt.train.model import build_model
 from ppkt.train.pair_sampling import sample_pairs
 from ppkt.train.presets import get_preset
 from ppkt.train.sampler import StepBatchSampler
+from ppkt.utils.compiled import compiled_kernels, use_compiled
 
 REAL_HW = (480, 640)
 
@@ -130,19 +132,25 @@ def ab_steps(args, cfg, device) -> int:
     from ppkt.sparse.functional import set_conv_algorithm
 
     frames = real_frames(max(16, cfg.optim.batch_size)) if args.frames == "real" else build_frames(cfg)
-    # name -> (frames, previous implementation?, torch backend's conv algorithm: None = by device)
-    variants = {"this code": (frames, False, None)}
+    # name -> (frames, previous implementation?, torch backend's conv algorithm (None = by device),
+    # numba kernels on?)
+    on = use_compiled()
+    variants = {"this code": (frames, False, None, on)}
     if args.ab == "previous":
-        variants["previous"] = (frames, True, "offsets")  # the previous code had only the loop
+        variants["previous"] = (frames, True, "offsets", False)  # the previous code: loop, no numba
     elif args.ab == "algorithms":
         variants = {
-            "conv per offset": (frames, False, "offsets"),
-            "conv dense table": (frames, False, "table"),
+            "conv per offset": (frames, False, "offsets", on),
+            "conv dense table": (frames, False, "table", on),
         }
+    elif args.ab == "compiled":
+        if not on:
+            raise SystemExit("--ab compiled needs numba (pip install 'ppkt[fast]') and PPKT_NUMBA unset")
+        variants = {"numba kernels": (frames, False, None, True), "torch path": (frames, False, None, False)}
     else:
         variants = {
-            "preset frames": (build_frames(cfg), False, None),
-            "real 640x480 frames": (real_frames(max(16, cfg.optim.batch_size)), False, None),
+            "preset frames": (build_frames(cfg), False, None, on),
+            "real 640x480 frames": (real_frames(max(16, cfg.optim.batch_size)), False, None, on),
         }
     if args.reverse:  # the other variant first in every step: an order effect shows as a changed ratio
         variants = dict(reversed(variants.items()))
@@ -151,21 +159,21 @@ def ab_steps(args, cfg, device) -> int:
     # One warm-up step, the timed steps, then (with --profile) one untimed step under the profiler.
     last = args.steps + 1
     # 16 frames (the first of each set), or a batch of them when the batch is larger
-    count = min(max(16, cfg.optim.batch_size), *(len(f) for f, _, _ in variants.values()))
+    count = min(max(16, cfg.optim.batch_size), *(len(v[0]) for v in variants.values()))
     sampler = StepBatchSampler(count, cfg.optim.batch_size, seed=0, total_steps=last + int(args.profile))
     loss_fn = PointInfoNCE(cfg.loss.tau)
     runs = {}
-    for name, (data_frames, previous, algorithm) in variants.items():
+    for name, (data_frames, previous, algorithm, compiled) in variants.items():
         net = copy.deepcopy(model)
         optimizer = build_optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
         dataset = PretrainDataset(data_frames, cfg.data, cfg.augment, cfg.model.input_features, seed=0)
-        runs[name] = (net, optimizer, dataset, previous, algorithm)
+        runs[name] = (net, optimizer, dataset, previous, algorithm, compiled)
     times: dict[str, list[float]] = {name: [] for name in runs}
     data_times: dict[str, list[float]] = {name: [] for name in runs}
     sizes: dict[str, tuple] = {}
     tables: dict[str, str] = {}
     for step, keys in enumerate(sampler):
-        for name, (net, optimizer, dataset, previous, algorithm) in runs.items():
+        for name, (net, optimizer, dataset, previous, algorithm, compiled) in runs.items():
             set_conv_algorithm(algorithm)
             generator = pair_generator(0, step, 0)
             profiler = (
@@ -173,7 +181,8 @@ def ab_steps(args, cfg, device) -> int:
                 if args.profile and step == last
                 else contextlib.nullcontext()
             )
-            with profiler, _previous.previous_implementation() if previous else contextlib.nullcontext():
+            switch = _previous.previous_implementation() if previous else compiled_kernels(compiled)
+            with profiler, switch:
                 _sync(device)
                 start = time.perf_counter()
                 batch = collate([dataset[k] for k in keys]).to(device)
@@ -261,7 +270,7 @@ def main() -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--frames", choices=("preset", "real"), default="preset", help="see above")
     parser.add_argument(
-        "--ab", choices=("previous", "real-frames", "algorithms"), default=None, help="see above"
+        "--ab", choices=("previous", "real-frames", "algorithms", "compiled"), default=None, help="see above"
     )
     parser.add_argument(
         "--profile",
