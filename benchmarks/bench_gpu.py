@@ -198,25 +198,26 @@ def _measure(args, task: str, data_root: Path, backend: str, precision: str, dev
 
 
 def _alternated(args, task: str, data_root: Path, precision: str, device: torch.device) -> list[Row]:
-    """The torch backend's ``--conv-algorithms`` taking turns step by step on one batch (one
-    model each, same initial weights), so that their ratio is measured under one load: rows in
-    sequence moved 10-20 % between machines. Median step time; no peak memory (shared)."""
+    """The torch backend's ``--conv-algorithms`` taking turns step by step (one model each, same
+    initial weights, the same batch in each step), the order rotating every step, so that their
+    ratio is measured under one load: rows in sequence moved 10-20 % between machines. Median
+    step time; no peak memory (the models share the device). A failure is a noted row."""
     import statistics
 
     from ppkt.sparse import functional
 
     runner = _pretrain_runner if task == "pretrain" else _finetune_runner
     batch = args.batch_size if task == "pretrain" else args.finetune_batch_size
-    algorithms = [a for a in args.conv_algorithms.split(",") if a]
+    algorithms = list(dict.fromkeys(a for a in args.conv_algorithms.split(",") if a))
     default_limit = functional._AUTO_TABLE_LIMIT
-    steps, note = {}, ""
-    for algorithm in algorithms:
-        torch.manual_seed(0)
-        steps[algorithm], note = runner(args, data_root, "torch", precision, batch, device)
-    times: dict[str, list[float]] = {a: [] for a in algorithms}
+    steps, note, times = {}, "", {a: [] for a in algorithms}
     try:
+        for algorithm in algorithms:
+            torch.manual_seed(0)
+            steps[algorithm], note = runner(args, data_root, "torch", precision, batch, device)
         for index in range(args.warmup + args.steps):
-            for algorithm in algorithms:
+            shift = index % len(algorithms)
+            for algorithm in algorithms[shift:] + algorithms[:shift]:
                 name, _, exponent = algorithm.partition(":")
                 functional.set_conv_algorithm(name)
                 functional._AUTO_TABLE_LIMIT = 2 ** int(exponent) if exponent else default_limit
@@ -226,9 +227,18 @@ def _alternated(args, task: str, data_root: Path, precision: str, device: torch.
                 _sync(device)
                 if index >= args.warmup:
                     times[algorithm].append(time.perf_counter() - start)
+    except Exception as err:  # out of memory included: the rows say so instead of a crash
+        failure = f"failed: {type(err).__name__}: {err}"[:120]
+        return [
+            Row(task, f"torch ({a}, alternated)", precision, batch, None, None, failure) for a in algorithms
+        ]
     finally:
         functional.set_conv_algorithm(None)
         functional._AUTO_TABLE_LIMIT = default_limit
+        steps.clear()
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return [
         Row(task, f"torch ({a}, alternated)", precision, batch, 1 / statistics.median(times[a]), None, note)
         for a in algorithms
@@ -269,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         help="with --conv-algorithms: the algorithms take turns step by step (torch backend only)",
     )
     args = parser.parse_args(argv)
+    if args.alternate and (args.steps < 1 or len({a for a in args.conv_algorithms.split(",") if a}) < 2):
+        parser.error("--alternate needs --steps >= 1 and two or more --conv-algorithms, e.g. offsets,auto")
 
     if args.device is None and not torch.cuda.is_available():
         print("bench_gpu: no CUDA device here; nothing measured (pass --device cpu for a smoke run)")

@@ -45,6 +45,10 @@ def test_compiled_path_is_taken(monkeypatch):
     run(True, torch.rand(3, 12, 12), uv, AugmentConfig(), (6, 6), 0)
     run(False, torch.rand(3, 12, 12), uv, AugmentConfig(), (6, 6), 0)
     run(True, torch.rand(3, 12, 12), uv.half(), AugmentConfig(), (6, 6), 0)  # float16: torch
+    (_, new_uv, _), _ = run(
+        True, torch.rand(3, 12, 12), uv.clone().requires_grad_(), AugmentConfig(), (6, 6), 0
+    )
+    assert new_uv.requires_grad  # a uv with a gradient keeps it: torch
     assert calls == [1]
 
 

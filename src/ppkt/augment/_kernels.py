@@ -35,7 +35,10 @@ def crop_resize_uv(uv, flip, width, x0, y0, crop_w, crop_h, sx, sy, out_w, out_h
         nu = np.float32((u + 0.5) * sx - 0.5)
         nv = np.float32((v + 0.5) * sy - 0.5)
         # Rounding to float32 can land a border pixel exactly on the far edge: keep "inside".
-        inside &= (nu < out_w - 0.5) & (nv < out_h - 0.5) & (nu >= -0.5) & (nv >= -0.5)
+        # The far bounds in float32, as torch compares a float32 tensor with a Python number.
+        inside &= (
+            (nu < np.float32(out_w - 0.5)) & (nv < np.float32(out_h - 0.5)) & (nu >= -0.5) & (nv >= -0.5)
+        )
         keep[i] = inside
         out[k, 0] = nu
         out[k, 1] = nv

@@ -39,7 +39,14 @@ def augment_image(
     x0 = int(rng.integers(0, W - crop_w + 1))
     image = image[:, y0 : y0 + crop_h, x0 : x0 + crop_w]
     sx, sy = out_hw[1] / crop_w, out_hw[0] / crop_h
-    if use_compiled() and uv.device.type == "cpu" and uv.dtype in (torch.float32, torch.float64):
+    if (
+        use_compiled()
+        and uv.device.type == "cpu"
+        and uv.dtype in (torch.float32, torch.float64)
+        and uv.ndim == 2
+        and uv.shape[1] == 2
+        and not (torch.is_grad_enabled() and uv.requires_grad)  # the loop keeps no gradient
+    ):
         from ppkt.augment import _kernels  # local: imports numba, only when a compiled path runs
 
         coords = uv.detach().contiguous().numpy()
