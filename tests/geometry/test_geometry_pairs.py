@@ -270,3 +270,12 @@ def test_lidar_pairs_need_only_a_camera_without_pixels():
     pairs = lidar_camera_pairs(points, [Camera(K, torch.eye(4), (12, 16))], min_depth=1.0)
     assert pairs.point_index.tolist() == [0, 1]  # the point behind the camera has no pixel
     torch.testing.assert_close(pairs.uv, torch.tensor([[8.0, 6.0], [10.5, 6.0]]))
+
+
+def test_rgbd_pairs_image_index_is_a_view_of_one_zero():
+    depth = torch.full((4, 5), 2.0)
+    K = torch.tensor([[5.0, 0, 2], [0, 5.0, 1.5], [0, 0, 1]])
+    pairs = rgbd_pairs(depth, K, K, (4, 5))
+    assert torch.equal(pairs.image_index, torch.zeros(20, dtype=torch.long))
+    assert pairs.image_index.stride() == (0,)  # no P-long write per frame
+    assert torch.equal(pairs.image_index[pairs.point_index > 3], torch.zeros(16, dtype=torch.long))

@@ -42,7 +42,9 @@ class Pairs:
     Attributes:
         points: ``(N, 3)`` float32 points in the sensor frame (depth camera / lidar).
         point_index: ``(P,)`` long, index into ``points``.
-        image_index: ``(P,)`` long, index of the image the pixel belongs to.
+        image_index: ``(P,)`` long, index of the image the pixel belongs to. Builders of
+            one-image pairs return a stride-0 view of one zero (no ``P``-long write per
+            frame): read it, never write into it.
         uv: ``(P, 2)`` float32 (column, row) pixel coordinates in image ``image_index``, pixel
             centres at integer ``uv``; always inside that image.
         image_hw: ``(H, W)`` of every image, indexed by ``image_index`` (empty = unknown, then
@@ -212,7 +214,10 @@ def rgbd_pairs(
             points, uv = points[keep], uv[keep]
         points, uv = points.float(), uv.float()
         index = torch.arange(points.shape[0], device=points.device)
-        return Pairs._trusted(points, index, torch.zeros_like(index), uv, (color_hw,))
+        # Every pair is in the one colour image: a stride-0 view instead of P zeros to write
+        # (the frame's largest allocation after the points; bench_geometry.py measures it).
+        one_image = torch.zeros(1, dtype=torch.long, device=index.device).expand(index.shape[0])
+        return Pairs._trusted(points, index, one_image, uv, (color_hw,))
 
 
 def _registered_rgbd_pairs(

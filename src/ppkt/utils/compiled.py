@@ -1,7 +1,7 @@
 """Optional compiled CPU kernels: numba, when it imports, for the per-frame loops.
 
 A depth frame's geometry (back-projection, colour lookup, voxelisation) is a dozen passes over
-``(N, 3)`` arrays in torch; a loop or two per function measured 1.3-2.2x faster per frame on one
+``(N, 3)`` arrays in torch; a loop or two per function measured 1.3-2.3x faster per frame on one
 CPU thread (``python benchmarks/bench_geometry.py`` prints both paths). numba is an optional dependency
 (``pip install ppkt[fast]``): without it, or with ``PPKT_NUMBA=0`` in the environment, the torch
 code runs. Both paths give the same values, bit for bit (the tests compare them), so a run's
