@@ -256,10 +256,19 @@ def test_algorithms_agree_in_float64_and_tables_are_chunked(monkeypatch):
                 torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
 
 
-def test_algorithm_by_device_and_bad_name():
+def test_algorithm_by_device_environment_and_bad_name(monkeypatch):
     functional.set_conv_algorithm(None)
+    monkeypatch.delenv("PPKT_CONV_ALGORITHM", raising=False)
     assert functional.conv_algorithm(torch.device("cpu")) == "offsets"
     assert functional.conv_algorithm(torch.device("cuda")) == "auto"
+    monkeypatch.setenv("PPKT_CONV_ALGORITHM", "table")
+    assert functional.conv_algorithm(torch.device("cpu")) == "table"
+    functional.set_conv_algorithm("offsets")  # the call wins over the environment
+    assert functional.conv_algorithm(torch.device("cpu")) == "offsets"
+    functional.set_conv_algorithm(None)
+    monkeypatch.setenv("PPKT_CONV_ALGORITHM", "implicit-gemm")
+    with pytest.raises(ValueError, match="PPKT_CONV_ALGORITHM must be one of"):
+        functional.conv_algorithm(torch.device("cpu"))
     with pytest.raises(ValueError, match="conv algorithm"):
         functional.set_conv_algorithm("implicit-gemm")
 

@@ -8,6 +8,8 @@ input features and the integer map are saved.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -64,9 +66,16 @@ def set_conv_algorithm(algorithm: str | None) -> None:
 
 
 def conv_algorithm(device: torch.device) -> str:
-    """The algorithm setting the torch backend uses on ``device`` now (``"auto"`` decides per layer)."""
+    """The algorithm setting the torch backend uses on ``device`` now (``"auto"`` decides per layer):
+    :func:`set_conv_algorithm`'s, else the environment's ``PPKT_CONV_ALGORITHM`` (for the
+    command line, e.g. ``PPKT_CONV_ALGORITHM=offsets ppkt pretrain ...``), else by device."""
     if _CONV_ALGORITHM is not None:
         return _CONV_ALGORITHM
+    chosen = os.environ.get("PPKT_CONV_ALGORITHM", "")
+    if chosen:
+        if chosen not in CONV_ALGORITHMS:
+            raise ValueError(f"PPKT_CONV_ALGORITHM must be one of {CONV_ALGORITHMS}, got {chosen!r}")
+        return chosen
     return "offsets" if device.type == "cpu" else "auto"
 
 
