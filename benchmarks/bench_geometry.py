@@ -124,8 +124,9 @@ def run_set(label: str, depths, colors, K_depth, K_color, color_hw, repeats: int
     ]
     n_points, n_voxels = zip(*(ppkt_frame(*f) for f in frames), strict=True)
     points_per_frame = float(np.mean(n_points))
-    clouds = [(rgbd_pairs(f[0], K_depth, K_color, color_hw).points,) for f in frames]
-    lookups = [(f[1], rgbd_pairs(f[0], K_depth, K_color, color_hw).uv) for f in frames]
+    pairs = [rgbd_pairs(f[0], K_depth, K_color, color_hw) for f in frames]
+    clouds = [(p.points,) for p in pairs]
+    lookups = [(f[1], p.uv) for f, p in zip(frames, pairs, strict=True)]
     # Three groups, each timed on its own with its jobs taking turns: the headline A/B (ppkt
     # against open3d, nothing else between them, so neither inherits the other jobs' cache and
     # heap state), ppkt against its torch path and the previous code, and the parts.

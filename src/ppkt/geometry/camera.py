@@ -305,10 +305,15 @@ def sample_nearest(image: Tensor, uv: Tensor) -> Tensor:
     if uv.shape[0]:
         (u_lo, v_lo), (u_hi, v_hi) = cell.aminmax(dim=0)
         if not (u_lo >= 0 and v_lo >= 0 and u_hi < W and v_hi < H):
-            raise IndexError(f"sample_nearest: uv outside the {H}x{W} image")
+            raise _outside_image(H, W)
     u, v = cell[:, 0], cell[:, 1]
     flat = image.reshape(H * W, -1) if image.ndim == 3 else image.reshape(H * W)
     return flat.index_select(0, v * W + u)
+
+
+def _outside_image(H: int, W: int) -> IndexError:
+    """The one error of both :func:`sample_nearest` paths for a ``uv`` outside the image."""
+    return IndexError(f"sample_nearest: uv outside the {H}x{W} image")
 
 
 # Image dtypes the numba loop reads (numpy has them); any other goes through torch.
@@ -347,7 +352,7 @@ def _sample_nearest_compiled(image: Tensor, uv: Tensor) -> Tensor:
     coords = uv.detach().contiguous().numpy()
     values, inside = _kernels.nearest_pixels(flat, coords, coords.dtype.type(0.5), H, W)
     if not inside:
-        raise IndexError(f"sample_nearest: uv outside the {H}x{W} image")
+        raise _outside_image(H, W)
     out = torch.from_numpy(values)
     return out if image.ndim == 3 else out.reshape(-1)
 

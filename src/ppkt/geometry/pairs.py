@@ -197,7 +197,6 @@ def rgbd_pairs(
     with torch.no_grad():
         depth = as_float_tensor(depth)
         _check_depth(depth)
-        depth_range(min_depth, max_depth, depth.dtype)  # checks the range on every path
         K_d, K_c = _intrinsics(K_depth, depth), _intrinsics(K_color, depth)
         if color_from_depth is not None:
             color_from_depth = as_float_tensor(color_from_depth, like=depth, name="color_from_depth")
